@@ -1,0 +1,232 @@
+"""The interface every network of the family shares: input checks, head, auxiliary output, feature taps.
+
+Each network file defines the body (its stages, named as the reference layout names them) and
+``forward_body``; :class:`InceptionNet` adds the rest in the style of timm and torchvision:
+``forward_features``, ``forward_head(x, pre_logits=False)``, ``reset_classifier(n)``,
+``forward_intermediates`` for ``features_only`` models, and the metadata the weights need.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import NamedTuple, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .layers import conv
+
+
+class InceptionOutput(NamedTuple):
+    """Training-mode output of a model built with ``aux_logits=True``: main and auxiliary logits."""
+
+    logits: torch.Tensor
+    aux_logits: torch.Tensor
+
+
+@dataclass(frozen=True)
+class FeatureInfo:
+    """One feature level of ``features_only``: the module it taps, its channels and nominal stride."""
+
+    module: str
+    num_chs: int
+    reduction: int
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """What a user of the weights needs to know: input geometry, preprocessing, provenance."""
+
+    name: str
+    source: str
+    input_size: tuple[int, int, int] = (3, 299, 299)
+    min_input_size: int = 75
+    mean: tuple[float, ...] = (0.5, 0.5, 0.5)
+    std: tuple[float, ...] = (0.5, 0.5, 0.5)
+    crop_pct: float = 0.875
+    crop_mode: str = "center"
+    interpolation: str = "bicubic"
+    num_classes: int = 1000
+    label_offset: int = 0
+    weights: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    def with_updates(self, **changes) -> ModelMetadata:
+        return replace(self, **changes)
+
+
+class AuxHead(nn.Module):
+    """Auxiliary classifier on the 17x17 grid (Inception-v3 paper; TF-slim's ``AuxLogits``).
+
+    avg-pool 5x5 stride 3 -> 1x1 conv 128 -> 5x5 conv 768 -> global average -> linear. Below a 17x17 map
+    (inputs under 299 can give 3x3 to 16x16) the pool output would be smaller than the 5x5 kernel, so the
+    map is then average-pooled adaptively to 5x5 instead: at 299 and above it is exactly the reference.
+    Child names follow torchvision (``conv0``, ``conv1``, ``fc``).
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, mid: int = 128, width: int = 768) -> None:
+        super().__init__()
+        self.conv0 = conv(in_channels, mid, 1)
+        self.conv1 = conv(mid, width, 5, padding="valid")
+        self.fc = nn.Linear(width, num_classes) if num_classes > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] >= 17 and x.shape[-2] >= 17:
+            x = F.avg_pool2d(x, kernel_size=5, stride=3)
+        else:
+            x = F.adaptive_avg_pool2d(x, 5)
+        x = self.conv1(self.conv0(x))
+        x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+        return self.fc(x)
+
+
+class InceptionNet(nn.Module):
+    """Base class of every network here.
+
+    Subclasses build their stages, then call :meth:`_build_head`; they implement :meth:`forward_body`,
+    returning the final feature map and, when ``aux_logits`` is on, the map the auxiliary head reads, and
+    :meth:`classify`, which applies the classifier under its reference name (``fc``, ``last_linear``...).
+    """
+
+    __jit_unused_properties__ = ["metadata"]
+
+    def __init__(self, *, metadata: ModelMetadata, num_classes: int, in_chans: int, drop_rate: float) -> None:
+        super().__init__()
+        name = metadata.name
+        if in_chans < 1:
+            raise ValueError(f"{name}: in_chans must be at least 1, got {in_chans}")
+        if not 0.0 <= drop_rate < 1.0:
+            raise ValueError(f"{name}: drop_rate must lie in [0, 1), got {drop_rate}")
+        self._metadata = metadata
+        self.model_name = name
+        self.num_classes = num_classes
+        self.in_chans = in_chans
+        self.drop_rate = drop_rate
+        self.min_input_size = metadata.min_input_size
+        self.default_size = metadata.input_size[-1]
+        self.aux_logits = False
+        self.features_only = False
+        self.feature_indices: list[int] = []
+
+    @property
+    def metadata(self) -> ModelMetadata:
+        """Input geometry, preprocessing and provenance of this model (and of its loaded weights)."""
+        size = self._metadata.input_size
+        return self._metadata.with_updates(num_classes=self.num_classes, input_size=(self.in_chans, *size[1:]))
+
+    def set_metadata(self, **changes) -> None:
+        """Record facts about loaded weights (``weights``, ``crop_pct``, ``label_offset``...)."""
+        self._metadata = self._metadata.with_updates(**changes)
+
+    # -- construction helpers -------------------------------------------------------------------------
+    def _build_head(self, num_features: int, classifier_name: str, aux_channels: int = 0) -> None:
+        """Global pool, dropout and the classifier (named as in the reference), plus the optional aux head."""
+        self.num_features = num_features
+        self.classifier_name = classifier_name
+        self.global_pool = nn.AdaptiveAvgPool2d(1)
+        self.head_drop = nn.Dropout(self.drop_rate)
+        setattr(self, classifier_name, self._make_classifier(num_features, self.num_classes))
+        if aux_channels:
+            self.aux_logits = True
+            self.AuxLogits = AuxHead(aux_channels, self.num_classes)
+
+    @staticmethod
+    def _make_classifier(num_features: int, num_classes: int) -> nn.Module:
+        return nn.Linear(num_features, num_classes) if num_classes > 0 else nn.Identity()
+
+    def get_classifier(self) -> nn.Module:
+        return getattr(self, self.classifier_name)
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the classifier (and the auxiliary one) for ``num_classes`` outputs; 0 removes it."""
+        self.num_classes = num_classes
+        setattr(self, self.classifier_name, self._make_classifier(self.num_features, num_classes))
+        if self.aux_logits:
+            aux: AuxHead = self.AuxLogits
+            aux.fc = nn.Linear(aux.conv1.out_channels, num_classes) if num_classes > 0 else nn.Identity()
+
+    # -- forward --------------------------------------------------------------------------------------
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise a ValueError naming the model, the input and the minimum when ``x`` cannot be processed."""
+        if x.dim() != 4:
+            raise ValueError(
+                self.model_name + ": expected a 4-d batch (N, C, H, W), got a tensor of shape "
+                + str(list(x.shape))
+            )
+        if x.shape[1] != self.in_chans:
+            raise ValueError(
+                self.model_name + ": expected " + str(self.in_chans) + " input channels, got "
+                + str(x.shape[1]) + " (input shape " + str(list(x.shape))
+                + "); build the model with in_chans=" + str(x.shape[1]) + " or convert the images"
+            )
+        if x.shape[2] < self.min_input_size or x.shape[3] < self.min_input_size:
+            raise ValueError(
+                self.model_name + ": input of " + str(x.shape[2]) + "x" + str(x.shape[3])
+                + " is too small; the minimum is " + str(self.min_input_size) + "x"
+                + str(self.min_input_size) + " (resize the images up, e.g. to the default "
+                + str(self.default_size) + "x" + str(self.default_size) + ")"
+            )
+
+    def forward_body(self, x: torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        raise NotImplementedError
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The final feature map (8x8 at 299), before pooling."""
+        self.check_input(x)
+        return self.forward_body(x)[0]
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Pool, dropout and classify a feature map; ``pre_logits`` stops before the classifier."""
+        x = torch.flatten(self.global_pool(x), 1)
+        x = self.head_drop(x)
+        if pre_logits:
+            return x
+        return self.classify(x)
+
+    def classify(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply the classifier; each network names it as its reference layout does."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor):
+        if self.features_only and not torch.jit.is_scripting():
+            return self.forward_intermediates(x)
+        self.check_input(x)
+        features, aux_input = self.forward_body(x)
+        logits = self.forward_head(features)
+        if self.training and aux_input is not None and not torch.jit.is_scripting():
+            return InceptionOutput(logits, self.AuxLogits(aux_input))
+        return logits
+
+    @torch.jit.unused
+    def forward_intermediates(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The feature maps at the taps of ``feature_info`` (strides 2, 4, 8, 16, 32), shallow to deep."""
+        self.check_input(x)
+        taps = [self.feature_info[i] for i in self.feature_indices]
+        captured: dict[str, torch.Tensor] = {}
+        handles = []
+        for tap in taps:
+            def hook(_module, _inputs, output, key=tap.module):
+                captured[key] = output
+            handles.append(self.get_submodule(tap.module).register_forward_hook(hook))
+        try:
+            self.forward_body(x)
+        finally:
+            for handle in handles:
+                handle.remove()
+        return [captured[tap.module] for tap in taps]
+
+    def set_features_only(self, out_indices: tuple[int, ...] = (0, 1, 2, 3, 4)) -> None:
+        """Turn the model into a feature extractor returning the maps at ``out_indices``; drops the head."""
+        for i in out_indices:
+            if not 0 <= i < len(self.feature_info):
+                raise ValueError(f"{self.model_name}: out_indices must lie in 0..{len(self.feature_info) - 1}")
+        self.features_only = True
+        self.feature_indices = list(out_indices)
+        self.reset_classifier(0)
+        if self.aux_logits:
+            self.aux_logits = False
+            del self.AuxLogits
+
+    def extra_repr(self) -> str:
+        return f"name={self.model_name}, num_classes={self.num_classes}, in_chans={self.in_chans}"
