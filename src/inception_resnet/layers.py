@@ -16,6 +16,7 @@ these blocks has exactly their state-dict layout.
 from __future__ import annotations
 
 import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn

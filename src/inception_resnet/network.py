@@ -9,7 +9,7 @@ Each network file defines the body (its stages, named as the reference layout na
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -168,7 +168,7 @@ class InceptionNet(nn.Module):
                 + str(self.default_size) + "x" + str(self.default_size) + ")"
             )
 
-    def forward_body(self, x: torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    def forward_body(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         raise NotImplementedError
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:

@@ -10,8 +10,6 @@ branch is 1x7 then 7x1; Inception-B's five-conv branch starts with 7x1; Inceptio
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch import nn
 
@@ -152,8 +150,8 @@ class InceptionV4(InceptionNet):
         self._build_head(cin, "last_linear", aux_channels if aux_logits else 0)
         init_weights(self)
 
-    def forward_body(self, x: torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-        aux_input: Optional[torch.Tensor] = None
+    def forward_body(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        aux_input: torch.Tensor | None = None
         for i, layer in enumerate(self.features):
             x = layer(x)
             if i == self.aux_index and self.aux_logits:

@@ -1,0 +1,62 @@
+"""The Inception-ResNet blocks (paper Figs 10-13 for v1, 16-19 for v2), with their widths as arguments.
+
+Inception-ResNet-v1 and -v2 share the block shapes and differ only in widths, so each block is one
+function; the networks pass the widths of their figure. Branch names follow TF-slim (``Branch_0`` ->
+``branch0``) and the residual up-projection is ``conv2d``, as in timm and facenet-pytorch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..layers import Mixed, ScaledResidual, Widths, chain, conv, max_pool_reduce
+
+
+def resolve_scales(residual_scale: float | Sequence[float]) -> tuple[float, float, float]:
+    """``residual_scale`` as an (A, B, C) triple; a single float applies to all three block types."""
+    if isinstance(residual_scale, (int, float)):
+        scales = (float(residual_scale),) * 3
+    else:
+        scales = tuple(float(s) for s in residual_scale)
+        if len(scales) != 3:
+            raise ValueError(f"residual_scale must be a float or an (A, B, C) triple, got {residual_scale!r}")
+    if any(s <= 0 for s in scales):
+        raise ValueError(f"residual scales must be positive, got {scales}")
+    return scales  # type: ignore[return-value]
+
+
+def block35(cin: int, c: Widths, b0: int, b1: tuple[int, int], b2: tuple[int, int, int],
+            scale: float) -> ScaledResidual:
+    """Inception-ResNet-A on the 35x35 grid: 1x1 | 1x1 -> 3x3 | 1x1 -> 3x3 -> 3x3, then the up-projection."""
+    return ScaledResidual(cin, {
+        "branch0": conv(cin, c(b0)),
+        "branch1": chain(conv(cin, c(b1[0])), conv(c(b1[0]), c(b1[1]), 3)),
+        "branch2": chain(conv(cin, c(b2[0])), conv(c(b2[0]), c(b2[1]), 3), conv(c(b2[1]), c(b2[2]), 3)),
+    }, scale=scale)
+
+
+def block17(cin: int, c: Widths, b0: int, b1: tuple[int, int, int], scale: float) -> ScaledResidual:
+    """Inception-ResNet-B on the 17x17 grid: 1x1 | 1x1 -> 1x7 -> 7x1, then the up-projection."""
+    return ScaledResidual(cin, {
+        "branch0": conv(cin, c(b0)),
+        "branch1": chain(conv(cin, c(b1[0])), conv(c(b1[0]), c(b1[1]), (1, 7)), conv(c(b1[1]), c(b1[2]), (7, 1))),
+    }, scale=scale)
+
+
+def block8(cin: int, c: Widths, b0: int, b1: tuple[int, int, int], scale: float,
+           activate: bool = True) -> ScaledResidual:
+    """Inception-ResNet-C on the 8x8 grid: 1x1 | 1x1 -> 1x3 -> 3x1, then the up-projection."""
+    return ScaledResidual(cin, {
+        "branch0": conv(cin, c(b0)),
+        "branch1": chain(conv(cin, c(b1[0])), conv(c(b1[0]), c(b1[1]), (1, 3)), conv(c(b1[1]), c(b1[2]), (3, 1))),
+    }, scale=scale, activate=activate)
+
+
+def reduction_b(cin: int, c: Widths, b0: int, b1: int, b2: tuple[int, int]) -> Mixed:
+    """Reduction-B of the Inception-ResNets (Figs 12, 18): 256 -> 3x3/2 | 256 -> 3x3/2 | 256 -> 3x3 -> 3x3/2 | pool."""
+    return Mixed(cin, {
+        "branch0": chain(conv(cin, c(256)), conv(c(256), c(b0), 3, 2)),
+        "branch1": chain(conv(cin, c(256)), conv(c(256), c(b1), 3, 2)),
+        "branch2": chain(conv(cin, c(256)), conv(c(256), c(b2[0]), 3), conv(c(b2[0]), c(b2[1]), 3, 2)),
+        "branch3": max_pool_reduce(),
+    })

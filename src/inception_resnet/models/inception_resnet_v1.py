@@ -1,0 +1,90 @@
+"""Inception-ResNet-v1 (Szegedy et al. 2016, Figs 7, 10-15): the residual partner of Inception-v3.
+
+Stem of Fig 14 (to 35x35x256), 5 x Inception-ResNet-A (Fig 10, scale 0.17), Reduction-A (Fig 7 with
+k, l, m, n = 192, 192, 256, 384), 10 x B (Fig 11, 0.10), Reduction-B (Fig 12), 5 x C (Fig 13, 0.20),
+average pooling, dropout (keep 0.8) and a 1792 -> classes linear layer. Google released no checkpoint;
+module names follow facenet-pytorch's port of the same body (``conv2d_1a`` ... ``repeat_1/2/3``), whose
+face-recognition variant (a sixth, unscaled C block and a 512-d embedding) is a separate model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from ..layers import Widths, conv, init_weights, max_pool_reduce
+from ..network import FeatureInfo, InceptionNet, ModelMetadata
+from ..registry import register_model
+from .inception_resnet_blocks import block8, block17, block35, reduction_b, resolve_scales
+from .inception_v4 import reduction_a
+
+# Widths of the v1 blocks (Figs 10-13; facenet's block35 / block17 / block8 / Mixed_7a).
+BLOCK_A = {"b0": 32, "b1": (32, 32), "b2": (32, 32, 32)}
+BLOCK_B = {"b0": 128, "b1": (128, 128, 128)}
+BLOCK_C = {"b0": 192, "b1": (192, 192, 192)}
+REDUCTION_A = {"k": 192, "l": 192, "m": 256, "n": 384}
+REDUCTION_B = {"b0": 384, "b1": 256, "b2": (256, 256)}
+SCALES = (0.17, 0.10, 0.20)
+
+METADATA = ModelMetadata(
+    name="inception_resnet_v1",
+    source="Szegedy et al. 2016 Figs 7, 10-15 (5/10/5 blocks; facenet-pytorch module names)",
+    crop_pct=0.875,
+)
+
+
+class InceptionResNetV1(InceptionNet):
+    """Inception-ResNet-v1 as drawn in the paper: 5 A, 10 B, 5 C blocks and 1792 features."""
+
+    def __init__(
+        self,
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        drop_rate: float = 0.2,
+        width_multiplier: float = 1.0,
+        residual_scale: float | Sequence[float] = SCALES,
+        blocks: tuple[int, int, int] = (5, 10, 5),
+        metadata: ModelMetadata = METADATA,
+    ) -> None:
+        super().__init__(metadata=metadata, num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate)
+        c = Widths(width_multiplier)
+        scale_a, scale_b, scale_c = resolve_scales(residual_scale)
+        self.conv2d_1a = conv(in_chans, c(32), 3, 2)
+        self.conv2d_2a = conv(c(32), c(32), 3, padding="valid")
+        self.conv2d_2b = conv(c(32), c(64), 3)
+        self.maxpool_3a = max_pool_reduce()
+        self.conv2d_3b = conv(c(64), c(80))
+        self.conv2d_4a = conv(c(80), c(192), 3, padding="valid")
+        self.conv2d_4b = conv(c(192), c(256), 3, 2)
+        cin_a = c(256)
+        self.repeat_1 = nn.Sequential(*[block35(cin_a, c, **BLOCK_A, scale=scale_a) for _ in range(blocks[0])])
+        self.mixed_6a = reduction_a(cin_a, c, **REDUCTION_A)
+        cin_b = self.mixed_6a.out_channels
+        self.repeat_2 = nn.Sequential(*[block17(cin_b, c, **BLOCK_B, scale=scale_b) for _ in range(blocks[1])])
+        self.mixed_7a = reduction_b(cin_b, c, **REDUCTION_B)
+        cin_c = self.mixed_7a.out_channels
+        self.repeat_3 = nn.Sequential(*[block8(cin_c, c, **BLOCK_C, scale=scale_c) for _ in range(blocks[2])])
+        self.widths = c
+        self.feature_info = [
+            FeatureInfo("conv2d_2b", c(64), 2),
+            FeatureInfo("conv2d_4a", c(192), 4),
+            FeatureInfo("repeat_1", cin_a, 8),
+            FeatureInfo("repeat_2", cin_b, 16),
+            FeatureInfo("repeat_3", cin_c, 32),
+        ]
+        self._build_head(cin_c, "classif")
+        init_weights(self)
+
+    def forward_body(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        x = self.maxpool_3a(self.conv2d_2b(self.conv2d_2a(self.conv2d_1a(x))))
+        x = self.conv2d_4b(self.conv2d_4a(self.conv2d_3b(x)))
+        x = self.repeat_2(self.mixed_6a(self.repeat_1(x)))
+        return self.repeat_3(self.mixed_7a(x)), None
+
+    def classify(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classif(x)
+
+
+register_model("inception_resnet_v1")(InceptionResNetV1)
