@@ -1,0 +1,41 @@
+# make install: a virtual environment in .venv with the package, its test extra and the built-in data.
+# make test:    install, then the test suite.     make demo: install, then the main job.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+EXTRAS ?= test
+
+.PHONY: install test demo lint fashion-mnist clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[$(EXTRAS)]'
+	@$(MAKE) --no-print-directory fashion-mnist
+	touch $@
+
+# Fashion-MNIST from Debian's dataset-fashion-mnist where apt is available as root; otherwise the
+# library falls back to torchvision's downloader (see README, "Data").
+fashion-mnist:
+	@if dpkg -s dataset-fashion-mnist >/dev/null 2>&1; then \
+		echo "Fashion-MNIST: Debian package dataset-fashion-mnist is installed"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 \
+		|| (apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1) \
+		|| echo "warning: could not apt-get install dataset-fashion-mnist; torchvision's downloader will be used"; \
+	else \
+		echo "Fashion-MNIST: no root apt here; torchvision's downloader will be used when needed"; \
+	fi
+
+test: install
+	$(BIN)/python -m pytest -q
+
+demo: install
+	$(BIN)/inception-resnet models
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache

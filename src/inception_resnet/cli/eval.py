@@ -1,0 +1,170 @@
+"""``inception-resnet eval``: top-1/top-5 error of a model or an ensemble with a crop set (1, 10, 12, 144).
+
+A thin layer over :func:`inception_resnet.evaluate.evaluate`: it builds the dataset (to know its classes),
+the models (``create_model(name, pretrained=SOURCE, num_classes=<classes of the data>)``), checks the
+output files can be written before any work starts, runs the evaluation and prints a paper-style table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..crops import CROP_SETS
+from ..data import build_dataset
+from ..evaluate import EvalResult, evaluate
+from ..registry import create_model
+from ..transforms import EVAL_STYLES
+
+
+@dataclass(frozen=True)
+class MemberSpec:
+    """One ensemble member as given on the command line: ``NAME[:WEIGHTS[:WEIGHT]]``."""
+
+    name: str
+    weights: str | None = None
+    weight: float = 1.0
+
+
+def parse_member(text: str) -> MemberSpec:
+    """``NAME``, ``NAME:WEIGHTS`` or ``NAME:WEIGHTS:WEIGHT`` (an empty WEIGHTS means random initialisation)."""
+    name, _, rest = text.partition(":")
+    if not name:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME[:WEIGHTS[:WEIGHT]]")
+    weight = 1.0
+    source, _, last = rest.rpartition(":")
+    if source or rest.count(":"):
+        try:
+            weight = float(last)
+        except ValueError:
+            source = rest  # the last part belongs to the weights source
+        else:
+            rest = source
+    return MemberSpec(name, rest or None, weight)
+
+
+def parse_option(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` with VALUE read as JSON when it parses (numbers, true/false), else as a string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected KEY=VALUE, e.g. width_multiplier=0.25")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def check_writable(path: str | None, what: str) -> None:
+    """Fail before evaluating when an output file could not be written afterwards."""
+    if path is None:
+        return
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        raise ValueError(f"{what} {path} is a directory; give a file name")
+    if not folder.is_dir():
+        raise FileNotFoundError(f"the folder of {what} {path} does not exist; create {folder} first")
+    if not os.access(folder, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise PermissionError(f"cannot write {what} {path}; choose a writable location")
+
+
+def build_member(spec: MemberSpec, num_classes: int, in_chans: int, options: dict[str, Any]) -> torch.nn.Module:
+    """The model of one member, with as many outputs as the data has classes."""
+    try:
+        return create_model(spec.name, num_classes=num_classes, in_chans=in_chans, pretrained=spec.weights,
+                            **options)
+    except ValueError as err:
+        if spec.weights is None:
+            raise
+        raise ValueError(
+            f"{err}\n(the data has {num_classes} classes, so the weights {spec.weights} must be for a "
+            f"{spec.name} with {num_classes} outputs and the same options {options or ''})"
+        ) from None
+
+
+def run(args: argparse.Namespace) -> int:
+    check_writable(args.json, "--json file")
+    check_writable(args.csv, "--csv file")
+    if args.json and args.csv and Path(args.json).resolve() == Path(args.csv).resolve():
+        raise ValueError("--json and --csv name the same file; give two different files")
+    members = ([MemberSpec(args.model, args.weights, args.model_weight)] if args.model else []) + args.ensemble
+    if not members:
+        raise ValueError("give a model with --model NAME (and --weights SOURCE), or members with --ensemble")
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was given but no CUDA device is available; use --device cpu")
+    decode_on_gpu = device.type == "cuda" and not args.no_gpu_decode
+    dataset = build_dataset(args.data, args.split, strict=args.strict, download=not args.no_download,
+                            decode=not decode_on_gpu)
+    options = dict(args.model_option)
+    models = [build_member(spec, len(dataset.classes), args.in_chans, options) for spec in members]
+    result = evaluate(
+        models, dataset, crops=args.crops, batch_size=args.batch_size,
+        weights_for_ensemble=[spec.weight for spec in members], device=device, amp=args.amp,
+        channels_last=args.channels_last, num_workers=args.workers, strict=args.strict,
+        per_class=args.per_class, limit=args.limit, seed=args.seed, progress=not args.quiet,
+        style=args.style, input_size=args.input_size, gpu_decode=decode_on_gpu,
+    )
+    result.dataset = f"{args.data or 'fashion-mnist'} ({args.split})"
+    report(result, args)
+    return 0
+
+
+def report(result: EvalResult, args: argparse.Namespace) -> None:
+    print(result.format_table())
+    if result.skipped_files:
+        shown = result.skipped_files[:10]
+        more = len(result.skipped_files) - len(shown)
+        print(f"skipped {result.num_skipped} file(s) that could not be decoded: " + ", ".join(shown)
+              + (f" and {more} more" if more else ""), file=sys.stderr)
+    if args.json:
+        result.write_json(args.json)
+        print(f"wrote {args.json}")
+    if args.csv:
+        result.write_csv(args.csv)
+        print(f"wrote {args.csv}")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "eval", help="top-1/top-5 error with 1, 10, 12 or 144 crops, of a model or an ensemble",
+        description="Evaluate a model (or an ensemble: softmax averaged) on an image folder or Fashion-MNIST.",
+    )
+    parser.add_argument("--model", help="registered model name (see `inception-resnet models`)")
+    parser.add_argument("--weights", help="weights for --model: a file or anything create_model(pretrained=) takes")
+    parser.add_argument("--model-weight", type=float, default=1.0, help="ensemble weight of --model (default 1)")
+    parser.add_argument("--ensemble", type=parse_member, action="append", default=[], metavar="NAME[:W[:WEIGHT]]",
+                        help="add an ensemble member: model name, optional weights source and ensemble weight")
+    parser.add_argument("--model-option", type=parse_option, action="append", default=[], metavar="KEY=VALUE",
+                        help="a model option for every member, e.g. width_multiplier=0.25 (repeatable)")
+    parser.add_argument("--in-chans", type=int, default=3, help="input channels of the models (default 3)")
+    parser.add_argument("--data", help="image folder (DIR/val/<class>/*.jpg or DIR/<class>/*.jpg), "
+                        "'fashion-mnist' or 'mnist'; default: Fashion-MNIST")
+    parser.add_argument("--split", choices=("train", "val"), default="val", help="split to evaluate (default val)")
+    parser.add_argument("--crops", type=int, choices=CROP_SETS, default=1, help="crop set (default 1)")
+    parser.add_argument("--style", choices=EVAL_STYLES, help="single-crop preprocessing (default: the weights')")
+    parser.add_argument("--input-size", type=int, help="input side in pixels (default: the model's)")
+    parser.add_argument("--batch-size", type=int, default=32, help="views per forward pass (default 32)")
+    parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
+                        help="DataLoader worker processes (default: up to 8)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--amp", action="store_true", help="bf16 autocast")
+    parser.add_argument("--channels-last", action="store_true", help="channels-last memory format")
+    parser.add_argument("--no-gpu-decode", action="store_true", help="decode JPEGs on the CPU even with cuda")
+    parser.add_argument("--strict", action="store_true", help="stop at the first undecodable file")
+    parser.add_argument("--per-class", action="store_true", help="also report top-1 accuracy per class")
+    parser.add_argument("--limit", type=int, help="evaluate a class-balanced subset of N images")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the --limit subset (default 0)")
+    parser.add_argument("--no-download", action="store_true", help="never download Fashion-MNIST/MNIST")
+    parser.add_argument("--json", help="write the results to this JSON file")
+    parser.add_argument("--csv", help="write the results to this CSV file")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run)

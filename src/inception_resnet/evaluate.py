@@ -1,0 +1,524 @@
+"""Evaluation: top-1/top-5 error of a model, a crop set (1, 10, 12, 144) or an ensemble, as in the paper.
+
+* :func:`evaluate_loader` - single crop over a loader of already transformed ``(images, labels)``; the
+  training loop's per-epoch validation (optionally with EMA weights).
+* :func:`evaluate` - the full protocol: each model gets its own preprocessing (from its metadata) and the
+  views of the chosen crop set (:mod:`inception_resnet.crops`); its softmax outputs are averaged over the
+  views, then the members' averages are averaged with the ensemble weights (equal by default).
+* :func:`predict` - the same averaging for a batch of views, returning class probabilities.
+
+Accuracies and errors are **percentages** (0-100). Top-5 counts a hit among the ``min(5, classes)`` most
+probable classes. ``loss`` is the mean negative log of the averaged probability of the true class (the
+cross-entropy for a single model and crop). Files that could not be decoded are not counted as images;
+they are reported in ``num_skipped``. On CPU the results are deterministic (no random transform, fixed
+order); on a GPU ``amp`` runs the models under bf16 autocast and ``channels_last`` converts them.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+from .crops import MultiCropTransform, check_crops, multi_crop_transform_for
+from .data import ImageFolderDataset, build_dataset, build_loader, decode_encoded, subset
+
+
+@dataclass
+class EvalResult:
+    """Metrics of one evaluation; accuracies and errors are percentages (0-100)."""
+
+    top1_accuracy: float
+    top5_accuracy: float
+    num_images: int
+    num_skipped: int = 0
+    loss: float = float("nan")
+    crops: int = 1
+    models: list[str] = field(default_factory=list)
+    ensemble_weights: list[float] = field(default_factory=list)
+    top5_k: int = 5
+    dataset: str = ""
+    seconds: float = 0.0
+    per_class_accuracy: dict[str, float] | None = None
+    skipped_files: list[str] = field(default_factory=list)
+    probabilities: torch.Tensor | None = field(default=None, repr=False)
+    targets: torch.Tensor | None = field(default=None, repr=False)
+
+    @property
+    def top1_error(self) -> float:
+        return 100.0 - self.top1_accuracy
+
+    @property
+    def top5_error(self) -> float:
+        return 100.0 - self.top5_accuracy
+
+    @property
+    def images_per_second(self) -> float:
+        return self.num_images / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def label(self) -> str:
+        """The models, ``" + "``-joined, with their weights when they are not equal."""
+        if len(set(self.ensemble_weights)) > 1:
+            return " + ".join(f"{w:.3g} x {m}" for m, w in zip(self.models, self.ensemble_weights, strict=True))
+        return " + ".join(self.models) or "model"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values (no tensors)."""
+        return {
+            "models": list(self.models),
+            "ensemble_weights": list(self.ensemble_weights),
+            "crops": self.crops,
+            "dataset": self.dataset,
+            "num_images": self.num_images,
+            "num_skipped": self.num_skipped,
+            "top1_error": self.top1_error,
+            "top5_error": self.top5_error,
+            "top1_accuracy": self.top1_accuracy,
+            "top5_accuracy": self.top5_accuracy,
+            "top5_k": self.top5_k,
+            "loss": None if math.isnan(self.loss) else self.loss,
+            "seconds": self.seconds,
+            "images_per_second": self.images_per_second,
+            "per_class_accuracy": self.per_class_accuracy,
+            "skipped_files": list(self.skipped_files),
+        }
+
+    def format_table(self) -> str:
+        """A paper-style table (errors and accuracies in %), plus per-class accuracy when computed."""
+        header = ["models", "crops", "images", "skipped", "top-1 err", f"top-{self.top5_k} err",
+                  "top-1 acc", f"top-{self.top5_k} acc", "loss"]
+        row = [self.label, str(self.crops), str(self.num_images), str(self.num_skipped),
+               f"{self.top1_error:.2f} %", f"{self.top5_error:.2f} %", f"{self.top1_accuracy:.2f} %",
+               f"{self.top5_accuracy:.2f} %", f"{self.loss:.4f}"]
+        lines = markdown_table(header, [row])
+        lines.append(f"{self.num_images} images in {self.seconds:.1f} s ({self.images_per_second:.1f} images/s)"
+                     + (f" on {self.dataset}" if self.dataset else ""))
+        if self.per_class_accuracy:
+            lines.append("")
+            rows = [[name, f"{acc:.2f} %"] for name, acc in self.per_class_accuracy.items()]
+            lines.extend(markdown_table(["class", "top-1 acc"], rows))
+        return "\n".join(lines)
+
+    def write_json(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    def csv_row(self) -> dict[str, Any]:
+        """One CSV row: the summary, then ``class_accuracy/<name>`` columns when per-class was computed."""
+        row = {key: value for key, value in self.to_dict().items()
+               if key not in ("per_class_accuracy", "skipped_files")}
+        row["models"] = " + ".join(self.models)
+        row["ensemble_weights"] = " ".join(f"{w:.6g}" for w in self.ensemble_weights)
+        for name, accuracy in (self.per_class_accuracy or {}).items():
+            row[f"class_accuracy/{name}"] = accuracy
+        return row
+
+    def write_csv(self, path: str | Path) -> None:
+        row = self.csv_row()
+        with open(path, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(row))
+            writer.writeheader()
+            writer.writerow(row)
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
+    return [line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *[line(r) for r in rows]]
+
+
+# -- metric arithmetic ----------------------------------------------------------------------------------
+class MetricAccumulator:
+    """Running top-1/top-5 hits, loss and per-class counts from log-probabilities and labels."""
+
+    def __init__(self, classes: Sequence[str] | None = None, *, per_class: bool = False, keep: bool = False):
+        self.classes = list(classes) if classes is not None else None
+        self.per_class = per_class
+        self.keep = keep
+        self.count = 0
+        self.top1 = 0
+        self.top5 = 0
+        self.nll = 0.0
+        self.k = 5
+        self.class_hits: torch.Tensor | None = None
+        self.class_totals: torch.Tensor | None = None
+        self.kept_probs: list[torch.Tensor] = []
+        self.kept_targets: list[torch.Tensor] = []
+
+    def update(self, log_probs: torch.Tensor, labels: torch.Tensor) -> None:
+        log_probs = log_probs.detach().float().cpu()
+        labels = labels.detach().cpu().long()
+        num_classes = log_probs.shape[1]
+        if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
+            raise ValueError(
+                f"a label ({int(labels.max())}) is outside the model's {num_classes} classes; build the model "
+                "with as many classes as the data has"
+            )
+        self.k = min(5, num_classes)
+        ranked = log_probs.topk(self.k, dim=1).indices
+        hits1 = ranked[:, 0] == labels
+        self.count += labels.numel()
+        self.top1 += int(hits1.sum())
+        self.top5 += int((ranked == labels[:, None]).any(1).sum())
+        self.nll -= float(log_probs.gather(1, labels[:, None]).clamp_min(-1e4).sum())
+        if self.per_class:
+            if self.class_hits is None:
+                self.class_hits = torch.zeros(num_classes, dtype=torch.long)
+                self.class_totals = torch.zeros(num_classes, dtype=torch.long)
+            self.class_totals += torch.bincount(labels, minlength=num_classes)
+            self.class_hits += torch.bincount(labels[hits1], minlength=num_classes)
+        if self.keep:
+            self.kept_probs.append(log_probs.exp())
+            self.kept_targets.append(labels)
+
+    def per_class_accuracy(self) -> dict[str, float] | None:
+        if not self.per_class or self.class_totals is None:
+            return None
+        names = self.classes or [str(i) for i in range(len(self.class_totals))]
+        return {
+            names[i]: 100.0 * int(self.class_hits[i]) / int(total)
+            for i, total in enumerate(self.class_totals) if total > 0
+        }
+
+    def result(self, **details: Any) -> EvalResult:
+        if self.count == 0:
+            raise ValueError("no image could be evaluated (all files were skipped or the data is empty)")
+        return EvalResult(
+            top1_accuracy=100.0 * self.top1 / self.count,
+            top5_accuracy=100.0 * self.top5 / self.count,
+            num_images=self.count,
+            loss=self.nll / self.count,
+            top5_k=self.k,
+            per_class_accuracy=self.per_class_accuracy(),
+            probabilities=torch.cat(self.kept_probs) if self.keep else None,
+            targets=torch.cat(self.kept_targets) if self.keep else None,
+            **details,
+        )
+
+
+def ensemble_weights(weights: Sequence[float] | None, count: int) -> list[float]:
+    """Weights normalised to sum 1 (equal when ``None``); checked for length and sign."""
+    if weights is None:
+        return [1.0 / count] * count
+    values = [float(w) for w in weights]
+    if len(values) != count:
+        raise ValueError(f"{len(values)} ensemble weights given for {count} models; give one per model")
+    if any(w < 0 or not math.isfinite(w) for w in values) or sum(values) <= 0:
+        raise ValueError(f"ensemble weights must be non-negative with a positive sum, got {values}")
+    total = sum(values)
+    return [w / total for w in values]
+
+
+def average_log_probs(logits: torch.Tensor) -> torch.Tensor:
+    """``(B, V, K)`` logits -> ``(B, K)`` log of the softmax averaged over the V views."""
+    log_probs = torch.log_softmax(logits.float(), dim=-1)
+    return torch.logsumexp(log_probs, dim=1) - math.log(logits.shape[1])
+
+
+def combine_members(member_log_probs: Sequence[torch.Tensor], weights: Sequence[float]) -> torch.Tensor:
+    """Log of the weighted mean of the members' probabilities (weights summing to 1)."""
+    stacked = torch.stack([lp + math.log(w) if w > 0 else torch.full_like(lp, -math.inf)
+                           for lp, w in zip(member_log_probs, weights, strict=True)])
+    return torch.logsumexp(stacked, dim=0)
+
+
+# -- running models -------------------------------------------------------------------------------------
+def logits_of(output: Any) -> torch.Tensor:
+    """The main logits of a model output (``InceptionOutput`` or a plain tensor)."""
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        return output[0]
+    raise TypeError(f"expected the model to return logits, got {type(output).__name__}")
+
+
+def label_offset(model: nn.Module) -> int:
+    """Leading outputs without a dataset class (1 for TF-slim's 1001-class 'background' weights)."""
+    metadata = getattr(model, "metadata", None)
+    return int(getattr(metadata, "label_offset", 0) or 0)
+
+
+def model_name(model: nn.Module) -> str:
+    return str(getattr(model, "model_name", type(model).__name__))
+
+
+def check_classes(model: nn.Module, classes: Sequence[str] | None) -> None:
+    """A clear error when the model's outputs and the dataset's classes disagree in number."""
+    outputs = getattr(model, "num_classes", None)
+    if classes is None or not isinstance(outputs, int) or outputs <= 0:
+        return
+    if outputs - label_offset(model) != len(classes):
+        raise ValueError(
+            f"{model_name(model)} has {outputs} outputs (label offset {label_offset(model)}) but the data has "
+            f"{len(classes)} classes; use weights trained on these classes, or build the model with "
+            f"num_classes={len(classes)}"
+        )
+
+
+def forward_log_probs(
+    model: nn.Module, views: torch.Tensor, *, device: torch.device, amp: bool, channels_last: bool,
+    chunk: int | None = None,
+) -> torch.Tensor:
+    """``(B, V, C, H, W)`` views -> ``(B, K)`` log of the view-averaged softmax of one model."""
+    batch, num_views = views.shape[:2]
+    flat = views.reshape(batch * num_views, *views.shape[2:]).to(device, non_blocking=True)
+    if channels_last:
+        flat = flat.contiguous(memory_format=torch.channels_last)
+    chunk = chunk or flat.shape[0]
+    outputs = []
+    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
+        for start in range(0, flat.shape[0], chunk):
+            outputs.append(logits_of(model(flat[start : start + chunk])).float())
+    logits = torch.cat(outputs)[:, label_offset(model):]
+    return average_log_probs(logits.view(batch, num_views, -1))
+
+
+def prepare_model(model: nn.Module, device: torch.device, channels_last: bool) -> nn.Module:
+    """Move to ``device`` (channels-last if asked) and switch to eval mode; returns the model."""
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    return model.eval()
+
+
+def as_model_list(models_or_model: nn.Module | Sequence[nn.Module]) -> list[nn.Module]:
+    models = [models_or_model] if isinstance(models_or_model, nn.Module) else list(models_or_model)
+    if not models or not all(isinstance(m, nn.Module) for m in models):
+        raise ValueError("give a model or a non-empty list of models (torch.nn.Module)")
+    return models
+
+
+@torch.inference_mode()
+def predict(
+    models_or_model: nn.Module | Sequence[nn.Module],
+    views: torch.Tensor | Sequence[torch.Tensor],
+    *,
+    weights: Sequence[float] | None = None,
+    device: str | torch.device = "cpu",
+    amp: bool = False,
+    channels_last: bool = False,
+) -> torch.Tensor:
+    """Class probabilities ``(B, K)``: softmax averaged over the views, then over the models (weighted).
+
+    ``views`` is one ``(B, V, C, H, W)`` tensor for all models or a sequence with one per model (each
+    member its own preprocessing). The models are put in eval mode on ``device``.
+    """
+    models = as_model_list(models_or_model)
+    per_member = [views] * len(models) if isinstance(views, torch.Tensor) else list(views)
+    if len(per_member) != len(models):
+        raise ValueError(f"{len(per_member)} view tensors for {len(models)} models; give one per model")
+    device = torch.device(device)
+    member_log_probs = [
+        forward_log_probs(prepare_model(m, device, channels_last), v, device=device, amp=amp,
+                          channels_last=channels_last)
+        for m, v in zip(models, per_member, strict=True)
+    ]
+    return combine_members(member_log_probs, ensemble_weights(weights, len(models))).exp()
+
+
+def resolve_ema(model: nn.Module, ema: Any) -> nn.Module:
+    """The module to evaluate: ``model``, or its EMA (a module, a wrapper with ``.module``, or a state dict)."""
+    if ema is None:
+        return model
+    inner = getattr(ema, "module", None)
+    if isinstance(inner, nn.Module):
+        return inner
+    if isinstance(ema, nn.Module):
+        return ema
+    state = ema if isinstance(ema, Mapping) else getattr(ema, "state_dict", lambda: None)()
+    if not isinstance(state, Mapping):
+        raise ValueError(
+            f"cannot evaluate EMA weights from a {type(ema).__name__}; pass a module, an object with "
+            "a .module, or a state dict"
+        )
+    averaged = copy.deepcopy(model)
+    averaged.load_state_dict(state)
+    return averaged
+
+
+class TrainingModeRestored:
+    """Context manager restoring each module's training flag on exit."""
+
+    def __init__(self, *modules: nn.Module) -> None:
+        self.modules = modules
+        self.modes: list[bool] = []
+
+    def __enter__(self) -> TrainingModeRestored:
+        self.modes = [m.training for m in self.modules]
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for module, mode in zip(self.modules, self.modes, strict=True):
+            module.train(mode)
+
+
+def progress_bar(total: int | None, enabled: bool, description: str) -> tqdm:
+    return tqdm(total=total, disable=not enabled, unit="img", unit_scale=False, desc=description,
+                dynamic_ncols=True, leave=False)
+
+
+def evaluate_loader(
+    model: nn.Module,
+    loader: Any,
+    *,
+    device: str | torch.device = "cpu",
+    amp: bool = False,
+    channels_last: bool = False,
+    progress: bool = False,
+    ema: Any = None,
+    per_class: bool = False,
+) -> EvalResult:
+    """Single-crop top-1/top-5 over a loader of transformed ``(images, labels)`` batches.
+
+    The model (or ``ema``: see :func:`resolve_ema`) runs in eval mode on ``device`` and gets its training
+    flag back afterwards. ``num_skipped`` is read from ``loader.skipped`` (:func:`data.build_loader`).
+    """
+    device = torch.device(device)
+    network = resolve_ema(model, ema)
+    classes = getattr(getattr(loader, "dataset", None), "classes", None)
+    check_classes(network, classes)
+    metrics = MetricAccumulator(classes, per_class=per_class)
+    total = len(loader.dataset) if hasattr(loader, "dataset") else None
+    started = time.perf_counter()
+    with TrainingModeRestored(network), torch.inference_mode(), progress_bar(total, progress, "eval") as bar:
+        prepare_model(network, device, channels_last)
+        for images, labels in loader:
+            log_probs = forward_log_probs(network, images.unsqueeze(1), device=device, amp=amp,
+                                          channels_last=channels_last)
+            metrics.update(log_probs, labels)
+            bar.update(labels.numel())
+    skipped_files = list(getattr(loader, "skipped_files", []))
+    return metrics.result(
+        num_skipped=int(getattr(loader, "skipped", 0)), crops=1, models=[model_name(model)],
+        ensemble_weights=[1.0], seconds=time.perf_counter() - started, skipped_files=skipped_files,
+    )
+
+
+class MemberViews:
+    """Dataset transform for an ensemble: one view stack per member, each with that member's preprocessing."""
+
+    def __init__(self, transforms: Sequence[MultiCropTransform]) -> None:
+        self.transforms = list(transforms)
+
+    def __call__(self, image: Any) -> tuple[torch.Tensor, ...]:
+        return tuple(transform(image) for transform in self.transforms)
+
+    def __repr__(self) -> str:
+        return f"MemberViews({self.transforms})"
+
+
+def evaluation_dataset(
+    data: str | Dataset | None, split: str, *, strict: bool, download: bool, decode: bool,
+    limit: int | None, seed: int,
+) -> Dataset:
+    dataset = data if isinstance(data, Dataset) else build_dataset(
+        data, split, strict=strict, download=download, decode=decode)
+    if not hasattr(dataset, "with_transform"):
+        raise ValueError("evaluate needs a dataset from inception_resnet.data.build_dataset (with_transform)")
+    return subset(dataset, limit, seed) if limit else dataset
+
+
+def describe(data: str | Dataset | None, split: str) -> str:
+    if isinstance(data, Dataset):
+        return repr(data)
+    return f"{data or 'fashion-mnist'} ({split})"
+
+
+def evaluate(
+    models_or_model: nn.Module | Sequence[nn.Module],
+    data: str | Dataset | None = None,
+    *,
+    crops: int = 1,
+    split: str = "val",
+    batch_size: int = 32,
+    weights_for_ensemble: Sequence[float] | None = None,
+    device: str | torch.device = "cpu",
+    amp: bool = False,
+    channels_last: bool = False,
+    num_workers: int = 0,
+    strict: bool = False,
+    per_class: bool = False,
+    limit: int | None = None,
+    seed: int = 0,
+    progress: bool = False,
+    style: str | None = None,
+    input_size: int | Sequence[int] | None = None,
+    download: bool = True,
+    gpu_decode: bool | None = None,
+    keep_probabilities: bool = False,
+) -> EvalResult:
+    """Evaluate a model or an ensemble on ``data`` with a crop set; see the module docstring.
+
+    ``data``: as :func:`data.build_dataset` (``None`` = Fashion-MNIST) or a dataset it built. ``batch_size``
+    counts views per forward pass, so ``max(1, batch_size // crops)`` images are loaded at a time.
+    ``style``/``input_size`` override the models' metadata; ``limit`` evaluates a class-balanced subset
+    (:func:`data.subset` with ``seed``). ``gpu_decode`` (default: on for CUDA with an image folder) decodes
+    JPEGs with nvJPEG and crops on the GPU. ``keep_probabilities`` stores the averaged probabilities and
+    the targets in the result. Models are moved to ``device`` and left in eval mode.
+    """
+    models = as_model_list(models_or_model)
+    weights = ensemble_weights(weights_for_ensemble, len(models))
+    check_crops(crops)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    device = torch.device(device)
+    transforms = [multi_crop_transform_for(m, crops, style=style, input_size=input_size) for m in models]
+    if gpu_decode is None:
+        gpu_decode = device.type == "cuda"
+    dataset = evaluation_dataset(data, split, strict=strict, download=download, decode=not gpu_decode,
+                                 limit=limit, seed=seed)
+    source = getattr(dataset, "dataset", dataset)
+    decoding_here = isinstance(source, ImageFolderDataset) and not source.decode
+    for model in models:
+        check_classes(model, dataset.classes)
+    dataset = dataset.with_transform(None if decoding_here else MemberViews(transforms))
+    loader = build_loader(dataset, max(1, batch_size // crops), num_workers=num_workers,
+                          pin_memory=device.type == "cuda" and not decoding_here, seed=seed)
+    metrics = MetricAccumulator(dataset.classes, per_class=per_class, keep=keep_probabilities)
+    skipped_here: list[str] = []
+    started = time.perf_counter()
+    with torch.inference_mode(), progress_bar(len(dataset), progress, f"eval {crops} crop(s)") as bar:
+        members = [prepare_model(m, device, channels_last) for m in models]
+        for images, labels in loader:
+            if decoding_here:
+                images, labels, skipped = decode_on_device(images, labels, transforms, device, strict)
+                skipped_here.extend(skipped)
+                if labels.numel() == 0:
+                    continue
+            member_log_probs = [
+                forward_log_probs(m, views, device=device, amp=amp, channels_last=channels_last, chunk=batch_size)
+                for m, views in zip(members, images, strict=True)
+            ]
+            metrics.update(combine_members(member_log_probs, weights), labels)
+            bar.update(labels.numel())
+    skipped_files = loader.skipped_files + skipped_here
+    return metrics.result(
+        num_skipped=len(skipped_files), crops=crops, models=[model_name(m) for m in models],
+        ensemble_weights=weights, dataset=describe(data, split), seconds=time.perf_counter() - started,
+        skipped_files=skipped_files,
+    )
+
+
+def decode_on_device(
+    encoded: list, labels: torch.Tensor, transforms: Sequence[MultiCropTransform], device: torch.device,
+    strict: bool,
+) -> tuple[tuple[torch.Tensor, ...], torch.Tensor, list[str]]:
+    """Decode a batch on ``device`` and build every member's views there; drops (and lists) corrupt files."""
+    images, kept, skipped = decode_encoded(encoded, device, strict=strict)
+    labels = labels[kept]
+    if not images:
+        return (), labels, skipped
+    views = tuple(torch.stack([transform(image) for image in images]) for transform in transforms)
+    return views, labels, skipped
