@@ -311,7 +311,7 @@ def read_idx(path: Path) -> np.ndarray:
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as handle:
-            raw = handle.read()
+            raw = bytearray(handle.read())  # writable, so torch.from_numpy can share it
     except (OSError, EOFError) as error:
         raise ValueError(f"cannot read {path}: {error}; delete it to have it downloaded again") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:

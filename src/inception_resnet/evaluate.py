@@ -502,7 +502,7 @@ def evaluate(
                 for m, views in zip(members, images, strict=True)
             ]
             metrics.update(combine_members(member_log_probs, weights), labels)
-            bar.update(labels.numel())
+            bar.update(metrics.count + loader.skipped + len(skipped_here) - bar.n)
     skipped_files = loader.skipped_files + skipped_here
     return metrics.result(
         num_skipped=len(skipped_files), crops=crops, models=[model_name(m) for m in models],

@@ -174,7 +174,10 @@ class ScaledResidual(nn.ModuleDict):
         for name, branch in self.items():
             if name != "conv2d":
                 outputs.append(branch(x))
-        out = x + self.conv2d(torch.cat(outputs, 1)) * self.scale
+        up = self.conv2d(torch.cat(outputs, 1))
+        if self.scale != 1.0:  # a scale folded into the up-projection (optimize.py) costs no extra pass
+            up = up * self.scale
+        out = x + up
         return F.relu(out) if self.activate else out
 
     def extra_repr(self) -> str:

@@ -109,14 +109,14 @@ class RMSpropTF(torch.optim.Optimizer):
                 for batch in _split_by_device_and_dtype(params, states):
                     _update_foreach(*batch, group)
             else:
-                for param, state in zip(params, states):
+                for param, state in zip(params, states, strict=True):
                     _update_single(param, state, group)
         return loss
 
 
 def _split_by_device_and_dtype(params: list[torch.Tensor], states: list[dict]):
     buckets: dict[tuple, tuple[list, list]] = {}
-    for param, state in zip(params, states):
+    for param, state in zip(params, states, strict=True):
         bucket = buckets.setdefault((param.device, param.dtype), ([], []))
         bucket[0].append(param)
         bucket[1].append(state)

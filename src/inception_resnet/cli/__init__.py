@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("models",)
+COMMANDS = ("models", "eval", "train", "plot")
 
 
 def build_parser() -> argparse.ArgumentParser:

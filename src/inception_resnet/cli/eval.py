@@ -34,20 +34,23 @@ class MemberSpec:
 
 
 def parse_member(text: str) -> MemberSpec:
-    """``NAME``, ``NAME:WEIGHTS`` or ``NAME:WEIGHTS:WEIGHT`` (an empty WEIGHTS means random initialisation)."""
-    name, _, rest = text.partition(":")
+    """``NAME``, ``NAME:WEIGHTS``, ``NAME:WEIGHTS:WEIGHT`` or ``NAME::WEIGHT`` (no weights: random init).
+
+    The last ``:``-part is the ensemble weight only when it is a number, so sources with colons work.
+    """
+    name, _, source = text.partition(":")
     if not name:
         raise argparse.ArgumentTypeError(f"{text!r}: expected NAME[:WEIGHTS[:WEIGHT]]")
     weight = 1.0
-    source, _, last = rest.rpartition(":")
-    if source or rest.count(":"):
+    head, colon, tail = source.rpartition(":")
+    if colon:
         try:
-            weight = float(last)
+            weight = float(tail)
         except ValueError:
-            source = rest  # the last part belongs to the weights source
+            pass
         else:
-            rest = source
-    return MemberSpec(name, rest or None, weight)
+            source = head
+    return MemberSpec(name, source or None, weight)
 
 
 def parse_option(text: str) -> tuple[str, Any]:

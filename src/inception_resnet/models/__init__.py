@@ -1,4 +1,3 @@
 """The networks; importing this package registers them with :mod:`inception_resnet.registry`."""
 
-from . import inception_resnet_v1, inception_resnet_v2, inception_v3, inception_v4  # noqa: F401
-from . import bn_inception, googlenet  # noqa: F401
+from . import bn_inception, googlenet, inception_resnet_v1, inception_resnet_v2, inception_v3, inception_v4  # noqa: F401

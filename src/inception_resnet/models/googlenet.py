@@ -23,7 +23,7 @@ the heads after inception4a and inception4d); the paper weights each auxiliary l
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -152,40 +152,49 @@ class GoogLeNet(InceptionNet):
         """ImageNet-normalised input -> (x - 0.5) / 0.5, per channel (torchvision's ``transform_input``)."""
         return x * self.input_scale.to(x.dtype) + self.input_shift.to(x.dtype)
 
-    def forward_trunk(
-        self, x: torch.Tensor
-    ) -> tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
-        """Final map and, with ``aux_logits``, the inputs of ``aux1`` (inception4a) and ``aux2`` (inception4d)."""
+    def forward_trunk(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Final map and, with ``aux_logits``, the inputs of ``aux1`` (inception4a) and ``aux2`` (4d)."""
         if self.transform_input:
             x = self._transform_input(x)
         x = self.conv3(self.conv2(self.maxpool1(self.conv1(x))))
         x = self.inception3b(self.inception3a(self.maxpool2(x)))
         x = self.inception4a(self.maxpool3(x))
-        aux1_input: Optional[torch.Tensor] = x if self.aux_logits else None
+        aux1_input: torch.Tensor | None = x if self.aux_logits else None
         x = self.inception4d(self.inception4c(self.inception4b(x)))
-        aux2_input: Optional[torch.Tensor] = x if self.aux_logits else None
+        aux2_input: torch.Tensor | None = x if self.aux_logits else None
         x = self.inception5b(self.inception5a(self.maxpool4(self.inception4e(x))))
         return x, aux1_input, aux2_input
 
-    def forward_body(self, x: torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    def forward_body(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         return self.forward_trunk(x)[0], None
 
     def classify(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(x)
 
+    @torch.jit.unused
+    def forward_aux(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Checked input -> (final map, [aux1 logits, aux2 logits]); the list is empty without aux heads.
+
+        For training loops that pool the final map themselves (``forward_head``) and add
+        ``aux_loss_weight`` x the loss of every auxiliary output.
+        """
+        self.check_input(x)
+        features, aux1_input, aux2_input = self.forward_trunk(x)
+        if aux1_input is None or aux2_input is None:
+            return features, []
+        return features, [self.aux1(aux1_input), self.aux2(aux2_input)]
+
     def forward(self, x: torch.Tensor):
         if self.features_only and not torch.jit.is_scripting():
             return self.forward_intermediates(x)
+        if self.training and self.aux_logits and not torch.jit.is_scripting():
+            features, aux = self.forward_aux(x)
+            return GoogLeNetOutput(self.forward_head(features), aux[0], aux[1])
         self.check_input(x)
-        features, aux1_input, aux2_input = self.forward_trunk(x)
-        logits = self.forward_head(features)
-        if (self.training and aux1_input is not None and aux2_input is not None
-                and not torch.jit.is_scripting()):
-            return GoogLeNetOutput(logits, self.aux1(aux1_input), self.aux2(aux2_input))
-        return logits
+        return self.forward_head(self.forward_trunk(x)[0])
 
     def reset_classifier(self, num_classes: int) -> None:
-        """Replace the classifier and both auxiliary classifiers for ``num_classes`` outputs; 0 removes them."""
+        """Replace the classifier and both auxiliary ones for ``num_classes`` outputs; 0 removes them."""
         self.num_classes = num_classes
         self.fc = self._make_classifier(self.num_features, num_classes)
         if self.aux_logits:

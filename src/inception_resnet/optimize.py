@@ -1,0 +1,411 @@
+"""Speed-ups that keep every output: BatchNorm and residual-scale folding, and horizontal fusion of 1x1 convs.
+
+Three rewrites, each exact up to floating-point rounding (the tests hold them to 1e-4 in fp32):
+
+* :func:`fold_batchnorm` (eval mode only): every convolution followed directly by a BatchNorm gets the
+  normalisation folded into its weights and bias (``W' = W * g / sqrt(v + eps)``,
+  ``b' = beta + (b - mu) * g / sqrt(v + eps)``) and the BatchNorm becomes an ``nn.Identity``.
+* :func:`fold_residual_scale` (eval mode only): the ``scale`` of every Inception-ResNet block is folded into
+  its ``conv2d`` up-projection, so ``x + scale * up(h)`` costs no separate multiplication.
+* :func:`fuse_branches`: in every block whose forward applies two or more 1x1 stride-1 convolutions to the
+  same tensor (the first layer of most Inception branches), those convolutions run as one convolution over
+  the concatenated filters and each branch continues on its channel slice. The block input is read once
+  and the matrix product is wider. In training mode the weights are concatenated at run time, so the
+  parameters, the state dict, the optimizer and checkpoints are unchanged; BatchNorm still runs per branch
+  on its slice, so its running statistics are updated exactly as before.
+
+:func:`optimize_for_inference` applies all three to an eval-mode copy, materialising the concatenated
+filters once and applying the ReLU of all merged heads in one pass. That copy's state dict differs from
+the original (merged ``fused_1x1_*`` convolutions, biases, no BatchNorm statistics): keep the original
+model for saving and loading weights.
+
+Fusion works on any block, not only on :class:`~inception_resnet.layers.Mixed`: each block's forward is
+traced with ``torch.fx`` and the block's class is swapped for a subclass whose ``forward`` is the rewritten
+graph. Module tree, names and ``isinstance`` checks are unchanged, and TorchScript, ``torch.compile`` and
+``copy.deepcopy`` keep working; pickling a whole fused model (``torch.save(model)``) does not, because the
+generated classes cannot be imported: save the state dict instead.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+from .layers import ScaledResidual
+
+__all__ = [
+    "FusionReport",
+    "fold_batchnorm",
+    "fold_residual_scale",
+    "fuse_branches",
+    "is_fused",
+    "optimize_for_inference",
+    "unfuse_branches",
+]
+
+
+@dataclass
+class FusionReport:
+    """What a rewrite changed: folded BatchNorms and scales, merged groups and the 1x1 convs they absorbed."""
+
+    batchnorms_folded: int = 0
+    scales_folded: int = 0
+    groups_fused: int = 0
+    convs_fused: int = 0
+
+    def __str__(self) -> str:
+        return (
+            f"{self.batchnorms_folded} BatchNorms folded, {self.scales_folded} residual scales folded, "
+            f"{self.convs_fused} 1x1 convolutions merged into {self.groups_fused}"
+        )
+
+
+# -- tracing ------------------------------------------------------------------------------------------------
+
+
+class _BlockTracer(fx.Tracer):
+    """Traces into our modules and ``nn.Sequential``; stops at torch.nn layers and at the ``opaque`` modules."""
+
+    def __init__(self, opaque: set[int] | None = None) -> None:
+        super().__init__()
+        self.opaque = opaque or set()
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return id(m) in self.opaque or super().is_leaf_module(m, module_qualified_name)
+
+
+def _trace(module: nn.Module, opaque: set[int] | None = None) -> fx.Graph | None:
+    """The forward graph of ``module``, or None when its forward cannot be traced symbolically.
+
+    ``opaque``: ids of modules called as a whole (those that could not be traced themselves).
+    """
+    try:
+        return _BlockTracer(opaque).trace(module)
+    except Exception:  # noqa: BLE001 - data-dependent control flow (input checks, shape tests): not a block
+        return None
+
+
+def _is_torch_layer(module: nn.Module) -> bool:
+    return type(module).__module__.startswith("torch.nn") and not isinstance(module, nn.Sequential)
+
+
+def _module_of(block: nn.Module, node: fx.Node) -> nn.Module | None:
+    if node.op != "call_module":
+        return None
+    return block.get_submodule(str(node.target))
+
+
+def _only_input(node: fx.Node) -> fx.Node | None:
+    if len(node.args) != 1 or node.kwargs or not isinstance(node.args[0], fx.Node):
+        return None
+    return node.args[0]
+
+
+# -- BatchNorm folding --------------------------------------------------------------------------------------
+
+
+def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    """A convolution (with bias) equal to ``bn(conv(x))`` for an eval-mode BatchNorm with running statistics."""
+    if bn.running_mean is None or bn.running_var is None:
+        raise ValueError("cannot fold a BatchNorm without running statistics")
+    fused = nn.Conv2d(
+        conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride, padding=conv.padding,
+        dilation=conv.dilation, groups=conv.groups, bias=True, padding_mode=conv.padding_mode,
+        device=conv.weight.device, dtype=conv.weight.dtype,
+    )
+    with torch.no_grad():
+        mean = bn.running_mean.double()
+        inv_std = torch.rsqrt(bn.running_var.double() + bn.eps)
+        gamma = bn.weight.double() if bn.weight is not None else torch.ones_like(mean)
+        beta = bn.bias.double() if bn.bias is not None else torch.zeros_like(mean)
+        factor = gamma * inv_std
+        bias = conv.bias.double() if conv.bias is not None else torch.zeros_like(mean)
+        fused.weight.copy_(conv.weight.double() * factor.reshape(-1, 1, 1, 1))
+        fused.bias.copy_(beta + (bias - mean) * factor)
+    fused.train(conv.training)
+    return fused
+
+
+def _conv_bn_pairs(unit: nn.Module) -> list[tuple[str, str]]:
+    """Names of (conv, bn) children of ``unit`` where the BatchNorm reads the convolution's output only."""
+    children = dict(unit.named_children())
+    if not any(isinstance(c, nn.Conv2d) for c in children.values()):
+        return []
+    if not any(isinstance(c, nn.BatchNorm2d) for c in children.values()):
+        return []
+    graph = _trace(unit)
+    if graph is None:
+        return []
+    pairs = []
+    for node in graph.nodes:
+        bn = _module_of(unit, node)
+        source = _only_input(node) if isinstance(bn, nn.BatchNorm2d) else None
+        if source is None or len(source.users) != 1 or "." in str(node.target) or "." in str(source.target):
+            continue
+        if isinstance(_module_of(unit, source), nn.Conv2d):
+            pairs.append((str(source.target), str(node.target)))
+    return pairs
+
+
+def fold_batchnorm(model: nn.Module) -> int:
+    """Fold every eval-mode BatchNorm that directly follows a convolution into it, in place; returns the count.
+
+    A unit is any module with a ``Conv2d`` child whose output feeds only a ``BatchNorm2d`` child
+    (:class:`~inception_resnet.layers.ConvBNReLU`, BN-Inception's unit, ``nn.Sequential(conv, bn, ...)``);
+    the convolution is replaced by one with bias and the BatchNorm by ``nn.Identity``.
+    """
+    folded = 0
+    for unit in list(model.modules()):
+        for conv_name, bn_name in _conv_bn_pairs(unit):
+            conv, bn = getattr(unit, conv_name), getattr(unit, bn_name)
+            if bn.training:
+                raise ValueError("fold_batchnorm needs an eval-mode model: call model.eval() first")
+            setattr(unit, conv_name, fold_conv_bn(conv, bn))
+            setattr(unit, bn_name, nn.Identity())
+            folded += 1
+    return folded
+
+
+def fold_residual_scale(model: nn.Module) -> int:
+    """Fold the residual scale of every Inception-ResNet block into its up-projection, in place; returns the count."""
+    folded = 0
+    for block in model.modules():
+        if isinstance(block, ScaledResidual) and block.scale != 1.0:
+            if block.training:
+                raise ValueError("fold_residual_scale needs an eval-mode model: call model.eval() first")
+            with torch.no_grad():
+                block.conv2d.weight.mul_(block.scale)
+                if block.conv2d.bias is not None:
+                    block.conv2d.bias.mul_(block.scale)
+            block.scale = 1.0
+            folded += 1
+    return folded
+
+
+# -- horizontal fusion --------------------------------------------------------------------------------------
+
+
+def _is_pointwise_conv(module: nn.Module | None) -> bool:
+    return (
+        isinstance(module, nn.Conv2d)
+        and module.kernel_size == (1, 1)
+        and module.stride == (1, 1)
+        and module.dilation == (1, 1)
+        and module.groups == 1
+        and module.padding in ((0, 0), "valid", "same")
+    )
+
+
+def _pointwise_groups(block: nn.Module, graph: fx.Graph) -> list[list[fx.Node]]:
+    """Calls of 1x1 stride-1 convolutions that read the same tensor, grouped; only groups of two or more."""
+    groups: dict[tuple, list[fx.Node]] = {}
+    for node in graph.nodes:
+        conv = _module_of(block, node)
+        source = _only_input(node)
+        if not _is_pointwise_conv(conv) or source is None:
+            continue
+        key = (source, conv.bias is None, conv.weight.dtype, conv.weight.device, conv.in_channels)
+        groups.setdefault(key, []).append(node)
+    return [nodes for nodes in groups.values() if len(nodes) > 1]
+
+
+def _new_name(block: nn.Module, stem: str) -> str:
+    index = 0
+    while hasattr(block, f"{stem}{index}"):
+        index += 1
+    return f"{stem}{index}"
+
+
+def _merged_conv(block: nn.Module, convs: list[nn.Conv2d]) -> nn.Conv2d:
+    first = convs[0]
+    merged = nn.Conv2d(
+        first.in_channels, sum(c.out_channels for c in convs), 1, bias=first.bias is not None,
+        device=first.weight.device, dtype=first.weight.dtype,
+    )
+    with torch.no_grad():
+        merged.weight.copy_(torch.cat([c.weight for c in convs], 0))
+        if merged.bias is not None:
+            merged.bias.copy_(torch.cat([c.bias for c in convs], 0))
+    merged.train(block.training)
+    return merged
+
+
+def _is_relu(block: nn.Module, node: fx.Node) -> bool:
+    if node.op == "call_module":
+        return isinstance(block.get_submodule(str(node.target)), nn.ReLU)
+    return node.op == "call_function" and node.target in (F.relu, torch.relu, torch.relu_)
+
+
+def _drop_identities(block: nn.Module, graph: fx.Graph) -> None:
+    for node in list(graph.nodes):
+        if isinstance(_module_of(block, node), nn.Identity) and _only_input(node) is not None:
+            node.replace_all_uses_with(node.args[0])
+            graph.erase_node(node)
+
+
+def _hoist_relu(block: nn.Module, graph: fx.Graph, merged: fx.Node, slices: list[fx.Node]) -> None:
+    """If every slice goes straight into a ReLU, apply one ReLU to the merged output instead."""
+    users = [next(iter(s.users)) if len(s.users) == 1 else None for s in slices]
+    if not all(u is not None and _is_relu(block, u) and _only_input(u) is s for u, s in zip(users, slices)):
+        return
+    with graph.inserting_after(merged):
+        activated = graph.call_function(F.relu, (merged,), {"inplace": True})
+    merged.replace_all_uses_with(activated, delete_user_cb=lambda user: user is not activated)
+    for user, piece in zip(users, slices):
+        user.replace_all_uses_with(piece)
+        graph.erase_node(user)
+
+
+def _fuse_group(block: nn.Module, graph: fx.Graph, nodes: list[fx.Node], materialize: bool) -> None:
+    convs = [block.get_submodule(str(n.target)) for n in nodes]
+    source = nodes[0].args[0]
+    with graph.inserting_before(nodes[0]):
+        if materialize:
+            name = _new_name(block, "fused_1x1_")
+            block.add_module(name, _merged_conv(block, convs))
+            merged = graph.call_module(name, (source,))
+        else:
+            weight = graph.call_function(torch.cat, ([graph.get_attr(f"{n.target}.weight") for n in nodes], 0))
+            bias = None
+            if convs[0].bias is not None:
+                bias = graph.call_function(torch.cat, ([graph.get_attr(f"{n.target}.bias") for n in nodes], 0))
+            merged = graph.call_function(torch.conv2d, (source, weight, bias))
+        slices = []
+        offset = 0
+        for node, conv in zip(nodes, convs):
+            piece = graph.call_function(torch.narrow, (merged, 1, offset, conv.out_channels))
+            offset += conv.out_channels
+            node.replace_all_uses_with(piece)
+            slices.append(piece)
+    for node in nodes:
+        graph.erase_node(node)
+    if materialize:
+        _hoist_relu(block, graph, merged, slices)
+
+
+_FUSED_CLASSES: dict[tuple[type, str], type] = {}
+
+
+def _swap_forward(block: nn.Module, graph: fx.Graph) -> None:
+    """Give ``block`` a subclass of its class whose forward is ``graph`` (classes are shared by equal code)."""
+    graph.lint()
+    for node in graph.nodes:  # unannotated code: TorchScript then takes Tensors, and cannot resolve FX's aliases
+        node.type = None
+    generated = fx.GraphModule(block, graph)
+    base = type(block)
+    key = (base, generated.code)
+    cls = _FUSED_CLASSES.get(key)
+    if cls is None:
+        cls = type(f"Fused{base.__name__}", (base,), {
+            "forward": type(generated).forward,
+            "__doc__": f"{base.__name__} whose 1x1 convolutions on a shared input run as one (optimize.py).",
+            "__module__": __name__,
+            "_fused_base": base,
+            "_fused_code": generated.code,
+        })
+        _FUSED_CLASSES[key] = cls
+    block.__class__ = cls
+
+
+def _unused_convs(block: nn.Module, graph: fx.Graph, targets: list[str]) -> list[str]:
+    called = {str(n.target) for n in graph.nodes if n.op in ("call_module", "get_attr")}
+    return [t for t in targets if not any(c == t or c.startswith(t + ".") for c in called)]
+
+
+def _fuse_block(block: nn.Module, materialize: bool, report: FusionReport, opaque: set[int]) -> bool:
+    graph = _trace(block, opaque)
+    if graph is None:
+        opaque.add(id(block))
+        return False
+    groups = _pointwise_groups(block, graph)
+    if not groups:
+        return False
+    if materialize:
+        _drop_identities(block, graph)
+    targets = []
+    for nodes in groups:
+        targets += [str(n.target) for n in nodes]
+        _fuse_group(block, graph, nodes, materialize)
+        report.groups_fused += 1
+        report.convs_fused += len(nodes)
+    _swap_forward(block, graph)
+    if materialize:  # the merged copy holds these weights now: drop the originals
+        for target in _unused_convs(block, graph, targets):
+            parent, _, name = target.rpartition(".")
+            setattr(block.get_submodule(parent) if parent else block, name, nn.Identity())
+    return True
+
+
+def _fuse_tree(module: nn.Module, materialize: bool, report: FusionReport, opaque: set[int] | None = None) -> None:
+    """Bottom-up: fuse inside the children first, then the module itself (which finds nothing already fused).
+
+    A module whose forward cannot be traced is called as a whole by its parent's trace.
+    """
+    opaque = set() if opaque is None else opaque
+    for child in module.children():
+        _fuse_tree(child, materialize, report, opaque)
+    if not _is_torch_layer(module):
+        _fuse_block(module, materialize, report, opaque)
+
+
+def fuse_branches(model: nn.Module) -> FusionReport:
+    """Run the 1x1 convolutions that read the same block input as one, in place, in training and eval mode.
+
+    Parameters, buffers, the state dict and the module tree are unchanged (the merged filter is concatenated
+    from the branches' weights at every call, and gradients flow back to each branch's weight); only the
+    blocks' classes are swapped for fused subclasses. :func:`unfuse_branches` undoes it.
+    """
+    report = FusionReport()
+    _fuse_tree(model, materialize=False, report=report)
+    return report
+
+
+def is_fused(module: nn.Module) -> bool:
+    """Whether ``module`` (or any module inside it) runs fused branches."""
+    return any(hasattr(type(m), "_fused_base") for m in module.modules())
+
+
+def unfuse_branches(model: nn.Module) -> int:
+    """Undo :func:`fuse_branches` in place (not the materialised fusion of an inference copy); returns the count."""
+    restored = 0
+    for module in model.modules():
+        base = getattr(type(module), "_fused_base", None)
+        if base is not None:
+            if any(name.startswith("fused_1x1_") for name, _ in module.named_children()):
+                raise ValueError("an optimize_for_inference copy cannot be unfused; use the original model")
+            module.__class__ = base
+            restored += 1
+    return restored
+
+
+def optimize_for_inference(
+    model: nn.Module,
+    *,
+    fold: bool = True,
+    fuse: bool = True,
+    channels_last: bool = False,
+) -> nn.Module:
+    """An eval-mode copy of ``model`` that computes the same outputs faster; the original is not touched.
+
+    ``fold``: fold BatchNorms and residual scales into the convolutions. ``fuse``: merge the 1x1
+    convolutions that read the same input into one convolution with materialised weights, and apply their
+    ReLU once. ``channels_last``: store the weights in NHWC (feed NHWC inputs too). The copy's parameters
+    do not require gradients; its state dict has a different layout from the original's. The counts of what
+    changed are in ``copy.optimization_report``.
+    """
+    optimized = copy.deepcopy(model).eval()
+    report = FusionReport()
+    if fold:
+        report.batchnorms_folded = fold_batchnorm(optimized)
+        report.scales_folded = fold_residual_scale(optimized)
+    if fuse:
+        _fuse_tree(optimized, materialize=True, report=report)
+    optimized.requires_grad_(False)
+    if channels_last:
+        optimized = optimized.to(memory_format=torch.channels_last)
+    optimized.optimization_report = report
+    return optimized

@@ -1,0 +1,125 @@
+"""Training curves of one or more runs, drawn to a PNG with matplotlib (no display needed).
+
+:func:`plot_run` takes run directories (or their ``metrics.csv`` / ``metrics.jsonl`` files) and draws a
+2 x 3 grid: training loss, validation top-1 error and top-5 error, against the epoch (top row) and
+against the wall-clock time of the run (bottom row). Each run has one colour; the raw weights are solid
+lines, the averaged (EMA) weights dashed. :func:`read_metrics` returns the rows for other uses.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+PANELS = (
+    ("train_loss", None, "training loss"),
+    ("val_top1_error", "ema_val_top1_error", "validation top-1 error (%)"),
+    ("val_top5_error", "ema_val_top5_error", "validation top-5 error (%)"),
+)
+
+RunSource = str | os.PathLike
+
+
+def metrics_file(source: RunSource) -> Path:
+    """The metrics file of a run directory (``metrics.jsonl`` preferred), or ``source`` if it is a file."""
+    path = Path(source)
+    if path.is_dir():
+        for name in ("metrics.jsonl", "metrics.csv"):
+            if (path / name).is_file():
+                return path / name
+        raise FileNotFoundError(f"{path} holds no metrics.jsonl or metrics.csv: is it a training run directory?")
+    if not path.is_file():
+        raise FileNotFoundError(f"no run directory or metrics file at {path}")
+    return path
+
+
+def _number(value: Any) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def read_metrics(source: RunSource) -> list[dict[str, Any]]:
+    """The per-epoch rows of a run (from its directory, ``metrics.csv`` or ``metrics.jsonl``), numbers as floats."""
+    path = metrics_file(source)
+    if path.suffix == ".jsonl":
+        raw = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    elif path.suffix == ".csv":
+        with open(path, newline="") as handle:
+            raw = list(csv.DictReader(handle))
+    else:
+        raise ValueError(f"{path}: expected a .csv or .jsonl metrics file")
+    rows = [{key: _number(value) for key, value in row.items()} for row in raw]
+    if not rows:
+        raise ValueError(f"{path} has no epochs yet: nothing to plot")
+    return rows
+
+
+def _label_for(source: RunSource) -> str:
+    path = Path(source)
+    return path.name if path.is_dir() else path.parent.name
+
+
+def plot_run(
+    runs: RunSource | Sequence[RunSource],
+    out_png: str | os.PathLike,
+    *,
+    labels: Sequence[str] | None = None,
+    title: str | None = None,
+) -> Path:
+    """Draw the curves of one run or several (see the module docstring) to ``out_png``; returns its path."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    sources = [runs] if isinstance(runs, (str, os.PathLike)) else list(runs)
+    if not sources:
+        raise ValueError("give at least one run directory or metrics file to plot")
+    if labels is not None and len(labels) != len(sources):
+        raise ValueError(f"{len(labels)} labels for {len(sources)} runs; give one label per run")
+    names = list(labels) if labels is not None else [_label_for(s) for s in sources]
+    tables = [read_metrics(source) for source in sources]
+
+    figure = Figure(figsize=(15, 8.5), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(2, len(PANELS), squeeze=False)
+    colours = [f"C{i % 10}" for i in range(len(tables))]
+    for rows, name, colour in zip(tables, names, colours, strict=True):
+        epochs = [row.get("epoch") for row in rows]
+        hours = [(row.get("elapsed") or 0.0) / 3600.0 for row in rows]
+        for column, (raw_key, ema_key, _) in enumerate(PANELS):
+            for x_values, axis in ((epochs, axes[0][column]), (hours, axes[1][column])):
+                _draw(axis, x_values, rows, raw_key, colour, "-", name)
+                if ema_key is not None:
+                    _draw(axis, x_values, rows, ema_key, colour, "--", f"{name} (EMA)")
+    for column, (_, _, ylabel) in enumerate(PANELS):
+        axes[0][column].set_xlabel("epoch")
+        axes[1][column].set_xlabel("wall-clock time (hours)")
+        for row in (0, 1):
+            axes[row][column].set_ylabel(ylabel)
+            axes[row][column].grid(True, alpha=0.3)
+    handles, legend_labels = axes[0][1].get_legend_handles_labels()
+    if not handles:
+        handles, legend_labels = axes[0][0].get_legend_handles_labels()
+    if handles:
+        figure.legend(handles, legend_labels, loc="outside lower center", ncols=min(4, len(handles)))
+    figure.suptitle(title or ("training curves: " + ", ".join(names)))
+    out = Path(out_png)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out, dpi=100)
+    return out
+
+
+def _draw(axis, x_values: list, rows: list[dict[str, Any]], key: str, colour: str, style: str,
+          label: str) -> None:
+    points = [(x, row.get(key)) for x, row in zip(x_values, rows, strict=True)
+              if x is not None and row.get(key) is not None]
+    if points:
+        xs, ys = zip(*points, strict=True)
+        axis.plot(xs, ys, style, color=colour, marker="o", markersize=3, label=label)
