@@ -8,7 +8,7 @@ re-encoded as JPEG), then times, in the same run and on the same files:
 * plain: ``torchvision.datasets.ImageFolder`` (PIL decoding) with the equivalent ``torchvision.transforms``
   (Resize + CenterCrop, or RandomResizedCrop + flip + ColorJitter, then ToTensor + Normalize).
 
-Each pipeline is timed ``--repeats`` times through a DataLoader with ``--workers`` workers (0 = in this
+Each pipeline is timed ``--repeats`` times (round robin) through a DataLoader with ``--workers`` workers (0 = in this
 process); the table gives the median images per second and that rate divided by the number of worker
 processes (images/s per worker). Example::
 
@@ -103,22 +103,28 @@ def time_pipeline(dataset: Dataset, workers: int, batch_size: int) -> float:
 
 
 def run(args: argparse.Namespace) -> list[dict]:
+    """Time every pipeline ``repeats`` times, round robin, so that load changes hit them all alike."""
     torch.set_num_threads(args.threads)
-    rows = []
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         write_image_folder(root, args.images)
-        for name, dataset in pipelines(root, args.size, args.crop_pct).items():
+        datasets = pipelines(root, args.size, args.crop_pct)
+        for dataset in datasets.values():  # warm-up: imports, first allocations
             time_pipeline(torch.utils.data.Subset(dataset, range(min(4, len(dataset)))), 0, args.batch_size)
-            times = [time_pipeline(dataset, args.workers, args.batch_size) for _ in range(args.repeats)]
-            rate = len(dataset) / statistics.median(times)
-            rows.append({
-                "pipeline": name,
-                "images": len(dataset),
-                "workers": args.workers,
-                "images_per_second": rate,
-                "images_per_second_per_worker": rate / max(1, args.workers),
-            })
+        times: dict[str, list[float]] = {name: [] for name in datasets}
+        for _ in range(args.repeats):
+            for name, dataset in datasets.items():
+                times[name].append(time_pipeline(dataset, args.workers, args.batch_size))
+    rows = []
+    for name, dataset in datasets.items():
+        rate = len(dataset) / statistics.median(times[name])
+        rows.append({
+            "pipeline": name,
+            "images": len(dataset),
+            "workers": args.workers,
+            "images_per_second": rate,
+            "images_per_second_per_worker": rate / max(1, args.workers),
+        })
     return rows
 
 

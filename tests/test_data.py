@@ -32,6 +32,7 @@ from inception_resnet.transforms import (
     eval_transform,
     eval_transform_for,
     sample_crop_box,
+    shift_hue,
     train_transform,
 )
 
@@ -39,9 +40,9 @@ from inception_resnet.transforms import (
 def photo_classes() -> dict[str, list[np.ndarray]]:
     """Three classes of real photographs (RGB uint8) from scikit-image and scikit-learn."""
     return {
-        "animal": [skimage.data.chelsea(), skimage.data.cat()],
+        "animal": [skimage.data.chelsea(), skimage.data.coffee()],
         "landscape": list(load_sample_images().images),
-        "object": [skimage.data.coffee(), skimage.data.rocket(), skimage.data.astronaut()],
+        "object": [skimage.data.rocket(), skimage.data.astronaut(), skimage.data.immunohistochemistry()],
     }
 
 
@@ -284,6 +285,15 @@ def test_train_transform_crops_within_the_area_and_aspect_ranges_and_is_random()
     repeat_a = transform(photo)
     torch.manual_seed(5)
     assert torch.equal(repeat_a, transform(photo))
+
+
+def test_hue_shift_equals_torchvision_adjust_hue():
+    import torchvision.transforms.v2.functional as TF
+
+    photo = torch.from_numpy(skimage.data.astronaut()[::4, ::4]).permute(2, 0, 1).float() / 255
+    for delta in (-0.2, -0.05, 0.13, 0.2):
+        torch.testing.assert_close(shift_hue(photo, delta), TF.adjust_hue(photo, delta), rtol=0, atol=1e-5)
+    assert (shift_hue(photo, 0.2) - photo).abs().max() > 0.1
 
 
 def test_eval_transform_for_follows_the_metadata():

@@ -32,9 +32,9 @@ from inception_resnet.transforms import eval_transform_for, resize_shorter_side
 def write_tree(root: Path, corrupt: bool = False) -> Path:
     """Three classes of real photographs as JPEGs (plus a truncated one when ``corrupt``)."""
     photos = {
-        "animal": [skimage.data.chelsea(), skimage.data.cat()],
+        "animal": [skimage.data.chelsea(), skimage.data.coffee()],
         "landscape": list(load_sample_images().images),
-        "object": [skimage.data.coffee(), skimage.data.rocket(), skimage.data.astronaut()],
+        "object": [skimage.data.rocket(), skimage.data.astronaut(), skimage.data.immunohistochemistry()],
     }
     for name, images in photos.items():
         (root / name).mkdir(parents=True)
@@ -267,10 +267,20 @@ def test_a_model_fitted_to_the_photos_scores_every_one_and_skips_the_corrupt_fil
 def test_cpu_results_are_deterministic_and_mismatched_classes_are_refused(tree):
     model = TinyNet()
     first = evaluate(model, str(tree), crops=12, keep_probabilities=True)
-    second = evaluate(model, str(tree), crops=12, keep_probabilities=True, batch_size=7)
-    assert torch.equal(first.probabilities, second.probabilities)
+    second = evaluate(model, str(tree), crops=12, keep_probabilities=True)
+    assert torch.equal(first.probabilities, second.probabilities) and first.loss == second.loss
+    other_batching = evaluate(model, str(tree), crops=12, keep_probabilities=True, batch_size=7)
+    torch.testing.assert_close(other_batching.probabilities, first.probabilities, rtol=1e-4, atol=1e-6)
     with pytest.raises(ValueError, match="has 5 outputs .* 3 classes"):
         evaluate(TinyNet(num_classes=5), str(tree))
+
+
+def test_bf16_autocast_and_channels_last_agree_with_float32(tree):
+    model = TinyNet()
+    reference = evaluate(model, str(tree), crops=10, keep_probabilities=True)
+    fast = evaluate(model, str(tree), crops=10, keep_probabilities=True, amp=True, channels_last=True)
+    torch.testing.assert_close(fast.probabilities, reference.probabilities, rtol=0, atol=2e-2)
+    assert next(model.parameters()).is_contiguous(memory_format=torch.channels_last)
 
 
 # -- results ----------------------------------------------------------------------------------------------

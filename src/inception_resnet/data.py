@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import random
@@ -120,6 +121,17 @@ class ToFloatImage:
 
 
 # -- decoding -------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def torchvision_io() -> Any:
+    """Silence the DeprecationWarning torchvision 0.29 issues on every codec call (TorchCodec supersedes them).
+
+    We use these codecs on purpose (libjpeg-turbo and nvJPEG through one API); users cannot act on it.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The image decoding and encoding", category=DeprecationWarning)
+        yield
+
+
 def decode_bytes(data: torch.Tensor, path: str, device: str | torch.device = "cpu") -> torch.Tensor:
     """Decode encoded bytes to an RGB uint8 C x H x W tensor; JPEG on ``device``, others through the CPU.
 
@@ -127,9 +139,10 @@ def decode_bytes(data: torch.Tensor, path: str, device: str | torch.device = "cp
     """
     device = torch.device(device)
     try:
-        if device.type == "cuda" and bytes(data[:3].tolist()) == JPEG_MAGIC:
-            return decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
-        return decode_image(data, mode=ImageReadMode.RGB).to(device)
+        with torchvision_io():
+            if device.type == "cuda" and bytes(data[:3].tolist()) == JPEG_MAGIC:
+                return decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
+            return decode_image(data, mode=ImageReadMode.RGB).to(device)
     except RuntimeError as torchvision_error:
         try:
             with Image.open(path) as image:
@@ -150,7 +163,8 @@ def first_line(error: BaseException) -> str:
 def decode_file(path: str) -> torch.Tensor:
     """Read and decode an image file to an RGB uint8 C x H x W tensor (:class:`CorruptImageError` if not)."""
     try:
-        data = read_file(path)
+        with torchvision_io():
+            data = read_file(path)
     except (OSError, RuntimeError) as error:
         raise CorruptImageError(path, first_line(error)) from None
     return decode_bytes(data, path)
@@ -182,7 +196,8 @@ def decode_encoded(
     jpegs = [i for i, image in enumerate(images) if image.is_jpeg]
     if device.type == "cuda" and len(jpegs) > 1:
         try:
-            batch = decode_jpeg([images[i].data for i in jpegs], mode=ImageReadMode.RGB, device=device)
+            with torchvision_io():
+                batch = decode_jpeg([images[i].data for i in jpegs], mode=ImageReadMode.RGB, device=device)
             for i, image in zip(jpegs, batch, strict=True):
                 decoded[i] = image
         except RuntimeError:
@@ -280,7 +295,8 @@ class ImageFolderDataset(Dataset):
         try:
             if not self.decode:
                 try:
-                    return EncodedImage(read_file(path), path), label
+                    with torchvision_io():
+                        return EncodedImage(read_file(path), path), label
                 except (OSError, RuntimeError) as error:
                     raise CorruptImageError(path, first_line(error)) from None
             image = decode_file(path)

@@ -91,9 +91,29 @@ def init_distributed(device: str = "auto", timeout_s: float = 1800.0) -> DistCon
     backend = "nccl" if resolved.type == "cuda" else "gloo"
     owns = False
     if not dist.is_initialized():
-        dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=timeout_s))
+        timeout = datetime.timedelta(seconds=timeout_s)
+        store = _attempt_store(world_size, timeout)
+        if store is None:
+            dist.init_process_group(backend=backend, timeout=timeout)
+        else:
+            dist.init_process_group(backend=backend, store=store, rank=rank, world_size=world_size, timeout=timeout)
         owns = True
     return DistContext(rank, local_rank, world_size, resolved, dist.get_backend(), owns)
+
+
+def _attempt_store(world_size: int, timeout: datetime.timedelta) -> dist.Store | None:
+    """torchrun's agent store, namespaced by restart attempt; None when torchrun did not provide one.
+
+    After ``--max-restarts`` restarts the workers, the agent's store still holds the previous attempt's
+    connection details under the default keys, and a restarted worker may connect to a peer that no
+    longer exists ("Connection refused"). A per-attempt prefix keeps each attempt's keys apart.
+    """
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return None
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world_size,
+                          is_master=False, timeout=timeout)
+    run_id = os.environ.get("TORCHELASTIC_RUN_ID", "run")
+    return dist.PrefixStore(f"inception_resnet/{run_id}/attempt_{restart_count()}/", store)
 
 
 def shutdown(ctx: DistContext) -> None:

@@ -90,6 +90,7 @@ class InceptionNet(nn.Module):
     """
 
     __jit_unused_properties__ = ["metadata"]
+    aux_loss_weight = 0.4  # TF-slim's weight of the auxiliary loss (GoogLeNet: 0.3 per head)
 
     def __init__(self, *, metadata: ModelMetadata, num_classes: int, in_chans: int, drop_rate: float) -> None:
         super().__init__()
@@ -187,6 +188,19 @@ class InceptionNet(nn.Module):
     def classify(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the classifier; each network names it as its reference layout does."""
         raise NotImplementedError
+
+    @torch.jit.unused
+    def forward_aux(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Checked input -> (final feature map, [auxiliary logits...]); the list is empty without aux heads.
+
+        For training loops that pool the final map themselves (:meth:`forward_head`) and add
+        ``aux_loss_weight`` times the loss of every auxiliary output.
+        """
+        self.check_input(x)
+        features, aux_input = self.forward_body(x)
+        if aux_input is None or not self.aux_logits:
+            return features, []
+        return features, [self.AuxLogits(aux_input)]
 
     def forward(self, x: torch.Tensor):
         if self.features_only and not torch.jit.is_scripting():

@@ -250,14 +250,24 @@ def _drop_identities(block: nn.Module, graph: fx.Graph) -> None:
 def _hoist_relu(block: nn.Module, graph: fx.Graph, merged: fx.Node, slices: list[fx.Node]) -> None:
     """If every slice goes straight into a ReLU, apply one ReLU to the merged output instead."""
     users = [next(iter(s.users)) if len(s.users) == 1 else None for s in slices]
-    if not all(u is not None and _is_relu(block, u) and _only_input(u) is s for u, s in zip(users, slices)):
+    pairs = list(zip(users, slices, strict=True))
+    if not all(u is not None and _is_relu(block, u) and _only_input(u) is s for u, s in pairs):
         return
     with graph.inserting_after(merged):
         activated = graph.call_function(F.relu, (merged,), {"inplace": True})
     merged.replace_all_uses_with(activated, delete_user_cb=lambda user: user is not activated)
-    for user, piece in zip(users, slices):
+    for user, piece in zip(users, slices, strict=True):
         user.replace_all_uses_with(piece)
         graph.erase_node(user)
+
+
+def cat_biases(biases: list[torch.Tensor | None]) -> torch.Tensor:
+    """``torch.cat`` of convolution biases, typed so that TorchScript accepts ``conv.bias`` (Optional)."""
+    present: list[torch.Tensor] = []
+    for bias in biases:
+        assert bias is not None
+        present.append(bias)
+    return torch.cat(present, 0)
 
 
 def _fuse_group(block: nn.Module, graph: fx.Graph, nodes: list[fx.Node], materialize: bool) -> None:
@@ -272,11 +282,11 @@ def _fuse_group(block: nn.Module, graph: fx.Graph, nodes: list[fx.Node], materia
             weight = graph.call_function(torch.cat, ([graph.get_attr(f"{n.target}.weight") for n in nodes], 0))
             bias = None
             if convs[0].bias is not None:
-                bias = graph.call_function(torch.cat, ([graph.get_attr(f"{n.target}.bias") for n in nodes], 0))
+                bias = graph.call_function(cat_biases, ([graph.get_attr(f"{n.target}.bias") for n in nodes],))
             merged = graph.call_function(torch.conv2d, (source, weight, bias))
         slices = []
         offset = 0
-        for node, conv in zip(nodes, convs):
+        for node, conv in zip(nodes, convs, strict=True):
             piece = graph.call_function(torch.narrow, (merged, 1, offset, conv.out_channels))
             offset += conv.out_channels
             node.replace_all_uses_with(piece)

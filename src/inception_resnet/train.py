@@ -984,7 +984,7 @@ class Trainer:
             "elapsed": self.elapsed(),
             "world_size": self.ctx.world_size,
             "rng": rng_states,
-            "torch_version": torch.__version__,
+            "torch_version": str(torch.__version__),
         }
 
     def save_checkpoint(self, is_best: bool = False) -> Path | None:
@@ -1047,7 +1047,7 @@ class Trainer:
             "device": str(self.ctx.device),
             "parameters": sum(p.numel() for p in self.net.parameters()),
             "trainable_parameters": sum(p.numel() for p in self.net.parameters() if p.requires_grad),
-            "torch_version": torch.__version__,
+            "torch_version": str(torch.__version__),
             "resumed_from": self.resume_path,
         }
         document = {"config": config.to_dict(), "derived": derived}
@@ -1060,8 +1060,9 @@ class Trainer:
     def elapsed(self) -> float:
         return self.elapsed_before + time.perf_counter() - self.started
 
-    def say(self, message: str) -> None:
-        if self.ctx.is_main and self.config.progress:
+    def say(self, message: str, always: bool = True) -> None:
+        """A line on stderr from rank 0; ``always=False`` ones (per-epoch lines) only with ``progress``."""
+        if self.ctx.is_main and (always or self.config.progress):
             print(message, file=sys.stderr, flush=True)
 
     def set_train_mode(self) -> None:
@@ -1232,7 +1233,7 @@ class Trainer:
         self.epoch_sums = {}
         if self.ctx.is_main:
             self.log.epoch(self.history)
-            self.say(self.epoch_line(row))
+            self.say(self.epoch_line(row), always=False)
         self.save_checkpoint(is_best=is_best)
 
     def validate(self) -> dict[str, Any]:

@@ -362,6 +362,27 @@ def uniform(low: float, high: float, generator: torch.Generator | None = None) -
     return low + (high - low) * float(torch.rand((), generator=generator))
 
 
+def shift_hue(image: torch.Tensor, delta: float) -> torch.Tensor:
+    """Rotate the HSV hue of a float RGB image in [0, 1] by ``delta`` turns, keeping saturation and value.
+
+    The same result as ``torchvision``'s ``adjust_hue`` (and TF's), computed without the full HSV round trip:
+    value and chroma stay, so each channel is ``max - chroma * clamp(min(k, 4 - k), 0, 1)``.
+    """
+    red, green, blue = image.unbind(-3)
+    top = torch.maximum(torch.maximum(red, green), blue)
+    chroma = top - torch.minimum(torch.minimum(red, green), blue)
+    safe = torch.where(chroma > 0, chroma, torch.ones_like(chroma))
+    hue = torch.where(top == red, (green - blue) / safe,
+                      torch.where(top == green, (blue - red) / safe + 2, (red - green) / safe + 4))
+    hue = torch.remainder(hue + 6 * delta, 6)
+
+    def channel(offset: int) -> torch.Tensor:
+        k = torch.remainder(hue + offset, 6)
+        return top - chroma * torch.clamp(torch.minimum(k, 4 - k), 0, 1)
+
+    return torch.stack([channel(5), channel(3), channel(1)], dim=-3)
+
+
 def distort_color(image: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """TF-slim's random colour distortion of a float image in [0, 1] (grey: brightness and contrast only)."""
     order = COLOR_ORDERS[int(torch.randint(0, len(COLOR_ORDERS), (1,), generator=generator))]
@@ -373,7 +394,7 @@ def distort_color(image: torch.Tensor, generator: torch.Generator | None = None)
         elif image.shape[0] == 3 and step == "saturation":
             image = TF.adjust_saturation(image.clamp(0, 1), uniform(0.5, 1.5, generator))
         elif image.shape[0] == 3 and step == "hue":
-            image = TF.adjust_hue(image.clamp(0, 1), uniform(-0.2, 0.2, generator))
+            image = shift_hue(image.clamp(0, 1), uniform(-0.2, 0.2, generator))
     return image.clamp(0, 1)
 
 

@@ -6,12 +6,25 @@ layout (whose ``AuxLogits`` keys are dropped when the model has no auxiliary hea
 (``last_linear`` for Inception-ResNet-v2's classifier). Classifiers with 1001 outputs (TF-slim's background
 class at index 0) are reduced to 1000 by dropping that row when the model has 1000 classes. Anything else
 that does not fit raises a ValueError naming the first missing, unexpected and wrongly shaped keys.
+
+``source`` may also be (see :func:`weights_format`):
+
+* a hub tag such as ``timm/inception_v4.tf_in1k`` (:mod:`inception_resnet.hub`): read from
+  huggingface_hub's cache, downloaded into it the first time; the tag's preprocessing and published
+  accuracy are recorded in the model's metadata;
+* a TF-slim checkpoint (``inception_v4.ckpt``, ``inception_resnet_v2_2016_08_30.ckpt``,
+  ``inception_v3.ckpt``, or a V2 checkpoint prefix), read with TensorFlow (:mod:`.convert.tf_slim`);
+* a Keras weight file (``.h5``, ``.weights.h5``, ``.keras``), read with h5py (:mod:`.convert.keras`);
+* a facenet-pytorch state dict for ``inception_resnet_v1_facenet`` (:mod:`.convert.facenet`);
+* a folder holding ``model.safetensors`` or ``pytorch_model.bin`` (what ``hf download --local-dir`` writes).
 """
 
 from __future__ import annotations
 
 import os
+import zipfile
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -128,20 +141,122 @@ def check_compatible(model: nn.Module, state: StateDict) -> None:
     raise ValueError(" ".join(parts))
 
 
+@dataclass
+class LoadedWeights:
+    """A state dict read from some source, before adaptation: its label, notes and metadata to record."""
+
+    state: StateDict
+    label: str
+    notes: list[str] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    tf_pooling: bool = False  # switch the model's average pools to TF's (padding excluded) once loaded
+
+
+TORCH_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".tar")
+KERAS_SUFFIXES = (".h5", ".hdf5", ".keras")
+
+
+def weights_format(source: str | os.PathLike) -> tuple[str, str]:
+    """``(format, location)`` of a weights source: ``torch``, ``tf-slim``, ``keras`` or ``hub``.
+
+    An existing path wins over a hub tag of the same spelling; a folder stands for the ``model.safetensors``
+    or ``pytorch_model.bin`` in it. A ``.ckpt`` file is TensorFlow's unless it is a torch zip archive.
+    """
+    from .hub import WEIGHT_FILES, looks_like_tag
+
+    text = os.fspath(source)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        for name in WEIGHT_FILES:
+            if (path / name).is_file():
+                return "torch", str(path / name)
+        raise FileNotFoundError(f"the folder {path} holds none of {', '.join(WEIGHT_FILES)}; pass the weights file")
+    if path.is_file():
+        name = path.name.lower()
+        if name.endswith(KERAS_SUFFIXES):
+            return "keras", str(path)
+        if name.endswith(".index") or ".data-" in name:
+            return "tf-slim", str(path)
+        if name.endswith(".ckpt") and not zipfile.is_zipfile(path):
+            return "tf-slim", str(path)
+        return "torch", str(path)
+    if Path(text + ".index").expanduser().is_file():
+        return "tf-slim", str(path)
+    if isinstance(source, str) and looks_like_tag(source):
+        return "hub", source
+    raise FileNotFoundError(
+        f"weights file not found: {path}; pass an existing file (.safetensors, .pth, .ckpt, .h5...) or a hub "
+        "tag such as timm/inception_v4.tf_in1k (known tags: inception_resnet.hub.KNOWN_TAGS)"
+    )
+
+
+def read_weights(model: nn.Module, source: str | os.PathLike) -> LoadedWeights:
+    """Read ``source`` into a state dict in our layout for ``model`` (see :func:`weights_format`)."""
+    kind, location = weights_format(source)
+    if kind == "hub":
+        return _read_hub(model, location)
+    if kind == "tf-slim":
+        from .convert import tf_slim
+
+        state, notes = tf_slim.load_slim_state(model, location)
+        return LoadedWeights(state, location, notes, dict(tf_slim.SLIM_METADATA), tf_pooling=True)
+    if kind == "keras":
+        from .convert import keras
+
+        state, notes = keras.load_keras_state(model, location)
+        return LoadedWeights(state, location, notes, dict(keras.KERAS_METADATA), tf_pooling=True)
+    return LoadedWeights(read_state_dict(location), location)
+
+
+def _read_hub(model: nn.Module, tag: str) -> LoadedWeights:
+    from .hub import KNOWN_TAGS, parse_tag, resolve_tag, tag_metadata
+
+    repo_id = parse_tag(tag)[0]
+    name = getattr(model, "model_name", None)
+    known = KNOWN_TAGS.get(repo_id)
+    if known is not None and name is not None and known.model != name:
+        raise ValueError(
+            f"{repo_id} holds weights for {known.model}, not {name}; use create_model({known.model!r}, "
+            f"pretrained={repo_id!r})"
+        )
+    path = resolve_tag(tag)
+    notes = [f"read {repo_id} from {path}"]
+    return LoadedWeights(read_state_dict(path), repo_id, notes, tag_metadata(repo_id))
+
+
 def load_weights(model: nn.Module, source: str | os.PathLike | Mapping[str, torch.Tensor]) -> list[str]:
-    """Load ``source`` (a state dict or a weights file) into ``model``; returns notes on adaptations made."""
+    """Load ``source`` (a state dict, a weights file or a hub tag) into ``model``; returns notes on adaptations."""
     if isinstance(source, Mapping):
-        state = unwrap_state_dict(source)
-        label = "state dict"
+        loaded = LoadedWeights(unwrap_state_dict(source), "state dict")
     else:
-        state = read_state_dict(source)
-        label = str(source)
-    state, notes = adapt_state_dict(model, state)
+        loaded = read_weights(model, source)
+    state, notes = loaded.state, list(loaded.notes)
+    from .convert.facenet import adapt_facenet_state, is_facenet_model
+
+    # facenet's keys are its own (its last_linear is not Cadene's classifier): only its adapter applies
+    adapt = adapt_facenet_state if is_facenet_model(model) else adapt_state_dict
+    state, more = adapt(model, state)
+    notes += more
     check_compatible(model, state)
     model.load_state_dict(state)
+    if loaded.tf_pooling:
+        from .convert import exclude_pool_padding
+
+        if exclude_pool_padding(model):
+            notes.append("average pools switched to TensorFlow's (padding excluded), as the weights were trained")
+            loaded.metadata["extra"] = {"avg_pool": "padding excluded (TensorFlow)"}
     if hasattr(model, "set_metadata"):
-        model.set_metadata(weights=label)
+        model.set_metadata(**_metadata_changes(model, loaded))
     return notes
+
+
+def _metadata_changes(model: nn.Module, loaded: LoadedWeights) -> dict[str, Any]:
+    changes: dict[str, Any] = {"weights": loaded.label, **loaded.metadata}
+    if "extra" in changes:
+        changes["extra"] = {**model.metadata.extra, **changes["extra"]}
+    if getattr(model, "num_classes", 0) == 1001:
+        changes["label_offset"] = 1  # TF-slim's background class kept at index 0
+    return changes
 
 
 def save_weights(model: nn.Module, path: str | os.PathLike) -> Path:

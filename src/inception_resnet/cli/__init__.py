@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("models", "eval", "train", "plot")
+COMMANDS = ("models", "eval", "train", "plot", "predict", "export", "bench", "study")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -36,3 +36,19 @@ def dense_kernel(array: np.ndarray) -> torch.Tensor:
 def vector(array: np.ndarray) -> torch.Tensor:
     """A 1-d TF/Keras variable (bias, BatchNorm statistics) as a float tensor."""
     return torch.from_numpy(np.ascontiguousarray(array).reshape(-1)).float()
+
+
+def exclude_pool_padding(model: torch.nn.Module) -> int:
+    """Make every padded average pool exclude the padding, as TensorFlow's SAME pooling does.
+
+    timm's and torchvision's Inception-v3 average over the zero padding of the pool branch; TF-slim and Keras
+    do not. Weights from TensorFlow give their home library's outputs only with TF's pooling, so loading them
+    switches the pools (Inception-v4 and the Inception-ResNets already exclude the padding). Returns how many
+    pools were changed.
+    """
+    changed = 0
+    for module in model.modules():
+        if isinstance(module, torch.nn.AvgPool2d) and module.count_include_pad and module.padding not in (0, (0, 0)):
+            module.count_include_pad = False
+            changed += 1
+    return changed

@@ -9,8 +9,8 @@ max pool whose output passes through unprojected) instead of between blocks.
 Source of every width: the per-branch columns of Figure 5 (#1x1, #3x3 reduce, #3x3, double #3x3 reduce,
 double #3x3, pool + proj), copied into :data:`BLOCKS` row by row, and the stem rows (7x7/2 conv 64, 1x1 conv
 64 = the "#3x3 reduce" of the 3x3 row, 3x3 conv 192). The widths after 4c, 4d and 4e follow from the
-branches (608, 608 and 1056 channels); the Figure's "output size" column prints 576, 576 and 1024 there, an
-inconsistency of the table: the Caffe-converted network has the branch widths, and so do we.
+branches: 608, 608 and 1056 channels, where the Figure's output-size column, as usually transcribed, gives
+576, 576 and 1024. The Caffe-converted network has the branch widths, and so do we.
 
 Key layout: the Caffe-converted model of Cadene's pretrained-models (``pretrainedmodels.models.bninception``,
 weights ``bn_inception-52deb4733.pth``): its flat names (``conv1_7x7_s2``, ``conv1_7x7_s2_bn``,
@@ -19,14 +19,16 @@ keys, and its arithmetic is ours: convolutions with bias, BatchNorm eps 1e-5, ce
 pools over the padding. The module tree is ours (one module per block, e.g. ``inception_3a._1x1.conv``), so
 the model is built from small blocks and has feature taps; :meth:`BNInception.state_dict` and
 ``load_state_dict`` translate between the two spellings (nested keys also load).
-Parameters: 11,295,240 with the 1000-class classifier (10,270,240 in the body), as in Cadene's model.
+Parameters: 11,295,240 with the 1000-class classifier (10,270,240 in the body), as in Cadene's model;
+2.03 GMACs at 224. The smallest input that runs is 7x7; smaller ones raise the zoo's ValueError.
 
 Deviations from Cadene's model, none of which changes an output it can produce: the final 7x7 average pool
 is a global (adaptive) one, so inputs other than 224 work; where Cadene's model fails on an odd grid
 entering 3c or 4e (e.g. at 220: its stride-2 convolution gives 14, its ceil-mode pool 13), the pool first
-pads the bottom/right edge; ``drop_rate`` (Cadene: none) applies before the classifier. Deviations from the
-paper: the first convolution is a plain 7x7 (the paper's is separable with depth multiplier 8, the Caffe
-model's is not); no auxiliary classifier.
+pads the bottom/right edge; ``drop_rate`` (Cadene: none; the paper removed dropout, so pass
+``drop_rate=0`` to follow it) applies before the classifier. Deviations from the paper: the first convolution
+is a plain 7x7 (the paper's appendix makes it separable, depth multiplier 8; the Caffe model's is plain);
+no auxiliary classifier (the Caffe model has none).
 
 Preprocessing of Cadene's weights (Caffe style): BGR channel order, range 0-255, mean (104, 117, 128) in
 BGR order, std 1. The metadata states it as RGB mean (128, 117, 104) / 255 and std 1 / 255 on [0, 1]

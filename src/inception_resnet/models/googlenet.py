@@ -4,13 +4,15 @@ the first network of the family, with its two optional auxiliary classifiers.
 Layout and arithmetic follow torchvision's ``googlenet`` (``conv1`` ... ``inception5b``, each block with
 ``branch1`` to ``branch4``, ``aux1``/``aux2`` with ``conv``, ``fc1``, ``fc2``, classifier ``fc``; BatchNorm
 eps 1e-3; ceil-mode max pools), so torchvision's state dict loads key for key and gives its outputs, and the
-parameter count is torchvision's (6,624,904 without, 13,004,888 with the auxiliary heads). Deviations from
-the paper, all torchvision's:
+parameter count is torchvision's (6,624,904 without, 13,004,888 with the auxiliary heads; 1.50 GMACs at
+224). Deviations from the paper, all torchvision's (whose pretrained weights are a port of a BatchNorm
+re-implementation rather than of the 2014 network):
 
-* BatchNorm after every convolution (the 2014 network had none; it was added with the released weights);
-* the "5x5" branch (``branch3``) uses a 3x3 convolution (torchvision's known slip, kept for its weights);
-* the auxiliary heads average-pool adaptively to 4x4 (the paper: 5x5 stride 3, also 4x4 at 224) and the
-  main head drops 20% (the paper: 40%); the local response normalisations of the paper are left out.
+* BatchNorm after every convolution (the 2014 network had none) and no local response normalisation;
+* the "5x5" branch (``branch3``) uses a 3x3 convolution (torchvision issue 906; kept for its weights);
+* the auxiliary heads average-pool adaptively to 4x4 (the paper: 5x5 stride 3, the same 4x4 at 224 but with
+  other windows) and the main head drops 20% by default (the paper: 40%). torchvision's pretrained weights
+  have untrained auxiliary heads.
 
 ``transform_input=True`` (default False) re-normalises an ImageNet-normalised input to the (x - 0.5) / 0.5
 range torchvision's pretrained ``IMAGENET1K_V1`` weights expect; torchvision switches it on when it loads
@@ -18,7 +20,9 @@ those weights, so set it when loading them here. The metadata's mean and std are
 
 In training mode with ``aux_logits=True`` the model returns a :class:`GoogLeNetOutput` (main logits, then
 the heads after inception4a and inception4d); the paper weights each auxiliary loss by 0.3
-(``aux_loss_weight``). In eval mode, and in TorchScript, it returns the logits alone.
+(``aux_loss_weight``). In eval mode, and in TorchScript, it returns the logits alone. The smallest input
+that runs, with or without the auxiliary heads, is 15x15 (the ceil-mode pools need a 3x3 grid); smaller
+ones raise the zoo's ValueError.
 """
 
 from __future__ import annotations

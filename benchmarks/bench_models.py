@@ -1,0 +1,173 @@
+"""Benchmark suites: our networks against timm's on the CPU or on one GPU, JSON and markdown out.
+
+    python benchmarks/bench_models.py --suite cpu --out docs/results          # 2-core CPU, fp32
+    python benchmarks/bench_models.py --suite gpu --out "$OUT"                # one H200 (gpu_suite.sh)
+    python benchmarks/bench_models.py --suite gpu --dry-run                   # the same code paths, tiny, CPU
+
+Each suite is a list of stages; a stage is one workload and the candidates timed against each other on it
+(interleaved rounds, medians; see ``inception_resnet.bench``), most important candidate first. ``--budget-s``
+bounds the whole run: a stage gets a share of what is left, a candidate whose compilation would not fit is
+skipped (and marked so), and the results files are rewritten after every stage, so a run stopped from
+outside still leaves everything measured so far. ``--dry-run`` runs every stage on the CPU with our models at
+a quarter width, 75-pixel inputs, one step and one round, and ``torch.compile`` on its ``eager`` backend
+(CUDA graphs and inductor options dropped): it checks the code paths in a minute or two, not the speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+if __package__ in (None, ""):  # run as a script from a checkout: use the package in src/ unless installed
+    sys.path.insert(1, str(Path(__file__).resolve().parents[1] / "src"))
+
+from inception_resnet.bench import (  # noqa: E402
+    H200_BF16_TFLOPS,
+    Candidate,
+    Result,
+    Workload,
+    document,
+    environment,
+    markdown_document,
+    parse_candidate,
+    run_workload,
+)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One workload, its candidates (most important first), and its share of the time budget."""
+
+    workload: Workload
+    candidates: tuple[str, ...]
+    share: float = 1.0
+    compile_estimate_s: float = 60.0
+
+
+def cpu_suite(models: list[str]) -> list[Stage]:
+    """fp32 inference on the CPU at batch 1 (latency) and batch 16 (throughput), against timm eager."""
+    specs = ("timm", "timm+cl", "ours", "ours+opt", "ours+cl", "ours+opt+cl", "ours+opt+jit", "ours+ort")
+    stages = []
+    for model in models:
+        stages.append(Stage(Workload(model, "infer", 1, steps=3, warmup=2, rounds=7), specs))
+        stages.append(Stage(Workload(model, "infer", 16, steps=1, warmup=1, rounds=5), specs))
+    return stages
+
+
+def gpu_suite(models: list[str], extended: bool = False) -> list[Stage]:
+    """bf16 channels_last on one GPU: compiled inference at batch 256 and training at batch 128, against timm."""
+    infer = {"mode": "infer", "batch_size": 256, "device": "cuda", "amp": "bf16", "steps": 20, "warmup": 3,
+             "rounds": 5, "peak_tflops": H200_BF16_TFLOPS}
+    train = {**infer, "mode": "train", "batch_size": 128, "steps": 10}
+    stages = []
+    for model in models:
+        specs = ["timm+cl+compile", "ours+opt+cl+compile", "ours+opt+cl+compile+conv_1x1_as_mm", "ours+cl+compile"]
+        if extended:
+            specs += ["ours+opt+cl+compile+freezing", "ours+opt+cl+compile=max-autotune-no-cudagraphs"]
+        stages.append(Stage(Workload(model, **infer), tuple(specs), share=1.0, compile_estimate_s=60.0))
+    for model in models[:1] if not extended else models:
+        specs = ["timm+cl+compile", "ours+opt+cl+compile", "ours+cl+compile"]
+        stages.append(Stage(Workload(model, **train), tuple(specs), share=1.3, compile_estimate_s=120.0))
+    eager = ("timm+cl", "ours+cl", "ours+opt+cl", "ours+opt+cl+graph")
+    stages.append(Stage(Workload(models[0], **infer), eager, share=0.3, compile_estimate_s=0.0))
+    if extended:
+        small = {**infer, "batch_size": 8, "steps": 50}
+        graphs = ("timm+cl+compile", "ours+opt+cl+compile", "ours+opt+cl+compile=reduce-overhead",
+                  "ours+opt+cl+graph")
+        stages.append(Stage(Workload(models[0], **small), graphs, share=0.6, compile_estimate_s=60.0))
+    return stages
+
+
+SUITES = {"cpu": cpu_suite, "gpu": gpu_suite}
+DEFAULT_MODELS = {"cpu": ["inception_v4", "inception_resnet_v2"], "gpu": ["inception_v4", "inception_resnet_v2"]}
+
+
+def dry_run_stage(stage: Stage) -> Stage:
+    """The same stage, tiny and on the CPU: our models at quarter width, 75 px, one step, one round."""
+    workload = replace(
+        stage.workload, device="cpu", batch_size=2, input_size=75, steps=1, warmup=1, rounds=1,
+        model_options=(("width_multiplier", 0.25), ("num_classes", 10)),
+    )
+    return replace(stage, workload=workload, candidates=tuple(dry_run_candidate(c) for c in stage.candidates))
+
+
+def dry_run_candidate(spec: str) -> str:
+    candidate = parse_candidate(spec)
+    if candidate.compile is not None:  # dynamo only: traces the model the same way, compiles nothing
+        candidate = replace(candidate, compile="default", backend="eager")
+    return replace(candidate, cuda_graph=False).spec
+
+
+def run_suite(
+    stages: list[Stage], budget_s: float, write: Callable[[list[Result]], None], log: Callable[[str], None]
+) -> list[Result]:
+    """Run the stages in order within ``budget_s`` seconds, calling ``write(results)`` after each."""
+    start = time.monotonic()
+    end = start + budget_s
+    results: list[Result] = []
+    for index, stage in enumerate(stages):
+        now = time.monotonic()
+        shares_left = sum(s.share for s in stages[index:])
+        deadline = min(end, now + (end - now) * stage.share / shares_left)
+        candidates: list[Candidate] = [parse_candidate(spec) for spec in stage.candidates]
+        log(f"stage {index + 1}/{len(stages)}: {stage.workload.key}, {deadline - now:.0f} s")
+        results += run_workload(stage.workload, candidates, deadline=deadline,
+                                compile_estimate_s=stage.compile_estimate_s, log=log)
+        write(results)
+    log(f"suite done in {time.monotonic() - start:.0f} s")
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--suite", choices=sorted(SUITES), required=True)
+    parser.add_argument("--models", nargs="+", default=None, help="default: inception_v4 inception_resnet_v2")
+    parser.add_argument("--out", default="docs/results", help="folder for <name>.json and <name>.md")
+    parser.add_argument("--name", default=None, help="file name stem (default: <suite>-<date>, or dry-run-<suite>)")
+    parser.add_argument("--budget-s", type=float, default=None, help="time budget (default: gpu 480, cpu 1800)")
+    parser.add_argument("--extended", action="store_true", help="gpu: also freezing, max-autotune, batch 8")
+    parser.add_argument("--dry-run", action="store_true", help="tiny CPU run of the same code paths")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    models = args.models or DEFAULT_MODELS[args.suite]
+    stages = gpu_suite(models, args.extended) if args.suite == "gpu" else cpu_suite(models)
+    if args.dry_run:
+        stages = [dry_run_stage(s) for s in stages]
+    elif args.suite == "gpu" and not torch.cuda.is_available():
+        print("bench_models.py: --suite gpu needs a CUDA device (or --dry-run)", file=sys.stderr)
+        return 2
+    budget = args.budget_s or (480.0 if args.suite == "gpu" else 1800.0)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = args.name or (f"dry-run-{args.suite}" if args.dry_run else f"{args.suite}-{time.strftime('%Y-%m-%d')}")
+    env = environment()
+    env["suite"] = args.suite + (" (dry run)" if args.dry_run else "")
+    title = f"inception-resnet benchmark, {env['suite']} suite"
+
+    def write(results: list[Result]) -> None:
+        (out / f"{stem}.json").write_text(json.dumps(document(results, env), indent=2) + "\n")
+        (out / f"{stem}.md").write_text(markdown_document(results, env, title))
+
+    def log(message: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+    results = run_suite(stages, budget, write, log)
+    print(markdown_document(results, env, title))
+    print(f"wrote {out / stem}.json and .md", file=sys.stderr)
+    failed = [r for r in results if r.error and not r.error.startswith("skipped")]
+    return 1 if failed and args.dry_run else 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

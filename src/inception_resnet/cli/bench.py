@@ -1,0 +1,107 @@
+"""``inception-resnet bench``: our model against timm's (same settings, interleaved), inference or training.
+
+A thin layer over :mod:`inception_resnet.bench`. The flags describe one setting (``--channels-last``,
+``--compile``, ``--amp``...); ``--optimize`` applies our optimisations to our model, ``--timm`` adds timm's
+model with the same settings as the baseline. ``--candidates`` lists candidate specs explicitly instead
+(``timm+cl+compile ours+opt+cl+compile``; see :func:`inception_resnet.bench.parse_candidate`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from ..bench import (
+    Candidate,
+    Workload,
+    document,
+    environment,
+    markdown_document,
+    parse_candidate,
+    run_workload,
+    to_markdown,
+)
+
+
+def parse_option(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` with VALUE read as JSON when it parses (numbers, true/false), else as a string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected KEY=VALUE, e.g. width_multiplier=0.25")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def candidates_from_args(args: argparse.Namespace) -> list[Candidate]:
+    """The candidates the flags describe: timm's (with ``--timm``) first, then ours."""
+    if args.candidates:
+        return [parse_candidate(spec) for spec in args.candidates]
+    common = {"channels_last": args.channels_last, "compile": args.compile}
+    ours = Candidate("ours", optimize=args.optimize, **common)
+    return [Candidate("timm", **common), ours] if args.timm else [ours]
+
+
+def workload_from_args(args: argparse.Namespace) -> Workload:
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return Workload(
+        model=args.model, mode=args.mode, batch_size=args.batch_size, input_size=args.input_size,
+        device=device, amp=None if args.amp == "none" else args.amp, steps=args.steps, warmup=args.warmup,
+        rounds=args.rounds, model_options=tuple(args.option), peak_tflops=args.peak_tflops,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    workload = workload_from_args(args)
+    candidates = candidates_from_args(args)
+    for output in (args.json, args.markdown):
+        if output is not None:
+            Path(output).parent.mkdir(parents=True, exist_ok=True)
+    log = (lambda message: print(message, file=sys.stderr)) if args.verbose else (lambda _message: None)
+    results = run_workload(workload, candidates, baseline=args.baseline, log=log)
+    env = environment()
+    print(to_markdown(results))
+    if args.json:
+        Path(args.json).write_text(json.dumps(document(results, env), indent=2) + "\n")
+    if args.markdown:
+        Path(args.markdown).write_text(markdown_document(results, env, f"inception-resnet bench: {workload.key}"))
+    return 1 if all(r.error for r in results) else 0
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "bench", help="time a model against timm's (images/s, latency, TFLOP/s, peak memory)",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--model", required=True, help="registered model name, e.g. inception_v4")
+    parser.add_argument("--mode", choices=["infer", "train"], default="infer")
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--input-size", type=int, default=299)
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none", help="autocast dtype")
+    parser.add_argument("--channels-last", action="store_true", help="model and input in channels_last")
+    parser.add_argument("--compile", nargs="?", const="default", default=None, metavar="MODE",
+                        help="torch.compile, optionally with a mode (default, max-autotune, reduce-overhead...)")
+    parser.add_argument("--optimize", action="store_true",
+                        help="ours: optimize_for_inference (infer) or fuse_branches (train)")
+    parser.add_argument("--timm", action="store_true", help="add timm's model with the same settings (baseline)")
+    parser.add_argument("--candidates", nargs="+", metavar="SPEC", help="explicit candidate specs")
+    parser.add_argument("--baseline", default=None, metavar="SPEC", help="ratios against this candidate")
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per round")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps after building (compiles)")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds; medians are reported")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
+    parser.add_argument("--peak-tflops", type=float, default=None, help="peak for the FLOP utilisation column")
+    parser.add_argument("--option", type=parse_option, action="append", default=[], metavar="KEY=VALUE",
+                        help="model option, e.g. width_multiplier=0.25 (repeatable)")
+    parser.add_argument("--json", default=None, metavar="FILE", help="write the results as JSON")
+    parser.add_argument("--markdown", default=None, metavar="FILE", help="write a markdown results file")
+    parser.add_argument("--verbose", action="store_true", help="log progress to stderr")
+    parser.set_defaults(func=run)

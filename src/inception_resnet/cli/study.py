@@ -1,0 +1,104 @@
+"""``inception-resnet study compare|scaling|presets``: the paper's residual study, a thin layer over the API.
+
+``study compare`` and ``study scaling`` read a preset (``--preset cpu|gpu|imagenet|FILE.json``; default
+``gpu`` when CUDA is available, else ``cpu``), apply ``--set KEY=VALUE`` changes, train the runs not done
+yet in ``--out`` and write the report there. ``study presets [NAME]`` lists the presets or prints one, to
+copy and edit. Under torchrun every process runs the same command; only rank 0 writes the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "study",
+        help="the paper's residual study: residual vs non-residual pairs, and residual scaling (dying networks)",
+        description="Train the paper's comparisons under one recipe for several seeds and write a report with "
+                    "curves, tables and the paper's numbers beside ours. Resumable: finished runs are skipped.",
+    )
+    sub = parser.add_subparsers(dest="study_command", metavar="STUDY")
+    sub.required = True
+    descriptions = {
+        "compare": "residual networks against their non-residual partners (Inception-v3 vs Inception-ResNet-v1, "
+                   "Inception-v4 vs Inception-ResNet-v2): curves, final errors, epochs and time to error levels",
+        "scaling": "wide Inception-ResNets at an aggressive learning rate for residual scales 1.0/0.3/0.2/0.1: "
+                   "the share of runs that died (all zeros before the final pooling) per scale",
+    }
+    for name, text in descriptions.items():
+        command = sub.add_parser(name, help=text.split(":")[0], description=text)
+        command.add_argument("--preset", default=None,
+                             help="cpu, gpu, imagenet or a JSON file (default: gpu with CUDA, else cpu)")
+        command.add_argument("--out", default=None, help="report directory (default: study-results/<preset>/"
+                             f"{name})")
+        command.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                             help="change a setting: a study key (seeds=[0,1], pairs=..., scales=...) or a "
+                                  "training setting (epochs=2, train.lr=0.1); VALUE is JSON when it parses")
+        command.add_argument("--data", default=None, help="shortcut for --set data=DIR (an ImageFolder tree)")
+        command.add_argument("--seeds", default=None, help="shortcut for --set seeds=[..], e.g. 0,1,2")
+        command.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                             help="start no new run after this many seconds (the report marks the rest)")
+        command.add_argument("--report-only", action="store_true",
+                             help="train nothing; rebuild the report from the runs already in --out")
+        command.add_argument("--print-config", action="store_true",
+                             help="print the study configuration (after --set) as JSON and exit")
+        command.add_argument("--quiet", action="store_true", help="no per-run progress bars")
+        command.set_defaults(func=run, section=name)
+    presets = sub.add_parser("presets", help="list the presets, or print one (to copy and edit)",
+                             description="Without NAME: the presets and their descriptions. With NAME: its JSON.")
+    presets.add_argument("name", nargs="?", default=None)
+    presets.set_defaults(func=show_presets)
+
+
+def show_presets(args: argparse.Namespace) -> int:
+    from ..study import load_preset, preset_names, preset_path
+
+    if args.name:
+        print(preset_path(args.name).read_text(), end="")
+        return 0
+    for name in preset_names():
+        preset = load_preset(name)
+        print(f"{name:10s} {preset.description}")
+    return 0
+
+
+def overrides_from_args(args: argparse.Namespace) -> list[str]:
+    overrides = list(args.overrides)
+    if args.data is not None:
+        overrides.append(f"data={json.dumps(args.data)}")
+    if args.seeds is not None:
+        seeds = [int(s) for s in str(args.seeds).replace(" ", "").split(",") if s]
+        overrides.append(f"seeds={json.dumps(seeds)}")
+    if args.time_limit is not None:
+        overrides.append(f"time_limit_s={args.time_limit}")
+    if args.quiet:
+        overrides.append("progress=false")
+    return overrides
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..study import default_preset_name, load_preset, run_compare, run_scaling, with_overrides
+
+    preset = load_preset(args.preset or default_preset_name())
+    section = with_overrides(preset.section(args.section), overrides_from_args(args))
+    if args.print_config:
+        from ..study.config import section_to_dict
+
+        print(json.dumps(section_to_dict(section), indent=2))
+        return 0
+    out = Path(args.out or f"study-results/{preset.name}/{args.section}")
+    command = " ".join(["inception-resnet", *map(shlex.quote, sys.argv[1:])])
+    runner = run_compare if args.section == "compare" else run_scaling
+    result = runner(section, out, preset=preset.name, command=command, report_only=args.report_only,
+                    log=lambda message: print(message, file=sys.stderr, flush=True))
+    if result.report is not None:
+        print(f"report: {result.report}")
+    not_run = [r.spec.key for r in result.records if r.status == "not run"]
+    if not_run:
+        print(f"{len(not_run)} run(s) not run; run the same command again to continue", file=sys.stderr)
+    return 0

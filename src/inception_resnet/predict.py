@@ -1,0 +1,178 @@
+"""Classifying image files with a model and its weights' own preprocessing.
+
+:func:`predict_files` decodes each file (a file that cannot be read or is not an image becomes a
+:class:`PredictFailure` with a message, and the others are still classified), applies the evaluation
+transform the weights' metadata describes (:func:`inception_resnet.transforms.eval_transform_for`: input
+size, crop fraction and style, interpolation, mean and std), runs the model in batches and returns the
+top-k classes with their softmax probabilities. Class names come from the ImageNet list shipped with the
+package (:func:`class_names`: 1000 classes, or 1001 with TF-slim's background class at index 0).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch import nn
+
+BACKGROUND = "background"
+
+
+@lru_cache(maxsize=1)
+def imagenet_classes() -> tuple[str, ...]:
+    """The 1000 ImageNet-1k class names, in the usual index order (``labels/imagenet_classes.txt``)."""
+    text = resources.files("inception_resnet").joinpath("labels/imagenet_classes.txt").read_text("utf8")
+    names = tuple(line.strip() for line in text.splitlines() if line.strip())
+    if len(names) != 1000:
+        raise RuntimeError(f"the packaged ImageNet class list has {len(names)} names instead of 1000")
+    return names
+
+
+def class_names(num_classes: int, label_offset: int = 0) -> list[str]:
+    """Names of a classifier's outputs: ImageNet's for 1000 (or 1001 with background first), else ``class N``."""
+    if num_classes == 1000 and label_offset == 0:
+        return list(imagenet_classes())
+    if num_classes == 1001 and label_offset in (0, 1):
+        return [BACKGROUND, *imagenet_classes()]
+    return [f"class {i}" for i in range(num_classes)]
+
+
+@dataclass
+class Prediction:
+    """The top-k classes of one image: indices into the model's outputs, names and probabilities."""
+
+    path: str
+    indices: list[int]
+    labels: list[str]
+    probabilities: list[float]
+
+    def as_dict(self) -> dict[str, Any]:
+        top = [{"index": i, "label": n, "probability": p}
+               for i, n, p in zip(self.indices, self.labels, self.probabilities, strict=True)]
+        return {"image": self.path, "top": top}
+
+
+@dataclass
+class PredictFailure:
+    """A file that could not be classified, and why."""
+
+    path: str
+    error: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"image": self.path, "error": self.error}
+
+
+def load_image(path: str | os.PathLike) -> Image.Image:
+    """Decode an image file fully (RGB, grey or RGBA kept); a ValueError says why a file cannot be used."""
+    path = Path(path)
+    if not path.exists():
+        raise ValueError("no such file")
+    if path.is_dir():
+        raise ValueError("is a folder, not an image file")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            if image.mode not in ("RGB", "L", "RGBA", "LA"):
+                image = image.convert("RGB")
+            return image.copy()
+    except UnidentifiedImageError:
+        raise ValueError("not an image file PIL can read (JPEG, PNG, BMP, TIFF, WebP...)") from None
+    except (OSError, SyntaxError, ValueError) as err:  # truncated or corrupt data, permissions
+        raise ValueError(f"could not be decoded ({type(err).__name__}: {err})") from None
+
+
+def eval_transform(model: nn.Module, input_size: int | None = None) -> Callable[[Any], torch.Tensor]:
+    """The evaluation transform of the model's weights (see :mod:`inception_resnet.transforms`)."""
+    from .transforms import eval_transform_for
+
+    return eval_transform_for(model, input_size=input_size)
+
+
+def check_classifier(model: nn.Module) -> None:
+    """Raise a ValueError when the model does not output class scores (no classifier, feature extractor)."""
+    name = getattr(model, "model_name", type(model).__name__)
+    if getattr(model, "features_only", False) or getattr(model, "num_classes", 0) <= 0:
+        raise ValueError(f"{name} has no classifier (num_classes=0 or features_only); predict needs class scores")
+    if getattr(model, "classify_output", True) is False:
+        raise ValueError(f"{name} outputs embeddings; build it with classify=True and num_classes to predict classes")
+
+
+def topk(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Softmax probabilities and indices of the ``k`` best classes of each row (``k`` capped at the class count)."""
+    if k < 1:
+        raise ValueError(f"topk must be at least 1, got {k}")
+    probabilities = torch.softmax(logits.float(), dim=1)
+    return probabilities.topk(min(k, probabilities.shape[1]), dim=1)
+
+
+def predict_batch(model: nn.Module, batch: torch.Tensor, k: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k probabilities and indices for a preprocessed batch (eval mode, no gradients)."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            return topk(model(batch), k)
+    finally:
+        model.train(was_training)
+
+
+def _chunks(items: Sequence, size: int) -> Iterable[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def predict_files(
+    model: nn.Module,
+    paths: Sequence[str | os.PathLike],
+    k: int = 5,
+    *,
+    input_size: int | None = None,
+    batch_size: int = 8,
+    device: str | torch.device | None = None,
+    names: Sequence[str] | None = None,
+) -> tuple[list[Prediction], list[PredictFailure]]:
+    """Classify image files; returns the predictions (in input order) and the files that failed."""
+    check_classifier(model)
+    if k < 1:
+        raise ValueError(f"topk must be at least 1, got {k}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    meta = model.metadata
+    names = list(names) if names is not None else class_names(model.num_classes, meta.label_offset)
+    transform = eval_transform(model, input_size)
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    ready: list[tuple[str, torch.Tensor]] = []
+    failures: list[PredictFailure] = []
+    for path in paths:
+        try:
+            ready.append((str(path), transform(load_image(path))))
+        except ValueError as err:
+            failures.append(PredictFailure(str(path), str(err)))
+    predictions: list[Prediction] = []
+    for chunk in _chunks(ready, batch_size):
+        batch = torch.stack([tensor for _, tensor in chunk]).to(device)
+        probabilities, indices = predict_batch(model, batch, k)
+        for (path, _), probs, idx in zip(chunk, probabilities.tolist(), indices.tolist(), strict=True):
+            predictions.append(Prediction(path, idx, [names[i] for i in idx], probs))
+    return predictions, failures
+
+
+def format_predictions(predictions: Sequence[Prediction]) -> str:
+    """A plain-text table per image: rank, probability, class index and name."""
+    blocks = []
+    for prediction in predictions:
+        lines = [prediction.path, "  rank  probability  index  class"]
+        for rank, (i, name, p) in enumerate(
+            zip(prediction.indices, prediction.labels, prediction.probabilities, strict=True), start=1
+        ):
+            lines.append(f"  {rank:>4}  {p:>11.4f}  {i:>5}  {name}")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)

@@ -1,0 +1,58 @@
+"""The residual study of the paper, reproducible in one command: ``inception-resnet study compare|scaling``.
+
+* :func:`run_compare` trains each pair (non-residual partner, residual network: Inception-v3 vs
+  Inception-ResNet-v1, Inception-v4 vs Inception-ResNet-v2) under one recipe, data order and budget for
+  several seeds, and writes the curves, tables and ``report.md`` (:mod:`.compare`).
+* :func:`run_scaling` trains a wide Inception-ResNet at an aggressive learning rate for each residual scale
+  and reports which runs "died" (:mod:`.scaling`, :func:`detect_death`).
+* Presets (``cpu``, ``gpu``, ``imagenet``) are JSON files: :func:`load_preset`, :mod:`.config`.
+
+Every run is an ordinary, resumable training run; a study started again skips the runs already done.
+
+Example::
+
+    from inception_resnet.study import load_preset, run_compare
+    preset = load_preset("cpu")
+    result = run_compare(preset.compare, "study-results/cpu/compare", preset="cpu")
+    print(result.report)
+"""
+
+from __future__ import annotations
+
+from .compare import CompareResult, PairResult, plan_compare, run_compare
+from .config import (
+    CompareConfig,
+    DeathCriteria,
+    Preset,
+    ScalingConfig,
+    default_preset_name,
+    load_preset,
+    preset_names,
+    preset_path,
+    with_overrides,
+)
+from .death import DeathReport, detect_death, detect_run_death
+from .scaling import ScalingResult, plan_scaling, residual_widths, run_scaling
+
+__all__ = [
+    "CompareConfig",
+    "CompareResult",
+    "DeathCriteria",
+    "DeathReport",
+    "PairResult",
+    "Preset",
+    "ScalingConfig",
+    "ScalingResult",
+    "default_preset_name",
+    "detect_death",
+    "detect_run_death",
+    "load_preset",
+    "plan_compare",
+    "plan_scaling",
+    "preset_names",
+    "preset_path",
+    "residual_widths",
+    "run_compare",
+    "run_scaling",
+    "with_overrides",
+]

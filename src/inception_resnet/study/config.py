@@ -1,0 +1,275 @@
+"""What a study runs: :class:`CompareConfig`, :class:`ScalingConfig` and the presets that hold them.
+
+A preset is a plain JSON file (``inception_resnet/presets/<name>.json``, or any path) with a ``compare`` and
+a ``scaling`` section. Each section has a ``train`` dict of :class:`~inception_resnet.train.TrainConfig`
+fields shared by all its runs, plus its own keys (pairs and seeds; or model, scales and the death
+criteria). Copy one (``inception-resnet study presets cpu > mine.json``), edit it, pass ``--preset mine.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
+WEIGHTS = ("raw", "ema")
+SECTIONS = ("compare", "scaling")
+
+
+@dataclass
+class DeathCriteria:
+    """When a run counts as dead (paper section 3.3): the input of the final pooling all zeros, for good.
+
+    A run is dead from the first logged step from which every logged step to the end has a zero fraction
+    of at least ``zero_fraction``, provided that there are at least ``min_points`` such steps and that the
+    training loss after that step never falls more than ``loss_tolerance`` (relative) below its value there.
+    """
+
+    zero_fraction: float = 1.0
+    min_points: int = 3
+    loss_tolerance: float = 0.02
+
+    def validate(self) -> None:
+        if not 0.0 < self.zero_fraction <= 1.0:
+            raise ValueError(f"death.zero_fraction must be in (0, 1], got {self.zero_fraction}")
+        if self.min_points < 1:
+            raise ValueError(f"death.min_points must be at least 1, got {self.min_points}")
+        if self.loss_tolerance < 0:
+            raise ValueError(f"death.loss_tolerance must be >= 0, got {self.loss_tolerance}")
+
+
+@dataclass
+class CompareConfig:
+    """``study compare``: each pair (non-residual partner, residual network) trained alike for every seed.
+
+    ``train`` holds the training settings all runs share (a run's seed fixes its data subset, data order
+    and augmentation, so both networks of a pair see the same images in the same order); ``models`` adds
+    settings for one model only (e.g. ``{"inception_resnet_v2": {"model_options": {"blocks": [5, 10, 5]}}}``).
+    ``weights`` says whose validation errors the tables and curves use: the raw weights or their moving
+    average (EMA, the paper's choice; needs ``ema_decay`` > 0). ``levels`` fixes the top-1 error levels (%)
+    of the time-to-level table; by default they are derived from the runs (see ``level_margins``).
+    """
+
+    pairs: list[list[str]] = field(default_factory=lambda: [["inception_v3", "inception_resnet_v1"]])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    train: dict[str, Any] = field(default_factory=dict)
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    weights: str = "raw"
+    levels: list[float] | None = None
+    level_margins: list[float] = field(default_factory=lambda: [0.0, 5.0, 10.0])
+    time_limit_s: float | None = None
+
+    def validate(self) -> None:
+        from ..registry import list_models
+
+        known = list_models()
+        if not self.pairs:
+            raise ValueError("compare.pairs is empty; give at least one [partner, residual] pair")
+        for pair in self.pairs:
+            if len(pair) != 2:
+                raise ValueError(f"compare.pairs: each pair is [partner, residual], got {pair!r}")
+            for name in pair:
+                if name not in known:
+                    raise ValueError(f"compare.pairs: unknown model {name!r}; known: {', '.join(known)}")
+        _check_seeds(self.seeds, "compare")
+        _check_train(self.train, "compare.train")
+        for name, extra in self.models.items():
+            _check_train(extra, f"compare.models.{name}")
+        if self.weights not in WEIGHTS:
+            raise ValueError(f"compare.weights must be one of {', '.join(WEIGHTS)}, got {self.weights!r}")
+        if self.weights == "ema" and self.train.get("ema_decay") == 0:
+            raise ValueError("compare.weights is 'ema' but train.ema_decay is 0 (no averaged weights)")
+        if not self.level_margins and not self.levels:
+            raise ValueError("compare.level_margins is empty; give at least one margin (e.g. [0])")
+        _check_time_limit(self.time_limit_s, "compare")
+
+    @property
+    def model_names(self) -> list[str]:
+        """Every model of the pairs, once, in order of appearance."""
+        return list(dict.fromkeys(name for pair in self.pairs for name in pair))
+
+
+@dataclass
+class ScalingConfig:
+    """``study scaling``: a wide Inception-ResNet at an aggressive learning rate, for each residual scale.
+
+    ``train`` holds the settings all runs share (width, learning rate, warm-up, ``log_every_steps``: the
+    death detector reads the zero fraction of ``steps.jsonl``); every (scale, seed) is one run.
+    """
+
+    model: str = "inception_resnet_v2_paper"
+    scales: list[float] = field(default_factory=lambda: [1.0, 0.3, 0.2, 0.1])
+    seeds: list[int] = field(default_factory=lambda: [0, 1])
+    train: dict[str, Any] = field(default_factory=dict)
+    death: DeathCriteria = field(default_factory=DeathCriteria)
+    min_filters: int = 1000
+    time_limit_s: float | None = None
+
+    def validate(self) -> None:
+        from ..registry import list_models
+
+        if self.model not in list_models():
+            raise ValueError(f"scaling.model: unknown model {self.model!r}")
+        if not self.scales or any(not isinstance(s, (int, float)) or s <= 0 for s in self.scales):
+            raise ValueError(f"scaling.scales must be positive numbers, got {self.scales!r}")
+        _check_seeds(self.seeds, "scaling")
+        _check_train(self.train, "scaling.train")
+        if "residual_scale" in self.train:
+            raise ValueError("scaling.train sets residual_scale; the scales come from scaling.scales")
+        if not self.train.get("log_every_steps", 10):
+            raise ValueError("scaling.train.log_every_steps is 0: the death detector needs steps.jsonl")
+        self.death.validate()
+        _check_time_limit(self.time_limit_s, "scaling")
+
+
+@dataclass
+class Preset:
+    """A named pair of study configurations, read from a JSON file."""
+
+    name: str
+    description: str
+    compare: CompareConfig
+    scaling: ScalingConfig
+    source: str = ""
+
+    def section(self, name: str) -> CompareConfig | ScalingConfig:
+        if name not in SECTIONS:
+            raise ValueError(f"unknown study section {name!r}; choose one of {', '.join(SECTIONS)}")
+        return getattr(self, name)
+
+
+def _check_seeds(seeds: list[int], where: str) -> None:
+    if not seeds or any(not isinstance(s, int) or isinstance(s, bool) for s in seeds):
+        raise ValueError(f"{where}.seeds must be a non-empty list of integers, got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"{where}.seeds has repeated values: {seeds!r}")
+
+
+def _check_train(values: dict[str, Any], where: str) -> None:
+    from ..train import TrainConfig
+
+    known = set(TrainConfig.field_names())
+    unknown = [k for k in values if k not in known]
+    if unknown:
+        raise ValueError(f"{where}: unknown training setting(s) {', '.join(map(repr, unknown))}; see "
+                         "`inception-resnet train --help` for the known ones")
+    for reserved in ("model", "seed", "run_dir", "resume"):
+        if reserved in values:
+            raise ValueError(f"{where} sets {reserved!r}, which the study sets for each run")
+
+
+def _check_time_limit(value: float | None, where: str) -> None:
+    if value is not None and value <= 0:
+        raise ValueError(f"{where}.time_limit_s must be positive (or null), got {value}")
+
+
+def _build(cls: type, values: dict[str, Any], where: str) -> Any:
+    names = {f.name for f in fields(cls)}
+    unknown = [k for k in values if k not in names]
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; known: {', '.join(sorted(names))}")
+    values = dict(values)
+    if cls is ScalingConfig and isinstance(values.get("death"), dict):
+        values["death"] = _build(DeathCriteria, values["death"], f"{where}.death")
+    return cls(**values)
+
+
+def preset_from_dict(data: dict[str, Any], *, name: str = "custom", source: str = "") -> Preset:
+    """A :class:`Preset` from the JSON structure (unknown keys are errors); both sections are validated."""
+    unknown = [k for k in data if k not in ("name", "description", *SECTIONS)]
+    if unknown:
+        raise ValueError(f"preset {name}: unknown key(s) {', '.join(map(repr, unknown))}")
+    preset = Preset(
+        name=str(data.get("name", name)),
+        description=str(data.get("description", "")),
+        compare=_build(CompareConfig, data.get("compare", {}), "compare"),
+        scaling=_build(ScalingConfig, data.get("scaling", {}), "scaling"),
+        source=source,
+    )
+    preset.compare.validate()
+    preset.scaling.validate()
+    return preset
+
+
+def preset_names() -> list[str]:
+    """The presets shipped with the package."""
+    return sorted(p.stem for p in PRESET_DIR.glob("*.json"))
+
+
+def preset_path(name_or_path: str | os.PathLike) -> Path:
+    """The file of a shipped preset (by name) or of a user's preset (a path)."""
+    path = Path(name_or_path).expanduser()
+    if path.suffix == ".json" or path.is_file():
+        if not path.is_file():
+            raise FileNotFoundError(f"preset file not found: {path}")
+        return path
+    shipped = PRESET_DIR / f"{name_or_path}.json"
+    if not shipped.is_file():
+        raise ValueError(f"unknown preset {str(name_or_path)!r}; choose one of {', '.join(preset_names())} "
+                         "or give the path of a JSON file")
+    return shipped
+
+
+def load_preset(name_or_path: str | os.PathLike) -> Preset:
+    """Read and validate a preset: a shipped name (``cpu``, ``gpu``, ``imagenet``) or a JSON file's path."""
+    path = preset_path(name_or_path)
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"preset {path} is not valid JSON: {err}") from None
+    return preset_from_dict(data, name=path.stem, source=str(path))
+
+
+def default_preset_name() -> str:
+    """``gpu`` when CUDA is available, else ``cpu``."""
+    import torch
+
+    return "gpu" if torch.cuda.is_available() else "cpu"
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value: JSON when it parses (numbers, lists, true/false/null), else the string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def with_overrides(section: CompareConfig | ScalingConfig, overrides: list[str]) -> CompareConfig | ScalingConfig:
+    """A copy of ``section`` with ``KEY=VALUE`` settings applied and validated.
+
+    ``KEY`` is a key of the section (``seeds``, ``pairs``, ``scales``...), ``death.KEY``, ``train.KEY``, or
+    a bare training setting (``epochs=2`` means ``train.epochs=2``). ``VALUE`` is read as JSON when it parses.
+    """
+    from ..train import TrainConfig
+
+    section = dataclasses.replace(section, train=dict(section.train))
+    own = {f.name for f in fields(section)} - {"train"}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. epochs=2 or seeds=[0,1]")
+        value = parse_value(raw)
+        if key.startswith("death.") and isinstance(section, ScalingConfig):
+            section.death = _build(DeathCriteria, {**dataclasses.asdict(section.death), key[6:]: value}, "death")
+        elif key.startswith("train."):
+            section.train[key[6:]] = value
+        elif key in own:
+            setattr(section, key, value)
+        elif key in TrainConfig.field_names():
+            section.train[key] = value
+        else:
+            raise ValueError(f"--set {key}: neither a study setting ({', '.join(sorted(own))}) nor a training "
+                             "setting (see `inception-resnet train --help`)")
+    section.validate()
+    return section
+
+
+def section_to_dict(section: CompareConfig | ScalingConfig) -> dict[str, Any]:
+    """The section as plain JSON-ready data."""
+    return dataclasses.asdict(section)

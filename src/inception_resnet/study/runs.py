@@ -1,0 +1,227 @@
+"""The training runs of a study: planning them, running each once, skipping or resuming the ones done.
+
+Every run is an ordinary training run (:func:`inception_resnet.train.train`) in ``OUT/runs/<key>``, with
+``resume="auto"``: a run interrupted half-way continues from its last checkpoint. When a run ends the
+study writes ``study_run.json`` beside its metrics; a run directory holding that file, for the same
+settings, is not trained again. Settings that do not change the result (threads, progress bar, workers,
+device) may differ between sessions; any other difference is an error naming the settings, so that a
+report never mixes runs of two configurations.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..plot import read_metrics
+from ..train import NonFiniteLossError, TrainConfig, TrainSummary, train
+
+MARKER = "study_run.json"
+NEUTRAL_SETTINGS = ("run_dir", "resume", "progress", "threads", "num_workers", "tensorboard", "device")
+
+TrainFn = Callable[[TrainConfig], TrainSummary]
+
+
+@dataclass
+class RunSpec:
+    """One planned run: its key (directory name), model, seed, group (pair or scale) and settings."""
+
+    key: str
+    model: str
+    seed: int
+    group: str
+    settings: dict[str, Any]
+    run_dir: Path
+
+
+@dataclass
+class RunRecord:
+    """What became of a run: ``completed``, ``diverged`` (non-finite loss) or ``not run`` (time limit)."""
+
+    spec: RunSpec
+    status: str
+    message: str = ""
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    derived: dict[str, Any] = field(default_factory=dict)
+    trained_now: bool = False
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("completed", "diverged")
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def comparable(settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings that decide a run's result, JSON-normalised (tuples become lists)."""
+    return json.loads(json.dumps({k: v for k, v in settings.items() if k not in NEUTRAL_SETTINGS}))
+
+
+def differences(recorded: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+    """``name: recorded -> wanted`` for each wanted setting the recorded ones hold otherwise."""
+    wanted = comparable(wanted)
+    return [f"{k}: {recorded.get(k)!r} -> {v!r}" for k, v in wanted.items() if recorded.get(k) != v]
+
+
+def read_marker(run_dir: Path) -> dict[str, Any] | None:
+    path = run_dir / MARKER
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
+
+
+def write_marker(spec: RunSpec, status: str, message: str, summary: dict[str, Any]) -> None:
+    if not is_main_process():
+        return
+    spec.run_dir.mkdir(parents=True, exist_ok=True)
+    document = {"key": spec.key, "status": status, "message": message, "settings": comparable(spec.settings),
+                "summary": summary, "finished_at": time.strftime("%Y-%m-%d %H:%M:%S")}
+    tmp = spec.run_dir / f".{MARKER}.tmp"
+    tmp.write_text(json.dumps(document, indent=2) + "\n")
+    os.replace(tmp, spec.run_dir / MARKER)
+
+
+def load_rows(run_dir: Path) -> list[dict[str, Any]]:
+    """The per-epoch rows of a run (empty when it has none)."""
+    try:
+        return read_metrics(run_dir)
+    except (FileNotFoundError, ValueError):
+        return []
+
+
+def load_derived(run_dir: Path) -> dict[str, Any]:
+    """What the run's ``config.json`` derived (classes, input size, parameters...), or ``{}``."""
+    path = run_dir / "config.json"
+    if not path.is_file():
+        return {}
+    return dict(json.loads(path.read_text()).get("derived", {}))
+
+
+def check_not_conflicting(spec: RunSpec) -> None:
+    """Raise a ValueError when ``spec.run_dir`` holds a run of other settings."""
+    marker = read_marker(spec.run_dir)
+    recorded = marker["settings"] if marker else None
+    if recorded is None and (spec.run_dir / "config.json").is_file():
+        recorded = json.loads((spec.run_dir / "config.json").read_text()).get("config", {})
+    if recorded is None:
+        return
+    changed = differences(recorded, spec.settings)
+    if changed:
+        raise ValueError(
+            f"{spec.run_dir} holds a run with other settings ({'; '.join(changed)}); the study would mix two "
+            "configurations. Choose another --out directory, or delete that run directory to redo it"
+        )
+
+
+def existing_record(spec: RunSpec) -> RunRecord | None:
+    """The record of a finished run of the same settings, or None when it still has to be trained."""
+    check_not_conflicting(spec)
+    marker = read_marker(spec.run_dir)
+    if marker is None or marker.get("status") not in ("completed", "diverged"):
+        return None
+    return RunRecord(spec, marker["status"], marker.get("message", ""), load_rows(spec.run_dir),
+                     load_derived(spec.run_dir))
+
+
+def execute(spec: RunSpec, train_fn: TrainFn = train) -> RunRecord:
+    """Train one run (resuming it when it was interrupted) unless it is already done; returns its record.
+
+    A non-finite loss ends the run as ``diverged`` (recorded, not retried). A run stopped by a signal has
+    checkpointed; the study then stops too (KeyboardInterrupt) and continues from there when started again.
+    """
+    done = existing_record(spec)
+    if done is not None:
+        return done
+    config = TrainConfig.from_dict({**spec.settings, "run_dir": str(spec.run_dir), "resume": "auto"})
+    try:
+        summary = train_fn(config)
+    except NonFiniteLossError as err:
+        write_marker(spec, "diverged", str(err), {})
+        return RunRecord(spec, "diverged", str(err), load_rows(spec.run_dir), load_derived(spec.run_dir), True)
+    if summary.status != "completed":
+        raise KeyboardInterrupt(f"run {spec.key} {summary.status}; start the study again to continue it")
+    facts = {"seconds": summary.seconds, "images_per_second": summary.images_per_second,
+             "global_step": summary.global_step, "epochs": summary.epochs_completed}
+    write_marker(spec, "completed", "", facts)
+    return RunRecord(spec, "completed", "", list(summary.history) or load_rows(spec.run_dir),
+                     load_derived(spec.run_dir), True)
+
+
+def run_all(
+    specs: list[RunSpec],
+    *,
+    train_fn: TrainFn = train,
+    time_limit_s: float | None = None,
+    log: Callable[[str], None] | None = None,
+) -> list[RunRecord]:
+    """Execute the runs in order; once ``time_limit_s`` has passed, the runs not started are ``not run``."""
+    started = time.perf_counter()
+    records = []
+    for index, spec in enumerate(specs, 1):
+        done = existing_record(spec)
+        if done is not None:
+            records.append(done)
+            _say(log, f"[{index}/{len(specs)}] {spec.key}: done before ({done.status}), skipped")
+            continue
+        spent = time.perf_counter() - started
+        if time_limit_s is not None and spent > time_limit_s:
+            records.append(RunRecord(spec, "not run", f"time limit of {time_limit_s:.0f} s reached"))
+            _say(log, f"[{index}/{len(specs)}] {spec.key}: not run (time limit {time_limit_s:.0f} s reached)")
+            continue
+        _say(log, f"[{index}/{len(specs)}] {spec.key}: training ({spec.group})")
+        tick = time.perf_counter()
+        record = execute(spec, train_fn)
+        records.append(record)
+        _say(log, f"[{index}/{len(specs)}] {spec.key}: {record.status} in {time.perf_counter() - tick:.0f} s")
+    return records
+
+
+def _say(log: Callable[[str], None] | None, message: str) -> None:
+    if log is not None and is_main_process():
+        log(message)
+
+
+def environment(command: str | None = None) -> dict[str, Any]:
+    """Date, machine, device and library versions (and the command, when given), for the report's header."""
+    import torch
+    import torchvision
+
+    from .. import __version__
+
+    info: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "inception_resnet": __version__,
+        "platform": platform.platform(),
+        "cpu": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "command": command or "",
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+        info["gpu_count"] = torch.cuda.device_count()
+        info["cuda"] = torch.version.cuda
+    return info
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"

@@ -1,0 +1,125 @@
+"""Data-parallel training on 2 CPU processes over gloo, launched with torchrun.
+
+Tolerance: with BatchNorm in eval mode (``freeze_bn``; CPU PyTorch refuses SyncBatchNorm, and per-process
+batch statistics would legitimately differ) and no dropout, a 2-process run and a 1-process run with the same
+global batch must agree to 1e-5 on every weight after 4 steps; the only difference is the order in which the
+gradient halves are summed. A worker killed by SIGKILL and restarted by ``--max-restarts`` must end exactly
+(bit for bit) where an uninterrupted 2-process run ends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from inception_resnet.checkpoint import CheckpointManager, load_checkpoint
+from inception_resnet.distributed import GlobalBatchSampler
+from inception_resnet.train import CRASH_ENV, TrainConfig, train
+
+SETTINGS = dict(
+    model="inception_v4", width_multiplier=0.25, data="synthetic:32:4", input_size=75, batch_size=8, epochs=1,
+    threads=1, deterministic=True, freeze_bn=True, drop_rate=0.0, progress=False, log_every_steps=1,
+    checkpoint_every_steps=2, keep_last=5, num_workers=0, tensorboard=False,
+    lr=0.45,  # 10x the paper's, so that the weights move visibly
+)
+STEPS = 4
+TOLERANCE = 1e-5
+
+
+def torchrun(run_dir: Path, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    flags = []
+    for name, value in SETTINGS.items():
+        flag = "--" + name.replace("_", "-")
+        if value is True:
+            flags.append(flag)
+        elif value is False:
+            flags.append("--no-" + name.replace("_", "-"))
+        else:
+            flags += [flag, str(value)]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+               "--max-restarts=1", "--monitor-interval=0.2", "-m", "inception_resnet", "train", *flags,
+               "--run-dir", str(run_dir)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env_extra or {})}
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=400)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return result
+
+
+def final_state(run_dir: Path) -> dict:
+    return load_checkpoint(CheckpointManager(run_dir / "checkpoints").checkpoints()[-1])
+
+
+def max_difference(a: dict, b: dict) -> float:
+    return max((a[k].double() - b[k].double()).abs().max().item() for k in a if a[k].is_floating_point())
+
+
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("ddp") / "run"
+    torchrun(run_dir)
+    return run_dir
+
+
+def test_global_batches_are_the_same_for_any_number_of_processes():
+    single = list(GlobalBatchSampler(40, 8, seed=3))
+    ranks = [list(GlobalBatchSampler(40, 8, world_size=2, rank=r, accum_steps=2, seed=3)) for r in (0, 1)]
+    assert sorted(single) == list(range(40))
+    for step in range(5):
+        batch = set(single[step * 8 : (step + 1) * 8])
+        parts = set(ranks[0][step * 4 : (step + 1) * 4]) | set(ranks[1][step * 4 : (step + 1) * 4])
+        assert parts == batch
+    sampler = GlobalBatchSampler(40, 8, seed=3)
+    assert np.array_equal(sampler.epoch_order(1), GlobalBatchSampler(40, 8, seed=3).epoch_order(1))
+    assert not np.array_equal(sampler.epoch_order(0), sampler.epoch_order(1))
+    sampler.set_epoch(0, start_step=3)
+    assert list(sampler) == single[24:] and len(sampler) == 16
+    with pytest.raises(ValueError, match="divisible by 4"):
+        GlobalBatchSampler(40, 6, world_size=2, accum_steps=2)
+    with pytest.raises(ValueError, match="fewer than one global batch"):
+        GlobalBatchSampler(5, 8)
+
+
+def test_two_processes_match_one_process_with_the_same_global_batch(ddp_run, tmp_path):
+    steps = [json.loads(line) for line in (ddp_run / "steps.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in steps] == list(range(1, STEPS + 1))  # written by rank 0 only
+    config = json.loads((ddp_run / "config.json").read_text())["derived"]
+    assert (config["world_size"], config["micro_batch_per_process"]) == (2, 4)
+    single = train(TrainConfig.from_dict({**SETTINGS, "run_dir": str(tmp_path / "single")}))
+    ddp, one = final_state(ddp_run), load_checkpoint(single.last_checkpoint)
+    assert max_difference(ddp["model"], one["model"]) < TOLERANCE
+    assert max_difference(ddp["model_ema"], one["model_ema"]) < TOLERANCE
+    start = load_checkpoint(CheckpointManager(ddp_run / "checkpoints").checkpoints()[0])
+    assert max_difference(start["model"], ddp["model"]) > 100 * TOLERANCE  # the weights did move
+
+
+def test_a_run_resumes_on_a_different_number_of_processes(ddp_run, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(ddp_run, run_dir)
+    middle = CheckpointManager(run_dir / "checkpoints").checkpoints()[0]
+    assert load_checkpoint(middle)["world_size"] == 2 and load_checkpoint(middle)["global_step"] == 2
+    with pytest.warns(UserWarning, match="superseded"):  # the later checkpoint is set aside, not deleted
+        summary = train(TrainConfig.from_dict({**SETTINGS, "run_dir": str(run_dir), "resume": str(middle)}))
+    assert summary.global_step == STEPS
+    assert max_difference(load_checkpoint(summary.last_checkpoint)["model"], final_state(ddp_run)["model"]) \
+        < TOLERANCE
+
+
+def test_torchrun_restarts_a_killed_worker_from_the_last_checkpoint(ddp_run, tmp_path):
+    marker = tmp_path / "killed"
+    run_dir = tmp_path / "run"
+    torchrun(run_dir, {CRASH_ENV: f"1:3:{marker}"})  # rank 1 SIGKILLs itself once, after step 3
+    assert marker.read_text().startswith("killed rank 1 at step 3")
+    restarted, uninterrupted = final_state(run_dir), final_state(ddp_run)
+    assert restarted["global_step"] == STEPS
+    for name, tensor in uninterrupted["model"].items():
+        assert torch.equal(restarted["model"][name], tensor), name
+    history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in history] == [1]
