@@ -344,3 +344,23 @@ def test_fashion_mnist_from_the_debian_package_when_installed(tmp_path, monkeypa
     else:
         with pytest.raises(RuntimeError, match="dataset-fashion-mnist"):
             build_dataset("fashion-mnist", "val", download=False)
+
+
+def test_caffe_weights_get_bgr_channel_order() -> None:
+    """BN-Inception's Caffe-converted weights read BGR: the metadata says so and the transforms follow."""
+    from inception_resnet import create_model
+    from inception_resnet.crops import multi_crop_transform_for
+    from inception_resnet.transforms import eval_transform_for
+
+    model = create_model("bn_inception", width_multiplier=0.25)
+    image = torch.zeros(3, 64, 64, dtype=torch.uint8)
+    image[0] = 255  # pure red
+    single = eval_transform_for(model, input_size=32)(image)
+    views = multi_crop_transform_for(model, 10, input_size=32)(image)
+    meta = model.metadata
+    red_normalised = (1.0 - meta.mean[0]) / meta.std[0]
+    assert torch.allclose(single[2], torch.full_like(single[2], red_normalised), atol=1e-3)  # red is last
+    assert torch.allclose(views[:, 2], torch.full_like(views[:, 2], red_normalised), atol=1e-3)
+    plain = eval_transform_for(create_model("googlenet", width_multiplier=0.25), input_size=32)(image)
+    g_meta = create_model("googlenet").metadata
+    assert torch.allclose(plain[0], torch.full_like(plain[0], (1 - g_meta.mean[0]) / g_meta.std[0]), atol=1e-3)

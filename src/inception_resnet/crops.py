@@ -34,6 +34,7 @@ from .transforms import (
     Normalize,
     as_size,
     center_crop,
+    channel_order_of,
     check_crop_pct,
     check_style,
     eval_geometry,
@@ -167,6 +168,7 @@ class MultiCropTransform:
         interpolation: str = "bicubic",
         mean: Sequence[float] = INCEPTION_MEAN,
         std: Sequence[float] = INCEPTION_STD,
+        channel_order: str = "RGB",
     ) -> None:
         self.size = as_size(input_size)
         self.crops = check_crops(crops)
@@ -175,7 +177,7 @@ class MultiCropTransform:
         self.style = check_style(style)
         self.interpolation = interpolation
         interpolation_mode(interpolation)
-        self.normalize = Normalize(mean, std, in_chans)
+        self.normalize = Normalize(mean, std, in_chans, channel_order)
         if crops != 1 and self.size[0] != self.size[1]:
             raise ValueError(f"the {crops}-crop set needs a square input size, got {self.size}")
 
@@ -211,4 +213,5 @@ def multi_crop_transform_for(
         interpolation=metadata.interpolation,
         mean=metadata.mean,
         std=metadata.std,
+        channel_order=channel_order_of(metadata),
     )

@@ -731,30 +731,28 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.checkpoints = CheckpointManager(self.run_dir / "checkpoints", config.keep_last,
                                              clean_temporary=self.ctx.is_main)
-        resume = config.resume
-        if resume is None and restart_count() > 0:
-            resume = "auto"  # torchrun restarted the workers after a failure: continue, never start over
-        if resume is None and (self.checkpoints.checkpoints() or self.checkpoints.best_path.exists()):
-            raise ValueError(
-                f"the run directory {self.run_dir} already holds checkpoints of an earlier run; pass "
-                "--resume auto to continue it, or choose a new --run-dir"
-            )
-        self.resume_path = broadcast_object(self.find_resume_checkpoint(resume) if self.ctx.is_main else None,
-                                            self.ctx)
+        decision = self.resume_decision(config.resume) if self.ctx.is_main else None
+        error, self.resume_path = broadcast_object(decision, self.ctx)  # one decision for every process
+        if error:
+            raise ValueError(error)
         if self.ctx.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         barrier(self.ctx)
 
-    def find_resume_checkpoint(self, resume: str | None) -> str | None:
-        if resume is None:
-            return None
-        if resume != "auto":
-            return resume
+    def resume_decision(self, resume: str | None) -> tuple[str | None, str | None]:
+        """(an error to raise, the checkpoint to resume from), decided by rank 0."""
+        if resume is None and restart_count() > 0:
+            resume = "auto"  # torchrun restarted the workers after a failure: continue, never start over
+        if resume is None and (self.checkpoints.checkpoints() or self.checkpoints.best_path.exists()):
+            return (f"the run directory {self.run_dir} already holds checkpoints of an earlier run; pass "
+                    "--resume auto to continue it, or choose a new --run-dir"), None
+        if resume is None or resume != "auto":
+            return None, resume
         path, bad = self.checkpoints.latest_valid()
         for bad_path, reason in bad:
             warnings.warn(f"skipping damaged checkpoint {bad_path}: {reason}", stacklevel=2)
             os.replace(bad_path, bad_path.with_name(bad_path.name + ".damaged"))
-        return None if path is None else str(path)
+        return None, None if path is None else str(path)
 
     def build_model(self, num_classes: int) -> nn.Module:
         from .registry import create_model
@@ -1082,7 +1080,19 @@ class Trainer:
             if not finished:
                 return f"stopped by {self.stop.signal_name}"
             self.end_epoch()
+            if self.epoch < config.epochs and self.stop_requested_anywhere():
+                self.say(f"{self.stop.signal_name}: stopped after epoch {self.epoch}; "
+                         f"checkpoint {self.last_checkpoint}")
+                return f"stopped by {self.stop.signal_name}"
         return "completed"
+
+    def stop_requested_anywhere(self) -> bool:
+        """Whether any process got SIGTERM/SIGINT (one small all-reduce)."""
+        flag = torch.tensor([1.0 if self.stop.requested else 0.0], device=self.ctx.device)
+        if all_reduce(flag, self.ctx).item() > 0:
+            self.stop.signal_name = self.stop.signal_name or "a signal on another process"
+            return True
+        return False
 
     def train_epoch(self) -> bool:
         """Train the rest of the current epoch; False when a stop was requested (after checkpointing)."""
@@ -1186,8 +1196,11 @@ class Trainer:
         sums["loss"] += stats["loss"]
         sums["total_loss"] += stats["total_loss"]
         sums["zero_fraction"] += stats["zero_fraction"]
-        sums["grad_norm"] += stats["grad_norm"]
-        sums["grad_norm_max"] = max(sums["grad_norm_max"], stats["grad_norm"])
+        if math.isfinite(stats["grad_norm"]):
+            sums["grad_norm"] += stats["grad_norm"]
+            sums["grad_norm_max"] = max(sums["grad_norm_max"], stats["grad_norm"])
+        else:  # fp16: the gradient scaler found an overflow and skipped the update
+            sums["overflow_steps"] = sums.get("overflow_steps", 0) + 1
         sums["steps"] += 1
         sums["images"] += images
 
@@ -1213,7 +1226,8 @@ class Trainer:
             "images_per_second": sums["images"] / max(sums["seconds"], 1e-9),
             "epoch_seconds": sums["seconds"],
             "zero_fraction": sums["zero_fraction"] / steps,
-            "grad_norm": sums["grad_norm"] / steps,
+            "grad_norm": sums["grad_norm"] / max(1, steps - sums.get("overflow_steps", 0)),
+            "overflow_steps": sums.get("overflow_steps", 0),
             "grad_norm_max": sums["grad_norm_max"],
             "train_skipped": sums["skipped"],
         }

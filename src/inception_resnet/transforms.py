@@ -145,13 +145,20 @@ def check_style(style: str) -> str:
 
 
 class Normalize:
-    """``(x - mean) / std`` per channel; one value, or three averaged for a 1-channel model, also work."""
+    """``(x - mean) / std`` per channel; one value, or three averaged for a 1-channel model, also work.
 
-    def __init__(self, mean: Sequence[float], std: Sequence[float], in_chans: int) -> None:
+    ``channel_order="BGR"`` reverses the (RGB, normalised) channels afterwards, for weights converted from
+    Caffe (BN-Inception's); ``mean`` and ``std`` are always given in RGB order.
+    """
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float], in_chans: int, channel_order: str = "RGB") -> None:
         self.mean = self._per_channel(mean, in_chans, "mean")
         self.std = self._per_channel(std, in_chans, "std")
         if min(self.std) <= 0:
             raise ValueError(f"std must be positive, got {std}")
+        if channel_order not in ("RGB", "BGR"):
+            raise ValueError(f"channel_order must be 'RGB' or 'BGR', got {channel_order!r}")
+        self.reverse_channels = channel_order == "BGR" and in_chans == 3
 
     @staticmethod
     def _per_channel(values: Sequence[float], in_chans: int, what: str) -> tuple[float, ...]:
@@ -167,10 +174,12 @@ class Normalize:
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
         mean = torch.tensor(self.mean, dtype=image.dtype, device=image.device).view(-1, 1, 1)
         std = torch.tensor(self.std, dtype=image.dtype, device=image.device).view(-1, 1, 1)
-        return (image - mean) / std
+        image = (image - mean) / std
+        return image.flip(-3) if self.reverse_channels else image
 
     def __repr__(self) -> str:
-        return f"Normalize(mean={self.mean}, std={self.std})"
+        order = ", BGR" if self.reverse_channels else ""
+        return f"Normalize(mean={self.mean}, std={self.std}{order})"
 
 
 # -- geometry -------------------------------------------------------------------------------------------
@@ -242,13 +251,14 @@ class EvalTransform:
         interpolation: str = "bicubic",
         mean: Sequence[float] = INCEPTION_MEAN,
         std: Sequence[float] = INCEPTION_STD,
+        channel_order: str = "RGB",
     ) -> None:
         self.size = as_size(input_size)
         self.in_chans = in_chans
         self.crop_pct = check_crop_pct(crop_pct)
         self.style = check_style(style)
         self.interpolation = interpolation_mode(interpolation)
-        self.normalize = Normalize(mean, std, in_chans)
+        self.normalize = Normalize(mean, std, in_chans, channel_order)
 
     def geometry(self, image: torch.Tensor) -> torch.Tensor:
         return eval_geometry(image, self.size, self.crop_pct, self.style, self.interpolation)
@@ -328,7 +338,13 @@ def eval_transform_for(
         interpolation=metadata.interpolation,
         mean=metadata.mean,
         std=metadata.std,
+        channel_order=channel_order_of(metadata),
     )
+
+
+def channel_order_of(metadata: Any) -> str:
+    """'BGR' for weights converted from Caffe (``metadata.extra["input_space"]``), else 'RGB'."""
+    return str(getattr(metadata, "extra", {}).get("input_space", "RGB"))
 
 
 # -- training -------------------------------------------------------------------------------------------

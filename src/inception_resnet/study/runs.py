@@ -164,9 +164,10 @@ def run_all(
     train_fn: TrainFn = train,
     time_limit_s: float | None = None,
     log: Callable[[str], None] | None = None,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> list[RunRecord]:
     """Execute the runs in order; once ``time_limit_s`` has passed, the runs not started are ``not run``."""
-    started = time.perf_counter()
+    started = clock()
     records = []
     for index, spec in enumerate(specs, 1):
         done = existing_record(spec)
@@ -174,16 +175,16 @@ def run_all(
             records.append(done)
             _say(log, f"[{index}/{len(specs)}] {spec.key}: done before ({done.status}), skipped")
             continue
-        spent = time.perf_counter() - started
+        spent = clock() - started
         if time_limit_s is not None and spent > time_limit_s:
             records.append(RunRecord(spec, "not run", f"time limit of {time_limit_s:.0f} s reached"))
             _say(log, f"[{index}/{len(specs)}] {spec.key}: not run (time limit {time_limit_s:.0f} s reached)")
             continue
         _say(log, f"[{index}/{len(specs)}] {spec.key}: training ({spec.group})")
-        tick = time.perf_counter()
+        tick = clock()
         record = execute(spec, train_fn)
         records.append(record)
-        _say(log, f"[{index}/{len(specs)}] {spec.key}: {record.status} in {time.perf_counter() - tick:.0f} s")
+        _say(log, f"[{index}/{len(specs)}] {spec.key}: {record.status} in {clock() - tick:.0f} s")
     return records
 
 

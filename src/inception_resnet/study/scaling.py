@@ -163,11 +163,15 @@ def scale_table(config: ScalingConfig, result: ScalingResult) -> list[dict[str, 
         alive = [r for r in finished if not r.death.dead and r.status == "completed"]
         loss = spread(r.final_loss for r in alive)
         top1 = spread(r.final_top1 for r in alive)
+        zeros = spread(r.final_zero_fraction for r in finished)
         rows.append({
             "scale": scale, "runs": len(finished), "not_run": len(mine) - len(finished), "dead": len(dead),
             "dead_share": len(dead) / len(finished) if finished else None,
             "death_steps": [r.death.step for r in dead],
             "diverged": sum(r.status == "diverged" for r in finished),
+            "last_zero_fraction": zeros.mean if zeros else None,
+            "max_zero_fraction": max((max((s.get("zero_fraction") or 0.0) for s in r.steps) for r in finished
+                                      if r.steps), default=None),
             "alive_final_loss": loss.mean if loss else None, "alive_final_val_top1_error": top1.mean if top1 else None,
         })
     return rows
@@ -238,11 +242,13 @@ def write_scaling_report(config: ScalingConfig, result: ScalingResult, preset: s
         "ends a run as *diverged*, which is counted apart.", ""]
     lines += ["## Dead runs per scale", ""]
     lines += [md_table(["residual scale", "runs", "dead", "share dead", "died at step", "diverged (NaN/inf)",
-                        "final loss (alive)", "final val top-1 % (alive)"],
+                        "last zero fraction (mean)", "highest zero fraction", "final loss (alive)",
+                        "final val top-1 % (alive)"],
                        [[f"{r['scale']:g}", r["runs"], r["dead"],
                          f"{100 * r['dead_share']:.0f} %" if r["dead_share"] is not None else "-",
-                         ", ".join(map(str, r["death_steps"])) or "-", r["diverged"], fmt(r["alive_final_loss"], 3),
-                         fmt(r["alive_final_val_top1_error"])] for r in rows]), ""]
+                         ", ".join(map(str, r["death_steps"])) or "-", r["diverged"],
+                         fmt(r["last_zero_fraction"], 3), fmt(r["max_zero_fraction"], 3),
+                         fmt(r["alive_final_loss"], 3), fmt(r["alive_final_val_top1_error"])] for r in rows]), ""]
     if figure:
         lines += [f"![scaling]({figure})", ""]
     lines += ["## Every run", "",
