@@ -12,6 +12,10 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[$(EXTRAS)]'
+	@# Reference implementations the tests compare with; --no-deps because their pins would replace
+	@# torch (facenet-pytorch) or need the full tensorflow package (tf-keras, used only to build TF-slim's v3).
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps \
+		'facenet-pytorch>=2.5' 'tf-slim>=1.1' 'tf-keras>=2.15'
 	@$(MAKE) --no-print-directory fashion-mnist
 	touch $@
 

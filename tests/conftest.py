@@ -1,13 +1,14 @@
-"""Shared test settings: a fixed seed and few threads, so results are reproducible on CI's two cores."""
+"""Shared test settings: a fixed seed, no network, and an import order that keeps TensorFlow and torch apart."""
 
 from __future__ import annotations
 
 import os
 
-import pytest
-import torch
-
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+import torch._dynamo  # noqa: E402,F401  (imported before TensorFlow: the other order crashes the process)
 
 
 @pytest.fixture(autouse=True)

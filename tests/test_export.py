@@ -17,6 +17,15 @@ from inception_resnet.export import check_exportable, export_model
 from inception_resnet.weights import save_weights
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: these small models run as fast on one, and stay fast on a busy 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def test_safetensors_export_loads_in_timm_with_the_same_outputs(tmp_path) -> None:
     model = ir.create_model("inception_resnet_v2", aux_logits=True).eval()
     result = export_model(model, tmp_path / "irv2.safetensors", "safetensors")

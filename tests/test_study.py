@@ -31,7 +31,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PAIR = ["inception_v3", "inception_resnet_v1"]
 MINI_TRAIN = {
     "data": "synthetic:96", "width_multiplier": 0.25, "input_size": 75, "epochs": 1, "batch_size": 32,
-    "ema_decay": 0.0, "log_every_steps": 1, "keep_last": 1, "progress": False, "tensorboard": False,
+    "ema_decay": 0.0, "log_every_steps": 1, "keep_last": 1, "progress": False, "tensorboard": False, "threads": 1,
 }
 
 
@@ -85,11 +85,13 @@ def test_mini_study_tables_have_finite_numbers_for_both_models(mini_study: Path)
             assert math.isfinite(float(row[key])), key
         assert 0.0 <= float(row["final_top1_mean"]) <= 100.0
         assert int(row["parameters"]) > 100_000
-    levels = read_csv(mini_study / "levels.csv")
-    assert levels, "at least one error level reached by both models"
+    # one epoch may leave a network at chance; then no level is reached by both, and the report says so
+    levels = read_csv(mini_study / "levels.csv") if (mini_study / "levels.csv").is_file() else []
     for row in levels:
-        assert math.isfinite(float(row["level_top1_error"]))
-        assert math.isfinite(float(row["speedup_epochs"])) and float(row["speedup_epochs"]) > 0
+        assert math.isfinite(float(row["level_top1_error"])) and float(row["speedup_epochs"]) > 0
+    report = (mini_study / "report.md").read_text()
+    assert ("| top-1 error level % |" in report) == bool(levels)
+    assert ("No error level was reached by both." in report) == (not levels)
 
 
 def test_mini_study_keeps_raw_data_and_configuration(mini_study: Path) -> None:
@@ -124,17 +126,20 @@ def test_mini_study_refuses_to_mix_configurations(mini_study: Path) -> None:
 
 
 # -- runs: resuming, diverging, time limit -------------------------------------------------------------------
-def fake_train(rows_per_run: int = 2, *, steps: list[dict] | None = None):
-    """A train() stand-in writing a run directory like the real one; records the configs it was given."""
+def fake_train(rows_per_run: int = 2, *, steps: list[dict] | None = None, errors=None):
+    """A train() stand-in writing a run directory like the real one; records the configs it was given.
+
+    ``errors(config)`` gives the run's top-1 error per epoch (default: 70, 60, ...).
+    """
     calls: list[TrainConfig] = []
 
     def train_fn(config: TrainConfig) -> TrainSummary:
         calls.append(config)
         run_dir = Path(config.run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
-        history = [{"epoch": e, "train_loss": 2.0 - 0.1 * e, "val_top1_error": 80.0 - 10 * e,
-                    "val_top5_error": 40.0 - 5 * e, "epoch_seconds": 3.0, "images_per_second": 10.0}
-                   for e in range(1, rows_per_run + 1)]
+        top1 = errors(config) if errors else [80.0 - 10 * e for e in range(1, rows_per_run + 1)]
+        history = [{"epoch": e, "train_loss": 2.0 - 0.1 * e, "val_top1_error": err, "val_top5_error": err / 2,
+                    "epoch_seconds": 3.0, "images_per_second": 10.0} for e, err in enumerate(top1, 1)]
         (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
         (run_dir / "steps.jsonl").write_text("".join(json.dumps(r) + "\n" for r in steps or []))
         derived = {"num_classes": 10, "input_size": config.input_size, "total_steps": len(steps or [])}
@@ -196,6 +201,28 @@ def test_runs_after_the_time_limit_are_not_started(tmp_path: Path) -> None:
     records = run_all(specs, train_fn=train_fn, time_limit_s=1.5, clock=lambda: float(next(ticks)))
     assert [r.status for r in records] == ["completed", "not run", "not run"]
     assert len(calls) == 1
+
+
+@pytest.mark.parametrize("residual_faster", [True, False])
+def test_level_table_and_verdict_follow_the_curves(tmp_path: Path, residual_faster: bool) -> None:
+    def errors(config: TrainConfig) -> list[float]:
+        fast = (config.model == "inception_resnet_v1") == residual_faster
+        drop = 20.0 if fast else 10.0
+        return [70.0 - drop * e - 0.5 * config.seed for e in range(3)]
+
+    train_fn, calls = fake_train(errors=errors)
+    config = CompareConfig(pairs=[PAIR], seeds=[0, 1, 2], train={"input_size": 75})
+    result = run_compare(config, tmp_path, train_fn=train_fn, log=None)
+    assert len(calls) == 6
+    levels = read_csv(tmp_path / "levels.csv")
+    assert [float(r["level_top1_error"]) for r in levels] == [60.0, 55.0, 50.0]  # worst run: 50.0
+    for row in levels:
+        assert (float(row["speedup_epochs"]) > 1.0) == residual_faster
+    verdict = result.pairs[0].verdicts["faster_training"]
+    assert verdict.startswith("agrees" if residual_faster else "disagrees")
+    assert result.pairs[0].verdicts["similar_final_error"].startswith("differs")  # 20 points apart, 1 point spread
+    report = (tmp_path / "report.md").read_text()
+    assert verdict in report and "beyond the seed spread" in report
 
 
 # -- the death detector --------------------------------------------------------------------------------------
@@ -295,7 +322,7 @@ def test_tiny_real_scaling_run_logs_zero_fractions(tmp_path: Path) -> None:
         model="inception_resnet_v2_paper", scales=[1.0], seeds=[0], min_filters=0,
         train={"data": "synthetic:32", "width_multiplier": 0.25, "model_options": {"blocks": [1, 1, 1]},
                "input_size": 75, "epochs": 1, "batch_size": 16, "ema_decay": 0.0, "lr": 0.45,
-               "log_every_steps": 1, "keep_last": 1, "progress": False, "tensorboard": False},
+               "log_every_steps": 1, "keep_last": 1, "progress": False, "tensorboard": False, "threads": 1},
     )
     result = run_scaling(config, tmp_path, log=None)
     (run,) = result.runs

@@ -24,10 +24,20 @@ from torch import nn
 
 import inception_resnet as ir
 from inception_resnet import hub
+from inception_resnet.cli import main
 from inception_resnet.convert import tf_slim
 from inception_resnet.weights import load_weights, save_weights
 
 CROSS_FRAMEWORK_ATOL = 1e-3
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: these small models run as fast on one, and stay fast on a busy 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 # Keras 3.15 on numpy 2 warns once per layer call about __array__'s copy keyword: noise, not ours.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
 
@@ -241,7 +251,7 @@ def test_tf_slim_checkpoint_in_the_released_layout_round_trips(tf, tmp_path, nam
                    for m in model.modules() if isinstance(m, nn.BatchNorm2d))
 
 
-def test_tf_slim_errors_are_clear(tmp_path, monkeypatch) -> None:
+def test_tf_slim_errors_are_clear(tmp_path, monkeypatch, capsys) -> None:
     bad = tmp_path / "inception_v4.ckpt"
     bad.write_bytes(b"not a checkpoint at all")
     with pytest.raises(ValueError, match="could not be read as a TensorFlow checkpoint"):
@@ -257,6 +267,8 @@ def test_tf_slim_errors_are_clear(tmp_path, monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "tensorflow", None)  # as if the tf extra were not installed
     with pytest.raises(ImportError, match=r"pip install 'inception-resnet\[tf\]'"):
         tf_slim.read_checkpoint(bad)
+    assert main(["predict", str(bad), "--model", "inception_v4", "--weights", str(bad)]) == 2
+    assert "needs TensorFlow: pip install" in capsys.readouterr().err  # a message, not a traceback
 
 
 # -- Keras ----------------------------------------------------------------------------------------------------

@@ -75,7 +75,9 @@ class _BlockTracer(fx.Tracer):
         self.opaque = opaque or set()
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return id(m) in self.opaque or super().is_leaf_module(m, module_qualified_name)
+        if id(m) in self.opaque or getattr(m, "_trace_as_leaf", False):
+            return True
+        return super().is_leaf_module(m, module_qualified_name)
 
 
 def _trace(module: nn.Module, opaque: set[int] | None = None) -> fx.Graph | None:
@@ -90,6 +92,8 @@ def _trace(module: nn.Module, opaque: set[int] | None = None) -> fx.Graph | None
 
 
 def _is_torch_layer(module: nn.Module) -> bool:
+    if getattr(module, "_trace_as_leaf", False):
+        return True
     return type(module).__module__.startswith("torch.nn") and not isinstance(module, nn.Sequential)
 
 
@@ -300,8 +304,11 @@ def _fuse_group(block: nn.Module, graph: fx.Graph, nodes: list[fx.Node], materia
 _FUSED_CLASSES: dict[tuple[type, str], type] = {}
 
 
-def _swap_forward(block: nn.Module, graph: fx.Graph) -> None:
-    """Give ``block`` a subclass of its class whose forward is ``graph`` (classes are shared by equal code)."""
+def swap_forward(block: nn.Module, graph: fx.Graph, prefix: str = "Fused", what: str = "fused 1x1 heads") -> None:
+    """Give ``block`` a generated subclass of its class whose forward is ``graph``.
+
+    Classes are shared by blocks with equal code; ``_fused_base`` names the hand-written class underneath.
+    """
     graph.lint()
     for node in graph.nodes:  # unannotated code: TorchScript then takes Tensors, and cannot resolve FX's aliases
         node.type = None
@@ -310,11 +317,12 @@ def _swap_forward(block: nn.Module, graph: fx.Graph) -> None:
     key = (base, generated.code)
     cls = _FUSED_CLASSES.get(key)
     if cls is None:
-        cls = type(f"Fused{base.__name__}", (base,), {
+        original = getattr(base, "_fused_base", base)
+        cls = type(f"{prefix}{base.__name__}", (base,), {
             "forward": type(generated).forward,
-            "__doc__": f"{base.__name__} whose 1x1 convolutions on a shared input run as one (optimize.py).",
+            "__doc__": f"{original.__name__} with a generated forward ({what}; inception_resnet.optimize).",
             "__module__": __name__,
-            "_fused_base": base,
+            "_fused_base": original,
             "_fused_code": generated.code,
         })
         _FUSED_CLASSES[key] = cls
@@ -342,7 +350,7 @@ def _fuse_block(block: nn.Module, materialize: bool, report: FusionReport, opaqu
         _fuse_group(block, graph, nodes, materialize)
         report.groups_fused += 1
         report.convs_fused += len(nodes)
-    _swap_forward(block, graph)
+    swap_forward(block, graph)
     if materialize:  # the merged copy holds these weights now: drop the originals
         for target in _unused_convs(block, graph, targets):
             parent, _, name = target.rpartition(".")

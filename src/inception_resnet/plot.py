@@ -2,7 +2,7 @@
 
 :func:`plot_run` takes run directories (or their ``metrics.csv`` / ``metrics.jsonl`` files) and draws a
 2 x 3 grid: training loss, validation top-1 error and top-5 error, against the epoch (top row) and
-against the wall-clock time of the run (bottom row). Each run has one colour; the raw weights are solid
+against the wall-clock time of the run (bottom row; seconds, minutes or hours by the run's length). Each run has one colour; the raw weights are solid
 lines, the averaged (EMA) weights dashed. :func:`read_metrics` returns the rows for other uses.
 """
 
@@ -77,6 +77,7 @@ def plot_run(
     """Draw the curves of one run or several (see the module docstring) to ``out_png``; returns its path."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     sources = [runs] if isinstance(runs, (str, os.PathLike)) else list(runs)
     if not sources:
@@ -90,17 +91,19 @@ def plot_run(
     FigureCanvasAgg(figure)
     axes = figure.subplots(2, len(PANELS), squeeze=False)
     colours = [f"C{i % 10}" for i in range(len(tables))]
+    unit, scale = time_unit(max((row.get("elapsed") or 0.0) for rows in tables for row in rows))
     for rows, name, colour in zip(tables, names, colours, strict=True):
         epochs = [row.get("epoch") for row in rows]
-        hours = [(row.get("elapsed") or 0.0) / 3600.0 for row in rows]
+        times = [(row.get("elapsed") or 0.0) / scale for row in rows]
         for column, (raw_key, ema_key, _) in enumerate(PANELS):
-            for x_values, axis in ((epochs, axes[0][column]), (hours, axes[1][column])):
+            for x_values, axis in ((epochs, axes[0][column]), (times, axes[1][column])):
                 _draw(axis, x_values, rows, raw_key, colour, "-", name)
                 if ema_key is not None:
                     _draw(axis, x_values, rows, ema_key, colour, "--", f"{name} (EMA)")
     for column, (_, _, ylabel) in enumerate(PANELS):
         axes[0][column].set_xlabel("epoch")
-        axes[1][column].set_xlabel("wall-clock time (hours)")
+        axes[0][column].xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes[1][column].set_xlabel(f"wall-clock time ({unit})")
         for row in (0, 1):
             axes[row][column].set_ylabel(ylabel)
             axes[row][column].grid(True, alpha=0.3)
@@ -114,6 +117,15 @@ def plot_run(
     out.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out, dpi=100)
     return out
+
+
+def time_unit(longest_seconds: float) -> tuple[str, float]:
+    """The unit the time axis reads best in: seconds, minutes or hours (name, seconds per unit)."""
+    if longest_seconds < 120:
+        return "seconds", 1.0
+    if longest_seconds < 2 * 3600:
+        return "minutes", 60.0
+    return "hours", 3600.0
 
 
 def _draw(axis, x_values: list, rows: list[dict[str, Any]], key: str, colour: str, style: str,

@@ -152,7 +152,6 @@ class LoadedWeights:
     tf_pooling: bool = False  # switch the model's average pools to TF's (padding excluded) once loaded
 
 
-TORCH_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".tar")
 KERAS_SUFFIXES = (".h5", ".hdf5", ".keras")
 
 

@@ -81,6 +81,16 @@ def overrides_from_args(args: argparse.Namespace) -> list[str]:
     return overrides
 
 
+def command_line(args: argparse.Namespace, preset: str, out: Path) -> str:
+    """The command as an equivalent shell line (shortcut flags spelled as --set), for the report."""
+    words = ["inception-resnet", "study", args.section, "--preset", preset, "--out", str(out)]
+    for item in overrides_from_args(args):
+        words += ["--set", item]
+    if args.report_only:
+        words.append("--report-only")
+    return " ".join(shlex.quote(w) for w in words)
+
+
 def run(args: argparse.Namespace) -> int:
     from ..study import default_preset_name, load_preset, run_compare, run_scaling, with_overrides
 
@@ -92,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(section_to_dict(section), indent=2))
         return 0
     out = Path(args.out or f"study-results/{preset.name}/{args.section}")
-    command = " ".join(["inception-resnet", *map(shlex.quote, sys.argv[1:])])
+    command = command_line(args, args.preset or preset.name, out)
     runner = run_compare if args.section == "compare" else run_scaling
     result = runner(section, out, preset=preset.name, command=command, report_only=args.report_only,
                     log=lambda message: print(message, file=sys.stderr, flush=True))

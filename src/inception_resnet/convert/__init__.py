@@ -17,6 +17,13 @@ import numpy as np
 import torch
 
 
+class MissingDependencyError(ImportError, RuntimeError):
+    """An optional package a converter needs is not installed; the message says what to install.
+
+    A RuntimeError too, so that the command line reports it as a plain error rather than a traceback.
+    """
+
+
 def conv_kernel(array: np.ndarray) -> torch.Tensor:
     """A TF/Keras convolution kernel [kh, kw, in, out] as a PyTorch weight [out, in, kh, kw]."""
     if array.ndim != 4:

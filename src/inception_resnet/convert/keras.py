@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from ..layers import ConvBNReLU, ScaledResidual
-from . import conv_kernel, dense_kernel, vector
+from . import MissingDependencyError, conv_kernel, dense_kernel, vector
 
 StateDict = dict[str, torch.Tensor]
 
@@ -64,7 +64,7 @@ def _open_h5(path: Path):
     try:
         import h5py
     except ImportError as err:
-        raise ImportError(H5PY_HINT) from err
+        raise MissingDependencyError(H5PY_HINT) from err
     if path.suffix == ".keras":
         try:
             with zipfile.ZipFile(path) as archive:

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import conv_kernel, dense_kernel, vector
+from . import MissingDependencyError, conv_kernel, dense_kernel, vector
 
 StateDict = dict[str, torch.Tensor]
 
@@ -406,7 +406,7 @@ def import_tensorflow():
     try:
         import tensorflow as tf
     except ImportError as err:
-        raise ImportError(TF_INSTALL_HINT) from err
+        raise MissingDependencyError(TF_INSTALL_HINT) from err
     return tf
 
 
