@@ -18,10 +18,12 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from inception_resnet import create_model
 from inception_resnet.checkpoint import checkpoint_step, load_checkpoint
+from inception_resnet.cli import main
 from inception_resnet.distributed import GlobalBatchSampler
 from inception_resnet.plot import plot_run, read_metrics
 from inception_resnet.train import NonFiniteLossError, RunLog, TrainConfig, config_for_resume, train
@@ -101,6 +103,18 @@ def test_plot_draws_one_or_several_runs(reference_run, tmp_path):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
     with pytest.raises(FileNotFoundError, match="metrics"):
         plot_run(tmp_path, tmp_path / "d.png")
+    assert main(["plot", reference_run.run_dir, "-o", str(tmp_path / "e.png")]) == 0
+    assert (tmp_path / "e.png").stat().st_size > 10_000
+
+
+def test_cli_flags_map_onto_the_config(capsys, tmp_path):
+    assert main(["train", "--model", "inception_v3", "--recipe", "sgd", "--epochs", "20", "--no-scale-lr",
+                 "--model-option", "transform_input=true", "--print-config"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert (printed["optimizer"], printed["scale_lr"], printed["warmup_epochs"]) == ("sgd", False, 2.0)
+    assert printed["model_options"] == {"transform_input": True}
+    assert main(["train", "--resume", "auto", "--print-config"]) == 2  # needs --run-dir: a clear error
+    assert "--run-dir" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -245,3 +259,21 @@ def test_sigkill_and_sigterm_then_resume_end_with_identical_weights(reference_ru
     assert [r["train_loss"] for r in summary.history] == [r["train_loss"] for r in reference_run.history]
     assert [json.loads(line)["step"] for line in (run_dir / "steps.jsonl").read_text().splitlines()] == \
         list(range(1, STEPS + 1))
+
+
+def test_googlenet_trains_with_both_auxiliary_losses(tmp_path) -> None:
+    """GoogLeNet's two auxiliary heads each add 0.3 x their loss (the model's own weight, recorded)."""
+    from inception_resnet.train import TrainingModule, classification_loss
+
+    net = create_model("googlenet", num_classes=3, width_multiplier=0.25, aux_logits=True).train()
+    images, labels = torch.randn(2, 3, 64, 64), torch.tensor([0, 2])
+    logits, aux, _ = TrainingModule(net)(images)
+    assert len(aux) == 2
+    main, total = classification_loss(logits, aux, labels, 0.0, net.aux_loss_weight)
+    expected = main + 0.3 * sum(F.cross_entropy(a, labels) for a in aux)
+    assert torch.allclose(total, expected)
+    summary = train(tiny(tmp_path / "run", model="googlenet", epochs=1, data="synthetic:8:3", aux_logits=True,
+                         input_size=64))
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["derived"]["aux_loss_weight"] == 0.3
+    assert summary.status == "completed"

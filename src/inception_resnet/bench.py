@@ -62,6 +62,7 @@ class Candidate:
     backend: str = "inductor"
     inductor: tuple[tuple[str, Any], ...] = ()
     cuda_graph: bool = False
+    onednn: bool = False
 
     def __post_init__(self) -> None:
         if self.library not in LIBRARIES:
@@ -76,6 +77,8 @@ class Candidate:
             raise ValueError("'opt' applies to our models only")
         if self.compile is None and (self.inductor or self.backend != "inductor"):
             raise ValueError("inductor options and backend=... need 'compile'")
+        if self.onednn and not (self.optimize and self.runtime == "torch" and self.compile is None):
+            raise ValueError("'onednn' packs an optimised eager model: use it with 'opt', without jit/ort/compile")
         if self.cuda_graph and (self.compile is not None or self.runtime != "torch"):
             raise ValueError("'graph' captures eager torch inference; compile=reduce-overhead graphs compiled code")
 
@@ -84,6 +87,7 @@ class Candidate:
         parts = [self.library]
         parts += ["opt"] if self.optimize else []
         parts += ["cl"] if self.channels_last else []
+        parts += ["onednn"] if self.onednn else []
         parts += [self.runtime] if self.runtime != "torch" else []
         if self.compile is not None:
             parts.append("compile" if self.compile == "default" else f"compile={self.compile}")
@@ -103,12 +107,17 @@ def _literal(text: str) -> Any:
 def parse_candidate(spec: str) -> Candidate:
     """A candidate from its spec: ``LIBRARY[+TOKEN...]``.
 
-    LIBRARY is ``ours`` or ``timm``; tokens: ``opt`` (ours: :func:`~inception_resnet.optimize.optimize_for_inference`
-    for inference, :func:`~inception_resnet.optimize.fuse_branches` for training), ``cl`` (channels_last model and
-    input), ``jit`` (TorchScript, frozen, ``torch.jit.optimize_for_inference``), ``ort`` (ONNX Runtime, CPU),
-    ``compile`` or ``compile=MODE``, ``backend=NAME`` (torch.compile backend), ``graph`` (CUDA graph of eager
-    inference); any other ``NAME`` or ``NAME=VALUE`` is a ``torch._inductor.config`` option (``freezing``,
-    ``conv_1x1_as_mm``...).
+    LIBRARY is ``ours`` or ``timm``; tokens:
+
+    * ``opt``: ours only, :func:`~inception_resnet.optimize.optimize_for_inference` for inference,
+      :func:`~inception_resnet.optimize.fuse_branches` for training;
+    * ``cl``: channels_last model and input;
+    * ``onednn``: with ``opt``, prepacked oneDNN convolutions (CPU, fp32; implies ``cl``);
+    * ``jit``: TorchScript, frozen, ``torch.jit.optimize_for_inference``; ``ort``: ONNX Runtime (CPU);
+    * ``compile`` or ``compile=MODE``, ``backend=NAME`` (a torch.compile backend);
+    * ``graph``: a CUDA graph of eager inference;
+    * any other ``NAME`` or ``NAME=VALUE``: a ``torch._inductor.config`` option (``freezing``,
+      ``conv_1x1_as_mm``...).
     """
     library, *tokens = [t.strip() for t in spec.split("+")]
     fields: dict[str, Any] = {"library": library}
@@ -119,6 +128,8 @@ def parse_candidate(spec: str) -> Candidate:
             fields["optimize"] = True
         elif token == "cl":
             fields["channels_last"] = True
+        elif token == "onednn":
+            fields["onednn"] = fields["channels_last"] = True
         elif token in ("jit", "ort"):
             fields["runtime"] = token
         elif token == "graph":
@@ -335,7 +346,7 @@ def _prepare_inference(candidate: Candidate, workload: Workload, model: nn.Modul
     device = torch.device(workload.device)
     model = model.eval()
     if candidate.optimize:
-        model = optimize_for_inference(model)
+        model = optimize_for_inference(model.to(device), onednn=candidate.onednn)
     model = model.to(device)
     if candidate.channels_last:
         model = model.to(memory_format=torch.channels_last)

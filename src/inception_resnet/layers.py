@@ -129,11 +129,16 @@ class Mixed(nn.ModuleDict):
     """Parallel branches concatenated along channels, in order: the Inception block.
 
     Each branch is one module (a unit, a :func:`chain` of units, or a pool), registered under its name,
-    which fixes the state-dict keys (``branch1.0.conv.weight``...).
+    which fixes the state-dict keys (``branch1.0.conv.weight``...). ``branch_order`` (a TorchScript
+    constant) keeps two blocks with the same branches in different orders from sharing one compiled type:
+    TorchScript's type of a ModuleDict ignores the order its loop unrolls in.
     """
+
+    __constants__ = ["branch_order"]
 
     def __init__(self, in_channels: int, branches: dict[str, nn.Module]) -> None:
         super().__init__(branches)
+        self.branch_order = ",".join(branches)
         self.in_channels = in_channels
         self.branch_channels = [out_channels_of(b, in_channels) for b in branches.values()]
         self.out_channels = sum(self.branch_channels)
@@ -152,7 +157,10 @@ class ScaledResidual(nn.ModuleDict):
     as ``conv2d`` (TF-slim's block-level ``Conv2d_1x1``), is a linear 1x1 convolution with bias and no
     BatchNorm that restores the input width. ``scale`` is the paper's residual scaling (section 3.3);
     ``activate=False`` leaves out the ReLU after the sum (the released last Inception-ResNet-C block).
+    ``branch_order`` is a TorchScript constant, as in :class:`Mixed`.
     """
+
+    __constants__ = ["branch_order"]
 
     def __init__(
         self,
@@ -162,6 +170,7 @@ class ScaledResidual(nn.ModuleDict):
         activate: bool = True,
     ) -> None:
         super().__init__(branches)
+        self.branch_order = ",".join(branches)
         self.branch_channels = [out_channels_of(b, in_channels) for b in branches.values()]
         self.conv2d = nn.Conv2d(sum(self.branch_channels), in_channels, 1, bias=True)
         self.in_channels = in_channels

@@ -56,7 +56,7 @@ class OneDNNConv2d(nn.Module):
 
     _trace_as_leaf = True
 
-    def __init__(self, conv: nn.Conv2d, relu: bool = False) -> None:
+    def __init__(self, conv: nn.Conv2d, relu: bool = False, input_size: list[int] | None = None) -> None:
         super().__init__()
         padding = _explicit_padding(conv)
         if not is_packable(conv) or padding is None:
@@ -71,7 +71,7 @@ class OneDNNConv2d(nn.Module):
         self.attr = "relu" if relu else "none"
         with torch.no_grad():
             self.packed_weight = torch.ops.mkldnn._reorder_convolution_weight(
-                conv.weight.detach(), self.padding, self.stride, self.dilation, self.groups
+                conv.weight.detach(), self.padding, self.stride, self.dilation, self.groups, input_size
             )
         bias = conv.bias.detach().clone() if conv.bias is not None else None
         self.register_buffer("bias", bias)
@@ -90,8 +90,8 @@ class OneDNNConv2d(nn.Module):
 class OneDNNConvAdd(OneDNNConv2d):
     """``conv(x) + other``, then an optional ReLU, in one oneDNN call (the Inception-ResNet residual)."""
 
-    def __init__(self, conv: nn.Conv2d, relu: bool = False) -> None:
-        super().__init__(conv, relu=False)
+    def __init__(self, conv: nn.Conv2d, relu: bool = False, input_size: list[int] | None = None) -> None:
+        super().__init__(conv, relu=False, input_size=input_size)
         self.unary = "relu" if relu else None
 
     def forward(self, x: torch.Tensor, other: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
@@ -132,7 +132,7 @@ def _set_submodule(block: nn.Module, target: str, module: nn.Module) -> None:
     setattr(block.get_submodule(parent) if parent else block, name, module)
 
 
-def _pack_block(block: nn.Module, opaque: set[int]) -> int:
+def _pack_block(block: nn.Module, opaque: set[int], shapes: dict[int, list[int]]) -> int:
     """Rewrite the convolution calls of ``block``'s own forward; returns how many were packed."""
     graph = _trace(block, opaque)
     if graph is None:  # its parent's trace calls it as a whole
@@ -145,21 +145,27 @@ def _pack_block(block: nn.Module, opaque: set[int]) -> int:
     for node in graph.nodes:
         if node.op == "call_module":
             calls[str(node.target)] = calls.get(str(node.target), 0) + 1
-    packed = 0
+    packed = changed = 0
     for node in list(graph.nodes):
         conv = _module_of(block, node)
+        redundant = _relu_after(block, node) if type(conv) is OneDNNConv2d and conv.attr == "relu" else None
+        if redundant is not None:  # a unit packed on its own whose ReLU this block's generated code calls too
+            redundant.replace_all_uses_with(node)
+            graph.erase_node(redundant)
+            changed += 1
         if not (isinstance(conv, nn.Conv2d) and is_packable(conv) and calls[str(node.target)] == 1):
             continue
         relu = _relu_after(block, node)
         residual = _residual_add(node) if relu is None else None
+        size = shapes.get(id(conv))
         if relu is not None:
-            _set_submodule(block, str(node.target), OneDNNConv2d(conv, relu=True))
+            _set_submodule(block, str(node.target), OneDNNConv2d(conv, relu=True, input_size=size))
             relu.replace_all_uses_with(node)
             graph.erase_node(relu)
         elif residual is not None:
             add, other = residual
             after = _relu_after(block, add)
-            _set_submodule(block, str(node.target), OneDNNConvAdd(conv, relu=after is not None))
+            _set_submodule(block, str(node.target), OneDNNConvAdd(conv, after is not None, size))
             with graph.inserting_before(add):
                 fused = graph.call_module(str(node.target), (node.args[0], other))
             last = after if after is not None else add
@@ -167,31 +173,53 @@ def _pack_block(block: nn.Module, opaque: set[int]) -> int:
             for dead in ([after] if after is not None else []) + [add, node]:
                 graph.erase_node(dead)
         else:
-            _set_submodule(block, str(node.target), OneDNNConv2d(conv))
+            _set_submodule(block, str(node.target), OneDNNConv2d(conv, input_size=size))
         packed += 1
-    if packed:
+    if packed or changed:
         swap_forward(block, graph, prefix="OneDNN", what="oneDNN convolutions with fused post-ops")
     return packed
 
 
-def _pack_tree(module: nn.Module, opaque: set[int]) -> int:
-    packed = sum(_pack_tree(child, opaque) for child in list(module.children()))
+def _pack_tree(module: nn.Module, opaque: set[int], shapes: dict[int, list[int]]) -> int:
+    packed = sum(_pack_tree(child, opaque, shapes) for child in list(module.children()))
     if not _is_torch_layer(module):
-        packed += _pack_block(module, opaque)
+        packed += _pack_block(module, opaque, shapes)
     return packed
 
 
-def pack_for_cpu(model: nn.Module) -> int:
+def _input_shapes(model: nn.Module, example: torch.Tensor) -> dict[int, list[int]]:
+    """The input shape of every convolution on ``example`` (oneDNN picks the weight layout for it)."""
+    shapes: dict[int, list[int]] = {}
+
+    def record(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        shapes[id(module)] = list(inputs[0].shape)
+
+    handles = [m.register_forward_pre_hook(record) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    try:
+        model(example)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return shapes
+
+
+def pack_for_cpu(model: nn.Module, example_input: torch.Tensor | None = None) -> int:
     """Rewrite an eval-mode fp32 CPU model in place for oneDNN (see the module docstring); returns the count.
 
     Convolutions whose output feeds a ReLU get it fused; a convolution whose output is only added to
     another tensor (``x + conv(h)``) gets the add, and the ReLU after it, fused. Other convolutions are
-    packed without a post-op. Feed channels_last inputs for the best speed.
+    packed without a post-op. ``example_input`` (default: one image at the model's default size) is run
+    once so that oneDNN lays the weights out for the shapes they will see; other shapes work too. Feed
+    channels_last inputs for the best speed.
     """
     if model.training:
         raise ValueError("pack_for_cpu needs an eval-mode model: call model.eval() first")
+    if example_input is None:
+        size = int(getattr(model, "default_size", 224))
+        example_input = torch.zeros(1, int(getattr(model, "in_chans", 3)), size, size)
     with torch.no_grad():
-        count = _pack_tree(model, set())
+        shapes = _input_shapes(model, example_input.contiguous(memory_format=torch.channels_last))
+        count = _pack_tree(model, set(), shapes)
     model.requires_grad_(False)
     return count
 

@@ -28,7 +28,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -87,7 +87,7 @@ class RMSpropTF(torch.optim.Optimizer):
         return state
 
     @torch.no_grad()
-    def step(self, closure=None):  # noqa: ANN001 - the torch.optim signature
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
         """Apply one update to every parameter that has a gradient; returns the closure's loss if given."""
         loss = None
         if closure is not None:

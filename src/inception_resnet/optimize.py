@@ -56,12 +56,14 @@ class FusionReport:
     scales_folded: int = 0
     groups_fused: int = 0
     convs_fused: int = 0
+    convs_packed: int = 0
 
     def __str__(self) -> str:
-        return (
+        text = (
             f"{self.batchnorms_folded} BatchNorms folded, {self.scales_folded} residual scales folded, "
             f"{self.convs_fused} 1x1 convolutions merged into {self.groups_fused}"
         )
+        return text + (f", {self.convs_packed} convolutions packed for oneDNN" if self.convs_packed else "")
 
 
 # -- tracing ------------------------------------------------------------------------------------------------
@@ -406,14 +408,17 @@ def optimize_for_inference(
     fold: bool = True,
     fuse: bool = True,
     channels_last: bool = False,
+    onednn: bool = False,
 ) -> nn.Module:
     """An eval-mode copy of ``model`` that computes the same outputs faster; the original is not touched.
 
     ``fold``: fold BatchNorms and residual scales into the convolutions. ``fuse``: merge the 1x1
     convolutions that read the same input into one convolution with materialised weights, and apply their
-    ReLU once. ``channels_last``: store the weights in NHWC (feed NHWC inputs too). The copy's parameters
-    do not require gradients; its state dict has a different layout from the original's. The counts of what
-    changed are in ``copy.optimization_report``.
+    ReLU once. ``channels_last``: store the weights in NHWC (feed NHWC inputs too). ``onednn`` (fp32 CPU
+    inference only; implies ``channels_last``): run the convolutions through oneDNN with prepacked weights
+    and fused ReLU / residual add (:func:`inception_resnet.onednn.pack_for_cpu`); such a copy cannot be
+    copied, pickled or moved. The copy's parameters do not require gradients; its state dict has a
+    different layout from the original's. The counts of what changed are in ``copy.optimization_report``.
     """
     optimized = copy.deepcopy(model).eval()
     report = FusionReport()
@@ -423,7 +428,11 @@ def optimize_for_inference(
     if fuse:
         _fuse_tree(optimized, materialize=True, report=report)
     optimized.requires_grad_(False)
-    if channels_last:
+    if channels_last or onednn:
         optimized = optimized.to(memory_format=torch.channels_last)
+    if onednn:
+        from .onednn import pack_for_cpu
+
+        report.convs_packed = pack_for_cpu(optimized)
     optimized.optimization_report = report
     return optimized

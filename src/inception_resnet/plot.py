@@ -2,8 +2,9 @@
 
 :func:`plot_run` takes run directories (or their ``metrics.csv`` / ``metrics.jsonl`` files) and draws a
 2 x 3 grid: training loss, validation top-1 error and top-5 error, against the epoch (top row) and
-against the wall-clock time of the run (bottom row; seconds, minutes or hours by the run's length). Each run has one colour; the raw weights are solid
-lines, the averaged (EMA) weights dashed. :func:`read_metrics` returns the rows for other uses.
+against the wall-clock time of the run (bottom row; in seconds, minutes or hours by the longest run). Each
+run has one colour; the raw weights are solid lines, the averaged (EMA) weights dashed. :func:`read_metrics`
+returns the rows for other uses.
 """
 
 from __future__ import annotations

@@ -88,13 +88,13 @@ RECIPES: dict[str, dict[str, Any]] = {
         optimizer="rmsprop_tf", lr=0.045, reference_batch_size=32, momentum=0.9, nesterov=False,
         rmsprop_decay=0.9, rmsprop_eps=1.0, weight_decay=4e-5, no_decay="norm", schedule="step",
         decay_rate=0.94, decay_epochs=2.0, warmup_epochs=0.0, min_lr=0.0, label_smoothing=0.1,
-        clip_grad_norm=2.0, drop_rate=0.2, aux_loss_weight=0.4, ema_decay=0.9999, ema_warmup=True,
+        clip_grad_norm=2.0, drop_rate=0.2, aux_loss_weight=None, ema_decay=0.9999, ema_warmup=True,
     ),
     "sgd": dict(
         optimizer="sgd", lr=0.1, reference_batch_size=256, momentum=0.9, nesterov=True,
         rmsprop_decay=0.9, rmsprop_eps=1.0, weight_decay=1e-4, no_decay="norm_and_bias", schedule="cosine",
         decay_rate=0.94, decay_epochs=2.0, warmup_epochs=5.0, min_lr=0.0, label_smoothing=0.1,
-        clip_grad_norm=0.0, drop_rate=0.2, aux_loss_weight=0.4, ema_decay=0.9999, ema_warmup=True,
+        clip_grad_norm=0.0, drop_rate=0.2, aux_loss_weight=None, ema_decay=0.9999, ema_warmup=True,
     ),
 }
 
@@ -158,7 +158,8 @@ class TrainConfig:
     label_smoothing: float | None = _opt(None, "label smoothing")
     clip_grad_norm: float | None = _opt(None, "clip gradients to this global norm (0: no clipping)")
     drop_rate: float | None = _opt(None, "dropout before the classifier (paper: keep 0.8, i.e. 0.2)")
-    aux_loss_weight: float | None = _opt(None, "weight of the auxiliary classifier's loss")
+    aux_loss_weight: float | None = _opt(None, "weight of each auxiliary classifier's loss (default: the model's, "
+                                               "0.4 as TF-slim, 0.3 per head for GoogLeNet)")
     ema_decay: float | None = _opt(None, "decay of the weight EMA (0: no EMA)")
     ema_warmup: bool | None = _opt(None, "adjust the EMA decay for short runs: min(decay, (1+n)/(10+n))")
     # execution
@@ -384,11 +385,11 @@ def default_workers(world_size: int) -> int:
 
 # -- the model as trained ------------------------------------------------------------------------------
 class TrainingModule(nn.Module):
-    """Wraps a network for training: returns ``(logits, aux_logits or None, zero_fraction)``.
+    """Wraps a network for training: returns ``(logits, [auxiliary logits...], zero_fraction)``.
 
     ``zero_fraction`` is the share of exact zeros in the feature map entering the final average pooling,
     the symptom of the "died" networks of the paper's section 3.3. Inception networks go through
-    ``forward_body`` / ``forward_head`` (so the auxiliary head's input comes along); other networks with
+    ``forward_aux`` / ``forward_head`` (so every auxiliary head comes along); other networks with
     ``forward_features`` / ``forward_head`` (timm's) through those; anything else through ``forward``.
     """
 
@@ -396,34 +397,31 @@ class TrainingModule(nn.Module):
         super().__init__()
         self.net = net
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
         net = self.net
-        aux = None
+        aux: list[torch.Tensor] = []
         if isinstance(net, InceptionNet):
-            net.check_input(images)
-            features, aux_input = net.forward_body(images)
-            if aux_input is not None and net.aux_logits:
-                aux = net.AuxLogits(aux_input)
+            features, aux = net.forward_aux(images)
         elif hasattr(net, "forward_features") and hasattr(net, "forward_head"):
             features = net.forward_features(images)
         else:
             output = net(images)
             logits = output[0] if isinstance(output, (tuple, list)) else output
-            return logits, None, torch.full((), float("nan"), device=logits.device)
+            return logits, [], torch.full((), float("nan"), device=logits.device)
         zero_fraction = (features.detach() == 0).float().mean()
         logits = net.forward_head(features)
         return logits, aux, zero_fraction
 
 
 def classification_loss(
-    logits: torch.Tensor, aux: torch.Tensor | None, labels: torch.Tensor, label_smoothing: float,
+    logits: torch.Tensor, aux: list[torch.Tensor], labels: torch.Tensor, label_smoothing: float,
     aux_weight: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(main loss, total loss)``: label-smoothed cross-entropy, plus ``aux_weight`` x the auxiliary one."""
+    """``(main loss, total loss)``: label-smoothed cross-entropy, plus ``aux_weight`` x each auxiliary one."""
     main = F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
     total = main
-    if aux is not None:
-        total = main + aux_weight * F.cross_entropy(aux.float(), labels, label_smoothing=label_smoothing)
+    for aux_logits in aux:
+        total = total + aux_weight * F.cross_entropy(aux_logits.float(), labels, label_smoothing=label_smoothing)
     return main, total
 
 
@@ -884,16 +882,13 @@ class Trainer:
             self.load_state(state)
         self.write_config()
         self.log = RunLog(self.run_dir, ctx.is_main, config.tensorboard)
-        if state is not None:
-            self.log.restart(self.history, self.global_step)
+        self.log.restart(self.history, self.global_step)  # a fresh start clears rows of a run that died early
         self.stop.install()
         try:
             status = self.loop()
         finally:
             self.stop.restore()
             self.log.close()
-        return self.summary(status)
-
         return self.summary(status)
 
     def setup_training(self, net: nn.Module, train_dataset: Dataset, val_dataset: Dataset | None) -> None:
@@ -939,7 +934,9 @@ class Trainer:
         self.runner = StepRunner(
             module, self.optimizer, device=ctx.device, precision=config.precision,
             channels_last=config.channels_last, label_smoothing=config.label_smoothing,
-            aux_loss_weight=config.aux_loss_weight, clip_grad_norm=config.clip_grad_norm,
+            aux_loss_weight=(config.aux_loss_weight if config.aux_loss_weight is not None
+                             else getattr(net, "aux_loss_weight", 0.4)),
+            clip_grad_norm=config.clip_grad_norm,
             accum_steps=config.accum_steps,
         )
         self.train_images = len(train_dataset)
@@ -1033,6 +1030,7 @@ class Trainer:
         config = self.config
         derived = {
             "peak_lr": self.peak_lr,
+            "aux_loss_weight": self.runner.aux_loss_weight,
             "world_size": self.ctx.world_size,
             "micro_batch_per_process": self.sampler.micro_batch,
             "steps_per_epoch": self.steps_per_epoch,

@@ -14,7 +14,10 @@ import sys
 import types
 import typing
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..train import TrainConfig
 
 
 def _base_type(annotation: Any) -> Any:
@@ -92,7 +95,7 @@ def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return values
 
 
-def build_config(args: argparse.Namespace):
+def build_config(args: argparse.Namespace) -> TrainConfig:
     """The TrainConfig the flags describe (merged with the recorded one when resuming)."""
     from ..train import TrainConfig, config_for_resume
 

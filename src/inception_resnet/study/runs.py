@@ -110,10 +110,12 @@ def load_derived(run_dir: Path) -> dict[str, Any]:
 
 def check_not_conflicting(spec: RunSpec) -> None:
     """Raise a ValueError when ``spec.run_dir`` holds a run of other settings."""
-    marker = read_marker(spec.run_dir)
-    recorded = marker["settings"] if marker else None
-    if recorded is None and (spec.run_dir / "config.json").is_file():
-        recorded = json.loads((spec.run_dir / "config.json").read_text()).get("config", {})
+    recorded = None
+    if (spec.run_dir / "config.json").is_file():  # every setting, resolved: a setting spelled out is no change
+        recorded = json.loads((spec.run_dir / "config.json").read_text()).get("config")
+    if recorded is None:
+        marker = read_marker(spec.run_dir)
+        recorded = marker["settings"] if marker else None
     if recorded is None:
         return
     changed = differences(recorded, spec.settings)
@@ -166,7 +168,14 @@ def run_all(
     log: Callable[[str], None] | None = None,
     clock: Callable[[], float] = time.perf_counter,
 ) -> list[RunRecord]:
-    """Execute the runs in order; once ``time_limit_s`` has passed, the runs not started are ``not run``."""
+    """Execute the runs in order; once ``time_limit_s`` has passed, the runs not started are ``not run``.
+
+    Under torchrun the time limit is ignored: each process would decide on its own clock, and processes
+    that disagreed would wait for each other forever.
+    """
+    if time_limit_s is not None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        _say(log, "time limit ignored under torchrun (the processes could disagree on it)")
+        time_limit_s = None
     started = clock()
     records = []
     for index, spec in enumerate(specs, 1):

@@ -123,13 +123,18 @@ def time_to_level(rows: Rows, key: str, level: float, chance: float) -> tuple[fl
 def derive_levels(runs: Sequence[Rows], key: str, margins: Sequence[float], chance: float) -> list[float]:
     """Error levels every run reached: the worst run's best error (rounded up to 0.1) plus each margin.
 
-    Levels at or above chance are dropped; the result runs from the easiest (highest) to the hardest.
+    Levels in the upper half of the range from that error to chance are dropped (reaching an error just
+    below chance says little, and its time hangs on the chance anchor at epoch 0); the result runs from
+    the easiest (highest) level to the hardest.
     """
     bests = [min((y for _, y in points(rows, key)), default=None) for rows in runs]
     if not bests or any(b is None for b in bests):
         return []
     base = math.ceil(max(bests) * 10 - 1e-9) / 10
-    levels = {round(base + m, 1) for m in margins if base + m < chance}
+    if base >= chance:
+        return []
+    ceiling = base + (chance - base) / 2
+    levels = {round(base + m, 1) for m in margins if base + m <= ceiling}
     return sorted(levels, reverse=True)
 
 
