@@ -206,8 +206,6 @@ def test_metadata_and_unknown_options() -> None:
     assert meta.interpolation == "bicubic" and meta.min_input_size == 75
     with pytest.raises(ValueError, match="unknown model 'inception_v5'"):
         ir.create_model("inception_v5")
-    with pytest.raises(ValueError, match="residual_scale"):
-        ir.create_model("inception_v4", residual_scale=0.1)
 
 
 def test_in_chans_one() -> None:
@@ -222,3 +220,24 @@ def test_compile_runs() -> None:
     compiled = torch.compile(model, backend="eager")
     with torch.no_grad():
         assert torch.allclose(compiled(x), model(x), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ir.list_models())
+@pytest.mark.parametrize("multiplier", [0.125, 0.3])
+def test_odd_width_multipliers_give_consistent_networks(name: str, multiplier: float) -> None:
+    """Each block is built for the width its predecessor really produces (they differ once rounded)."""
+    from inception_resnet.registry import model_options
+
+    aux = {"aux_logits": True} if "aux_logits" in model_options(name) else {}
+    aux.update({"classify": True} if "classify" in model_options(name) else {})  # facenet: logits, not embeddings
+    model = ir.create_model(name, width_multiplier=multiplier, num_classes=4, **aux).train()
+    out = model(torch.randn(2, 3, 120, 120))
+    assert (out[0] if isinstance(out, tuple) else out).shape == (2, 4)
+    extractor = ir.create_model(name, width_multiplier=multiplier, features_only=True).eval()
+    levels = extractor(torch.randn(1, 3, 120, 120))
+    assert [f.shape[1] for f in levels] == [i.num_chs for i in extractor.feature_info]
+
+
+def test_unknown_option_names_the_known_ones() -> None:
+    with pytest.raises(ValueError, match="inception_v4 has no option 'residual_scale'; its options are: width_mult"):
+        ir.create_model("inception_v4", residual_scale=0.1)

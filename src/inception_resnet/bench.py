@@ -86,7 +86,7 @@ class Candidate:
     def spec(self) -> str:
         parts = [self.library]
         parts += ["opt"] if self.optimize else []
-        parts += ["cl"] if self.channels_last else []
+        parts += ["cl"] if self.channels_last and not self.onednn else []  # onednn implies cl
         parts += ["onednn"] if self.onednn else []
         parts += [self.runtime] if self.runtime != "torch" else []
         if self.compile is not None:
@@ -585,11 +585,6 @@ def run_workload(
         row.setup_s = round(ready.setup_s, 2)
         if candidate.compile is not None:
             compile_estimate_s = max(compile_estimate_s, ready.setup_s)
-        if expected is not None and ready.comparable:
-            out = ready.output()
-            if isinstance(out, torch.Tensor):
-                out = out.detach()[:COMPARED_SAMPLES].float().cpu()
-                row.max_abs_diff = float((out - expected).abs().max())
         prepared.append((index, ready))
     times: dict[int, list[float]] = {i: [] for i, _ in prepared}
     peaks: dict[int, list[int]] = {i: [] for i, _ in prepared}
@@ -607,12 +602,24 @@ def run_workload(
                 rows[index].error = f"{type(err).__name__}: {err}"[:300]
     for index, ready in prepared:
         _fill(rows[index], times[index], peaks[index], ready.resident_bytes, workload, gflops)
+        if expected is not None and ready.comparable and times[index]:
+            rows[index].max_abs_diff = _max_abs_diff(ready.output(), expected)
         ready.cleanup()
     results = rows
     _ratios(results, baseline)
     del prepared
     _release(workload.device)
     return results
+
+
+def _round_sig(value: float, digits: int = 4) -> float:
+    return float(f"{value:.{digits}g}")
+
+
+def _max_abs_diff(out: torch.Tensor | None, expected: torch.Tensor) -> float | None:
+    if not isinstance(out, torch.Tensor):
+        return None
+    return float((out.detach()[:COMPARED_SAMPLES].float().cpu() - expected).abs().max())
 
 
 def _fill(row: Result, seconds: list[float], peaks: list[int], resident: int, workload: Workload,
@@ -624,9 +631,9 @@ def _fill(row: Result, seconds: list[float], peaks: list[int], resident: int, wo
     row.ms_per_batch = round(median * 1e3, 3)
     row.ms_min, row.ms_max = round(min(seconds) * 1e3, 3), round(max(seconds) * 1e3, 3)
     row.img_s = round(workload.batch_size / median, 2)
-    row.tflops = round(row.img_s * gflops / 1e3, 5)
+    row.tflops = _round_sig(row.img_s * gflops / 1e3)
     if workload.peak_tflops:
-        row.mfu = round(row.tflops / workload.peak_tflops, 4)
+        row.mfu = _round_sig(row.tflops / workload.peak_tflops)
     if peaks:
         row.peak_mem_gib = round((max(peaks) + max(resident, 0)) / 2**30, 3)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -51,12 +52,14 @@ def create_model(
         close = [n for n in _BUILDERS if n.split("_")[0] in name or name in n]
         hint = f" Did you mean one of {close}?" if close else ""
         raise ValueError(f"unknown model {name!r}.{hint} Known models: {', '.join(sorted(_BUILDERS))}")
-    try:
-        model = _BUILDERS[name](num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate, **options)
-    except TypeError as err:
-        if "unexpected keyword argument" in str(err):
-            raise ValueError(f"{name}: {err}".replace("__init__() ", "")) from None
-        raise
+    builder = _BUILDERS[name]
+    accepted = model_options(name)
+    unknown = [k for k in options if k not in accepted]
+    if unknown:
+        raise ValueError(
+            f"{name} has no option {', '.join(repr(k) for k in unknown)}; its options are: {', '.join(accepted)}"
+        )
+    model = builder(num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate, **options)
     if pretrained is not None:
         from .weights import load_weights
 
@@ -64,6 +67,14 @@ def create_model(
     if features_only:
         model.set_features_only(tuple(out_indices))
     return model
+
+
+def model_options(name: str) -> list[str]:
+    """The options (keyword arguments besides classes, channels and dropout) a registered model takes."""
+    _import_models()
+    parameters = inspect.signature(_BUILDERS[name]).parameters
+    common = {"num_classes", "in_chans", "drop_rate", "self"}
+    return [p for p in parameters if p not in common and parameters[p].kind is not inspect.Parameter.VAR_KEYWORD]
 
 
 def _import_models() -> None:

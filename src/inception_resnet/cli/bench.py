@@ -56,6 +56,24 @@ def workload_from_args(args: argparse.Namespace) -> Workload:
     )
 
 
+def command_line(args: argparse.Namespace) -> str:
+    """The command, rebuilt from the parsed flags (the results files quote it)."""
+    words = ["inception-resnet", "bench", "--model", args.model, "--mode", args.mode, "--batch-size",
+             str(args.batch_size), "--input-size", str(args.input_size)]
+    for flag in ("device", "compile", "baseline", "json", "markdown"):
+        value = getattr(args, flag)
+        words += [f"--{flag}", str(value)] if value is not None else []
+    words += ["--amp", args.amp] if args.amp != "none" else []
+    for flag in ("channels_last", "optimize", "timm"):
+        words += ["--" + flag.replace("_", "-")] if getattr(args, flag) else []
+    words += ["--candidates", *args.candidates] if args.candidates else []
+    for key, value in args.option:
+        words += ["--option", f"{key}={json.dumps(value) if not isinstance(value, str) else value}"]
+    words += ["--steps", str(args.steps), "--warmup", str(args.warmup), "--rounds", str(args.rounds)]
+    words += ["--threads", str(args.threads)] if args.threads else []
+    return " ".join(words)
+
+
 def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -66,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
             Path(output).parent.mkdir(parents=True, exist_ok=True)
     log = (lambda message: print(message, file=sys.stderr)) if args.verbose else (lambda _message: None)
     results = run_workload(workload, candidates, baseline=args.baseline, log=log)
-    env = environment()
+    env = environment(command_line(args))
     print(to_markdown(results))
     if args.json:
         Path(args.json).write_text(json.dumps(document(results, env), indent=2) + "\n")

@@ -166,11 +166,11 @@ class InceptionV3(InceptionNet):
         self.Mixed_5c = InceptionA(self.Mixed_5b.out_channels, 64, c)
         self.Mixed_5d = InceptionA(self.Mixed_5c.out_channels, 64, c)
         self.Mixed_6a = InceptionB(self.Mixed_5d.out_channels, c)
-        cin = self.Mixed_6a.out_channels
-        self.Mixed_6b = InceptionC(cin, 128, c)
-        self.Mixed_6c = InceptionC(cin, 160, c)
-        self.Mixed_6d = InceptionC(cin, 160, c)
-        self.Mixed_6e = InceptionC(cin, 192, c)
+        self.Mixed_6b = InceptionC(self.Mixed_6a.out_channels, 128, c)
+        self.Mixed_6c = InceptionC(self.Mixed_6b.out_channels, 160, c)
+        self.Mixed_6d = InceptionC(self.Mixed_6c.out_channels, 160, c)
+        self.Mixed_6e = InceptionC(self.Mixed_6d.out_channels, 192, c)
+        cin = self.Mixed_6e.out_channels
         self.Mixed_7a = InceptionD(cin, c)
         self.Mixed_7b = InceptionE(self.Mixed_7a.out_channels, c)
         self.Mixed_7c = InceptionE(self.Mixed_7b.out_channels, c)

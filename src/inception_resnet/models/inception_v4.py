@@ -125,19 +125,16 @@ class InceptionV4(InceptionNet):
         super().__init__(metadata=METADATA, num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate)
         c = Widths(width_multiplier)
         layers = stem(in_chans, c)
-        cin = layers[-1].out_channels
         for _ in range(4):
-            layers.append(inception_a(cin, c))
-        layers.append(reduction_a(cin, c, k=192, l=224, m=256, n=384))
-        cin = layers[-1].out_channels
+            layers.append(inception_a(layers[-1].out_channels, c))
+        layers.append(reduction_a(layers[-1].out_channels, c, k=192, l=224, m=256, n=384))
         for _ in range(7):
-            layers.append(inception_b(cin, c))
+            layers.append(inception_b(layers[-1].out_channels, c))
         self.aux_index = len(layers) - 1  # features.17, TF-slim's Mixed_6h
-        aux_channels = cin
-        layers.append(reduction_b(cin, c))
-        cin = layers[-1].out_channels
+        aux_channels = layers[-1].out_channels
+        layers.append(reduction_b(layers[-1].out_channels, c))
         for _ in range(3):
-            layers.append(InceptionC(cin, c))
+            layers.append(InceptionC(layers[-1].out_channels, c))
         cin = layers[-1].out_channels
         self.features = nn.Sequential(*layers)
         self.feature_info = [

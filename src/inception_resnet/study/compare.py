@@ -23,7 +23,7 @@ from ..train import TrainConfig, train
 from .config import CompareConfig, section_to_dict
 from .figures import plot_pair
 from .report import PAPER, environment_lines, fmt, md_table, write_csv, write_json
-from .runs import RunRecord, RunSpec, TrainFn, environment, existing_record, is_main_process, run_all
+from .runs import RunRecord, RunSpec, TrainFn, environment, existing_record, is_main_process, run_all, run_entry
 from .stats import (
     METRICS,
     Spread,
@@ -496,8 +496,7 @@ def write_compare_report(
     env = study.get("environment", environment())
     write_json(out / "summary.json", {"preset": preset, "weights": config.weights,
                                       "pairs": [p.to_dict() for p in pairs],
-                                      "runs": [{"key": r.spec.key, "status": r.status, "message": r.message}
-                                               for r in records]})
+                                      "runs": [run_entry(r) for r in records]})
     lines = [f"# The residual study: `{preset}` preset", "",
              f"Do residual connections speed up the training of Inception networks? The question of {PAPER}, "
              "asked of networks trained here under one recipe, one data order and the same budget.", ""]
@@ -539,8 +538,9 @@ def write_compare_report(
     lines += ["## Files", "",
               "- `epochs.csv` / `epochs.json`: every run's per-epoch rows (the data behind each figure).",
               "- `models.csv`, `levels.csv`, `summary.json`: the tables above as data.",
-              "- `study.json`: the exact study configuration and the environment; `runs/<model>-seed<k>/`: each "
-              "run's `config.json` (the resolved training configuration), `metrics.csv`, `steps.jsonl`.",
+              "- `study.json`: the exact study configuration and the environment; `summary.json` also lists each "
+              "run's settings and what training derived from them (steps, peak learning rate, image counts); "
+              "`runs/<model>-seed<k>/` (where kept): each run's resolved `config.json`, `metrics.csv`, `steps.jsonl`.",
               "- Redraw a figure from the data: `inception-resnet study compare --out DIR --report-only`.", ""]
     not_run = [r.spec.key for r in records if r.status == "not run"]
     if not_run:

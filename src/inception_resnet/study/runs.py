@@ -56,6 +56,13 @@ class RunRecord:
         return self.status in ("completed", "diverged")
 
 
+def run_entry(record: RunRecord) -> dict[str, Any]:
+    """A run for a report's summary.json: key, status, the study's settings and what training derived."""
+    return {"key": record.spec.key, "model": record.spec.model, "seed": record.spec.seed, "group": record.spec.group,
+            "status": record.status, "message": record.message, "settings": comparable(record.spec.settings),
+            "derived": {k: v for k, v in record.derived.items() if k != "classes"}}
+
+
 def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 

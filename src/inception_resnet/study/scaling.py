@@ -24,7 +24,7 @@ from .config import ScalingConfig, section_to_dict
 from .death import DeathReport, detect_run_death, read_steps
 from .figures import plot_scaling
 from .report import PAPER, environment_lines, fmt, md_table, write_csv, write_json
-from .runs import RunRecord, RunSpec, TrainFn, environment, existing_record, is_main_process, run_all
+from .runs import RunRecord, RunSpec, TrainFn, environment, existing_record, is_main_process, run_all, run_entry
 from .stats import final_value, spread
 
 
@@ -208,7 +208,8 @@ def write_scaling_report(config: ScalingConfig, result: ScalingResult, preset: s
     study = json.loads((out / "study.json").read_text()) if (out / "study.json").is_file() else {}
     env = study.get("environment", environment())
     write_json(out / "summary.json", {"preset": preset, "residual_widths": result.widths, "scales": rows,
-                                      "runs": per_run})
+                                      "runs": [{**entry, **run_entry(record)}
+                                               for entry, record in zip(per_run, result.records, strict=True)]})
     figure = None
     if any(r.steps for r in result.runs):
         by_scale = {s: [{"seed": r.seed, "steps": r.steps, "death_step": r.death.step}
@@ -269,7 +270,8 @@ def write_scaling_report(config: ScalingConfig, result: ScalingResult, preset: s
               "a low-learning-rate warm-up did not help; scaling the residuals by 0.1-0.3 did, without hurting "
               "accuracy.", "",
               "## Files", "", "- `scaling.csv`: one row per run; `steps.csv`: every logged step (the figure's data).",
-              "- `study.json`: the exact configuration and environment; `runs/scale<s>-seed<k>/`: the training runs.",
+              "- `study.json`: the exact configuration and environment; `summary.json`: per scale and per run (with "
+              "each run's settings and derived values); `runs/scale<s>-seed<k>/` (where kept): the training runs.",
               ""]
     not_run = [r.spec.key for r in result.records if r.status == "not run"]
     if not_run:
