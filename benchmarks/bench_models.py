@@ -54,7 +54,8 @@ class Stage:
 
 def cpu_suite(models: list[str]) -> list[Stage]:
     """fp32 inference on the CPU at batch 1 (latency) and batch 16 (throughput), against timm eager."""
-    specs = ("timm", "timm+cl", "ours", "ours+opt", "ours+cl", "ours+opt+cl", "ours+opt+jit", "ours+ort")
+    specs = ("timm", "timm+cl", "ours", "ours+cl", "ours+opt", "ours+opt+cl", "ours+opt+onednn", "ours+ort",
+             "timm+ort")
     stages = []
     for model in models:
         stages.append(Stage(Workload(model, "infer", 1, steps=3, warmup=2, rounds=7), specs))
@@ -136,11 +137,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--extended", action="store_true", help="gpu: also freezing, max-autotune, batch 8")
     parser.add_argument("--dry-run", action="store_true", help="tiny CPU run of the same code paths")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
+    parser.add_argument("--candidates", nargs="+", default=None, metavar="SPEC",
+                        help="replace every stage's candidates (specs as in inception_resnet.bench)")
+    parser.add_argument("--note", default=None, help="a remark for the results files (e.g. the machine's load)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     models = args.models or DEFAULT_MODELS[args.suite]
     stages = gpu_suite(models, args.extended) if args.suite == "gpu" else cpu_suite(models)
+    if args.candidates:
+        stages = [replace(s, candidates=tuple(args.candidates)) for s in stages]
     if args.dry_run:
         stages = [dry_run_stage(s) for s in stages]
     elif args.suite == "gpu" and not torch.cuda.is_available():
@@ -152,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     stem = args.name or (f"dry-run-{args.suite}" if args.dry_run else f"{args.suite}-{time.strftime('%Y-%m-%d')}")
     env = environment()
     env["suite"] = args.suite + (" (dry run)" if args.dry_run else "")
+    if args.note:
+        env["note"] = args.note
     title = f"inception-resnet benchmark, {env['suite']} suite"
 
     def write(results: list[Result]) -> None:

@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -264,11 +265,12 @@ class Prepared:
     comparable: bool = True
 
 
-def _autocast(workload: Workload) -> contextlib.AbstractContextManager:
+def _autocast(workload: Workload, cache: bool = True) -> contextlib.AbstractContextManager:
+    """Autocast to the workload's dtype; ``cache=False`` inside CUDA graph capture (cached casts would dangle)."""
     if workload.amp is None:
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if workload.amp == "bf16" else torch.float16
-    return torch.autocast(torch.device(workload.device).type, dtype=dtype)
+    return torch.autocast(torch.device(workload.device).type, dtype=dtype, cache_enabled=cache)
 
 
 def _build_model(candidate: Candidate, workload: Workload) -> nn.Module:
@@ -331,7 +333,8 @@ def _onnx_session(model: nn.Module, x: torch.Tensor) -> tuple[Callable[[], Any],
 
     folder = tempfile.TemporaryDirectory(prefix="ir-bench-")
     path = os.path.join(folder.name, "model.onnx")
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's notes on our input checks: constant for a fixed shape
         torch.onnx.export(model, (x,), path, dynamo=False, input_names=["input"], output_names=["logits"],
                           opset_version=17)
     options = ort.SessionOptions()
@@ -370,7 +373,7 @@ def _prepare_inference(candidate: Candidate, workload: Workload, model: nn.Modul
     grad_mode = torch.no_grad if candidate.compile is not None else torch.inference_mode
 
     def step() -> None:
-        with grad_mode(), _autocast(workload):
+        with grad_mode(), _autocast(workload, cache=not candidate.cuda_graph):
             result[0] = runner(x)
 
     if candidate.cuda_graph:
@@ -719,8 +722,8 @@ def document(results: list[Result], env: dict[str, Any]) -> dict[str, Any]:
 
 def markdown_document(results: list[Result], env: dict[str, Any], title: str = "Benchmark") -> str:
     """Environment as a list, then the table: the format of the files under ``docs/results/``."""
-    keys = ["date", "command", "gpu", "driver", "cuda", "cudnn", "cpu", "cpu_count", "torch_threads", "torch",
-            "timm", "onnxruntime", "python"]
+    keys = ["date", "command", "note", "gpu", "driver", "cuda", "cudnn", "cpu", "cpu_count", "torch_threads",
+            "torch", "timm", "onnxruntime", "python"]
     info = [f"- {k}: `{env[k]}`" for k in keys if env.get(k) is not None]
     return "\n".join([f"# {title}", "", *info, "", to_markdown(results), ""])
 
