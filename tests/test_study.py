@@ -125,6 +125,52 @@ def test_mini_study_refuses_to_mix_configurations(mini_study: Path) -> None:
         run_compare(config, mini_study, log=None)
 
 
+def test_study_with_a_baseline_trains_it_alike_and_reports_it(tmp_path: Path) -> None:
+    preset = {"name": "mini", "description": "test", "compare": {"pairs": [PAIR], "seeds": [0], "train": MINI_TRAIN}}
+    (tmp_path / "mini.json").write_text(json.dumps(preset))
+    out = tmp_path / "compare"
+    assert main(["study", "compare", "--preset", str(tmp_path / "mini.json"), "--out", str(out),
+                 "--models", "googlenet"]) == 0
+    run = out / "runs" / "googlenet-seed0"
+    assert json.loads((run / "study_run.json").read_text())["status"] == "completed"
+    pair_settings = json.loads((out / "runs" / "inception_v3-seed0" / "config.json").read_text())["config"]
+    settings = json.loads((run / "config.json").read_text())["config"]
+    assert settings["model"] == "googlenet" and settings["input_size"] == 75  # the study's size, not 224
+    assert {k: v for k, v in settings.items() if k not in ("model", "run_dir")} == \
+        {k: v for k, v in pair_settings.items() if k not in ("model", "run_dir")}
+    models = {row["model"]: row for row in read_csv(out / "models.csv")}
+    assert set(models) == {*PAIR, "googlenet"} and models["googlenet"]["role"] == "baseline"
+    for key in ("final_top1_mean", "final_top5_mean", "final_loss_mean", "images_per_second_mean", "gmacs"):
+        assert math.isfinite(float(models["googlenet"][key])), key
+    assert models["googlenet"]["input_size"] == "75" and int(models["googlenet"]["parameters"]) > 10_000
+    rows = [r for r in read_csv(out / "epochs.csv") if r["model"] == "googlenet"]
+    assert [(r["seed"], r["pair"]) for r in rows] == [("0", "baselines")]
+    assert math.isfinite(float(rows[0]["val_top1_error"]))
+    assert any(r["model"] == "googlenet" for r in json.loads((out / "epochs.json").read_text()))
+    check_png(out / "curves-baselines.png")
+    report = (out / "report.md").read_text()
+    assert "## Baselines" in report and "![baselines](curves-baselines.png)" in report
+    assert "| `googlenet` | baseline | 1 |" in report
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["baselines"][0]["name"] == "googlenet" and summary["baselines_figure"] == "curves-baselines.png"
+    assert json.loads((out / "study.json").read_text())["config"]["baselines"] == ["googlenet"]
+
+
+def test_unknown_or_paired_baselines_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    section = load_preset("cpu").compare
+    assert section.baselines == []
+    with pytest.raises(ValueError, match=r"unknown model 'resnet50'; known: .*googlenet"):
+        with_overrides(section, ['baselines=["resnet50"]'])
+    with pytest.raises(ValueError, match="already in a pair"):
+        CompareConfig(pairs=[PAIR], baselines=["inception_v3"]).validate()
+    with pytest.raises(ValueError, match="list of model names"):
+        with_overrides(section, ["baselines=googlenet"])
+    assert main(["study", "compare", "--preset", "cpu", "--models", "nope", "--print-config"]) == 2
+    assert "compare.baselines: unknown model 'nope'; known:" in capsys.readouterr().err
+    assert with_overrides(section, ['baselines=["googlenet", "bn_inception"]']).model_names[-2:] == \
+        ["googlenet", "bn_inception"]
+
+
 # -- runs: resuming, diverging, time limit -------------------------------------------------------------------
 def fake_train(rows_per_run: int = 2, *, steps: list[dict] | None = None, errors=None):
     """A train() stand-in writing a run directory like the real one; records the configs it was given.

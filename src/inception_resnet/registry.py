@@ -73,7 +73,7 @@ def model_options(name: str) -> list[str]:
     """The options (keyword arguments besides classes, channels and dropout) a registered model takes."""
     _import_models()
     parameters = inspect.signature(_BUILDERS[name]).parameters
-    common = {"num_classes", "in_chans", "drop_rate", "self"}
+    common = {"num_classes", "in_chans", "drop_rate", "self", "metadata"}
     return [p for p in parameters if p not in common and parameters[p].kind is not inspect.Parameter.VAR_KEYWORD]
 
 

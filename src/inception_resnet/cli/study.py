@@ -2,8 +2,9 @@
 
 ``study compare`` and ``study scaling`` read a preset (``--preset cpu|gpu|imagenet|FILE.json``; default
 ``gpu`` when CUDA is available, else ``cpu``), apply ``--set KEY=VALUE`` changes, train the runs not done
-yet in ``--out`` and write the report there. ``study presets [NAME]`` lists the presets or prints one, to
-copy and edit. Under torchrun every process runs the same command; only rank 0 writes the report.
+yet in ``--out`` and write the report there; ``study compare --models NAME ...`` adds baseline models.
+``study presets [NAME]`` lists the presets or prints one, to copy and edit. Under torchrun every process runs the
+same command; only rank 0 writes the report.
 """
 
 from __future__ import annotations
@@ -48,6 +49,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         command.add_argument("--print-config", action="store_true",
                              help="print the study configuration (after --set) as JSON and exit")
         command.add_argument("--quiet", action="store_true", help="no per-run progress bars")
+        if name == "compare":
+            command.add_argument("--models", nargs="+", default=None, metavar="NAME",
+                                 help="extra baseline models (e.g. googlenet bn_inception) trained under the same "
+                                      "recipe, data order, budget and seeds; shortcut for --set baselines=[..]")
         command.set_defaults(func=run, section=name)
     presets = sub.add_parser("presets", help="list the presets, or print one (to copy and edit)",
                              description="Without NAME: the presets and their descriptions. With NAME: its JSON.")
@@ -78,6 +83,8 @@ def overrides_from_args(args: argparse.Namespace) -> list[str]:
         overrides.append(f"time_limit_s={args.time_limit}")
     if args.quiet:
         overrides.append("progress=false")
+    if getattr(args, "models", None):
+        overrides.append(f"baselines={json.dumps(args.models)}")
     return overrides
 
 

@@ -14,10 +14,10 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..layers import Widths, conv, init_weights, max_pool_reduce
-from ..network import FeatureInfo, InceptionNet, ModelMetadata
+from ..layers import Widths, conv, init_weights
+from ..network import FeatureInfo, ModelMetadata
 from ..registry import register_model
-from .inception_resnet_blocks import block8, block17, block35, reduction_b, resolve_scales
+from .inception_resnet_blocks import InceptionResNetStem, block8, block17, block35, reduction_b, resolve_scales
 from .inception_v4 import reduction_a
 
 # Widths of the v1 blocks (Figs 10-13; facenet's block35 / block17 / block8 / Mixed_7a).
@@ -35,7 +35,7 @@ METADATA = ModelMetadata(
 )
 
 
-class InceptionResNetV1(InceptionNet):
+class InceptionResNetV1(InceptionResNetStem):
     """Inception-ResNet-v1 as drawn in the paper: 5 A, 10 B, 5 C blocks and 1792 features."""
 
     def __init__(
@@ -51,13 +51,7 @@ class InceptionResNetV1(InceptionNet):
         super().__init__(metadata=metadata, num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate)
         c = Widths(width_multiplier)
         scale_a, scale_b, scale_c = resolve_scales(residual_scale)
-        self.conv2d_1a = conv(in_chans, c(32), 3, 2)
-        self.conv2d_2a = conv(c(32), c(32), 3, padding="valid")
-        self.conv2d_2b = conv(c(32), c(64), 3)
-        self.maxpool_3a = max_pool_reduce()
-        self.conv2d_3b = conv(c(64), c(80))
-        self.conv2d_4a = conv(c(80), c(192), 3, padding="valid")
-        self.conv2d_4b = conv(c(192), c(256), 3, 2)
+        self.conv2d_4b = conv(self._build_stem(in_chans, c), c(256), 3, 2)
         cin_a = c(256)
         self.repeat_1 = nn.Sequential(*[block35(cin_a, c, **BLOCK_A, scale=scale_a) for _ in range(blocks[0])])
         self.mixed_6a = reduction_a(cin_a, c, **REDUCTION_A)
@@ -77,11 +71,13 @@ class InceptionResNetV1(InceptionNet):
         self._build_head(cin_c, "classif")
         init_weights(self)
 
+    def forward_blocks(self, x: torch.Tensor) -> torch.Tensor:
+        """Stem, the A, B and C blocks and the two reductions (what the facenet variant builds on)."""
+        x = self.repeat_2(self.mixed_6a(self.repeat_1(self.conv2d_4b(self.forward_stem(x)))))
+        return self.repeat_3(self.mixed_7a(x))
+
     def forward_body(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        x = self.maxpool_3a(self.conv2d_2b(self.conv2d_2a(self.conv2d_1a(x))))
-        x = self.conv2d_4b(self.conv2d_4a(self.conv2d_3b(x)))
-        x = self.repeat_2(self.mixed_6a(self.repeat_1(x)))
-        return self.repeat_3(self.mixed_7a(x)), None
+        return self.forward_blocks(x), None
 
     def classify(self, x: torch.Tensor) -> torch.Tensor:
         return self.classif(x)

@@ -73,10 +73,7 @@ class InceptionResNetV1Facenet(InceptionResNetV1):
         init_weights(self)
 
     def forward_body(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        x = self.maxpool_3a(self.conv2d_2b(self.conv2d_2a(self.conv2d_1a(x))))
-        x = self.conv2d_4b(self.conv2d_4a(self.conv2d_3b(x)))
-        x = self.repeat_2(self.mixed_6a(self.repeat_1(x)))
-        return self.block8(self.repeat_3(self.mixed_7a(x))), None
+        return self.block8(self.forward_blocks(x)), None
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Pool, dropout, ``last_linear``, ``last_bn``; then logits (``classify``) or the L2-normalised embedding.

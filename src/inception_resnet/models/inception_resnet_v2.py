@@ -24,7 +24,7 @@ from torch import nn
 from ..layers import Mixed, Widths, avg_pool_same, chain, conv, init_weights, max_pool_reduce
 from ..network import FeatureInfo, InceptionNet, ModelMetadata
 from ..registry import register_model
-from .inception_resnet_blocks import block8, block17, block35, reduction_b, resolve_scales
+from .inception_resnet_blocks import InceptionResNetStem, block8, block17, block35, reduction_b, resolve_scales
 from .inception_v4 import reduction_a, stem
 
 # Widths of the v2 blocks (Figs 16-19; TF-slim block35 / block17 / block8 / Mixed_7a).
@@ -53,7 +53,7 @@ RELEASED_METADATA = ModelMetadata(
 )
 
 
-class InceptionResNetV2(InceptionNet):
+class InceptionResNetV2(InceptionResNetStem):
     """Inception-ResNet-v2 as released (TF-slim ``inception_resnet_v2``; timm layout)."""
 
     def __init__(
@@ -70,14 +70,9 @@ class InceptionResNetV2(InceptionNet):
                          drop_rate=drop_rate)
         c = Widths(width_multiplier)
         scale_a, scale_b, scale_c = resolve_scales(residual_scale)
-        self.conv2d_1a = conv(in_chans, c(32), 3, 2)
-        self.conv2d_2a = conv(c(32), c(32), 3, padding="valid")
-        self.conv2d_2b = conv(c(32), c(64), 3)
-        self.maxpool_3a = max_pool_reduce()
-        self.conv2d_3b = conv(c(64), c(80))
-        self.conv2d_4a = conv(c(80), c(192), 3, padding="valid")
+        stem_channels = self._build_stem(in_chans, c)
         self.maxpool_5a = max_pool_reduce()
-        self.mixed_5b = mixed_5b(c(192), c)
+        self.mixed_5b = mixed_5b(stem_channels, c)
         cin = self.mixed_5b.out_channels
         self.repeat = nn.Sequential(*[block35(cin, c, **BLOCK_A, scale=scale_a) for _ in range(blocks[0])])
         self.mixed_6a = reduction_a(cin, c, **REDUCTION_A)
@@ -100,9 +95,7 @@ class InceptionResNetV2(InceptionNet):
         init_weights(self)
 
     def forward_body(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        x = self.maxpool_3a(self.conv2d_2b(self.conv2d_2a(self.conv2d_1a(x))))
-        x = self.maxpool_5a(self.conv2d_4a(self.conv2d_3b(x)))
-        x = self.repeat(self.mixed_5b(x))
+        x = self.repeat(self.mixed_5b(self.maxpool_5a(self.forward_stem(x))))
         x = self.repeat_1(self.mixed_6a(x))
         aux_input: torch.Tensor | None = x if self.aux_logits else None
         x = self.block8(self.repeat_2(self.mixed_7a(x)))

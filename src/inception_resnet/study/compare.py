@@ -4,6 +4,7 @@
 
     report.md              what was run, the figures and tables, what they show, the paper's numbers beside
     curves-<A>-vs-<B>.png  per pair: loss, top-1 and top-5 error against epochs and training time
+    curves-baselines.png   the same curves for the baselines (``baselines``: extra models, no residual partner)
     models.csv             per model: parameters, GMACs, images/s, final and best errors (mean, sd, min, max)
     levels.csv             per pair and error level: epochs and seconds to reach it, the residual's speed-up
     epochs.csv / .json     every run's per-epoch rows (model, pair, seed + the training metrics)
@@ -49,21 +50,30 @@ PAPER_TABLE2 = {
 }
 
 
+BASELINE_GROUP = "baselines"
+BASELINE_FIGURE = "curves-baselines.png"
+
+
 def pair_label(pair: list[str]) -> str:
     return f"{pair[0]}-vs-{pair[1]}"
 
 
 def plan_compare(config: CompareConfig, out_dir: str | os.PathLike) -> list[RunSpec]:
-    """The runs, seed by seed (so that a study cut short holds whole pairs), each model once per seed."""
+    """The runs, seed by seed (so that a study cut short holds whole pairs), each model once per seed.
+
+    Within a seed the pairs' models come first, then the baselines (group ``baselines``), all with the same
+    settings: a baseline differs from a pair's network only in its ``model``.
+    """
     runs_dir = Path(out_dir) / "runs"
     specs: dict[str, RunSpec] = {}
     for seed in config.seeds:
-        for pair in config.pairs:
-            for model in pair:
-                key = f"{model}-seed{seed}"
-                if key not in specs:
-                    settings = {**config.train, **config.models.get(model, {}), "model": model, "seed": seed}
-                    specs[key] = RunSpec(key, model, seed, pair_label(pair), settings, runs_dir / key)
+        groups = [(model, pair_label(pair)) for pair in config.pairs for model in pair]
+        groups += [(model, BASELINE_GROUP) for model in config.baselines]
+        for model, group in groups:
+            key = f"{model}-seed{seed}"
+            if key not in specs:
+                settings = {**config.train, **config.models.get(model, {}), "model": model, "seed": seed}
+                specs[key] = RunSpec(key, model, seed, group, settings, runs_dir / key)
     return list(specs.values())
 
 
@@ -151,12 +161,14 @@ class PairResult:
 
 @dataclass
 class CompareResult:
-    """What :func:`run_compare` produced: the pairs' results, the run records and the report's path."""
+    """What :func:`run_compare` produced: the pairs' and baselines' results, the run records and the report."""
 
     out_dir: Path
     pairs: list[PairResult]
     records: list[RunRecord]
     report: Path | None
+    baselines: list[ModelResult] = field(default_factory=list)
+    baselines_figure: str | None = None
 
 
 # -- running ---------------------------------------------------------------------------------------------
@@ -189,8 +201,10 @@ def run_compare(
     pairs = [summarize_pair(config, pair, records) for pair in config.pairs]
     for result in pairs:
         result.figure = draw_pair(result, out, config.weights)
-    report = write_compare_report(config, pairs, records, out, preset)
-    return CompareResult(out, pairs, records, report)
+    baselines = [summarize_model(model, records, config.weights) for model in config.baselines]
+    figure = draw_baselines(baselines, out, config.weights)
+    report = write_compare_report(config, pairs, records, out, preset, baselines=baselines, baselines_figure=figure)
+    return CompareResult(out, pairs, records, report, baselines, figure)
 
 
 # -- summarising -----------------------------------------------------------------------------------------
@@ -355,6 +369,15 @@ def draw_pair(result: PairResult, out: Path, weights: str) -> str | None:
     return name
 
 
+def draw_baselines(baselines: list[ModelResult], out: Path, weights: str) -> str | None:
+    """The baselines' curves in one figure, drawn like a pair's; None when no baseline has a finished run."""
+    runs = {model.name: model.runs for model in baselines}
+    if not any(runs.values()):
+        return None
+    plot_pair(runs, out / BASELINE_FIGURE, weights=weights, title=f"baselines: {', '.join(runs)}")
+    return BASELINE_FIGURE
+
+
 # -- writing ---------------------------------------------------------------------------------------------
 def epoch_rows(records: list[RunRecord]) -> list[dict[str, Any]]:
     """Every finished run's per-epoch rows, prefixed with model, pair, seed and cumulative training time."""
@@ -368,21 +391,26 @@ def epoch_rows(records: list[RunRecord]) -> list[dict[str, Any]]:
     return rows
 
 
-def model_table_rows(pairs: list[PairResult]) -> list[dict[str, Any]]:
+def _roles(pairs: list[PairResult], baselines: list[ModelResult]) -> list[tuple[str, ModelResult]]:
+    """(role, model) for every model of the study: the pairs' partners and residual networks, then baselines."""
+    roles = [(role, m) for pair in pairs for role, m in (("partner", pair.partner), ("residual", pair.residual))]
+    return roles + [("baseline", m) for m in baselines]
+
+
+def model_table_rows(pairs: list[PairResult], baselines: list[ModelResult] | None = None) -> list[dict[str, Any]]:
     out, seen = [], set()
-    for pair in pairs:
-        for role, model in (("partner", pair.partner), ("residual", pair.residual)):
-            if model.name in seen:
-                continue
-            seen.add(model.name)
-            row: dict[str, Any] = {"model": model.name, "role": role, "seeds": len(model.seeds),
-                                   "parameters": model.parameters, "gmacs": model.gmacs,
-                                   "input_size": model.input_size}
-            for key in ("final_top1", "final_top5", "best_top1", "final_loss", "images_per_second"):
-                value = getattr(model, key)
-                for stat in ("mean", "std", "min", "max"):
-                    row[f"{key}_{stat}"] = getattr(value, stat) if value is not None else None
-            out.append(row)
+    for role, model in _roles(pairs, baselines or []):
+        if model.name in seen:
+            continue
+        seen.add(model.name)
+        row: dict[str, Any] = {"model": model.name, "role": role, "seeds": len(model.seeds),
+                               "parameters": model.parameters, "gmacs": model.gmacs,
+                               "input_size": model.input_size}
+        for key in ("final_top1", "final_top5", "best_top1", "final_loss", "images_per_second"):
+            value = getattr(model, key)
+            for stat in ("mean", "std", "min", "max"):
+                row[f"{key}_{stat}"] = getattr(value, stat) if value is not None else None
+        out.append(row)
     return out
 
 
@@ -406,12 +434,12 @@ def level_table_rows(pairs: list[PairResult]) -> list[dict[str, Any]]:
     return out
 
 
-def _model_md(pair: PairResult) -> str:
+def _model_md(models: list[tuple[str, ModelResult]]) -> str:
     def cell(s: Spread | None, digits: int = 2) -> str:
         return s.text(digits) if s is not None else "-"
 
     rows = []
-    for role, m in (("partner", pair.partner), ("residual", pair.residual)):
+    for role, m in models:
         rows.append([f"`{m.name}`", role, len(m.seeds), f"{m.parameters:,}" if m.parameters else "-",
                      fmt(m.gmacs, 3), cell(m.images_per_second, 1), cell(m.final_top1), cell(m.final_top5),
                      cell(m.best_top1), cell(m.final_loss, 3)])
@@ -437,16 +465,15 @@ def _level_md(pair: PairResult) -> str:
                      f"s {pair.residual.name}", "speed-up (time)", "residual"], rows)
 
 
-def _paper_md(pairs: list[PairResult]) -> str:
+def _paper_md(pairs: list[PairResult], baselines: list[ModelResult]) -> str:
     rows, seen = [], set()
-    for pair in pairs:
-        for m in (pair.partner, pair.residual):
-            if m.name in seen:
-                continue
-            seen.add(m.name)
-            paper = PAPER_TABLE2.get(m.name)
-            rows.append([f"`{m.name}`", fmt(paper[0], 1) if paper else "-", fmt(paper[1], 1) if paper else "-",
-                         m.final_top1.text() if m.final_top1 else "-", m.final_top5.text() if m.final_top5 else "-"])
+    for _, m in _roles(pairs, baselines):
+        if m.name in seen:
+            continue
+        seen.add(m.name)
+        paper = PAPER_TABLE2.get(m.name)
+        rows.append([f"`{m.name}`", fmt(paper[0], 1) if paper else "-", fmt(paper[1], 1) if paper else "-",
+                     m.final_top1.text() if m.final_top1 else "-", m.final_top5.text() if m.final_top5 else "-"])
     return md_table(["model", "paper top-1 % (ImageNet, Table 2)", "paper top-5 %", "ours top-1 %", "ours top-5 %"],
                     rows)
 
@@ -461,7 +488,9 @@ def _setup_lines(config: CompareConfig, records: list[RunRecord]) -> list[str]:
     lines = [
         f"- Pairs (partner vs residual): {', '.join(f'`{a}` vs `{b}`' for a, b in config.pairs)}; seeds "
         f"{config.seeds} (a seed fixes the training subset, the data order and the augmentation, shared by "
-        "both networks of a pair).",
+        "both networks of a pair)"
+        + (f"; baselines {', '.join(f'`{m}`' for m in config.baselines)}, trained alike (same settings, data order, "
+           "budget and seeds)" if config.baselines else "") + ".",
         f"- Data: {resolved.data or 'fashion-mnist'}; {derived.get('train_images', '?')} training and "
         f"{derived.get('val_images', '?')} validation images; {derived.get('num_classes', '?')} classes; input "
         f"{derived.get('input_size', resolved.input_size)}x{derived.get('input_size', resolved.input_size)}, "
@@ -480,15 +509,36 @@ def _setup_lines(config: CompareConfig, records: list[RunRecord]) -> list[str]:
     return lines
 
 
+def _baseline_lines(baselines: list[ModelResult], figure: str | None) -> list[str]:
+    """The report's baselines section: figure, model table and each baseline's final errors."""
+    lines = ["## Baselines", "",
+             "Extra models trained under the same recipe, data order, budget and seeds as the pairs. They have no "
+             "residual partner, so there is no speed-up or verdict for them: they place the pairs among other "
+             "networks of the family.", ""]
+    if figure:
+        lines += [f"![baselines]({figure})", ""]
+    lines += [_model_md([("baseline", m) for m in baselines]), ""]
+    for m in baselines:
+        if m.final_top1 is None:
+            lines.append(f"- `{m.name}`: no finished run ({'; '.join(m.statuses) or 'not planned'}).")
+        else:
+            lines.append(f"- `{m.name}`: final validation top-1 error {m.final_top1.text()} %, top-5 "
+                         f"{m.final_top5.text() if m.final_top5 else '-'} % (mean ± sd over {m.final_top1.n} "
+                         "seed(s)).")
+    return lines + [""]
+
+
 def write_compare_report(
-    config: CompareConfig, pairs: list[PairResult], records: list[RunRecord], out: Path, preset: str
+    config: CompareConfig, pairs: list[PairResult], records: list[RunRecord], out: Path, preset: str, *,
+    baselines: list[ModelResult] | None = None, baselines_figure: str | None = None,
 ) -> Path:
     """Write report.md, the CSV/JSON tables and the raw data (the figures are drawn already)."""
     import json
 
+    baselines = baselines or []
     rows = epoch_rows(records)
     write_json(out / "epochs.json", rows)
-    for name, table in (("epochs.csv", rows), ("models.csv", model_table_rows(pairs)),
+    for name, table in (("epochs.csv", rows), ("models.csv", model_table_rows(pairs, baselines)),
                         ("levels.csv", level_table_rows(pairs))):
         if table:
             write_csv(out / name, table)
@@ -496,6 +546,8 @@ def write_compare_report(
     env = study.get("environment", environment())
     write_json(out / "summary.json", {"preset": preset, "weights": config.weights,
                                       "pairs": [p.to_dict() for p in pairs],
+                                      "baselines": [m.to_dict() for m in baselines],
+                                      "baselines_figure": baselines_figure,
                                       "runs": [run_entry(r) for r in records]})
     lines = [f"# The residual study: `{preset}` preset", "",
              f"Do residual connections speed up the training of Inception networks? The question of {PAPER}, "
@@ -515,10 +567,13 @@ def write_compare_report(
         lines += [f"## {pair.partner.name} vs {pair.residual.name}", ""]
         if pair.figure:
             lines += [f"![{pair.label}]({pair.figure})", ""]
-        lines += [_model_md(pair), "", _level_md(pair) if pair.levels else "No error level was reached by both.",
+        lines += [_model_md(_roles([pair], [])), "",
+                  _level_md(pair) if pair.levels else "No error level was reached by both.",
                   "", "What the numbers show:", ""]
         lines += [f"- {text}" for text in pair.findings] + [""]
-    lines += ["## Beside the paper", "", _paper_md(pairs), "",
+    if baselines:
+        lines += _baseline_lines(baselines, baselines_figure)
+    lines += ["## Beside the paper", "", _paper_md(pairs, baselines), "",
               "The paper's numbers are for full-width networks trained on ImageNet for well over 100 epochs and "
               "evaluated at 299x299; ours are for the networks, data and budget above, so only the direction of "
               "the differences can be compared, not the values. After a short budget the final error measures "

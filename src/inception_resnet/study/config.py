@@ -52,6 +52,9 @@ class CompareConfig:
     ``weights`` says whose validation errors the tables and curves use: the raw weights or their moving
     average (EMA, the paper's choice; needs ``ema_decay`` > 0). ``levels`` fixes the top-1 error levels (%)
     of the time-to-level table; by default they are derived from the runs (see ``level_margins``).
+    ``baselines`` names extra models (e.g. ``googlenet``, ``bn_inception``) trained exactly like the pairs'
+    networks (same settings, data order, budget and seeds); they have no residual partner, so the report
+    lists their errors and curves without a speed-up verdict.
     """
 
     pairs: list[list[str]] = field(default_factory=lambda: [["inception_v3", "inception_resnet_v1"]])
@@ -62,6 +65,7 @@ class CompareConfig:
     levels: list[float] | None = None
     level_margins: list[float] = field(default_factory=lambda: [0.0, 5.0, 10.0])
     time_limit_s: float | None = None
+    baselines: list[str] = field(default_factory=list)
 
     def validate(self) -> None:
         from ..registry import list_models
@@ -75,6 +79,7 @@ class CompareConfig:
             for name in pair:
                 if name not in known:
                     raise ValueError(f"compare.pairs: unknown model {name!r}; known: {', '.join(known)}")
+        _check_baselines(self.baselines, known, {name for pair in self.pairs for name in pair})
         _check_seeds(self.seeds, "compare")
         _check_train(self.train, "compare.train")
         for name, extra in self.models.items():
@@ -89,8 +94,8 @@ class CompareConfig:
 
     @property
     def model_names(self) -> list[str]:
-        """Every model of the pairs, once, in order of appearance."""
-        return list(dict.fromkeys(name for pair in self.pairs for name in pair))
+        """Every model of the pairs, once, in order of appearance, then the baselines."""
+        return list(dict.fromkeys([*(name for pair in self.pairs for name in pair), *self.baselines]))
 
 
 @dataclass
@@ -147,6 +152,19 @@ def _check_seeds(seeds: list[int], where: str) -> None:
         raise ValueError(f"{where}.seeds must be a non-empty list of integers, got {seeds!r}")
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"{where}.seeds has repeated values: {seeds!r}")
+
+
+def _check_baselines(baselines: Any, known: list[str], paired: set[str]) -> None:
+    """The baselines must be a list of distinct registered models, none of them already in a pair."""
+    if not isinstance(baselines, list) or any(not isinstance(name, str) for name in baselines):
+        raise ValueError(f"compare.baselines must be a list of model names, got {baselines!r}")
+    for name in baselines:
+        if name not in known:
+            raise ValueError(f"compare.baselines: unknown model {name!r}; known: {', '.join(known)}")
+        if name in paired:
+            raise ValueError(f"compare.baselines: {name!r} is already in a pair; a model is trained once per seed")
+    if len(set(baselines)) != len(baselines):
+        raise ValueError(f"compare.baselines has repeated models: {baselines!r}")
 
 
 def _check_train(values: dict[str, Any], where: str) -> None:
