@@ -170,7 +170,8 @@ class InceptionNet(nn.Module):
             )
 
     def forward_body(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        raise NotImplementedError
+        """The stages: (final feature map, input of the auxiliary head or None). Each network defines it."""
+        raise NotImplementedError(type(self).__name__ + " must define forward_body (an abstract method)")
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The final feature map (8x8 at 299), before pooling."""
@@ -187,7 +188,7 @@ class InceptionNet(nn.Module):
 
     def classify(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the classifier; each network names it as its reference layout does."""
-        raise NotImplementedError
+        raise NotImplementedError(type(self).__name__ + " must define classify (an abstract method)")
 
     @torch.jit.unused
     def forward_aux(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
