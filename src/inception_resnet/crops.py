@@ -29,15 +29,13 @@ import torch
 from torchvision.transforms import InterpolationMode
 
 from .transforms import (
-    INCEPTION_MEAN,
-    INCEPTION_STD,
-    Normalize,
+    EvalTransform,
     as_size,
     center_crop,
-    channel_order_of,
     check_crop_pct,
     check_style,
     eval_geometry,
+    eval_options_for,
     interpolation_mode,
     metadata_of,
     prepare_image,
@@ -45,7 +43,6 @@ from .transforms import (
     resize_shorter_side,
     resolve_input_size,
     scaled_size,
-    style_for,
     to_float,
 )
 
@@ -154,30 +151,19 @@ def crop_views(
     return torch.stack(views)
 
 
-class MultiCropTransform:
-    """Image -> normalised ``(crops, C, s, s)`` views; the evaluation transform of a crop set."""
+class MultiCropTransform(EvalTransform):
+    """Image -> normalised ``(crops, C, s, s)`` views; the evaluation transform of a crop set.
+
+    The preprocessing keywords (``crop_pct``, ``interpolation``, ``mean``, ``std``, ``channel_order``) are
+    those of :class:`~inception_resnet.transforms.EvalTransform`; ``style`` shapes the single view of
+    ``crops=1`` and defaults to timm's.
+    """
 
     def __init__(
-        self,
-        input_size: int | Sequence[int],
-        crops: int = 1,
-        in_chans: int = 3,
-        *,
-        crop_pct: float = 0.875,
-        style: str = "timm",
-        interpolation: str = "bicubic",
-        mean: Sequence[float] = INCEPTION_MEAN,
-        std: Sequence[float] = INCEPTION_STD,
-        channel_order: str = "RGB",
+        self, input_size: int | Sequence[int], crops: int = 1, in_chans: int = 3, *, style: str = "timm", **options: Any
     ) -> None:
-        self.size = as_size(input_size)
+        super().__init__(input_size, in_chans, style=style, **options)
         self.crops = check_crops(crops)
-        self.in_chans = in_chans
-        self.crop_pct = check_crop_pct(crop_pct)
-        self.style = check_style(style)
-        self.interpolation = interpolation
-        interpolation_mode(interpolation)
-        self.normalize = Normalize(mean, std, in_chans, channel_order)
         if crops != 1 and self.size[0] != self.size[1]:
             raise ValueError(f"the {crops}-crop set needs a square input size, got {self.size}")
 
@@ -189,10 +175,7 @@ class MultiCropTransform:
         return self.normalize(to_float(views))
 
     def __repr__(self) -> str:
-        return (
-            f"MultiCropTransform(crops={self.crops}, size={self.size}, in_chans={self.in_chans}, "
-            f"style={self.style!r}, crop_pct={self.crop_pct}, interpolation={self.interpolation!r})"
-        )
+        return f"MultiCropTransform(crops={self.crops}, " + super().__repr__().split("(", 1)[1]
 
 
 def multi_crop_transform_for(
@@ -205,13 +188,6 @@ def multi_crop_transform_for(
     """The crop-set transform for a model, with the preprocessing its metadata describes."""
     metadata = metadata_of(model_or_metadata)
     return MultiCropTransform(
-        resolve_input_size(metadata, input_size),
-        crops,
-        int(metadata.input_size[0]),
-        crop_pct=metadata.crop_pct,
-        style=style_for(metadata, style),
-        interpolation=metadata.interpolation,
-        mean=metadata.mean,
-        std=metadata.std,
-        channel_order=channel_order_of(metadata),
+        resolve_input_size(metadata, input_size), crops, int(metadata.input_size[0]),
+        **eval_options_for(metadata, style),
     )

@@ -331,15 +331,20 @@ def eval_transform_for(
     """The evaluation transform the model's weights expect (input size, crop, interpolation, mean, std)."""
     metadata = metadata_of(model_or_metadata)
     return EvalTransform(
-        resolve_input_size(metadata, input_size),
-        int(metadata.input_size[0]),
-        crop_pct=metadata.crop_pct,
-        style=style_for(metadata, style),
-        interpolation=metadata.interpolation,
-        mean=metadata.mean,
-        std=metadata.std,
-        channel_order=channel_order_of(metadata),
+        resolve_input_size(metadata, input_size), int(metadata.input_size[0]), **eval_options_for(metadata, style)
     )
+
+
+def eval_options_for(metadata: Any, style: str | None = None) -> dict[str, Any]:
+    """The preprocessing keywords of :class:`EvalTransform` that a model's metadata fixes."""
+    return {
+        "crop_pct": metadata.crop_pct,
+        "style": style_for(metadata, style),
+        "interpolation": metadata.interpolation,
+        "mean": metadata.mean,
+        "std": metadata.std,
+        "channel_order": channel_order_of(metadata),
+    }
 
 
 def channel_order_of(metadata: Any) -> str:
