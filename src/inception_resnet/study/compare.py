@@ -24,7 +24,15 @@ from ..train import TrainConfig, train
 from .config import CompareConfig, section_to_dict
 from .figures import plot_pair
 from .report import PAPER, environment_lines, fmt, md_table, write_csv, write_json
-from .runs import RunRecord, RunSpec, TrainFn, environment, existing_record, is_main_process, run_all, run_entry
+from .runs import (
+    RunRecord,
+    RunSpec,
+    TrainFn,
+    collect_records,
+    environment,
+    is_main_process,
+    run_entry,
+)
 from .stats import (
     METRICS,
     Spread,
@@ -187,15 +195,9 @@ def run_compare(
     out = Path(out_dir)
     specs = plan_compare(config, out)
     env = environment(command)
-    if is_main_process():
-        out.mkdir(parents=True, exist_ok=True)
-        if not report_only or not (out / "study.json").is_file():
-            write_json(out / "study.json", {"study": "compare", "preset": preset,
-                                            "config": section_to_dict(config), "environment": env})
-    if report_only:
-        records = [existing_record(s) or RunRecord(s, "not run", "not trained yet") for s in specs]
-    else:
-        records = run_all(specs, train_fn=train_fn, time_limit_s=config.time_limit_s, log=log)
+    study = {"study": "compare", "preset": preset, "config": section_to_dict(config), "environment": env}
+    records = collect_records(specs, out, study, report_only=report_only, train_fn=train_fn,
+                              time_limit_s=config.time_limit_s, log=log)
     if not is_main_process():
         return CompareResult(out, [], records, None)
     pairs = [summarize_pair(config, pair, records) for pair in config.pairs]

@@ -21,6 +21,7 @@ from typing import Any
 
 from ..plot import read_metrics
 from ..train import NonFiniteLossError, TrainConfig, TrainSummary, train
+from .report import write_json
 
 MARKER = "study_run.json"
 NEUTRAL_SETTINGS = ("run_dir", "resume", "progress", "threads", "num_workers", "tensorboard", "device")
@@ -242,3 +243,24 @@ def _cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def collect_records(
+    specs: list[RunSpec],
+    out: Path,
+    study: dict[str, Any],
+    *,
+    report_only: bool,
+    train_fn: TrainFn,
+    time_limit_s: float | None,
+    log: Callable[[str], None] | None,
+) -> list[RunRecord]:
+    """Record the study in ``out/study.json`` (rank 0), then train the runs not done yet; with ``report_only``,
+    train nothing and collect the runs that exist (the others are marked "not run")."""
+    if is_main_process():
+        out.mkdir(parents=True, exist_ok=True)
+        if not report_only or not (out / "study.json").is_file():
+            write_json(out / "study.json", study)
+    if report_only:
+        return [existing_record(s) or RunRecord(s, "not run", "not trained yet") for s in specs]
+    return run_all(specs, train_fn=train_fn, time_limit_s=time_limit_s, log=log)

@@ -24,7 +24,15 @@ from .config import ScalingConfig, section_to_dict
 from .death import DeathReport, detect_run_death, read_steps
 from .figures import plot_scaling
 from .report import PAPER, environment_lines, fmt, md_table, write_csv, write_json
-from .runs import RunRecord, RunSpec, TrainFn, environment, existing_record, is_main_process, run_all, run_entry
+from .runs import (
+    RunRecord,
+    RunSpec,
+    TrainFn,
+    collect_records,
+    environment,
+    is_main_process,
+    run_entry,
+)
 from .stats import final_value, spread
 
 
@@ -138,15 +146,10 @@ def run_scaling(
     out = Path(out_dir)
     specs = plan_scaling(config, out)
     env = environment(command)
-    if is_main_process():
-        out.mkdir(parents=True, exist_ok=True)
-        if not report_only or not (out / "study.json").is_file():
-            write_json(out / "study.json", {"study": "scaling", "preset": preset, "config": section_to_dict(config),
-                                            "residual_widths": widths, "environment": env})
-    if report_only:
-        records = [existing_record(s) or RunRecord(s, "not run", "not trained yet") for s in specs]
-    else:
-        records = run_all(specs, train_fn=train_fn, time_limit_s=config.time_limit_s, log=log)
+    study = {"study": "scaling", "preset": preset, "config": section_to_dict(config), "residual_widths": widths,
+             "environment": env}
+    records = collect_records(specs, out, study, report_only=report_only, train_fn=train_fn,
+                              time_limit_s=config.time_limit_s, log=log)
     runs = [summarize_run(r, config) for r in records]
     result = ScalingResult(out, runs, widths, records, None)
     if is_main_process():
