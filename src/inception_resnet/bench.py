@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .complexity import count_macs
+from .optim import RMSpropTF
 from .optimize import fuse_branches, optimize_for_inference
 from .registry import create_model
 
@@ -408,7 +409,7 @@ def _prepare_training(candidate: Candidate, workload: Workload, model: nn.Module
     if candidate.channels_last:
         model = model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
-    optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-4, alpha=0.9, eps=1.0, momentum=0.9)
+    optimizer = RMSpropTF(model.parameters(), lr=1e-4, decay=0.9, momentum=0.9, eps=1.0)  # the paper's recipe
     num_classes = int(dict(workload.model_options).get("num_classes", 1000))
     target = torch.randint(0, num_classes, (x.shape[0],), device=device)
     runner: Callable = _compile(model, candidate) if candidate.compile is not None else model
