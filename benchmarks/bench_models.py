@@ -3,6 +3,8 @@
     python benchmarks/bench_models.py --suite cpu --out docs/results          # 2-core CPU, fp32
     python benchmarks/bench_models.py --suite gpu --out "$OUT"                # one H200 (gpu_suite.sh)
     python benchmarks/bench_models.py --suite gpu --dry-run                   # the same code paths, tiny, CPU
+    python benchmarks/bench_models.py --suite train --device cpu --out docs/results   # training, every model
+    python benchmarks/bench_models.py --suite train --device cuda --out "$OUT"         # the same on one GPU
 
 Each suite is a list of stages; a stage is one workload and the candidates timed against each other on it
 (interleaved rounds, medians; see ``inception_resnet.bench``), most important candidate first. ``--budget-s``
@@ -87,8 +89,32 @@ def gpu_suite(models: list[str], extended: bool = False) -> list[Stage]:
     return stages
 
 
-SUITES = {"cpu": cpu_suite, "gpu": gpu_suite}
-DEFAULT_MODELS = {"cpu": ["inception_v4", "inception_resnet_v2"], "gpu": ["inception_v4", "inception_resnet_v2"]}
+TIMM_MODELS = ("inception_v3", "inception_v4", "inception_resnet_v2")  # the networks timm has, in our layout
+
+
+def train_suite(models: list[str], device: str = "cpu") -> list[Stage]:
+    """The trainer's step (paper recipe) for every model, fp32 and bf16, with and without channels_last
+    (and, on a GPU, torch.compile), ours against timm's where timm has the network."""
+    if device == "cpu":
+        common = {"batch_size": 4, "steps": 1, "warmup": 1, "rounds": 3}
+        variants = {None: ("timm", "ours", "timm+cl", "ours+cl"), "bf16": ("timm+cl", "ours+cl")}
+    else:
+        common = {"batch_size": 128, "steps": 10, "warmup": 3, "rounds": 3, "peak_tflops": H200_BF16_TFLOPS}
+        variants = {None: ("timm+cl", "ours+cl"),
+                    "bf16": ("timm+cl", "ours+cl", "timm+cl+compile", "ours+cl+compile", "ours+opt+cl+compile")}
+    stages = []
+    for model in models:
+        for amp, specs in variants.items():
+            kept = tuple(s for s in specs if model in TIMM_MODELS or not s.startswith("timm"))
+            compiled = any("compile" in s for s in kept)
+            stages.append(Stage(Workload(model, "train", device=device, amp=amp, **common), kept,
+                                compile_estimate_s=120.0 if compiled else 0.0))
+    return stages
+
+
+SUITES = {"cpu": cpu_suite, "gpu": gpu_suite, "train": train_suite}
+DEFAULT_MODELS = {"cpu": ["inception_v4", "inception_resnet_v2"], "gpu": ["inception_v4", "inception_resnet_v2"],
+                  "train": ["inception_v3", "inception_v4", "inception_resnet_v1", "inception_resnet_v2"]}
 
 
 def dry_run_stage(stage: Stage) -> Stage:
@@ -133,9 +159,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", default=None, help="default: inception_v4 inception_resnet_v2")
     parser.add_argument("--out", default="docs/results", help="folder for <name>.json and <name>.md")
     parser.add_argument("--name", default=None, help="file name stem (default: <suite>-<date>, or dry-run-<suite>)")
-    parser.add_argument("--budget-s", type=float, default=None, help="time budget (default: gpu 480, cpu 1800)")
+    parser.add_argument("--budget-s", type=float, default=None, help="time budget (default: gpu 480, else 1800)")
     parser.add_argument("--extended", action="store_true", help="gpu: also freezing, max-autotune, batch 8")
     parser.add_argument("--dry-run", action="store_true", help="tiny CPU run of the same code paths")
+    parser.add_argument("--device", default=None, help="train suite: cpu or cuda (default: cuda when available)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
     parser.add_argument("--candidates", nargs="+", default=None, metavar="SPEC",
                         help="replace every stage's candidates (specs as in inception_resnet.bench)")
@@ -144,13 +171,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     models = args.models or DEFAULT_MODELS[args.suite]
-    stages = gpu_suite(models, args.extended) if args.suite == "gpu" else cpu_suite(models)
+    if args.suite == "gpu":
+        stages = gpu_suite(models, args.extended)
+    elif args.suite == "train":
+        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        stages = train_suite(models, "cpu" if args.dry_run else device)
+    else:
+        stages = cpu_suite(models)
     if args.candidates:
         stages = [replace(s, candidates=tuple(args.candidates)) for s in stages]
     if args.dry_run:
         stages = [dry_run_stage(s) for s in stages]
-    elif args.suite == "gpu" and not torch.cuda.is_available():
-        print("bench_models.py: --suite gpu needs a CUDA device (or --dry-run)", file=sys.stderr)
+    elif any(s.workload.device == "cuda" for s in stages) and not torch.cuda.is_available():
+        print(f"bench_models.py: --suite {args.suite} on cuda needs a CUDA device (or --dry-run)", file=sys.stderr)
         return 2
     budget = args.budget_s or (480.0 if args.suite == "gpu" else 1800.0)
     out = Path(args.out)

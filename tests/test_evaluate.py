@@ -283,6 +283,22 @@ def test_bf16_autocast_and_channels_last_agree_with_float32(tree):
     assert next(model.parameters()).is_contiguous(memory_format=torch.channels_last)
 
 
+@pytest.mark.parametrize("amp, dtype", [(True, torch.bfloat16), ("bf16", torch.bfloat16), ("fp16", torch.float16)])
+def test_autocast_runs_the_model_in_the_dtype_asked_for(tree, amp, dtype):
+    model = TinyNet()
+    seen: list[torch.dtype] = []
+    conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+    conv.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
+    reference = evaluate(model, str(tree), keep_probabilities=True)
+    assert set(seen) == {torch.float32}
+    seen.clear()
+    fast = evaluate(model, str(tree), keep_probabilities=True, amp=amp)
+    assert set(seen) == {dtype}
+    torch.testing.assert_close(fast.probabilities, reference.probabilities, rtol=0, atol=2e-2)
+    with pytest.raises(ValueError, match="amp must be"):
+        evaluate(model, str(tree), amp="int8")
+
+
 # -- results ----------------------------------------------------------------------------------------------
 def test_results_table_json_and_csv(tmp_path):
     result = EvalResult(top1_accuracy=75.0, top5_accuracy=90.0, num_images=8, num_skipped=2, loss=0.5, crops=10,

@@ -64,12 +64,15 @@ def test_optimize_for_inference_and_onednn_give_the_plain_output(name: str) -> N
     batchnorms = count(model, nn.BatchNorm2d)
     x = torch.randn(2, 3, 80, 80)
     optimized = optimize_for_inference(model)
-    packed = optimize_for_inference(model, onednn=True)
+    packed = optimize_for_inference(model, onednn=True)  # without the 1x1 merge by default
+    fused_packed = optimize_for_inference(model, fuse=True, onednn=True)
     with torch.no_grad():
         expected = model(x)
         assert torch.allclose(optimized(x), expected, atol=1e-4, rtol=0)
         assert torch.allclose(packed(x), expected, atol=1e-4, rtol=0)
         assert torch.allclose(packed(x.contiguous(memory_format=torch.channels_last)), expected, atol=1e-4, rtol=0)
+        assert torch.allclose(fused_packed(x), expected, atol=1e-4, rtol=0)
+    assert packed.optimization_report.groups_fused == 0 and fused_packed.optimization_report.groups_fused >= 1
     report = optimized.optimization_report
     assert report.batchnorms_folded == batchnorms and count(optimized, nn.BatchNorm2d) == 0
     assert report.groups_fused >= 1 and report.convs_fused >= 2 * report.groups_fused
@@ -239,6 +242,10 @@ def test_run_workload_times_interleaved_candidates_and_reports_errors() -> None:
     train = bench.run_workload(bench.with_workload(workload, mode="train", rounds=1),
                                [bench.parse_candidate("ours"), bench.parse_candidate("ours+opt+cl")])
     assert all(r.img_s > 0 and r.max_abs_diff is None and r.error is None for r in train)
+    aux = bench.run_workload(bench.with_workload(workload, model="googlenet", mode="train", rounds=1,
+                                                 model_options=options + (("aux_logits", True),)),
+                             [bench.parse_candidate("ours+cl")])
+    assert aux[0].error is None and aux[0].img_s > 0  # the auxiliary heads go through the trainer's loss
     assert train[0].tflops == pytest.approx(3 * train[0].img_s * bench.forward_gflops(
         "inception_resnet_v1", 75, width_multiplier=0.25, num_classes=7) / 1e3, rel=1e-3)
 
@@ -289,6 +296,13 @@ def test_suites_are_valid_and_the_budget_skips_what_does_not_fit(tmp_path: Path)
                 bench.parse_candidate(spec)
                 dry = suites.dry_run_candidate(spec)
                 assert "graph" not in dry and ("compile" not in dry or "backend=eager" in dry)
+    for device in ("cpu", "cuda"):
+        train = suites.train_suite(["inception_v4", "inception_resnet_v1"], device)
+        assert {s.workload.mode for s in train} == {"train"} and {s.workload.amp for s in train} == {None, "bf16"}
+        for stage in train:
+            assert stage.workload.device == device and all(bench.parse_candidate(c) for c in stage.candidates)
+            timm_rows = [c for c in stage.candidates if c.startswith("timm")]
+            assert bool(timm_rows) == (stage.workload.model == "inception_v4")  # timm has no IR-v1
     gpu = suites.gpu_suite(["inception_v4", "inception_resnet_v2"])
     assert {s.workload.device for s in gpu} == {"cuda"} and {s.workload.amp for s in gpu} == {"bf16"}
     assert ("inception_v4", "train", 128) in {(s.workload.model, s.workload.mode, s.workload.batch_size) for s in gpu}

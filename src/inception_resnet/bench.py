@@ -35,13 +35,13 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .complexity import count_macs
-from .optim import RMSpropTF
+from .optim import build_optimizer, param_groups, scale_lr
 from .optimize import fuse_branches, optimize_for_inference
 from .registry import create_model
+from .train import RECIPES, StepRunner, TrainingModule
 
 H200_BF16_TFLOPS = 790.0  # measured dense bf16 matmul ceiling of one H200 (performance reference, section 2)
 LIBRARIES = ("ours", "timm")
@@ -400,28 +400,44 @@ def _graphed(step: Callable[[], None], result: list[Any], warmup: int) -> Callab
 
 
 def _prepare_training(candidate: Candidate, workload: Workload, model: nn.Module, x: torch.Tensor) -> Prepared:
+    """The trainer's own step under the paper's recipe (:data:`~inception_resnet.train.RECIPES` ``paper``).
+
+    Through :class:`~inception_resnet.train.TrainingModule` and :class:`~inception_resnet.train.StepRunner`,
+    exactly as ``inception-resnet train`` runs it: forward (auxiliary heads and the zero-fraction probe
+    included), label-smoothed cross-entropy, backward, gradient clipping by global norm, an
+    :class:`~inception_resnet.optim.RMSpropTF` update with weight decay. timm's models go through the same
+    code. Not included: the data pipeline and the weight average (EMA), which the trainer updates after the
+    step.
+    """
     if candidate.runtime != "torch" or candidate.cuda_graph:
         raise ValueError("training runs on the torch runtime without a manual CUDA graph")
+    recipe = RECIPES["paper"]
     device = torch.device(workload.device)
     model = model.train().to(device)
     if candidate.optimize:
         fuse_branches(model)
     if candidate.channels_last:
         model = model.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
-    optimizer = RMSpropTF(model.parameters(), lr=1e-4, decay=0.9, momentum=0.9, eps=1.0)  # the paper's recipe
+    optimizer = build_optimizer(
+        recipe["optimizer"], param_groups(model, recipe["weight_decay"], recipe["no_decay"]),
+        lr=scale_lr(recipe["lr"], workload.batch_size, recipe["reference_batch_size"]),
+        momentum=recipe["momentum"], rmsprop_decay=recipe["rmsprop_decay"], rmsprop_eps=recipe["rmsprop_eps"],
+    )
+    module: nn.Module = TrainingModule(model)
+    runner = StepRunner(
+        _compile(module, candidate) if candidate.compile is not None else module, optimizer, device=device,
+        precision=workload.amp or "fp32", channels_last=candidate.channels_last,
+        label_smoothing=recipe["label_smoothing"], aux_loss_weight=getattr(model, "aux_loss_weight", 0.4),
+        clip_grad_norm=recipe["clip_grad_norm"],
+    )
     num_classes = int(dict(workload.model_options).get("num_classes", 1000))
-    target = torch.randint(0, num_classes, (x.shape[0],), device=device)
-    runner: Callable = _compile(model, candidate) if candidate.compile is not None else model
+    labels = torch.randint(0, num_classes, (x.shape[0],), generator=torch.Generator().manual_seed(0))
+    images, labels = runner.prepare(x, labels)
 
     def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        with _autocast(workload):
-            out = runner(x)
-            logits = out[0] if isinstance(out, tuple) else out
-            loss = F.cross_entropy(logits.float(), target)
-        loss.backward()
-        optimizer.step()
+        runner.forward_backward(images, labels)
+        runner.unscale_and_clip()
+        runner.apply()
 
     def resident() -> int:
         state = (t for s in optimizer.state.values() for t in s.values() if isinstance(t, torch.Tensor))
@@ -675,7 +691,7 @@ def benchmark_inference(name: str, candidate: str | Candidate = "ours", **worklo
 
 
 def benchmark_training(name: str, candidate: str | Candidate = "ours", **workload: Any) -> Result:
-    """Time one model's training step (forward, backward, RMSProp step)."""
+    """Time one model's training step: the trainer's step under the paper's recipe (see ``_prepare_training``)."""
     cand = parse_candidate(candidate) if isinstance(candidate, str) else candidate
     return run_workload(Workload(name, "train", **workload), [cand])[0]
 

@@ -11,7 +11,8 @@ Accuracies and errors are **percentages** (0-100). Top-5 counts a hit among the 
 probable classes. ``loss`` is the mean negative log of the averaged probability of the true class (the
 cross-entropy for a single model and crop). Files that could not be decoded are not counted as images;
 they are reported in ``num_skipped``. On CPU the results are deterministic (no random transform, fixed
-order); on a GPU ``amp`` runs the models under bf16 autocast and ``channels_last`` converts them.
+order); ``amp`` runs the models under autocast (``True`` or ``"bf16"``: bfloat16, ``"fp16"``: float16, for
+GPUs without bfloat16) and ``channels_last`` converts them.
 """
 
 from __future__ import annotations
@@ -267,8 +268,19 @@ def check_classes(model: nn.Module, classes: Sequence[str] | None) -> None:
         )
 
 
+def autocast_dtype(amp: bool | str | None) -> torch.dtype | None:
+    """The autocast dtype ``amp`` asks for: ``False``/``None``/``"fp32"`` none, ``True``/``"bf16"``, ``"fp16"``."""
+    if amp is None or amp is False or amp == "fp32":
+        return None
+    if amp is True or amp == "bf16":
+        return torch.bfloat16
+    if amp == "fp16":
+        return torch.float16
+    raise ValueError(f"amp must be a bool or one of 'fp32', 'bf16', 'fp16', got {amp!r}")
+
+
 def forward_log_probs(
-    model: nn.Module, views: torch.Tensor, *, device: torch.device, amp: bool, channels_last: bool,
+    model: nn.Module, views: torch.Tensor, *, device: torch.device, amp: bool | str, channels_last: bool,
     chunk: int | None = None,
 ) -> torch.Tensor:
     """``(B, V, C, H, W)`` views -> ``(B, K)`` log of the view-averaged softmax of one model."""
@@ -278,7 +290,8 @@ def forward_log_probs(
         flat = flat.contiguous(memory_format=torch.channels_last)
     chunk = chunk or flat.shape[0]
     outputs = []
-    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
+    dtype = autocast_dtype(amp)
+    with torch.autocast(device_type=device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
         for start in range(0, flat.shape[0], chunk):
             outputs.append(logits_of(model(flat[start : start + chunk])).float())
     logits = torch.cat(outputs)[:, label_offset(model):]
@@ -307,7 +320,7 @@ def predict(
     *,
     weights: Sequence[float] | None = None,
     device: str | torch.device = "cpu",
-    amp: bool = False,
+    amp: bool | str = False,
     channels_last: bool = False,
 ) -> torch.Tensor:
     """Class probabilities ``(B, K)``: softmax averaged over the views, then over the models (weighted).
@@ -374,7 +387,7 @@ def evaluate_loader(
     loader: Any,
     *,
     device: str | torch.device = "cpu",
-    amp: bool = False,
+    amp: bool | str = False,
     channels_last: bool = False,
     progress: bool = False,
     ema: Any = None,
@@ -445,7 +458,7 @@ def evaluate(
     batch_size: int = 32,
     weights_for_ensemble: Sequence[float] | None = None,
     device: str | torch.device = "cpu",
-    amp: bool = False,
+    amp: bool | str = False,
     channels_last: bool = False,
     num_workers: int = 0,
     strict: bool = False,

@@ -428,7 +428,8 @@ def classification_loss(
 class StepRunner:
     """One optimiser step: forward/backward over micro-batches, gradient unscaling and clipping, the update.
 
-    The training loop and ``benchmarks/train_throughput.py`` share it, so both time the same work.
+    The training loop and the training benchmark (:mod:`inception_resnet.bench`) share it, so both time the
+    same work.
     """
 
     def __init__(
@@ -1254,7 +1255,7 @@ class Trainer:
 
         results: dict[str, Any] = {}
         if self.ctx.is_main and self.val_loader is not None:
-            amp = self.config.precision != "fp32"
+            amp = self.config.precision  # fp16 runs validate under fp16 autocast (GPUs without bf16)
             with torch.random.fork_rng(devices=[self.ctx.device] if self.ctx.device.type == "cuda" else []):
                 candidates = [("val", unwrap_model(self.net))]
                 if self.ema is not None:

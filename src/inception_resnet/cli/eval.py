@@ -159,7 +159,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="DataLoader worker processes (default: up to 8)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                         help="cpu or cuda (default: cuda when available)")
-    parser.add_argument("--amp", action="store_true", help="bf16 autocast")
+    parser.add_argument("--amp", nargs="?", const="bf16", default=None, choices=["bf16", "fp16"],
+                        help="autocast: bf16 (the default when given alone) or fp16")
     parser.add_argument("--channels-last", action="store_true", help="channels-last memory format")
     parser.add_argument("--no-gpu-decode", action="store_true", help="decode JPEGs on the CPU even with cuda")
     parser.add_argument("--strict", action="store_true", help="stop at the first undecodable file")
