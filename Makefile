@@ -5,7 +5,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 EXTRAS ?= test
 
-.PHONY: install test demo lint fashion-mnist clean
+.PHONY: install test test-gpu demo lint fashion-mnist clean
 
 install: $(VENV)/.installed
 
@@ -34,6 +34,11 @@ fashion-mnist:
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# The CUDA code paths (nvJPEG decoding, GPU evaluation, bf16/fp16 training, optimised CUDA inference):
+# needs a GPU; benchmarks/gpu_session.sh runs these and then the GPU benchmark suite in one call.
+test-gpu: install
+	$(BIN)/python -m pytest -q tests_gpu
 
 # The main job: the paper's residual-vs-non-residual comparison, cpu preset, on the built-in Fashion-MNIST.
 demo: install
