@@ -18,6 +18,8 @@ from inception_resnet.cli import main as cli_main
 from inception_resnet.layers import ConvBNReLU, Mixed, ScaledResidual, Widths
 from inception_resnet.onednn import OneDNNConv2d, OneDNNConvAdd, pack_for_cpu
 from inception_resnet.optimize import (
+    ProjectThenPool,
+    commute_pool_projections,
     fold_batchnorm,
     fold_residual_scale,
     fuse_branches,
@@ -162,7 +164,8 @@ def test_fusion_merges_the_heads_that_share_an_input_and_keeps_the_rest() -> Non
     block_a = optimized.features[6]
     merged = [m for n, m in block_a.named_children() if n.startswith("fused_1x1_")]
     widths = Widths(0.25)
-    assert len(merged) == 1 and merged[0].out_channels == widths(96) + 2 * widths(64)  # Fig 4's three 1x1 heads
+    # Fig 4's three 1x1 heads, and the pooling branch's projection, which reads the block input once commuted
+    assert len(merged) == 1 and merged[0].out_channels == widths(96) + 2 * widths(64) + widths(96)
     assert isinstance(block_a, Mixed) and type(block_a).__name__ == "FusedMixed"
     x = torch.randn(1, block_a.in_channels, 9, 9)
     with torch.no_grad():
@@ -196,13 +199,36 @@ def test_folding_is_generic_and_needs_eval_mode() -> None:
     assert fold_residual_scale(residual) == 20
 
 
+def test_pooling_branches_project_first_where_that_is_exact() -> None:
+    # Inception-v4: 4 Inception-A, 7 Inception-B and 3 Inception-C blocks each end in avgpool -> 1x1
+    for name, expected in (("inception_v4", 14), ("inception_resnet_v2", 1), ("inception_v3", 0)):
+        plain = small(name).eval()
+        for onednn in (False, True):
+            optimized = optimize_for_inference(plain, onednn=onednn)
+            assert optimized.optimization_report.pools_commuted == expected == count(optimized, ProjectThenPool)
+    x = torch.randn(2, 16, 9, 9)
+    for count_include_pad, commuted in ((False, 1), (True, 0)):  # counted zero padding would scale the bias
+        branch = nn.Sequential(nn.AvgPool2d(3, 1, 1, count_include_pad=count_include_pad), ConvBNReLU(16, 8, 1))
+        block = nn.Sequential(branch).eval()
+        with torch.no_grad():
+            branch[1].bn.running_mean.uniform_(-1, 1)
+            expected = block(x)
+        assert commute_pool_projections(block) == 0  # the BatchNorm must be folded first
+        fold_batchnorm(block)
+        assert commute_pool_projections(block) == commuted
+        with torch.no_grad():
+            assert torch.allclose(block(x), expected, atol=1e-5, rtol=0)
+
+
 def test_onednn_fuses_relu_and_the_residual_add() -> None:
     plain = small("inception_resnet_v2").eval()
     model = optimize_for_inference(plain, onednn=True)
     adds = [m for m in model.modules() if isinstance(m, OneDNNConvAdd)]
     assert len(adds) == count(plain, ScaledResidual)  # every up-projection takes the residual add
     assert sum(a.unary is None for a in adds) == 1  # the released last block has no ReLU
-    assert all(m.attr == "relu" for m in model.modules() if type(m) is OneDNNConv2d)
+    projections = [p.conv for p in model.modules() if isinstance(p, ProjectThenPool)]  # pooled before the ReLU
+    assert len(projections) == 1 and all(p.attr == "none" for p in projections)
+    assert all(m.attr == "relu" for m in model.modules() if type(m) is OneDNNConv2d and m not in projections)
     assert not any(isinstance(m, nn.ReLU) for m in model.modules() if type(m).__name__.startswith("OneDNN"))
     with pytest.raises(ValueError, match="eval"):
         pack_for_cpu(small("googlenet"))

@@ -1,6 +1,6 @@
 """Speed-ups that keep every output: BatchNorm and residual-scale folding, and horizontal fusion of 1x1 convs.
 
-Three rewrites, each exact up to floating-point rounding (the tests hold them to 1e-4 in fp32):
+Four rewrites, each exact up to floating-point rounding (the tests hold them to 1e-4 in fp32):
 
 * :func:`fold_batchnorm` (eval mode only): every convolution followed directly by a BatchNorm gets the
   normalisation folded into its weights and bias (``W' = W * g / sqrt(v + eps)``,
@@ -14,7 +14,11 @@ Three rewrites, each exact up to floating-point rounding (the tests hold them to
   parameters, the state dict, the optimizer and checkpoints are unchanged; BatchNorm still runs per branch
   on its slice, so its running statistics are updated exactly as before.
 
-:func:`optimize_for_inference` applies all three to an eval-mode copy, materialising the concatenated
+* :func:`commute_pool_projections` (after folding): a pooling branch ``relu(conv1x1(avgpool(x)))`` becomes
+  ``relu(avgpool(conv1x1(x)))`` (:class:`ProjectThenPool`), which pools the branch's few output channels
+  instead of the block's many input channels.
+
+:func:`optimize_for_inference` applies all four to an eval-mode copy, materialising the concatenated
 filters once and applying the ReLU of all merged heads in one pass. That copy's state dict differs from
 the original (merged ``fused_1x1_*`` convolutions, biases, no BatchNorm statistics): keep the original
 model for saving and loading weights.
@@ -35,10 +39,12 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from .layers import ScaledResidual
+from .layers import ConvBNReLU, ScaledResidual
 
 __all__ = [
     "FusionReport",
+    "ProjectThenPool",
+    "commute_pool_projections",
     "fold_batchnorm",
     "fold_residual_scale",
     "fuse_branches",
@@ -57,12 +63,14 @@ class FusionReport:
     groups_fused: int = 0
     convs_fused: int = 0
     convs_packed: int = 0
+    pools_commuted: int = 0
 
     def __str__(self) -> str:
         text = (
             f"{self.batchnorms_folded} BatchNorms folded, {self.scales_folded} residual scales folded, "
             f"{self.convs_fused} 1x1 convolutions merged into {self.groups_fused}"
         )
+        text += f", {self.pools_commuted} pool projections commuted" if self.pools_commuted else ""
         return text + (f", {self.convs_packed} convolutions packed for oneDNN" if self.convs_packed else "")
 
 
@@ -190,6 +198,65 @@ def fold_residual_scale(model: nn.Module) -> int:
             block.scale = 1.0
             folded += 1
     return folded
+
+
+# -- pooling branches ---------------------------------------------------------------------------------------
+
+
+class ProjectThenPool(nn.Module):
+    """``relu(pool(conv(x)))``, equal to the pooling branch ``relu(conv(pool(x)))`` it replaces.
+
+    A 1x1 convolution is the same linear map at every pixel and an average pool that leaves the padding out
+    (TF-slim's, ``count_include_pad=False``) takes a convex combination of pixels, so the two commute, bias
+    included. Projecting first pools the branch's few output channels instead of the block's many input
+    channels: Inception-v4's pooling branches pool 96 instead of 384, 128 instead of 1024 and 256 instead
+    of 1536 channels. The convolution's work is the same either way; as it now reads the block input, the
+    1x1 merge (``fuse``) takes it into the block's merged heads.
+    """
+
+    def __init__(self, conv: nn.Conv2d, pool: nn.AvgPool2d) -> None:
+        super().__init__()
+        self.conv = conv
+        self.pool = pool
+        self.in_channels = conv.in_channels
+        self.out_channels = conv.out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.pool(self.conv(x)))
+
+
+def _commutable(branch: nn.Module) -> tuple[nn.AvgPool2d, nn.Conv2d] | None:
+    """``(pool, conv)`` of a ``Sequential(AvgPool2d, unit)`` whose unit is a folded 1x1 conv + ReLU, else None."""
+    if not isinstance(branch, nn.Sequential) or len(branch) != 2:
+        return None
+    pool, unit = branch[0], branch[1]
+    if not isinstance(pool, nn.AvgPool2d) or pool.divisor_override is not None:
+        return None
+    if pool.count_include_pad and pool.padding not in (0, (0, 0)):
+        return None  # zeros in the average: the bias would be scaled at the borders
+    if type(unit) is not ConvBNReLU or not isinstance(unit.bn, nn.Identity):
+        return None  # only the plain unit, once its BatchNorm is folded: conv, Identity, ReLU
+    conv = unit.conv
+    if not (_is_pointwise_conv(conv) and conv.padding in ((0, 0), "valid")):
+        return None
+    return pool, conv
+
+
+def commute_pool_projections(model: nn.Module) -> int:
+    """Replace every average-pool-then-1x1 branch by :class:`ProjectThenPool`, in place; returns the count.
+
+    For eval-mode copies whose BatchNorms are folded (:func:`fold_batchnorm`): the branch must be a
+    ``Sequential`` of an ``AvgPool2d`` without counted padding and a ``ConvBNReLU`` with a 1x1 convolution
+    and an ``Identity`` BatchNorm. Exact up to floating-point rounding.
+    """
+    replaced = 0
+    for parent in list(model.modules()):
+        for name, branch in list(parent.named_children()):
+            found = _commutable(branch)
+            if found is not None:
+                setattr(parent, name, ProjectThenPool(found[1], found[0]))
+                replaced += 1
+    return replaced
 
 
 # -- horizontal fusion --------------------------------------------------------------------------------------
@@ -428,6 +495,7 @@ def optimize_for_inference(
     if fold:
         report.batchnorms_folded = fold_batchnorm(optimized)
         report.scales_folded = fold_residual_scale(optimized)
+        report.pools_commuted = commute_pool_projections(optimized)
     if fuse if fuse is not None else not onednn:
         _fuse_tree(optimized, materialize=True, report=report)
     optimized.requires_grad_(False)
