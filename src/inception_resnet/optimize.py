@@ -474,6 +474,7 @@ def optimize_for_inference(
     *,
     fold: bool = True,
     fuse: bool | None = None,
+    project_pools: bool = True,
     channels_last: bool = False,
     onednn: bool = False,
 ) -> nn.Module:
@@ -483,7 +484,8 @@ def optimize_for_inference(
     convolutions that read the same input into one convolution with materialised weights, and apply their
     ReLU once; by default on, except with ``onednn``, where the merged output's channel slices must be
     copied before the next oneDNN convolution reads them and the merge measured up to 11% slower
-    (Inception-v4, batch 16, 2 threads; equal for Inception-ResNet-v2). ``channels_last``: store the
+    (Inception-v4, batch 16, 2 threads; equal for Inception-ResNet-v2). ``project_pools`` (with ``fold``):
+    pooling branches project first (:func:`commute_pool_projections`). ``channels_last``: store the
     weights in NHWC (feed NHWC inputs too). ``onednn`` (fp32 CPU inference only; implies ``channels_last``):
     run the convolutions through oneDNN with prepacked weights and fused ReLU / residual add
     (:func:`inception_resnet.onednn.pack_for_cpu`); such a copy cannot be copied, pickled or moved. The
@@ -495,7 +497,7 @@ def optimize_for_inference(
     if fold:
         report.batchnorms_folded = fold_batchnorm(optimized)
         report.scales_folded = fold_residual_scale(optimized)
-        report.pools_commuted = commute_pool_projections(optimized)
+        report.pools_commuted = commute_pool_projections(optimized) if project_pools else 0
     if fuse if fuse is not None else not onednn:
         _fuse_tree(optimized, materialize=True, report=report)
     optimized.requires_grad_(False)
