@@ -206,6 +206,7 @@ def test_pooling_branches_project_first_where_that_is_exact() -> None:
         for onednn in (False, True):
             optimized = optimize_for_inference(plain, onednn=onednn)
             assert optimized.optimization_report.pools_commuted == expected == count(optimized, ProjectThenPool)
+        assert count(optimize_for_inference(plain, project_pools=False), ProjectThenPool) == 0
     x = torch.randn(2, 16, 9, 9)
     for count_include_pad, commuted in ((False, 1), (True, 0)):  # counted zero padding would scale the bias
         branch = nn.Sequential(nn.AvgPool2d(3, 1, 1, count_include_pad=count_include_pad), ConvBNReLU(16, 8, 1))
