@@ -14,7 +14,6 @@ order alternates, medians reported, and checked against the plain model's output
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -27,7 +26,7 @@ if __package__ in (None, ""):  # run as a script from a checkout: use the packag
     sys.path.insert(1, str(Path(__file__).resolve().parents[1] / "src"))
 
 from inception_resnet import create_model  # noqa: E402
-from inception_resnet.bench import environment  # noqa: E402
+from inception_resnet.bench import environment, environment_lines, write_results  # noqa: E402
 from inception_resnet.optimize import optimize_for_inference  # noqa: E402
 
 VARIANTS: dict[str, dict[str, bool]] = {
@@ -81,8 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         f"# Ablation of optimize_for_inference: {args.model}, batch {args.batch_size}, {args.input_size}px, CPU",
         "",
-        f"- date: `{env['date']}`", f"- command: `{env['command']}`", f"- cpu: `{env.get('cpu')}`",
-        f"- torch threads: `{torch.get_num_threads()}`", f"- torch: `{torch.__version__}`",
+        *environment_lines(env),
         f"- median of {args.rounds} interleaved rounds (order alternating)", "",
         f"| variant | ms/batch (median) | min-max | x {args.variants[0]} | max abs diff |",
         "|---|---:|---:|---:|---:|",
@@ -97,11 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
         stem = f"ablation-{args.model}-b{args.batch_size}-{time.strftime('%Y-%m-%d')}"
-        (out / f"{stem}.md").write_text(text)
-        (out / f"{stem}.json").write_text(json.dumps({"environment": env, "rows": rows}, indent=2) + "\n")
+        write_results(args.out, stem, text, {"environment": env, "rows": rows})
     return 0
 
 

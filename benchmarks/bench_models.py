@@ -18,7 +18,6 @@ a quarter width, 75-pixel inputs, one step and one round, and ``torch.compile`` 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -41,6 +40,7 @@ from inception_resnet.bench import (  # noqa: E402
     markdown_document,
     parse_candidate,
     run_workload,
+    write_results,
 )
 
 
@@ -196,8 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     title = f"inception-resnet benchmark, {env['suite']} suite"
 
     def write(results: list[Result]) -> None:
-        (out / f"{stem}.json").write_text(json.dumps(document(results, env), indent=2) + "\n")
-        (out / f"{stem}.md").write_text(markdown_document(results, env, title))
+        write_results(out, stem, markdown_document(results, env, title), document(results, env))
 
     def log(message: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)

@@ -22,7 +22,6 @@ This script measures the three facts that decide it:
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -34,7 +33,7 @@ if __package__ in (None, ""):  # run as a script from a checkout: use the packag
     sys.path.insert(1, str(Path(__file__).resolve().parents[1] / "src"))
 
 from inception_resnet import create_model  # noqa: E402
-from inception_resnet.bench import environment  # noqa: E402
+from inception_resnet.bench import environment, environment_lines, write_results  # noqa: E402
 from inception_resnet.optimize import optimize_for_inference  # noqa: E402
 
 MODELS = ("inception_v4", "inception_resnet_v2")
@@ -150,8 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         "# Concatenation on the CPU: torch.cat, copies into the output, and inductor",
         "",
-        f"- date: `{env['date']}`", f"- command: `{env['command']}`", f"- cpu: `{env.get('cpu')}`",
-        f"- torch threads: `{torch.get_num_threads()}`", f"- torch: `{torch.__version__}`",
+        *environment_lines(env),
         f"- batch {args.batch_size}, {args.input_size}x{args.input_size}, channels_last, oneDNN path, "
         f"median of {args.rounds} interleaved rounds",
         "",
@@ -168,12 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        stem = f"concat-cpu-{time.strftime('%Y-%m-%d')}"
-        (out / f"{stem}.md").write_text(text)
-        (out / f"{stem}.json").write_text(json.dumps({"environment": env, "rows": rows, "inductor": inductor},
-                                                     indent=2) + "\n")
+        write_results(args.out, f"concat-cpu-{time.strftime('%Y-%m-%d')}", text,
+                      {"environment": env, "rows": rows, "inductor": inductor})
     return 0
 
 

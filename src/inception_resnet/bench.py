@@ -22,6 +22,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import datetime as _dt
+import json
 import os
 import platform
 import statistics
@@ -32,6 +33,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -737,12 +739,26 @@ def document(results: list[Result], env: dict[str, Any]) -> dict[str, Any]:
     return {"environment": env, "results": [asdict(r) for r in results]}
 
 
-def markdown_document(results: list[Result], env: dict[str, Any], title: str = "Benchmark") -> str:
-    """Environment as a list, then the table: the format of the files under ``docs/results/``."""
+def environment_lines(env: dict[str, Any]) -> list[str]:
+    """The environment as markdown list items, in a fixed order (the head of every results file)."""
     keys = ["date", "command", "note", "gpu", "driver", "cuda", "cudnn", "cpu", "cpu_count", "torch_threads",
             "torch", "timm", "onnxruntime", "python"]
-    info = [f"- {k}: `{env[k]}`" for k in keys if env.get(k) is not None]
-    return "\n".join([f"# {title}", "", *info, "", to_markdown(results), ""])
+    return [f"- {k}: `{env[k]}`" for k in keys if env.get(k) is not None]
+
+
+def markdown_document(results: list[Result], env: dict[str, Any], title: str = "Benchmark") -> str:
+    """Environment as a list, then the table: the format of the files under ``docs/results/``."""
+    return "\n".join([f"# {title}", "", *environment_lines(env), "", to_markdown(results), ""])
+
+
+def write_results(out: str | os.PathLike, stem: str, markdown: str, data: dict[str, Any]) -> Path:
+    """Write ``<stem>.md`` and ``<stem>.json`` into the folder ``out`` (created); returns the markdown path."""
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{stem}.json").write_text(json.dumps(data, indent=2) + "\n")
+    path = folder / f"{stem}.md"
+    path.write_text(markdown)
+    return path
 
 
 def with_workload(workload: Workload, **changes: Any) -> Workload:
