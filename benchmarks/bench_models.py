@@ -159,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", default=None, help="default: inception_v4 inception_resnet_v2")
     parser.add_argument("--out", default="docs/results", help="folder for <name>.json and <name>.md")
     parser.add_argument("--name", default=None, help="file name stem (default: <suite>-<date>, or dry-run-<suite>)")
-    parser.add_argument("--budget-s", type=float, default=None, help="time budget (default: gpu 480, else 1800)")
+    parser.add_argument("--budget-s", type=float, default=None,
+                        help="seconds (default: 480 gpu, 540 train on cuda, else 1800)")
     parser.add_argument("--extended", action="store_true", help="gpu: also freezing, max-autotune, batch 8")
     parser.add_argument("--dry-run", action="store_true", help="tiny CPU run of the same code paths")
     parser.add_argument("--device", default=None, help="train suite: cpu or cuda (default: cuda when available)")
@@ -185,10 +186,12 @@ def main(argv: list[str] | None = None) -> int:
     elif any(s.workload.device == "cuda" for s in stages) and not torch.cuda.is_available():
         print(f"bench_models.py: --suite {args.suite} on cuda needs a CUDA device (or --dry-run)", file=sys.stderr)
         return 2
-    budget = args.budget_s or (480.0 if args.suite == "gpu" else 1800.0)
+    on_gpu = any(s.workload.device == "cuda" for s in stages)
+    budget = args.budget_s or (480.0 if args.suite == "gpu" else 540.0 if on_gpu else 1800.0)  # a device call
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = args.name or (f"dry-run-{args.suite}" if args.dry_run else f"{args.suite}-{time.strftime('%Y-%m-%d')}")
+    suite = f"train-{'cuda' if on_gpu else 'cpu'}" if args.suite == "train" else args.suite
+    stem = args.name or (f"dry-run-{suite}" if args.dry_run else f"{suite}-{time.strftime('%Y-%m-%d')}")
     env = environment()
     env["suite"] = args.suite + (" (dry run)" if args.dry_run else "")
     if args.note:

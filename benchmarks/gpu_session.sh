@@ -10,7 +10,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 TOTAL_S=${TOTAL_S:-570}
-TESTS_S=${TESTS_S:-170}
+TESTS_S=${TESTS_S:-240}
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] && [ -z "${PYTHON:-}" ] && PY=.venv/bin/python
 DEST=${OUT:-${TMPDIR:-/tmp}/inception-resnet-gpu-session}

@@ -203,6 +203,10 @@ def test_encoded_images_decode_in_batches_and_skip_corrupt_ones(corrupt_tree):
         assert torch.equal(image, decode_file(dataset.samples[index][0]))
     with pytest.raises(CorruptImageError):
         decode_encoded(items, "cpu", strict=True)
+    # only JPEGs that end in their end-of-image marker may go to nvJPEG, which can decode a cut-off file
+    bad = set(map(str, corrupt))
+    complete = {item.path for item in items if item.is_complete_jpeg}
+    assert complete == {item.path for item in items if item.path.endswith(".jpg") and item.path not in bad}
 
 
 # -- subsets and loaders ----------------------------------------------------------------------------------

@@ -207,6 +207,11 @@ def test_pooling_branches_project_first_where_that_is_exact() -> None:
             optimized = optimize_for_inference(plain, onednn=onednn)
             assert optimized.optimization_report.pools_commuted == expected == count(optimized, ProjectThenPool)
         assert count(optimize_for_inference(plain, project_pools=False), ProjectThenPool) == 0
+    fused = small("inception_v4").eval()
+    fuse_branches(fused)  # a model fused at run time is unfused first, then optimised like any other
+    with torch.no_grad():
+        image = torch.randn(1, 3, 80, 80)
+        assert torch.allclose(optimize_for_inference(fused)(image), fused(image), atol=1e-4, rtol=0)
     x = torch.randn(2, 16, 9, 9)
     for count_include_pad, commuted in ((False, 1), (True, 0)):  # counted zero padding would scale the bias
         branch = nn.Sequential(nn.AvgPool2d(3, 1, 1, count_include_pad=count_include_pad), ConvBNReLU(16, 8, 1))

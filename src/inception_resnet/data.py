@@ -51,6 +51,16 @@ IDX_FILES = {
     "val": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 JPEG_MAGIC = b"\xff\xd8\xff"
+JPEG_END = b"\xff\xd9"
+
+
+def is_complete_jpeg(data: torch.Tensor) -> bool:
+    """Whether encoded bytes are a JPEG whose end-of-image marker is among its last 64 bytes.
+
+    Only those go to nvJPEG, which can decode a cut-off file without complaint; the rest take the CPU's
+    libjpeg-turbo, which reports the truncation, so that both devices skip the same corrupt files.
+    """
+    return bytes(data[:3].tolist()) == JPEG_MAGIC and JPEG_END in bytes(data[-64:].tolist())
 
 
 @dataclass(frozen=True)
@@ -106,8 +116,8 @@ class EncodedImage:
     path: str
 
     @property
-    def is_jpeg(self) -> bool:
-        return bytes(self.data[:3].tolist()) == JPEG_MAGIC
+    def is_complete_jpeg(self) -> bool:
+        return is_complete_jpeg(self.data)
 
 
 class ToFloatImage:
@@ -140,7 +150,7 @@ def decode_bytes(data: torch.Tensor, path: str, device: str | torch.device = "cp
     device = torch.device(device)
     try:
         with torchvision_io():
-            if device.type == "cuda" and bytes(data[:3].tolist()) == JPEG_MAGIC:
+            if device.type == "cuda" and is_complete_jpeg(data):
                 return decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
             return decode_image(data, mode=ImageReadMode.RGB).to(device)
     except RuntimeError as torchvision_error:
@@ -193,7 +203,7 @@ def decode_encoded(
     """
     device = torch.device(device)
     decoded: list[torch.Tensor | None] = [None] * len(images)
-    jpegs = [i for i, image in enumerate(images) if image.is_jpeg]
+    jpegs = [i for i, image in enumerate(images) if image.is_complete_jpeg]
     if device.type == "cuda" and len(jpegs) > 1:
         try:
             with torchvision_io():

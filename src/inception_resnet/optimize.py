@@ -234,7 +234,7 @@ def _commutable(branch: nn.Module) -> tuple[nn.AvgPool2d, nn.Conv2d] | None:
         return None
     if pool.count_include_pad and pool.padding not in (0, (0, 0)):
         return None  # zeros in the average: the bias would be scaled at the borders
-    if type(unit) is not ConvBNReLU or not isinstance(unit.bn, nn.Identity):
+    if type(unit) is not ConvBNReLU or not isinstance(unit.bn, nn.Identity) or not isinstance(unit.act, nn.ReLU):
         return None  # only the plain unit, once its BatchNorm is folded: conv, Identity, ReLU
     conv = unit.conv
     if not (_is_pointwise_conv(conv) and conv.padding in ((0, 0), "valid")):
@@ -247,10 +247,13 @@ def commute_pool_projections(model: nn.Module) -> int:
 
     For eval-mode copies whose BatchNorms are folded (:func:`fold_batchnorm`): the branch must be a
     ``Sequential`` of an ``AvgPool2d`` without counted padding and a ``ConvBNReLU`` with a 1x1 convolution
-    and an ``Identity`` BatchNorm. Exact up to floating-point rounding.
+    and an ``Identity`` BatchNorm, called as a whole by its block (blocks fused by :func:`fuse_branches`
+    are left as they are). Exact up to floating-point rounding.
     """
     replaced = 0
     for parent in list(model.modules()):
+        if hasattr(type(parent), "_fused_base"):
+            continue  # a generated forward (fuse_branches) calls the branch's layers one by one
         for name, branch in list(parent.named_children()):
             found = _commutable(branch)
             if found is not None:
@@ -493,6 +496,8 @@ def optimize_for_inference(
     The counts of what changed are in ``copy.optimization_report``.
     """
     optimized = copy.deepcopy(model).eval()
+    if is_fused(optimized):  # fused at run time (fuse_branches): the plain forwards first, then every rewrite
+        unfuse_branches(optimized)
     report = FusionReport()
     if fold:
         report.batchnorms_folded = fold_batchnorm(optimized)
