@@ -8,7 +8,6 @@ output files can be written before any work starts, runs the evaluation and prin
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from ..data import build_dataset
 from ..evaluate import EvalResult, evaluate
 from ..registry import create_model
 from ..transforms import EVAL_STYLES
+from .options import parse_option
 
 
 @dataclass(frozen=True)
@@ -53,15 +53,6 @@ def parse_member(text: str) -> MemberSpec:
     return MemberSpec(name, source or None, weight)
 
 
-def parse_option(text: str) -> tuple[str, Any]:
-    """``KEY=VALUE`` with VALUE read as JSON when it parses (numbers, true/false), else as a string."""
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected KEY=VALUE, e.g. width_multiplier=0.25")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
 
 
 def check_writable(path: str | None, what: str) -> None:

@@ -19,17 +19,7 @@ from torch import nn
 from ..predict import format_predictions, predict_files
 from ..registry import create_model
 from ..weights import load_weights
-
-
-def parse_option(text: str) -> tuple[str, Any]:
-    """``KEY=VALUE`` with VALUE read as JSON when it parses (numbers, true/false), else kept as a string."""
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected KEY=VALUE, e.g. aux_logits=true")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
+from .options import parse_option
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, weights_required: bool = True) -> None:
