@@ -14,3 +14,12 @@ import torch._dynamo  # noqa: E402,F401  (imported before TensorFlow: the other 
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread: small models run as fast on one, and stay fast on a busy 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

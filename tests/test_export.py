@@ -16,14 +16,7 @@ from inception_resnet.cli import main
 from inception_resnet.export import check_exportable, export_model
 from inception_resnet.weights import save_weights
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: these small models run as fast on one, and stay fast on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_safetensors_export_loads_in_timm_with_the_same_outputs(tmp_path) -> None:

@@ -32,13 +32,7 @@ PHOTOS = [
 SMALL = {"width_multiplier": 0.25}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: these small models run as fast on one, and stay fast on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small_model(num_classes: int = 1000, top: tuple[int, ...] = ()) -> torch.nn.Module:

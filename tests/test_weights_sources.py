@@ -31,15 +31,11 @@ from inception_resnet.weights import load_weights, save_weights
 CROSS_FRAMEWORK_ATOL = 1e-3
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: these small models run as fast on one, and stay fast on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 # Keras 3.15 on numpy 2 warns once per layer call about __array__'s copy keyword: noise, not ours.
-pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
+pytestmark = [
+    pytest.mark.usefixtures("one_thread"),
+    pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword"),
+]
 
 
 def randomize_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
