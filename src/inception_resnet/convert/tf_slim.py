@@ -78,11 +78,7 @@ V4_BLOCK_B = {
     "branch2.3": "Branch_2/Conv2d_0d_7x1", "branch2.4": "Branch_2/Conv2d_0e_1x7",
     "branch3.1": "Branch_3/Conv2d_0b_1x1",
 }
-V4_REDUCTION_B = {
-    "branch0.0": "Branch_0/Conv2d_0a_1x1", "branch0.1": "Branch_0/Conv2d_1a_3x3",
-    "branch1.0": "Branch_1/Conv2d_0a_1x1", "branch1.1": "Branch_1/Conv2d_0b_1x7",
-    "branch1.2": "Branch_1/Conv2d_0c_7x1", "branch1.3": "Branch_1/Conv2d_1a_3x3",
-}
+V4_REDUCTION_B = V4_MIXED_4A  # the same two branches and scope names as the stem's Mixed_4a
 V4_BLOCK_C = {
     "branch0": "Branch_0/Conv2d_0a_1x1",
     "branch1_0": "Branch_1/Conv2d_0a_1x1",
