@@ -36,12 +36,12 @@ from inception_resnet.bench import (  # noqa: E402
     Result,
     Workload,
     document,
-    environment,
     markdown_document,
     parse_candidate,
     run_workload,
     write_results,
 )
+from inception_resnet.machine import environment  # noqa: E402
 
 
 @dataclass(frozen=True)

@@ -21,13 +21,9 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import datetime as _dt
 import json
 import os
-import platform
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import warnings
@@ -180,68 +176,6 @@ class Workload:
 
 
 # -- environment and cost ---------------------------------------------------------------------------------
-
-
-def _cpu_name() -> str:
-    with contextlib.suppress(OSError):
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
-def _nvidia_driver() -> str | None:
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=20, check=True,
-        )
-        return out.stdout.strip().splitlines()[0]
-    return None
-
-
-def _command_line() -> str:
-    program = sys.argv[0]
-    if os.path.basename(program) == "__main__.py":
-        program = "python -m inception_resnet"
-    elif os.path.isabs(program) and os.path.dirname(program) != os.getcwd():
-        program = os.path.basename(program)
-    return " ".join([program, *sys.argv[1:]])
-
-
-def environment(command: str | None = None) -> dict[str, Any]:
-    """Date, machine, library versions and the command: what a results file must carry."""
-    try:
-        import timm
-
-        timm_version: str | None = timm.__version__
-    except ImportError:
-        timm_version = None
-    env: dict[str, Any] = {
-        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "host": platform.node(),
-        "cpu": _cpu_name(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "timm": timm_version,
-        "command": command if command is not None else _command_line(),
-    }
-    with contextlib.suppress(ImportError):
-        import onnxruntime
-
-        env["onnxruntime"] = onnxruntime.__version__
-    if torch.cuda.is_available():
-        env.update({
-            "gpu": torch.cuda.get_device_name(0),
-            "gpu_count": torch.cuda.device_count(),
-            "driver": _nvidia_driver(),
-            "cuda": torch.version.cuda,
-            "cudnn": torch.backends.cudnn.version(),
-        })
-    return env
 
 
 def forward_gflops(model_name: str, input_size: int, **options: Any) -> float:

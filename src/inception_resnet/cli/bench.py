@@ -19,23 +19,13 @@ from ..bench import (
     Candidate,
     Workload,
     document,
-    environment,
     markdown_document,
     parse_candidate,
     run_workload,
     to_markdown,
 )
-
-
-def parse_option(text: str) -> tuple[str, object]:
-    """``KEY=VALUE`` with VALUE read as JSON when it parses (numbers, true/false), else as a string."""
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected KEY=VALUE, e.g. width_multiplier=0.25")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
+from ..machine import environment
+from .options import parse_option
 
 
 def candidates_from_args(args: argparse.Namespace) -> list[Candidate]:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..machine import environment
 from ..train import TrainConfig, train
 from .config import CompareConfig, section_to_dict
 from .figures import plot_pair
@@ -29,7 +30,6 @@ from .runs import (
     RunSpec,
     TrainFn,
     collect_records,
-    environment,
     is_main_process,
     run_entry,
 )
@@ -194,7 +194,7 @@ def run_compare(
     config.validate()
     out = Path(out_dir)
     specs = plan_compare(config, out)
-    env = environment(command)
+    env = environment(command or "")  # the command the caller gives, else none
     study = {"study": "compare", "preset": preset, "config": section_to_dict(config), "environment": env}
     records = collect_records(specs, out, study, report_only=report_only, train_fn=train_fn,
                               time_limit_s=config.time_limit_s, log=log)
@@ -545,7 +545,7 @@ def write_compare_report(
         if table:
             write_csv(out / name, table)
     study = json.loads((out / "study.json").read_text()) if (out / "study.json").is_file() else {}
-    env = study.get("environment", environment())
+    env = study.get("environment") or environment("")
     write_json(out / "summary.json", {"preset": preset, "weights": config.weights,
                                       "pairs": [p.to_dict() for p in pairs],
                                       "baselines": [m.to_dict() for m in baselines],

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..machine import environment
 from ..train import TrainConfig, train
 from .config import ScalingConfig, section_to_dict
 from .death import DeathReport, detect_run_death, read_steps
@@ -29,7 +30,6 @@ from .runs import (
     RunSpec,
     TrainFn,
     collect_records,
-    environment,
     is_main_process,
     run_entry,
 )
@@ -145,7 +145,7 @@ def run_scaling(
     widths = check_width(config)
     out = Path(out_dir)
     specs = plan_scaling(config, out)
-    env = environment(command)
+    env = environment(command or "")  # the command the caller gives, else none
     study = {"study": "scaling", "preset": preset, "config": section_to_dict(config), "residual_widths": widths,
              "environment": env}
     records = collect_records(specs, out, study, report_only=report_only, train_fn=train_fn,
@@ -209,7 +209,7 @@ def write_scaling_report(config: ScalingConfig, result: ScalingResult, preset: s
     if step_rows:
         write_csv(out / "steps.csv", step_rows)
     study = json.loads((out / "study.json").read_text()) if (out / "study.json").is_file() else {}
-    env = study.get("environment", environment())
+    env = study.get("environment") or environment("")
     write_json(out / "summary.json", {"preset": preset, "residual_widths": result.widths, "scales": rows,
                                       "runs": [{**entry, **run_entry(record)}
                                                for entry, record in zip(per_run, result.records, strict=True)]})

@@ -1,0 +1,85 @@
+"""What a results file or report must say about where it was made: date, machine, device, versions, command.
+
+One collector for the benchmark files (``docs/results/``) and the study reports.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+import platform
+import subprocess
+import sys
+from typing import Any
+
+import torch
+
+
+def cpu_name() -> str:
+    """The processor's model name (``/proc/cpuinfo``), else what ``platform`` knows."""
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def nvidia_driver() -> str | None:
+    """The NVIDIA driver version from ``nvidia-smi``, or None without one."""
+    with contextlib.suppress(OSError, subprocess.SubprocessError, IndexError):
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=20, check=True,
+        )
+        return out.stdout.strip().splitlines()[0]
+    return None
+
+
+def command_line() -> str:
+    """This process's command line, as a user would type it."""
+    program = sys.argv[0]
+    if os.path.basename(program) == "__main__.py":
+        program = "python -m inception_resnet"
+    elif os.path.isabs(program) and os.path.dirname(program) != os.getcwd():
+        program = os.path.basename(program)
+    return " ".join([program, *sys.argv[1:]])
+
+
+def _version(module: str) -> str | None:
+    try:
+        return __import__(module).__version__
+    except ImportError:
+        return None
+
+
+def environment(command: str | None = None) -> dict[str, Any]:
+    """Date (UTC), host, CPU and threads, library versions, GPU, driver, CUDA and cuDNN when there is one, and
+    the command (``command``, else this process's command line)."""
+    from . import __version__
+
+    env: dict[str, Any] = {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "host": platform.node(),
+        "platform": platform.platform(),
+        "cpu": cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": _version("torchvision"),
+        "inception_resnet": __version__,
+        "timm": _version("timm"),
+        "onnxruntime": _version("onnxruntime"),
+        "command": command if command is not None else command_line(),
+    }
+    if torch.cuda.is_available():
+        env.update({
+            "gpu": torch.cuda.get_device_name(0),
+            "gpu_count": torch.cuda.device_count(),
+            "driver": nvidia_driver(),
+            "cuda": torch.version.cuda,
+            "cudnn": torch.backends.cudnn.version(),
+        })
+    return env
