@@ -3,7 +3,9 @@
 Each network file defines the body (its stages, named as the reference layout names them) and
 ``forward_body``; :class:`InceptionNet` adds the rest in the style of timm and torchvision:
 ``forward_features``, ``forward_head(x, pre_logits=False)``, ``reset_classifier(n)``,
-``forward_intermediates`` for ``features_only`` models, and the metadata the weights need.
+``forward_intermediates`` for ``features_only`` models, and the metadata the weights need, also as timm's
+``pretrained_cfg`` dict, so that ``timm.data.resolve_data_config({}, model=model)`` and
+``timm.data.create_transform`` reproduce the model's own evaluation preprocessing.
 """
 
 from __future__ import annotations
@@ -89,7 +91,7 @@ class InceptionNet(nn.Module):
     :meth:`classify`, which applies the classifier under its reference name (``fc``, ``last_linear``...).
     """
 
-    __jit_unused_properties__ = ["metadata"]
+    __jit_unused_properties__ = ["metadata", "pretrained_cfg", "default_cfg"]
     aux_loss_weight = 0.4  # TF-slim's weight of the auxiliary loss (GoogLeNet: 0.3 per head)
 
     def __init__(self, *, metadata: ModelMetadata, num_classes: int, in_chans: int, drop_rate: float) -> None:
@@ -115,6 +117,50 @@ class InceptionNet(nn.Module):
         """Input geometry, preprocessing and provenance of this model (and of its loaded weights)."""
         size = self._metadata.input_size
         return self._metadata.with_updates(num_classes=self.num_classes, input_size=(self.in_chans, *size[1:]))
+
+    @property
+    def pretrained_cfg(self) -> dict:
+        """The preprocessing and provenance in timm's ``pretrained_cfg`` keys (a new dict on each access).
+
+        ``crop_mode`` is timm's name for the evaluation geometry: "center" for the timm style; TF-slim's
+        central-fraction crop (our "tf" style) is timm's "squash" (both sides scaled to ``size / crop_pct``,
+        then the centre crop), which gives the same region and scale up to rounding.
+        """
+        meta = self.metadata
+        crop_mode = {"tf": "squash", "central_fraction": "squash", "timm": "center"}.get(meta.crop_mode,
+                                                                                          meta.crop_mode)
+        weights = meta.weights
+        hub_id = meta.extra.get("hub_tag")
+        return {
+            "architecture": self.model_name,
+            "tag": hub_id.split(".", 1)[1] if hub_id and "." in hub_id else None,
+            "hf_hub_id": hub_id,
+            "source": meta.source,
+            "weights": weights,
+            "input_size": tuple(meta.input_size),
+            "fixed_input_size": False,
+            "min_input_size": (meta.input_size[0], meta.min_input_size, meta.min_input_size),
+            "interpolation": meta.interpolation,
+            "crop_pct": meta.crop_pct,
+            "crop_mode": crop_mode,
+            "mean": tuple(meta.mean),
+            "std": tuple(meta.std),
+            "num_classes": self.num_classes,
+            "label_offset": meta.label_offset,
+            "first_conv": self._first_conv_name(),
+            "classifier": getattr(self, "classifier_name", None),
+        }
+
+    @property
+    def default_cfg(self) -> dict:
+        """timm's older name for :attr:`pretrained_cfg`."""
+        return self.pretrained_cfg
+
+    def _first_conv_name(self) -> str | None:
+        for name, module in self.named_modules():
+            if isinstance(module, nn.Conv2d):
+                return name
+        return None
 
     def set_metadata(self, **changes) -> None:
         """Record facts about loaded weights (``weights``, ``crop_pct``, ``label_offset``...)."""

@@ -191,12 +191,15 @@ def resize(image: torch.Tensor, size: Size, interpolation: InterpolationMode) ->
 
 
 def resize_shorter_side(image: torch.Tensor, shorter: int, interpolation: InterpolationMode) -> torch.Tensor:
-    """Resize keeping the aspect ratio so that the shorter side becomes ``shorter``."""
+    """Resize keeping the aspect ratio so that the shorter side becomes ``shorter``.
+
+    The longer side is truncated, as torchvision's ``Resize(int)`` (and so timm's evaluation) computes it.
+    """
     height, width = image.shape[-2:]
     if height <= width:
-        size = (shorter, max(1, round(width * shorter / height)))
+        size = (shorter, max(1, int(width * shorter / height)))
     else:
-        size = (max(1, round(height * shorter / width)), shorter)
+        size = (max(1, int(height * shorter / width)), shorter)
     return resize(image, size, interpolation)
 
 

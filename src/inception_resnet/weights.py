@@ -207,17 +207,40 @@ def read_weights(model: nn.Module, source: str | os.PathLike) -> LoadedWeights:
     return LoadedWeights(read_state_dict(location), location)
 
 
-def _read_hub(model: nn.Module, tag: str) -> LoadedWeights:
-    from .hub import KNOWN_TAGS, parse_tag, resolve_tag, tag_metadata
+def check_tag_fits(tag: str, model_name: str | None) -> str:
+    """The repository of a hub tag; a ValueError when the table says its weights are for another model."""
+    from .hub import KNOWN_TAGS, parse_tag
 
     repo_id = parse_tag(tag)[0]
-    name = getattr(model, "model_name", None)
     known = KNOWN_TAGS.get(repo_id)
-    if known is not None and name is not None and known.model != name:
+    if known is not None and model_name is not None and known.model != model_name:
         raise ValueError(
-            f"{repo_id} holds weights for {known.model}, not {name}; use create_model({known.model!r}, "
+            f"{repo_id} holds weights for {known.model}, not {model_name}; use create_model({known.model!r}, "
             f"pretrained={repo_id!r})"
         )
+    return repo_id
+
+
+def fetch_weights(source: Any, model_name: str | None = None) -> None:
+    """Before a model is built: fail now on a source that cannot be read, download a hub tag's file now.
+
+    A missing file, a tag for another model or an unreachable hub is reported before the (slow) model
+    construction; a fetched tag is then read from huggingface_hub's cache by :func:`load_weights`.
+    """
+    if source is None or isinstance(source, Mapping):
+        return
+    kind, location = weights_format(source)
+    if kind == "hub":
+        from .hub import resolve_tag
+
+        check_tag_fits(location, model_name)
+        resolve_tag(location)
+
+
+def _read_hub(model: nn.Module, tag: str) -> LoadedWeights:
+    from .hub import resolve_tag, tag_metadata
+
+    repo_id = check_tag_fits(tag, getattr(model, "model_name", None))
     path = resolve_tag(tag)
     notes = [f"read {repo_id} from {path}"]
     return LoadedWeights(read_state_dict(path), repo_id, notes, tag_metadata(repo_id))

@@ -18,7 +18,7 @@ from torch import nn
 
 from ..predict import format_predictions, predict_files
 from ..registry import create_model
-from ..weights import load_weights
+from ..weights import fetch_weights, load_weights
 from .options import parse_option
 
 
@@ -38,6 +38,7 @@ def build_model(name: str, weights: str | None, num_classes: int | None, options
     kwargs: dict[str, Any] = dict(options)
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
+    fetch_weights(weights, name)  # a missing file or an unreachable hub: fail before building the model
     model = create_model(name, **kwargs)
     if weights is not None:
         for note in load_weights(model, weights):
