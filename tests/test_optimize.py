@@ -296,7 +296,7 @@ def test_timm_gets_our_weights_and_the_same_outputs() -> None:
 def test_cli_writes_json_and_markdown(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out_json, out_md = tmp_path / "r.json", tmp_path / "r.md"
     code = cli_main([
-        "bench", "--model", "googlenet", "--option", "width_multiplier=0.25", "--option", "num_classes=3",
+        "bench", "--model", "googlenet", "--model-option", "width_multiplier=0.25", "--model-option", "num_classes=3",
         "--input-size", "75", "--batch-size", "2", "--optimize", "--channels-last", "--steps", "1",
         "--rounds", "1", "--warmup", "0", "--device", "cpu", "--json", str(out_json), "--markdown", str(out_md),
     ])
@@ -305,7 +305,7 @@ def test_cli_writes_json_and_markdown(tmp_path: Path, capsys: pytest.CaptureFixt
     command = doc["environment"]["command"]
     assert doc["environment"]["torch"] == torch.__version__
     assert command.startswith("inception-resnet bench --model googlenet")
-    assert "--option width_multiplier=0.25" in command
+    assert "--model-option width_multiplier=0.25" in command
     (row,) = doc["results"]
     assert row["candidate"] == "ours+opt+cl" and row["img_s"] > 0 and row["max_abs_diff"] < 1e-4
     assert "| googlenet infer fp32 b2 75px cpu | `ours+opt+cl` |" in out_md.read_text()

@@ -109,10 +109,10 @@ def test_plot_draws_one_or_several_runs(reference_run, tmp_path):
 
 def test_cli_flags_map_onto_the_config(capsys, tmp_path):
     assert main(["train", "--model", "inception_v3", "--recipe", "sgd", "--epochs", "20", "--no-scale-lr",
-                 "--model-option", "transform_input=true", "--print-config"]) == 0
+                 "--model-option", "aux_logits=true", "--print-config"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert (printed["optimizer"], printed["scale_lr"], printed["warmup_epochs"]) == ("sgd", False, 2.0)
-    assert printed["model_options"] == {"transform_input": True}
+    assert printed["model_options"] == {"aux_logits": True} and printed["aux_logits"] is True
     assert main(["train", "--resume", "auto", "--print-config"]) == 2  # needs --run-dir: a clear error
     assert "--run-dir" in capsys.readouterr().err
 

@@ -11,6 +11,11 @@
   (``/usr/share/datasets/fashion-mnist``) when it is installed, else from torchvision's layout under the
   cache directory (``$INCEPTION_RESNET_DATA``, default ``~/.cache/inception_resnet``), downloading it there
   with torchvision's downloader when allowed. MNIST has only the cache and the downloader.
+* :func:`train_val_datasets` gives a training run its two sets: the ``train/`` and ``val/`` splits where the
+  folder has both, else a stated, class-balanced, seeded fraction of the training images held out for
+  validation (:func:`holdout_split`), never the training images themselves.
+* :func:`read_class_map` and :func:`apply_class_map` relabel an image folder by class name (timm's
+  ``class_map``), so that weights trained on many classes evaluate on a folder holding some of them.
 * A file that cannot be decoded (corrupt, truncated, not an image) is skipped with a warning and counted by
   the loader of :func:`build_loader`; with ``strict=True`` it raises :class:`CorruptImageError` naming the
   file instead. A missing directory, a class folder without images or a tree without any is a
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import json
 import os
 import random
 import re
@@ -473,6 +479,69 @@ def build_dataset(
     return ImageFolderDataset(root, transform, strict=strict, decode=decode)
 
 
+def read_class_map(path: str | os.PathLike) -> dict[str, int]:
+    """Class name -> model output index, from a JSON object or a text file.
+
+    A text file holds one class name per line (line k, counting from 0 and skipping blank lines, is index k,
+    as timm's class-map files) or, when every line ends with a number, ``NAME INDEX`` lines (a space, tab
+    or comma between them). Lines starting with ``#`` are comments.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"class map file not found: {path}")
+    text = path.read_text()
+    if path.suffix.lower() == ".json":
+        try:
+            loaded = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"class map {path} is not valid JSON ({err})") from None
+        if not isinstance(loaded, dict) or not all(isinstance(v, int) for v in loaded.values()):
+            raise ValueError(f"class map {path} must be a JSON object of class name -> index")
+        mapping = {str(k): int(v) for k, v in loaded.items()}
+    else:
+        lines = [line.strip() for line in text.splitlines()]
+        lines = [line for line in lines if line and not line.startswith("#")]
+        pairs = [re.fullmatch(r"(.+?)[\s,]+(\d+)", line) for line in lines]
+        if lines and all(pairs):
+            mapping = {m.group(1).strip(): int(m.group(2)) for m in pairs}
+        else:
+            mapping = {name: index for index, name in enumerate(lines)}
+    if not mapping:
+        raise ValueError(f"class map {path} holds no classes")
+    if min(mapping.values()) < 0:
+        raise ValueError(f"class map {path} has a negative index")
+    return mapping
+
+
+def apply_class_map(dataset: ImageFolderDataset, mapping: dict[str, int], where: str = "the class map"
+                    ) -> ImageFolderDataset:
+    """A copy of an image folder whose labels are ``mapping[folder name]``; ``classes`` gets one name per index.
+
+    Every class folder must be in the map (a ValueError names those that are not). The copy has
+    ``max(index) + 1`` classes, named after the map (indices no folder uses keep their names from the map,
+    or their number when the map names none), so a model with that many outputs fits it.
+    """
+    if not isinstance(dataset, ImageFolderDataset):
+        raise ValueError("a class map applies to an image folder (--data DIR), not to " + type(dataset).__name__)
+    missing = [name for name in dataset.classes if name not in mapping]
+    if missing:
+        shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+        raise ValueError(f"{len(missing)} class folder(s) of {dataset.root} are not in {where}: {shown}; add them "
+                         "to the map or remove those folders")
+    size = max(mapping.values()) + 1
+    names = [str(index) for index in range(size)]
+    for name, index in sorted(mapping.items(), key=lambda item: item[1], reverse=True):
+        names[index] = name
+    relabel = [mapping[name] for name in dataset.classes]
+    copy = object.__new__(ImageFolderDataset)
+    copy.__dict__.update(dataset.__dict__)
+    copy.classes = names
+    copy.class_to_idx = {name: mapping[name] for name in dataset.classes}
+    copy.samples = [(path, relabel[label]) for path, label in dataset.samples]
+    copy.targets = [label for _, label in copy.samples]
+    return copy
+
+
 class DatasetSubset(Dataset):
     """Some items of a dataset, keeping its ``classes``; ``targets`` are those of the chosen items."""
 
@@ -531,6 +600,74 @@ def subset(dataset: Dataset, n: int, seed: int = 0) -> Dataset:
                 chosen.append(queue[depth])
         depth += 1
     return DatasetSubset(dataset, sorted(chosen))
+
+
+def holdout_split(dataset: Dataset, fraction: float, seed: int = 0) -> tuple[DatasetSubset, DatasetSubset]:
+    """``(train, held_out)``: ``fraction`` of each class's items held out, chosen by ``seed``; disjoint.
+
+    A class of ``n`` items gives ``round(fraction * n)`` of them (at least one when ``n >= 2``, never all), so
+    the held-out set has the training set's class balance. Uses ``dataset.targets`` (no decoding).
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"the held-out fraction must lie strictly between 0 and 1, got {fraction}")
+    targets = getattr(dataset, "targets", None)
+    if targets is None:
+        raise ValueError("holdout_split needs a dataset with .targets (one label per item)")
+    by_class: dict[int, list[int]] = {}
+    for index, label in enumerate(targets):
+        by_class.setdefault(int(label), []).append(index)
+    generator = torch.Generator().manual_seed(seed)
+    held_out: list[int] = []
+    for label in sorted(by_class):
+        members = by_class[label]
+        count = min(len(members) - 1, max(1, round(fraction * len(members)))) if len(members) >= 2 else 0
+        order = torch.randperm(len(members), generator=generator).tolist()
+        held_out.extend(members[i] for i in order[:count])
+    if not held_out:
+        raise ValueError(
+            "cannot hold out images for validation: every class has a single image; add a val/ folder with "
+            "images of each class, or more training images"
+        )
+    chosen = set(held_out)
+    kept = [i for i in range(len(targets)) if i not in chosen]
+    return DatasetSubset(dataset, kept), DatasetSubset(dataset, sorted(held_out))
+
+
+def train_val_datasets(
+    data: str | os.PathLike | None, val_fraction: float, seed: int = 0, *, download: bool = True,
+) -> tuple[Dataset, Dataset | None, str]:
+    """The training and validation sets of a training run, and a sentence saying where validation comes from.
+
+    Fashion-MNIST / MNIST: their train and test splits. An image folder with ``train/`` and ``val/``: those.
+    A folder without ``val/`` (its ``train/``, or the folder itself as the class tree): ``val_fraction`` of
+    the training images, class-balanced and chosen by ``seed``, are held out for validation and not
+    trained on; ``val_fraction=0`` trains on every image and validates on none.
+    """
+    key = "fashion-mnist" if data is None else BUILTIN_ALIASES.get(str(data).lower())
+    if key is not None:
+        train = load_builtin(key, "train", None, download)
+        val = load_builtin(key, "val", None, download)
+        return train, val, f"validation on the {BUILTIN_DATASETS[key].name} test split ({len(val)} images)"
+    root = Path(data).expanduser()
+    if not root.exists():
+        raise FileNotFoundError(f"data directory {root} does not exist")
+    has_train, has_val = (root / "train").is_dir(), (root / "val").is_dir()
+    if has_val and not has_train:
+        raise FileNotFoundError(
+            f"{root} has val/ but no train/ folder; put the training images in {root / 'train'}/<class>/ "
+            f"(or give the class tree itself as --data)"
+        )
+    full = ImageFolderDataset(root / "train" if has_train else root)
+    if has_val:
+        val = ImageFolderDataset(root / "val")
+        return full, val, f"validation on {root / 'val'} ({len(val)} images)"
+    if val_fraction == 0:
+        return full, None, f"no validation: {root} has no val/ split and val_fraction is 0"
+    train, val = holdout_split(full, val_fraction, seed)
+    return train, val, (
+        f"{root} has no val/ split: {len(val)} of its {len(full)} training images ({val_fraction:.0%}, "
+        f"class-balanced, seed {seed}) are held out for validation and not trained on (val_fraction)"
+    )
 
 
 # -- loading --------------------------------------------------------------------------------------------

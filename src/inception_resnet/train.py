@@ -131,6 +131,8 @@ class TrainConfig:
     data: str | None = _opt(None, "image folder, 'fashion-mnist' (default), 'mnist', or 'synthetic:N[:CLASSES]'")
     max_train_images: int | None = _opt(None, "train on a class-balanced subset of this many images")
     max_val_images: int | None = _opt(None, "validate on a class-balanced subset of this many images")
+    val_fraction: float = _opt(0.1, "without a val/ split in the data folder: the share of the training images "
+                                    "held out for validation (class-balanced, chosen by the seed; 0: none)")
     num_workers: int | None = _opt(None, "data loader processes (default: 0 on a machine of <= 2 cores, else "
                                          "up to 8 per process)")
     color_distortion: bool = _opt(True, "random colour distortion in the training augmentation")
@@ -236,6 +238,8 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must lie in [0, 1), got {self.val_fraction}")
         if self.num_workers is not None and self.num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
         for name in ("label_smoothing", "drop_rate", "ema_decay", "momentum", "rmsprop_decay"):
@@ -705,6 +709,7 @@ class Trainer:
         self.epoch_sums: dict[str, float] = {}
         self.last_checkpoint: Path | None = None
         self.rng_to_restore: dict[str, Any] | None = None
+        self.validation = "validation on the datasets given to train()"
 
     # -- set-up -----------------------------------------------------------------------------------------
     def configure_runtime(self) -> None:
@@ -788,16 +793,21 @@ class Trainer:
         config = self.config
         synthetic = parse_synthetic(config.data)
         if train_dataset is not None:
+            if val_dataset is None:
+                self.validation = "no validation (train() was given no validation set)"
             return train_dataset, val_dataset, False
         if synthetic is not None:
             count, classes = synthetic
             size = config.input_size or 299
             train = SyntheticDataset(count, classes, config.in_chans, size, seed=config.seed)
             val = SyntheticDataset(max(classes, count // 4), classes, config.in_chans, size, seed=config.seed + 1)
+            self.validation = f"validation on {len(val)} synthetic images of their own (seed {config.seed + 1})"
             return train, val, False
-        from .data import build_dataset
+        from .data import train_val_datasets
 
-        return build_dataset(config.data, "train"), build_dataset(config.data, "val"), True
+        train, val, self.validation = train_val_datasets(config.data, config.val_fraction, config.seed)
+        self.say(self.validation)
+        return train, val, True
 
     def attach_transforms(
         self, net: nn.Module, train_dataset: Dataset, val_dataset: Dataset | None
@@ -952,7 +962,7 @@ class Trainer:
                     f"cannot resume from {self.resume_path}: it was trained with {name}={saved.get(name)!r} but "
                     f"this run has {name}={getattr(self.config, name)!r}; use the same setting or a new --run-dir"
                 )
-        for name in ("batch_size", "seed", "data", "max_train_images"):
+        for name in ("batch_size", "seed", "data", "max_train_images", "val_fraction"):
             if saved.get(name) != getattr(self.config, name):
                 warnings.warn(
                     f"resuming with {name}={getattr(self.config, name)!r} (checkpoint: {saved.get(name)!r}): the "
@@ -1036,6 +1046,7 @@ class Trainer:
             "micro_batch_per_process": self.sampler.micro_batch,
             "steps_per_epoch": self.steps_per_epoch,
             "total_steps": self.steps_per_epoch * config.epochs,
+            "validation": self.validation,
             "train_images": self.train_images,
             "val_images": self.val_images,
             "num_classes": len(self.classes),
@@ -1152,7 +1163,7 @@ class Trainer:
             except StopIteration:
                 raise RuntimeError(
                     f"the training data ran out in epoch {self.epoch + 1} after {self.step_in_epoch} steps: "
-                    "too many unreadable images were skipped (see the warnings); remove them or use --strict"
+                    "too many unreadable images were skipped; remove or replace the files the warnings name"
                 ) from None
             images, labels = runner.prepare(images, labels)
             main, total, zero = runner.forward_backward(images, labels, sync=micro == config.accum_steps - 1)

@@ -1,8 +1,8 @@
 """``inception-resnet bench``: our model against timm's (same settings, interleaved), inference or training.
 
 A thin layer over :mod:`inception_resnet.bench`. The flags describe one setting (``--channels-last``,
-``--compile``, ``--amp``...); ``--optimize`` applies our optimisations to our model, ``--timm`` adds timm's
-model with the same settings as the baseline. ``--candidates`` lists candidate specs explicitly instead
+``--compile``, ``--precision``...); ``--optimize`` applies our optimisations to our model, ``--timm`` adds
+timm's model with the same settings as the baseline. ``--candidates`` lists candidate specs explicitly instead
 (``timm+cl+compile ours+opt+cl+compile``; see :func:`inception_resnet.bench.parse_candidate`).
 """
 
@@ -25,7 +25,15 @@ from ..bench import (
     to_markdown,
 )
 from ..machine import environment
-from .options import parse_option
+from .options import add_flag, resolve_device
+
+DESCRIPTION = (
+    "Time our model against timm's (same settings, interleaved rounds; medians reported), for inference or the "
+    "trainer's training step. The flags describe one setting (--channels-last, --compile, --precision...); "
+    "--optimize applies our optimisations to our model, --timm adds timm's model with the same settings as the "
+    "baseline. --candidates lists candidate specs instead, e.g. 'timm+cl+compile ours+opt+cl+compile' (parts: "
+    "timm or ours, then +cl for channels-last, +compile, +opt for our optimisations, +onednn for the CPU path)."
+)
 
 
 def candidates_from_args(args: argparse.Namespace) -> list[Candidate]:
@@ -38,11 +46,12 @@ def candidates_from_args(args: argparse.Namespace) -> list[Candidate]:
 
 
 def workload_from_args(args: argparse.Namespace) -> Workload:
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = str(resolve_device(args.device))
     return Workload(
         model=args.model, mode=args.mode, batch_size=args.batch_size, input_size=args.input_size,
-        device=device, amp=None if args.amp == "none" else args.amp, steps=args.steps, warmup=args.warmup,
-        rounds=args.rounds, model_options=tuple(args.option), peak_tflops=args.peak_tflops,
+        device=device, amp=None if args.precision == "fp32" else args.precision, steps=args.steps,
+        warmup=args.warmup, rounds=args.rounds, model_options=tuple(args.model_option),
+        peak_tflops=args.peak_tflops,
     )
 
 
@@ -53,12 +62,12 @@ def command_line(args: argparse.Namespace) -> str:
     for flag in ("device", "compile", "baseline", "json", "markdown"):
         value = getattr(args, flag)
         words += [f"--{flag}", str(value)] if value is not None else []
-    words += ["--amp", args.amp] if args.amp != "none" else []
+    words += ["--precision", args.precision] if args.precision != "fp32" else []
     for flag in ("channels_last", "optimize", "timm"):
         words += ["--" + flag.replace("_", "-")] if getattr(args, flag) else []
     words += ["--candidates", *args.candidates] if args.candidates else []
-    for key, value in args.option:
-        words += ["--option", f"{key}={json.dumps(value) if not isinstance(value, str) else value}"]
+    for key, value in args.model_option:
+        words += ["--model-option", f"{key}={json.dumps(value) if not isinstance(value, str) else value}"]
     words += ["--steps", str(args.steps), "--warmup", str(args.warmup), "--rounds", str(args.rounds)]
     words += ["--threads", str(args.threads)] if args.threads else []
     return " ".join(words)
@@ -86,30 +95,35 @@ def run(args: argparse.Namespace) -> int:
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "bench", help="time a model against timm's (images/s, latency, TFLOP/s, peak memory)",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=DESCRIPTION,
     )
-    parser.add_argument("--model", required=True, help="registered model name, e.g. inception_v4")
-    parser.add_argument("--mode", choices=["infer", "train"], default="infer")
-    parser.add_argument("--batch-size", type=int, default=1)
-    parser.add_argument("--input-size", type=int, default=299)
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    parser.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none", help="autocast dtype")
+    add_flag(parser, "model", required=True)
+    add_flag(parser, "model_option", default=[])
+    parser.add_argument("--mode", choices=["infer", "train"], default="infer",
+                        help="inference, or the trainer's training step")
+    add_flag(parser, "batch_size", default=1)
+    parser.add_argument("--input-size", type=int, default=299, metavar="N", help="input side in pixels")
+    add_flag(parser, "device", default="auto")
+    add_flag(parser, "precision", default="fp32")
     parser.add_argument("--channels-last", action="store_true", help="model and input in channels_last")
     parser.add_argument("--compile", nargs="?", const="default", default=None, metavar="MODE",
-                        help="torch.compile, optionally with a mode (default, max-autotune, reduce-overhead...)")
+                        help="torch.compile, optionally with a mode: default, max-autotune, reduce-overhead... "
+                             "(default: not compiled)")
     parser.add_argument("--optimize", action="store_true",
                         help="ours: optimize_for_inference (infer) or fuse_branches (train)")
     parser.add_argument("--timm", action="store_true", help="add timm's model with the same settings (baseline)")
-    parser.add_argument("--candidates", nargs="+", metavar="SPEC", help="explicit candidate specs")
-    parser.add_argument("--baseline", default=None, metavar="SPEC", help="ratios against this candidate")
+    parser.add_argument("--candidates", nargs="+", metavar="SPEC",
+                        help="explicit candidate specs (default: from the flags above)")
+    parser.add_argument("--baseline", default=None, metavar="SPEC",
+                        help="ratios against this candidate (default: the first timm candidate, else the first)")
     parser.add_argument("--steps", type=int, default=5, help="timed steps per round")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps after building (compiles)")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds; medians are reported")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
-    parser.add_argument("--peak-tflops", type=float, default=None, help="peak for the FLOP utilisation column")
-    parser.add_argument("--option", type=parse_option, action="append", default=[], metavar="KEY=VALUE",
-                        help="model option, e.g. width_multiplier=0.25 (repeatable)")
-    parser.add_argument("--json", default=None, metavar="FILE", help="write the results as JSON")
-    parser.add_argument("--markdown", default=None, metavar="FILE", help="write a markdown results file")
+    parser.add_argument("--peak-tflops", type=float, default=None,
+                        help="peak for the FLOP utilisation column (default: no such column)")
+    parser.add_argument("--json", default=None, metavar="FILE", help="write the results as JSON (default: none)")
+    parser.add_argument("--markdown", default=None, metavar="FILE",
+                        help="write a markdown results file (default: none)")
     parser.add_argument("--verbose", action="store_true", help="log progress to stderr")
     parser.set_defaults(func=run)

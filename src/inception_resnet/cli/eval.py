@@ -1,8 +1,9 @@
 """``inception-resnet eval``: top-1/top-5 error of a model or an ensemble with a crop set (1, 10, 12, 144).
 
-A thin layer over :func:`inception_resnet.evaluate.evaluate`: it builds the dataset (to know its classes),
-the models (``create_model(name, pretrained=SOURCE, num_classes=<classes of the data>)``), checks the
-output files can be written before any work starts, runs the evaluation and prints a paper-style table.
+A thin layer over :func:`inception_resnet.evaluate.evaluate`: it builds the dataset (to know its classes;
+relabelled by ``--class-map``), the models (``create_model(name, pretrained=SOURCE, num_classes=<classes of
+the data>)``, random weights drawn with ``--seed``), checks the output files can be written before any work
+starts, runs the evaluation and prints a paper-style table.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from typing import Any
 import torch
 
 from ..crops import CROP_SETS
-from ..data import build_dataset
+from ..data import apply_class_map, build_dataset, read_class_map
 from ..evaluate import EvalResult, evaluate
 from ..registry import create_model
 from ..transforms import EVAL_STYLES
-from .options import parse_option
+from ..weights import fetch_weights
+from .options import add_flag, resolve_device
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,14 @@ def build_member(spec: MemberSpec, num_classes: int, in_chans: int, options: dic
         ) from None
 
 
+def load_data(args: argparse.Namespace, decode: bool) -> torch.utils.data.Dataset:
+    """The dataset to evaluate, relabelled by ``--class-map`` when one is given."""
+    dataset = build_dataset(args.data, args.split, strict=args.strict, download=not args.no_download, decode=decode)
+    if args.class_map:
+        dataset = apply_class_map(dataset, read_class_map(args.class_map), f"--class-map {args.class_map}")
+    return dataset
+
+
 def run(args: argparse.Namespace) -> int:
     check_writable(args.json, "--json file")
     check_writable(args.csv, "--csv file")
@@ -91,17 +101,20 @@ def run(args: argparse.Namespace) -> int:
     members = ([MemberSpec(args.model, args.weights, args.model_weight)] if args.model else []) + args.ensemble
     if not members:
         raise ValueError("give a model with --model NAME (and --weights SOURCE), or members with --ensemble")
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda was given but no CUDA device is available; use --device cpu")
+    if args.weights and not args.model:
+        raise ValueError("--weights goes with --model; give --model NAME too (or NAME:WEIGHTS to --ensemble)")
+    device = resolve_device(args.device)
     decode_on_gpu = device.type == "cuda" and not args.no_gpu_decode
-    dataset = build_dataset(args.data, args.split, strict=args.strict, download=not args.no_download,
-                            decode=not decode_on_gpu)
+    dataset = load_data(args, decode=not decode_on_gpu)
+    num_classes = args.num_classes or len(dataset.classes)
     options = dict(args.model_option)
-    models = [build_member(spec, len(dataset.classes), args.in_chans, options) for spec in members]
+    for spec in members:
+        fetch_weights(spec.weights, spec.name)  # a missing file or an unreachable hub: fail before the work
+    torch.manual_seed(args.seed)  # members without weights get the same random weights on every run
+    models = [build_member(spec, num_classes, args.in_chans, options) for spec in members]
     result = evaluate(
         models, dataset, crops=args.crops, batch_size=args.batch_size,
-        weights_for_ensemble=[spec.weight for spec in members], device=device, amp=args.amp,
+        weights_for_ensemble=[spec.weight for spec in members], device=device, amp=args.precision,
         channels_last=args.channels_last, num_workers=args.workers, strict=args.strict,
         per_class=args.per_class, limit=args.limit, seed=args.seed, progress=not args.quiet,
         style=args.style, input_size=args.input_size, gpu_decode=decode_on_gpu,
@@ -129,37 +142,42 @@ def report(result: EvalResult, args: argparse.Namespace) -> None:
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "eval", help="top-1/top-5 error with 1, 10, 12 or 144 crops, of a model or an ensemble",
-        description="Evaluate a model (or an ensemble: softmax averaged) on an image folder or Fashion-MNIST.",
+        description="Evaluate a model (or an ensemble: softmax averaged) on an image folder or Fashion-MNIST. "
+                    "The models get as many outputs as the data has classes (or --num-classes); a model "
+                    "without --weights gets random weights drawn with --seed.",
     )
-    parser.add_argument("--model", help="registered model name (see `inception-resnet models`)")
-    parser.add_argument("--weights", help="weights for --model: a file or anything create_model(pretrained=) takes")
-    parser.add_argument("--model-weight", type=float, default=1.0, help="ensemble weight of --model (default 1)")
+    add_flag(parser, "model", extra_help="(default: none; give --model or --ensemble)")
+    add_flag(parser, "weights", extra_help="(default: none, random weights)")
+    add_flag(parser, "model_option", default=[], help="a model option for every member, e.g. width_multiplier=0.25 "
+             "(repeatable; VALUE is read as JSON when it parses)")
+    add_flag(parser, "num_classes", help="classifier outputs of every member (default: the number of classes in "
+             "the data, or of the --class-map)")
+    add_flag(parser, "class_map")
+    parser.add_argument("--model-weight", type=float, default=1.0, help="ensemble weight of --model")
     parser.add_argument("--ensemble", type=parse_member, action="append", default=[], metavar="NAME[:W[:WEIGHT]]",
-                        help="add an ensemble member: model name, optional weights source and ensemble weight")
-    parser.add_argument("--model-option", type=parse_option, action="append", default=[], metavar="KEY=VALUE",
-                        help="a model option for every member, e.g. width_multiplier=0.25 (repeatable)")
-    parser.add_argument("--in-chans", type=int, default=3, help="input channels of the models (default 3)")
-    parser.add_argument("--data", help="image folder (DIR/val/<class>/*.jpg or DIR/<class>/*.jpg), "
-                        "'fashion-mnist' or 'mnist'; default: Fashion-MNIST")
-    parser.add_argument("--split", choices=("train", "val"), default="val", help="split to evaluate (default val)")
-    parser.add_argument("--crops", type=int, choices=CROP_SETS, default=1, help="crop set (default 1)")
+                        help="add an ensemble member: model name, optional weights source and ensemble weight "
+                             "(repeatable)")
+    parser.add_argument("--in-chans", type=int, default=3, help="input channels of the models")
+    add_flag(parser, "data", help="image folder (DIR/val/<class>/*.jpg or DIR/<class>/*.jpg), 'fashion-mnist' "
+             "or 'mnist' (default: Fashion-MNIST's 10,000 test images)")
+    parser.add_argument("--split", choices=("train", "val"), default="val", help="split to evaluate")
+    parser.add_argument("--crops", type=int, choices=CROP_SETS, default=1, help="crop set")
     parser.add_argument("--style", choices=EVAL_STYLES, help="single-crop preprocessing (default: the weights')")
-    parser.add_argument("--input-size", type=int, help="input side in pixels (default: the model's)")
-    parser.add_argument("--batch-size", type=int, default=32, help="views per forward pass (default 32)")
-    parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
-                        help="DataLoader worker processes (default: up to 8)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                        help="cpu or cuda (default: cuda when available)")
-    parser.add_argument("--amp", nargs="?", const="bf16", default=None, choices=["bf16", "fp16"],
-                        help="autocast: bf16 (the default when given alone) or fp16")
+    parser.add_argument("--input-size", type=int, metavar="N", help="input side in pixels (default: the model's)")
+    add_flag(parser, "batch_size", default=32, help="views per forward pass")
+    add_flag(parser, "workers", default=min(8, os.cpu_count() or 1))
+    add_flag(parser, "device", default="auto")
+    add_flag(parser, "precision", default="fp32")
     parser.add_argument("--channels-last", action="store_true", help="channels-last memory format")
     parser.add_argument("--no-gpu-decode", action="store_true", help="decode JPEGs on the CPU even with cuda")
     parser.add_argument("--strict", action="store_true", help="stop at the first undecodable file")
     parser.add_argument("--per-class", action="store_true", help="also report top-1 accuracy per class")
-    parser.add_argument("--limit", type=int, help="evaluate a class-balanced subset of N images")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the --limit subset (default 0)")
+    parser.add_argument("--limit", type=int, metavar="N",
+                        help="evaluate a class-balanced subset of N images (default: all)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the --limit subset and of the random weights of members without weights")
     parser.add_argument("--no-download", action="store_true", help="never download Fashion-MNIST/MNIST")
-    parser.add_argument("--json", help="write the results to this JSON file")
-    parser.add_argument("--csv", help="write the results to this CSV file")
+    parser.add_argument("--json", metavar="FILE", help="write the results to this JSON file (default: none)")
+    parser.add_argument("--csv", metavar="FILE", help="write the results to this CSV file (default: none)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)

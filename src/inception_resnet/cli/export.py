@@ -1,4 +1,4 @@
-"""``inception-resnet export NAME --weights W --format {safetensors,onnx,torchscript}``.
+"""``inception-resnet export --model NAME --weights W --format {safetensors,onnx,torchscript}``.
 
 A thin layer over :func:`inception_resnet.export.export_model`: builds the model, loads the weights,
 writes the file (``--output``, default ``NAME.<suffix>`` here; an existing file is kept unless
@@ -12,14 +12,26 @@ import argparse
 from pathlib import Path
 
 from ..export import FORMATS, default_path, export_model
+from .options import add_flag
 from .predict import add_model_arguments, build_model
 
 
+def model_name(args: argparse.Namespace) -> str:
+    """``--model``, or the positional NAME of earlier versions; both only when they agree."""
+    if args.model and args.name and args.model != args.name:
+        raise ValueError(f"two models given: {args.name} and --model {args.model}; give one, with --model NAME")
+    name = args.model or args.name
+    if not name:
+        raise ValueError("give the model with --model NAME (see: inception-resnet models)")
+    return name
+
+
 def run(args: argparse.Namespace) -> int:
-    output = Path(args.output) if args.output else default_path(args.name, args.format)
+    name = model_name(args)
+    output = Path(args.output) if args.output else default_path(name, args.format)
     if output.exists() and not args.overwrite:
         raise ValueError(f"{output} exists; pass --overwrite to replace it or --output to write elsewhere")
-    model = build_model(args.name, args.weights, args.num_classes, args.model_option)
+    model = build_model(name, args.weights, args.num_classes, args.model_option)
     if args.train_mode:
         model.train()
     result = export_model(model, output, args.format, input_size=args.input_size, train_mode=args.train_mode,
@@ -32,16 +44,22 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("export", help="write a model as safetensors (timm layout), ONNX or TorchScript")
-    parser.add_argument("name", metavar="NAME", help="network name (see `inception-resnet models`)")
+    parser = subparsers.add_parser(
+        "export", help="write a model as safetensors (timm layout), ONNX or TorchScript",
+        description="Write a model with its weights as safetensors (timm's layout), ONNX or TorchScript; ONNX and "
+                    "TorchScript files are checked against PyTorch on a random batch.",
+    )
+    add_flag(parser, "model", extra_help="(required; the positional NAME of earlier versions works too)")
+    parser.add_argument("name", nargs="?", metavar="NAME", help="the model, as --model (kept for old command lines)")
     add_model_arguments(parser)
     parser.add_argument("--format", choices=FORMATS, required=True, help="output format")
-    parser.add_argument("--output", "-o", default=None, help="output file (default: NAME.<suffix> here)")
+    parser.add_argument("--output", "-o", default=None, metavar="FILE",
+                        help="output file (default: NAME.<suffix> here)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     parser.add_argument("--input-size", type=int, default=None,
-                        help="input side of the export example and check (default: the model's, 299)")
+                        metavar="N", help="input side of the export example and check (default: the model's, 299)")
     parser.add_argument("--train-mode", action="store_true",
                         help="export the training-mode model (only safetensors can represent it)")
     parser.add_argument("--no-check", action="store_true", help="skip the onnxruntime / TorchScript check")
-    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset")
     parser.set_defaults(func=run)

@@ -49,7 +49,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("models", help="list the networks with parameters and GMACs")
+    parser = subparsers.add_parser(
+        "models", help="list the networks with parameters and GMACs",
+        description="The registered networks with their parameters (1000 classes), GMACs at the default input "
+                    "size, default and minimum input sizes and source, computed from the models themselves.",
+    )
     parser.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'inception_resnet*'")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(func=run)

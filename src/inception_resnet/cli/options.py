@@ -1,10 +1,23 @@
-"""Argument types the subcommands share."""
+"""The flags several commands share, each defined once here, and the help formatter every command uses.
+
+A command adds a shared flag with :func:`add_flag` (``add_flag(parser, "batch_size", default=32)``), so the
+same setting has the same spelling, short form, type, choices and metavar everywhere: ``--model``,
+``--model-option KEY=VALUE``, ``--weights``, ``--num-classes``, ``--class-map FILE``, ``--device`` (default
+``auto`` everywhere), ``-b/--batch-size``, ``-j/--workers``, ``--precision {fp32,bf16,fp16}`` and
+``--data``/``--data-dir``; the names follow timm's scripts where timm users would type them. Spellings of
+earlier versions (``--amp``, ``--num-workers``, ``--option``, ``--pretrained``) still work, hidden from the
+help, with a note on stderr naming the flag that replaces them.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
+from dataclasses import dataclass, field
 from typing import Any
+
+PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 def parse_option(text: str) -> tuple[str, Any]:
@@ -13,6 +26,156 @@ def parse_option(text: str) -> tuple[str, Any]:
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"{text!r}: expected KEY=VALUE, e.g. width_multiplier=0.25")
     try:
-        return key, json.loads(value)
+        return key.strip(), json.loads(value)
     except json.JSONDecodeError:
-        return key, value
+        return key.strip(), value
+
+
+def parse_amp(text: str) -> str:
+    """The old ``--amp`` values as precisions: ``none`` is fp32."""
+    return "fp32" if text == "none" else text
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One shared flag: its option strings, argparse keywords, help text and hidden old spellings."""
+
+    names: tuple[str, ...]
+    help: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    deprecated: tuple[tuple[str, dict[str, Any]], ...] = ()
+
+
+SHARED: dict[str, Flag] = {
+    "model": Flag(("--model",), "registered model name (see: inception-resnet models)", {"metavar": "NAME"}),
+    "model_option": Flag(
+        ("--model-option",), "a model option, e.g. width_multiplier=0.25 or aux_logits=true (repeatable; VALUE "
+        "is read as JSON when it parses)", {"type": parse_option, "action": "append", "metavar": "KEY=VALUE"},
+        deprecated=(("--option", {}),),
+    ),
+    "weights": Flag(
+        ("--weights",), "weights to load: a file (.safetensors, .pth, TF-slim .ckpt, Keras .h5), a folder holding "
+        "model.safetensors, or a hub tag such as timm/inception_v4.tf_in1k", {"metavar": "SOURCE"},
+        deprecated=(("--pretrained", {}),),
+    ),
+    "num_classes": Flag(
+        ("--num-classes",), "classifier outputs (1001 keeps TF-slim's background class)", {"type": int, "metavar": "N"}
+    ),
+    "class_map": Flag(
+        ("--class-map",), "map class folder names to the model's class indices: a text file with one class name "
+        "per line (line k is index k, as timm's class maps) or 'NAME INDEX' lines, or a JSON object; lets weights "
+        "trained on many classes (ImageNet) be evaluated on a folder holding some of them", {"metavar": "FILE"},
+    ),
+    "device": Flag(
+        ("--device",), "auto (cuda when available, else cpu), cpu, cuda or cuda:N", {"metavar": "DEVICE"}
+    ),
+    "batch_size": Flag(("-b", "--batch-size"), "batch size", {"type": int, "metavar": "N"}),
+    "workers": Flag(
+        ("-j", "--workers"), "data loader worker processes (0: load in the main process)",
+        {"type": int, "metavar": "N"}, deprecated=(("--num-workers", {}),),
+    ),
+    "precision": Flag(
+        ("--precision",), "fp32, or autocast to bf16 or fp16", {"choices": PRECISIONS},
+        deprecated=(("--amp", {"nargs": "?", "const": "bf16", "type": parse_amp}),),
+    ),
+    "data": Flag(
+        ("--data", "--data-dir"), "an image folder (DIR/train/<class>/*.jpg and DIR/val/<class>/*.jpg, or "
+        "DIR/<class>/*.jpg), 'fashion-mnist' or 'mnist'", {"metavar": "DIR"},
+    ),
+}
+
+# What a flag's replacement is called in the note printed when an old spelling is used.
+_REPLACEMENTS = {old: flag.names[-1] for flag in SHARED.values() for old, _ in flag.deprecated}
+
+
+class DeprecatedAlias(argparse.Action):
+    """An old spelling: stores like the flag that replaced it and says so on stderr."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"note: {option_string} is deprecated; use {_REPLACEMENTS[option_string]}", file=sys.stderr)
+        if self.const is not None and values is None:
+            values = self.const
+        if self.append:
+            items = list(getattr(namespace, self.dest, None) or [])
+            items.append(values)
+            values = items
+        setattr(namespace, self.dest, values)
+
+    def __init__(self, *args, append: bool = False, **kwargs) -> None:
+        self.append = append
+        super().__init__(*args, **kwargs)
+
+
+def add_flag(parser: argparse.ArgumentParser, key: str, *, help: str | None = None, extra_help: str = "",
+             **overrides: Any) -> argparse.Action:
+    """Add the shared flag ``key`` to ``parser``; ``overrides`` set ``default``, ``required``, ``dest``...
+
+    ``help`` replaces the shared help text, ``extra_help`` is appended to it. Hidden old spellings are added too.
+    """
+    flag = SHARED[key]
+    kwargs = {**flag.kwargs, **overrides}
+    text = help if help is not None else flag.help
+    action = parser.add_argument(*flag.names, help=text + (f" {extra_help}" if extra_help else ""), **kwargs)
+    for old, old_kwargs in flag.deprecated:
+        alias_kwargs = {k: v for k, v in kwargs.items() if k in ("type", "choices", "metavar")}
+        alias_kwargs.update(old_kwargs)
+        append = kwargs.get("action") == "append"
+        parser.add_argument(old, dest=action.dest, action=DeprecatedAlias, append=append,
+                            default=argparse.SUPPRESS, help=argparse.SUPPRESS, **alias_kwargs)
+    return action
+
+
+def resolve_device(name: str | None) -> Any:
+    """``--device``: ``auto`` (or None) is cuda when available, else cpu; cuda without CUDA is a clear error."""
+    import torch
+
+    if name in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise ValueError(f"--device {name!r} is not a device ({err}); use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"--device {name} was given but no CUDA device is available; use --device cpu or auto")
+    return device
+
+
+_SWITCHES = (argparse._StoreTrueAction, argparse._StoreFalseAction, argparse._StoreConstAction,
+             argparse._CountAction, argparse._HelpAction, argparse._VersionAction)
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's help with the default appended to every flag that takes a value and has one.
+
+    As argparse's ``ArgumentDefaultsHelpFormatter``, except that a help text that already says its default
+    (or what its absence means) is left as it is, an unset default reads "none", and switches, which are
+    off unless given, get no "(default: False)".
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if says_default(text) or not action.option_strings or isinstance(action, _SWITCHES) or action.required:
+            return text
+        if action.default is argparse.SUPPRESS:
+            return text
+        if action.default is None or action.default == []:
+            return text + " (default: none)"
+        return text + " (default: %(default)s)"
+
+
+def says_default(text: str) -> bool:
+    """Whether a help text already states its default (or what leaving the flag out means)."""
+    return "(default" in text or "default:" in text
+
+
+def is_switch(action: argparse.Action) -> bool:
+    """Whether the flag takes no value (its help needs no default)."""
+    return isinstance(action, _SWITCHES)
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose help shows defaults (:class:`HelpFormatter`); sub-commands inherit it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)

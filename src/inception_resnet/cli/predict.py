@@ -19,18 +19,14 @@ from torch import nn
 from ..predict import format_predictions, predict_files
 from ..registry import create_model
 from ..weights import fetch_weights, load_weights
-from .options import parse_option
+from .options import add_flag, resolve_device
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, weights_required: bool = True) -> None:
-    """``--model``, ``--weights``, ``--num-classes``, ``--model-option``: what builds the model."""
-    parser.add_argument("--weights", required=weights_required, metavar="SOURCE",
-                        help="weights file (.safetensors/.pth, TF-slim .ckpt, Keras .h5), folder or hub tag "
-                             "such as timm/inception_v4.tf_in1k")
-    parser.add_argument("--num-classes", type=int, default=None,
-                        help="classifier outputs (default 1000; 1001 keeps TF-slim's background class)")
-    parser.add_argument("--model-option", type=parse_option, action="append", default=[], metavar="KEY=VALUE",
-                        help="network option, e.g. aux_logits=true or width_multiplier=0.5 (repeatable)")
+    """``--weights``, ``--num-classes``, ``--model-option``: what builds the model besides its name."""
+    add_flag(parser, "weights", required=weights_required)
+    add_flag(parser, "num_classes", extra_help="(default: 1000)")
+    add_flag(parser, "model_option", default=[])
 
 
 def build_model(name: str, weights: str | None, num_classes: int | None, options: list[tuple[str, Any]]) -> nn.Module:
@@ -51,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--topk must be at least 1, got {args.topk}")
     model = build_model(args.model, args.weights, args.num_classes, args.model_option)
     predictions, failures = predict_files(model, args.images, args.topk, input_size=args.input_size,
-                                          batch_size=args.batch_size, device=args.device)
+                                          batch_size=args.batch_size, device=resolve_device(args.device))
     for failure in failures:
         print(f"inception-resnet predict: {failure.path}: {failure.error}", file=sys.stderr)
     if args.json:
@@ -68,14 +64,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("predict", help="top-k ImageNet classes of image files")
+    parser = subparsers.add_parser(
+        "predict", help="top-k ImageNet classes of image files",
+        description="Classify image files with the weights' own preprocessing; prints a top-k table per image "
+                    "(or JSON). Unreadable files are reported on stderr and the exit status is then 1.",
+    )
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG...)")
-    parser.add_argument("--model", required=True, help="network name (see `inception-resnet models`)")
+    add_flag(parser, "model", required=True)
     add_model_arguments(parser)
-    parser.add_argument("--topk", type=int, default=5, help="classes to show per image (default 5)")
+    parser.add_argument("--topk", type=int, default=5, help="classes to show per image")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    parser.add_argument("--input-size", type=int, default=None,
+    parser.add_argument("--input-size", type=int, default=None, metavar="N",
                         help="input side in pixels (default: the weights' own, 299 for the ImageNet models)")
-    parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
-    parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cpu)")
+    add_flag(parser, "batch_size", default=8, help="images per forward pass")
+    add_flag(parser, "device", default="auto")
     parser.set_defaults(func=run)

@@ -15,6 +15,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from .options import add_flag
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -35,15 +37,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         command = sub.add_parser(name, help=text.split(":")[0], description=text)
         command.add_argument("--preset", default=None,
                              help="cpu, gpu, imagenet or a JSON file (default: gpu with CUDA, else cpu)")
-        command.add_argument("--out", default=None, help="report directory (default: study-results/<preset>/"
-                             f"{name})")
+        command.add_argument("--out", default=None, metavar="DIR",
+                             help=f"report directory (default: study-results/<preset>/{name})")
         command.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                              help="change a setting: a study key (seeds=[0,1], pairs=..., scales=...) or a "
                                   "training setting (epochs=2, train.lr=0.1); VALUE is JSON when it parses")
-        command.add_argument("--data", default=None, help="shortcut for --set data=DIR (an ImageFolder tree)")
-        command.add_argument("--seeds", default=None, help="shortcut for --set seeds=[..], e.g. 0,1,2")
+        add_flag(command, "data", default=None, help="shortcut for --set data=DIR: an image folder, "
+                 "'fashion-mnist' or 'mnist' (default: the preset's)")
+        command.add_argument("--seeds", default=None,
+                             help="shortcut for --set seeds=[..], e.g. 0,1,2 (default: the preset's)")
         command.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
-                             help="start no new run after this many seconds (the report marks the rest)")
+                             help="start no new run after this many seconds; the report marks the rest "
+                                  "(default: no limit)")
         command.add_argument("--report-only", action="store_true",
                              help="train nothing; rebuild the report from the runs already in --out")
         command.add_argument("--print-config", action="store_true",
@@ -56,7 +61,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         command.set_defaults(func=run, section=name)
     presets = sub.add_parser("presets", help="list the presets, or print one (to copy and edit)",
                              description="Without NAME: the presets and their descriptions. With NAME: its JSON.")
-    presets.add_argument("name", nargs="?", default=None)
+    presets.add_argument("name", nargs="?", default=None, help="a preset to print (default: list them all)")
     presets.set_defaults(func=show_presets)
 
 

@@ -8,6 +8,7 @@ recipe fills them in.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -15,6 +16,8 @@ import types
 import typing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from .options import add_flag, says_default
 
 if TYPE_CHECKING:
     from ..train import TrainConfig
@@ -28,19 +31,52 @@ def _base_type(annotation: Any) -> Any:
     return annotation
 
 
-def _key_value(text: str) -> tuple[str, Any]:
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    key, raw = text.split("=", 1)
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
-        value = raw
-    return key.strip(), value
+# TrainConfig fields set by the flags every command shares (cli/options.py), and the shared flag of each.
+SHARED_FIELDS = {
+    "model": "model", "model_options": "model_option", "pretrained": "weights", "num_classes": "num_classes",
+    "device": "device", "batch_size": "batch_size", "num_workers": "workers", "precision": "precision",
+    "data": "data",
+}
+# What an unset (None) field means, for fields whose help does not say it and the recipe does not fill in.
+NONE_MEANS = {
+    "width_multiplier": "the model's, 1.0",
+    "aux_logits": "the model's",
+    "residual_scale": "the model's, as released",
+    "pretrained": "none, random initialisation",
+    "max_train_images": "all",
+    "max_val_images": "all",
+    "threads": "torch's",
+    "resume": "a new run",
+}
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)
+
+
+def default_help(name: str, default: Any, text: str) -> str:
+    """The help of a TrainConfig flag with its default: the field's, the recipes', or what unset means."""
+    from ..train import RECIPES
+
+    text = text.replace("`", "")  # plain text: the field docs quote names in Markdown
+    if says_default(text):
+        return text
+    if isinstance(default, dict):
+        return f"{text} (default: none)"
+    if name in RECIPES["paper"] and default is None:
+        values = {recipe: _shown(settings[name]) for recipe, settings in RECIPES.items()}
+        if len(set(values.values())) == 1:
+            return f"{text} (default: {next(iter(values.values()))} in both recipes)"
+        return f"{text} (default: the recipe's: " + ", ".join(f"{k} {v}" for k, v in values.items()) + ")"
+    if default is None:
+        return f"{text} (default: {NONE_MEANS.get(name, 'unset')})"
+    return f"{text} (default: {_shown(default)})"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    from ..train import RECIPES, field_help, field_types
+    from ..train import RECIPES, TrainConfig, field_help, field_types
 
     parser = subparsers.add_parser(
         "train",
@@ -48,22 +84,25 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Train a model with the paper's recipe (--recipe paper: RMSProp with TF semantics, lr 0.045 per 32 "
             "images, x0.94 every 2 epochs, label smoothing, EMA) or --recipe sgd. Without --data it trains on "
-            "Fashion-MNIST. Distributed: torchrun --nproc_per_node=N -m inception_resnet train ..."
+            "Fashion-MNIST; a data folder without a val/ split gives --val-fraction of its training images to "
+            "validation. Distributed: torchrun --nproc_per_node=N -m inception_resnet train ..."
         ),
         argument_default=argparse.SUPPRESS,
     )
     parser.add_argument("--config", dest="config_file", metavar="FILE",
-                        help="JSON file of settings (a dict of fields, or a run's config.json)")
+                        help="JSON file of settings: a dict of fields, or a run's config.json (default: none)")
     parser.add_argument("--print-config", action="store_true", default=False,
-                        help="print the resolved configuration as JSON and exit")
+                        help="print the configuration the run would use (recipe, model and data resolved) as JSON "
+                             "and exit")
     helps = field_help()
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
     for name, annotation in field_types().items():
         flag = "--" + name.replace("_", "-")
         kind = _base_type(annotation)
-        text = helps.get(name, "")
-        if name == "model_options":
-            parser.add_argument("--model-option", dest="model_options", action="append", type=_key_value,
-                                metavar="KEY=VALUE", help=text + " (repeatable; VALUE parsed as JSON)")
+        default = defaults[name] if defaults[name] is not dataclasses.MISSING else {}
+        text = default_help(name, default, helps[name])
+        if name in SHARED_FIELDS:
+            add_flag(parser, SHARED_FIELDS[name], dest=name, default=argparse.SUPPRESS, help=text)
         elif kind is bool:
             parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, help=text)
         elif name == "recipe":
@@ -105,12 +144,52 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig.from_dict(values)
 
 
+def effective_config(config: TrainConfig) -> tuple[dict[str, Any], list[str]]:
+    """The settings a run of ``config`` uses, each resolved: the recipe's values, the model's input size and
+    options, the data's number of classes; plus notes on what could not be resolved and where validation
+    comes from. The dict is a valid ``--config`` file."""
+    import torch
+
+    from ..data import train_val_datasets
+    from ..registry import create_model, model_option_defaults
+    from ..train import parse_synthetic
+
+    values = config.resolved().to_dict()
+    notes: list[str] = []
+    options, given = model_option_defaults(config.model), config.model_kwargs()
+    for name in ("width_multiplier", "aux_logits", "residual_scale"):
+        if name in options and values[name] is None:
+            value = given.get(name, options[name])
+            values[name] = list(value) if isinstance(value, tuple) else value
+    if values["num_classes"] is None:
+        synthetic = parse_synthetic(config.data)
+        try:
+            if synthetic is not None:
+                values["num_classes"] = synthetic[1]
+            else:
+                train_set, _val, validation = train_val_datasets(config.data, config.val_fraction, config.seed,
+                                                                 download=False)
+                values["num_classes"] = len(train_set.classes)
+                notes.append(validation)
+        except RuntimeError as err:  # Fashion-MNIST / MNIST not here yet: the run would download them
+            notes.append(f"num_classes left unresolved: the data is not available without a download ({err})")
+    with torch.device("meta"):
+        model = create_model(config.model, num_classes=values["num_classes"] or 1000, in_chans=config.in_chans,
+                             **config.model_kwargs())
+    if values["input_size"] is None:
+        values["input_size"] = int(model.metadata.input_size[-1])
+    return values, notes
+
+
 def run(args: argparse.Namespace) -> int:
     from ..train import train
 
     config = build_config(args)
     if args.print_config:
-        print(json.dumps(config.resolved().to_dict(), indent=2))
+        values, notes = effective_config(config)
+        for note in notes:
+            print(note, file=sys.stderr)
+        print(json.dumps(values, indent=2))
         return 0
     summary = train(config)
     if int(os.environ.get("RANK", "0")) != 0:
