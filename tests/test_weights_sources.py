@@ -23,10 +23,9 @@ from safetensors.torch import save_file
 from torch import nn
 
 import inception_resnet as ir
-from inception_resnet import hub
 from inception_resnet.cli import main
-from inception_resnet.convert import tf_slim
-from inception_resnet.weights import load_weights, save_weights
+from inception_resnet.weights import hub, load_weights, save_weights
+from inception_resnet.weights.convert import tf_slim
 
 CROSS_FRAMEWORK_ATOL = 1e-3
 

@@ -1,6 +1,6 @@
 """``inception-resnet eval``: top-1/top-5 error of a model or an ensemble with a crop set (1, 10, 12, 144).
 
-A thin layer over :func:`inception_resnet.evaluate.evaluate`: it builds the dataset (to know its classes),
+A thin layer over :func:`inception_resnet.evaluation.evaluate.evaluate`: it builds the dataset (to know its classes),
 the models (``create_model(name, pretrained=SOURCE, num_classes=<classes of the data>)``), checks the
 output files can be written before any work starts, runs the evaluation and prints a paper-style table.
 """
@@ -16,11 +16,11 @@ from typing import Any
 
 import torch
 
-from ..crops import CROP_SETS
-from ..data import build_dataset
-from ..evaluate import EvalResult, evaluate
-from ..registry import create_model
-from ..transforms import EVAL_STYLES
+from ..data.crops import CROP_SETS
+from ..data.datasets import build_dataset
+from ..data.transforms import EVAL_STYLES
+from ..evaluation.evaluate import EvalResult, evaluate
+from ..weights.factory import create_model
 from .options import parse_option
 
 

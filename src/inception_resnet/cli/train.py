@@ -1,4 +1,4 @@
-"""``inception-resnet train``: every :class:`~inception_resnet.train.TrainConfig` field as a ``--flag``.
+"""``inception-resnet train``: every :class:`~inception_resnet.training.TrainConfig` field as a ``--flag``.
 
 Values come, lowest priority first, from the recorded configuration of the run being resumed (with
 ``--resume``), a JSON file (``--config``), then the flags given. Flags not given are not passed on, so the
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..train import TrainConfig
+    from ..training import TrainConfig
 
 
 def _base_type(annotation: Any) -> Any:
@@ -40,7 +40,7 @@ def _key_value(text: str) -> tuple[str, Any]:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    from ..train import RECIPES, field_help, field_types
+    from ..training import RECIPES, field_help, field_types
 
     parser = subparsers.add_parser(
         "train",
@@ -75,7 +75,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The settings given on the command line (and in ``--config``), as a dict of TrainConfig fields."""
-    from ..train import TrainConfig
+    from ..training import TrainConfig
 
     values: dict[str, Any] = {}
     config_file = getattr(args, "config_file", None)
@@ -97,7 +97,7 @@ def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 def build_config(args: argparse.Namespace) -> TrainConfig:
     """The TrainConfig the flags describe (merged with the recorded one when resuming)."""
-    from ..train import TrainConfig, config_for_resume
+    from ..training import TrainConfig, config_for_resume
 
     values = settings_from_args(args)
     if values.get("resume"):
@@ -106,7 +106,7 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..train import train
+    from ..training import train
 
     config = build_config(args)
     if args.print_config:

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 import torch
 
-from ..layers import Mixed, ScaledResidual, Widths, chain, conv, max_pool_reduce
-from ..network import InceptionNet
+from .base import InceptionNet
+from .layers import Mixed, ScaledResidual, Widths, chain, conv, max_pool_reduce
 
 
 class InceptionResNetStem(InceptionNet):

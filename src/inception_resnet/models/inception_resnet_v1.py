@@ -14,11 +14,11 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..layers import Widths, conv, init_weights
-from ..network import FeatureInfo, ModelMetadata
-from ..registry import register_model
+from .base import FeatureInfo, ModelMetadata
 from .inception_resnet_blocks import InceptionResNetStem, block8, block17, block35, reduction_b, resolve_scales
 from .inception_v4 import reduction_a
+from .layers import Widths, conv, init_weights
+from .registry import register_model
 
 # Widths of the v1 blocks (Figs 10-13; facenet's block35 / block17 / block8 / Mixed_7a).
 BLOCK_A = {"b0": 32, "b1": (32, 32), "b2": (32, 32, 32)}

@@ -21,11 +21,11 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..layers import Mixed, Widths, avg_pool_same, chain, conv, init_weights, max_pool_reduce
-from ..network import FeatureInfo, InceptionNet, ModelMetadata
-from ..registry import register_model
+from .base import FeatureInfo, InceptionNet, ModelMetadata
 from .inception_resnet_blocks import InceptionResNetStem, block8, block17, block35, reduction_b, resolve_scales
 from .inception_v4 import reduction_a, stem
+from .layers import Mixed, Widths, avg_pool_same, chain, conv, init_weights, max_pool_reduce
+from .registry import register_model
 
 # Widths of the v2 blocks (Figs 16-19; TF-slim block35 / block17 / block8 / Mixed_7a).
 BLOCK_A = {"b0": 32, "b1": (32, 32), "b2": (32, 48, 64)}

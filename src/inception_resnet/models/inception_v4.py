@@ -13,9 +13,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..layers import Mixed, Widths, avg_pool_same, chain, conv, init_weights, max_pool_reduce
-from ..network import FeatureInfo, InceptionNet, ModelMetadata
-from ..registry import register_model
+from .base import FeatureInfo, InceptionNet, ModelMetadata
+from .layers import Mixed, Widths, avg_pool_same, chain, conv, init_weights, max_pool_reduce
+from .registry import register_model
 
 
 def stem(in_chans: int, c: Widths) -> list[nn.Module]:

@@ -1,4 +1,9 @@
-"""Model registry: ``create_model(name, ...)`` and ``list_models()``, in the style of timm."""
+"""Model registry: the table of network builders, ``register_model`` and ``list_models``, in the style of timm.
+
+Each network file registers its builders when the :mod:`inception_resnet.models` package is imported (which
+happens before this module can be imported), so the table is complete whenever it is read. Building with
+weights is :func:`inception_resnet.weights.factory.create_model`, one layer up.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from .network import InceptionNet
+from .base import InceptionNet
 
 _BUILDERS: dict[str, Callable[..., InceptionNet]] = {}
 
@@ -26,56 +31,32 @@ def register_model(name: str) -> Callable[[Callable[..., InceptionNet]], Callabl
 
 def list_models(pattern: str = "*") -> list[str]:
     """Registered model names matching a shell-style ``pattern``, sorted."""
-    _import_models()
     return sorted(n for n in _BUILDERS if fnmatch.fnmatch(n, pattern))
 
 
-def create_model(
-    name: str,
-    *,
-    num_classes: int = 1000,
-    in_chans: int = 3,
-    drop_rate: float = 0.2,
-    pretrained: Any = None,
-    features_only: bool = False,
-    out_indices: tuple[int, ...] = (0, 1, 2, 3, 4),
-    **options: Any,
+def build_model(
+    name: str, *, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.2, **options: Any
 ) -> InceptionNet:
-    """Build a registered network.
+    """A registered network with fresh weights.
 
-    ``pretrained`` takes a state dict or a weights file (see :func:`inception_resnet.weights.load_weights`).
     ``options`` are the network's own (``residual_scale``, ``width_multiplier``, ``aux_logits``...); an
     option the network does not have is an error, not silently ignored.
     """
-    _import_models()
     if name not in _BUILDERS:
         close = [n for n in _BUILDERS if n.split("_")[0] in name or name in n]
         hint = f" Did you mean one of {close}?" if close else ""
         raise ValueError(f"unknown model {name!r}.{hint} Known models: {', '.join(sorted(_BUILDERS))}")
-    builder = _BUILDERS[name]
     accepted = model_options(name)
     unknown = [k for k in options if k not in accepted]
     if unknown:
         raise ValueError(
             f"{name} has no option {', '.join(repr(k) for k in unknown)}; its options are: {', '.join(accepted)}"
         )
-    model = builder(num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate, **options)
-    if pretrained is not None:
-        from .weights import load_weights
-
-        load_weights(model, pretrained)
-    if features_only:
-        model.set_features_only(tuple(out_indices))
-    return model
+    return _BUILDERS[name](num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate, **options)
 
 
 def model_options(name: str) -> list[str]:
     """The options (keyword arguments besides classes, channels and dropout) a registered model takes."""
-    _import_models()
     parameters = inspect.signature(_BUILDERS[name]).parameters
     common = {"num_classes", "in_chans", "drop_rate", "self", "metadata"}
     return [p for p in parameters if p not in common and parameters[p].kind is not inspect.Parameter.VAR_KEYWORD]
-
-
-def _import_models() -> None:
-    from . import models  # noqa: F401  (registers the builders)
