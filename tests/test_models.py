@@ -11,7 +11,7 @@ from inception_resnet.models.layers import ScaledResidual
 
 ZOO = ["inception_v3", "inception_v4", "inception_resnet_v1", "inception_resnet_v2", "inception_resnet_v2_paper"]
 
-# Reference counts at 1000 classes (architecture reference, section 8; timm's published tables).
+# Reference counts at 1000 classes (timm's published tables).
 PARAMS = {
     "inception_v3": 23_834_568,
     "inception_v4": 42_679_816,

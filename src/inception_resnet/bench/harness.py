@@ -254,12 +254,6 @@ def benchmark_inference(name: str, candidate: str | Candidate = "ours", **worklo
     return run_workload(Workload(name, "infer", **workload), [cand])[0]
 
 
-def benchmark_training(name: str, candidate: str | Candidate = "ours", **workload: Any) -> Result:
-    """Time one model's training step: the trainer's step under the paper's recipe (see ``_prepare_training``)."""
-    cand = parse_candidate(candidate) if isinstance(candidate, str) else candidate
-    return run_workload(Workload(name, "train", **workload), [cand])[0]
-
-
 def compare_with_timm(name: str, candidates: list[str] | None = None, **workload: Any) -> list[Result]:
     """Our model against timm's with the same settings, interleaved; default: eager, plain and optimised."""
     specs = candidates or ["timm", "ours", "ours+opt"]

@@ -13,7 +13,7 @@ import torch
 from ..models.complexity import count_macs
 from ..weights.factory import create_model
 
-H200_BF16_TFLOPS = 790.0  # measured dense bf16 matmul ceiling of one H200 (performance reference, section 2)
+H200_BF16_TFLOPS = 790.0  # dense bf16 matmul ceiling of one H200 assumed for MFU (see benchmarks/README.md)
 LIBRARIES = ("ours", "timm")
 RUNTIMES = ("torch", "jit", "ort")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")

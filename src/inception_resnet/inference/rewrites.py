@@ -413,8 +413,8 @@ def optimize_for_inference(
     ``fold``: fold BatchNorms and residual scales into the convolutions. ``fuse``: merge the 1x1
     convolutions that read the same input into one convolution with materialised weights, and apply their
     ReLU once; by default on, except with ``onednn``, where the merged output's channel slices must be
-    copied before the next oneDNN convolution reads them and the merge measured up to 11% slower
-    (Inception-v4, batch 16, 2 threads; equal for Inception-ResNet-v2). ``project_pools`` (with ``fold``):
+    copied before the next oneDNN convolution reads them, which costs more than the merge saves
+    (benchmarks/README.md has the measurement). ``project_pools`` (with ``fold``):
     pooling branches project first (:func:`commute_pool_projections`). ``channels_last``: store the
     weights in NHWC (feed NHWC inputs too). ``onednn`` (fp32 CPU inference only; implies ``channels_last``):
     run the convolutions through oneDNN with prepacked weights and fused ReLU / residual add
