@@ -41,7 +41,7 @@ from inception_resnet.bench import (  # noqa: E402
     run_workload,
     write_results,
 )
-from inception_resnet.machine import environment  # noqa: E402
+from inception_resnet.environment import environment  # noqa: E402
 
 
 @dataclass(frozen=True)

@@ -34,8 +34,8 @@ if __package__ in (None, ""):  # run as a script from a checkout: use the packag
 
 from inception_resnet import create_model  # noqa: E402
 from inception_resnet.bench import environment_lines, write_results  # noqa: E402
-from inception_resnet.machine import environment  # noqa: E402
-from inception_resnet.optimize import optimize_for_inference  # noqa: E402
+from inception_resnet.environment import environment  # noqa: E402
+from inception_resnet.inference import optimize_for_inference  # noqa: E402
 
 MODELS = ("inception_v4", "inception_resnet_v2")
 

@@ -7,8 +7,8 @@ import os
 import pytest
 import torch
 
-from inception_resnet import checkpoint as ckpt
-from inception_resnet.checkpoint import (
+from inception_resnet.training import checkpoint as ckpt
+from inception_resnet.training.checkpoint import (
     FORMAT,
     CheckpointError,
     CheckpointManager,

@@ -26,8 +26,7 @@ from inception_resnet.data import (
     decode_file,
     subset,
 )
-from inception_resnet.network import ModelMetadata
-from inception_resnet.transforms import (
+from inception_resnet.data.transforms import (
     central_fraction_box,
     eval_transform,
     eval_transform_for,
@@ -35,6 +34,7 @@ from inception_resnet.transforms import (
     shift_hue,
     train_transform,
 )
+from inception_resnet.models.base import ModelMetadata
 
 
 def photo_classes() -> dict[str, list[np.ndarray]]:
@@ -353,8 +353,8 @@ def test_fashion_mnist_from_the_debian_package_when_installed(tmp_path, monkeypa
 def test_caffe_weights_get_bgr_channel_order() -> None:
     """BN-Inception's Caffe-converted weights read BGR: the metadata says so and the transforms follow."""
     from inception_resnet import create_model
-    from inception_resnet.crops import multi_crop_transform_for
-    from inception_resnet.transforms import eval_transform_for
+    from inception_resnet.data.crops import multi_crop_transform_for
+    from inception_resnet.data.transforms import eval_transform_for
 
     model = create_model("bn_inception", width_multiplier=0.25)
     image = torch.zeros(3, 64, 64, dtype=torch.uint8)

@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 import torch
 
-from inception_resnet.checkpoint import CheckpointManager, load_checkpoint
-from inception_resnet.distributed import GlobalBatchSampler
-from inception_resnet.train import CRASH_ENV, TrainConfig, train
+from inception_resnet.training import CRASH_ENV, TrainConfig, train
+from inception_resnet.training.checkpoint import CheckpointManager, load_checkpoint
+from inception_resnet.training.distributed import GlobalBatchSampler
 
 SETTINGS = dict(
     model="inception_v4", width_multiplier=0.25, data="synthetic:32:4", input_size=75, batch_size=8, epochs=1,

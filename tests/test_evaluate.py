@@ -22,11 +22,11 @@ from inception_resnet import create_model
 from inception_resnet import data as data_module
 from inception_resnet.cli import main
 from inception_resnet.cli.eval import MemberSpec, parse_member
-from inception_resnet.crops import MultiCropTransform, crop_views, multi_crop_scales, multi_crop_transform_for
 from inception_resnet.data import build_dataset, build_loader, decode_file
-from inception_resnet.evaluate import EvalResult, evaluate, evaluate_loader, predict
-from inception_resnet.network import ModelMetadata
-from inception_resnet.transforms import eval_transform_for, resize_shorter_side
+from inception_resnet.data.crops import MultiCropTransform, crop_views, multi_crop_scales, multi_crop_transform_for
+from inception_resnet.data.transforms import eval_transform_for, resize_shorter_side
+from inception_resnet.evaluation.evaluate import EvalResult, evaluate, evaluate_loader, predict
+from inception_resnet.models.base import ModelMetadata
 
 
 def write_tree(root: Path, corrupt: bool = False) -> Path:

@@ -13,8 +13,8 @@ from safetensors import safe_open
 
 import inception_resnet as ir
 from inception_resnet.cli import main
-from inception_resnet.export import check_exportable, export_model
 from inception_resnet.weights import save_weights
+from inception_resnet.weights.export import check_exportable, export_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -17,7 +17,7 @@ import torchvision
 from torch import nn
 
 import inception_resnet as ir
-from inception_resnet.complexity import count_parameters
+from inception_resnet.models.complexity import count_parameters
 from inception_resnet.models.googlenet import GoogLeNetOutput
 
 FAMILY = ["googlenet", "bn_inception"]

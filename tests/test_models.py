@@ -6,12 +6,12 @@ import pytest
 import torch
 
 import inception_resnet as ir
-from inception_resnet.complexity import count_parameters, model_macs
-from inception_resnet.layers import ScaledResidual
+from inception_resnet.models.complexity import count_parameters, model_macs
+from inception_resnet.models.layers import ScaledResidual
 
 ZOO = ["inception_v3", "inception_v4", "inception_resnet_v1", "inception_resnet_v2", "inception_resnet_v2_paper"]
 
-# Reference counts at 1000 classes (architecture reference, section 8; timm's published tables).
+# Reference counts at 1000 classes (timm's published tables).
 PARAMS = {
     "inception_v3": 23_834_568,
     "inception_v4": 42_679_816,
@@ -226,7 +226,7 @@ def test_compile_runs() -> None:
 @pytest.mark.parametrize("multiplier", [0.125, 0.3])
 def test_odd_width_multipliers_give_consistent_networks(name: str, multiplier: float) -> None:
     """Each block is built for the width its predecessor really produces (they differ once rounded)."""
-    from inception_resnet.registry import model_options
+    from inception_resnet.models.registry import model_options
 
     aux = {"aux_logits": True} if "aux_logits" in model_options(name) else {}
     aux.update({"classify": True} if "classify" in model_options(name) else {})  # facenet: logits, not embeddings

@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from inception_resnet.ema import ModelEma
-from inception_resnet.optim import LRSchedule, RMSpropTF, param_groups, scale_lr, set_lr
+from inception_resnet.training.ema import ModelEma
+from inception_resnet.training.optimizers import LRSchedule, RMSpropTF, param_groups, scale_lr, set_lr
 
 
 def tf_rmsprop_reference(w0, grads, lrs, *, decay, momentum, eps, weight_decay, centered):

@@ -15,9 +15,7 @@ from torch import nn
 import inception_resnet as ir
 from inception_resnet import bench
 from inception_resnet.cli import main as cli_main
-from inception_resnet.layers import ConvBNReLU, Mixed, ScaledResidual, Widths
-from inception_resnet.onednn import OneDNNConv2d, OneDNNConvAdd, pack_for_cpu
-from inception_resnet.optimize import (
+from inception_resnet.inference import (
     ProjectThenPool,
     commute_pool_projections,
     fold_batchnorm,
@@ -27,6 +25,8 @@ from inception_resnet.optimize import (
     optimize_for_inference,
     unfuse_branches,
 )
+from inception_resnet.inference.onednn import OneDNNConv2d, OneDNNConvAdd, pack_for_cpu
+from inception_resnet.models.layers import ConvBNReLU, Mixed, ScaledResidual, Widths
 
 ALL_MODELS = ir.list_models()
 ROOT = Path(__file__).resolve().parents[1]

@@ -18,8 +18,8 @@ from PIL import Image
 
 import inception_resnet as ir
 from inception_resnet.cli import main
-from inception_resnet.predict import class_names, imagenet_classes, load_image, predict_files
-from inception_resnet.transforms import eval_transform_for
+from inception_resnet.data.transforms import eval_transform_for
+from inception_resnet.evaluation.predict import class_names, imagenet_classes, load_image, predict_files
 from inception_resnet.weights import save_weights
 
 SKIMAGE = Path(skimage.__file__).parent / "data"

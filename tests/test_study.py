@@ -25,7 +25,7 @@ from inception_resnet.study import (
 from inception_resnet.study.runs import RunSpec, execute, run_all
 from inception_resnet.study.scaling import check_width
 from inception_resnet.study.stats import derive_levels, first_crossing, spread, time_to_level
-from inception_resnet.train import NonFiniteLossError, TrainConfig, TrainSummary
+from inception_resnet.training import NonFiniteLossError, TrainConfig, TrainSummary
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PAIR = ["inception_v3", "inception_resnet_v1"]

@@ -22,11 +22,11 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from inception_resnet import create_model
-from inception_resnet.checkpoint import checkpoint_step, load_checkpoint
 from inception_resnet.cli import main
-from inception_resnet.distributed import GlobalBatchSampler
-from inception_resnet.plot import plot_run, read_metrics
-from inception_resnet.train import NonFiniteLossError, RunLog, TrainConfig, config_for_resume, train
+from inception_resnet.training import NonFiniteLossError, RunLog, TrainConfig, config_for_resume, train
+from inception_resnet.training.checkpoint import checkpoint_step, load_checkpoint
+from inception_resnet.training.curves import plot_run, read_metrics
+from inception_resnet.training.distributed import GlobalBatchSampler
 from inception_resnet.weights import save_weights
 
 TINY = dict(
@@ -263,7 +263,7 @@ def test_sigkill_and_sigterm_then_resume_end_with_identical_weights(reference_ru
 
 def test_googlenet_trains_with_both_auxiliary_losses(tmp_path) -> None:
     """GoogLeNet's two auxiliary heads each add 0.3 x their loss (the model's own weight, recorded)."""
-    from inception_resnet.train import TrainingModule, classification_loss
+    from inception_resnet.training import TrainingModule, classification_loss
 
     net = create_model("googlenet", num_classes=3, width_multiplier=0.25, aux_logits=True).train()
     images, labels = torch.randn(2, 3, 64, 64), torch.tensor([0, 2])

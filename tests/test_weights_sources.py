@@ -5,7 +5,7 @@ Inception-v3 graph (the ``tf-slim`` package) and its checkpoint, Keras' Inceptio
 their weight files, facenet-pytorch's InceptionResnetV1 and its state dict, timm's models in a
 huggingface_hub cache. TF-slim's Inception-v4 and Inception-ResNet-v2 code is not packaged anywhere
 installable, so those two are checked on checkpoints written in the released variable naming and layout
-(V1 format, as the released ``.ckpt`` files), with the variable totals of the reference (section 8).
+(V1 format, as the released ``.ckpt`` files), with the variable totals of the released checkpoints.
 """
 
 from __future__ import annotations
@@ -23,10 +23,9 @@ from safetensors.torch import save_file
 from torch import nn
 
 import inception_resnet as ir
-from inception_resnet import hub
 from inception_resnet.cli import main
-from inception_resnet.convert import tf_slim
-from inception_resnet.weights import load_weights, save_weights
+from inception_resnet.weights import hub, load_weights, save_weights
+from inception_resnet.weights.convert import tf_slim
 
 CROSS_FRAMEWORK_ATOL = 1e-3
 
@@ -212,7 +211,7 @@ SLIM_NAMES = {
                             "InceptionResnetV2/AuxLogits/Logits/weights",
                             "InceptionResnetV2/Logits/Logits/biases"),
 }
-# Reference section 8: trainable values of the released checkpoints (no gamma, 1001 classes, aux head).
+# Trainable values of the released checkpoints (no gamma, 1001 classes, aux head).
 SLIM_TRAINABLE = {"inception_v4": 46_009_106, "inception_resnet_v2": 59_182_258}
 
 

@@ -22,9 +22,9 @@ from torchvision.io import read_file
 
 from inception_resnet import create_model
 from inception_resnet.data import CorruptImageWarning, EncodedImage, decode_encoded, decode_file
-from inception_resnet.evaluate import evaluate
-from inception_resnet.optimize import fuse_branches, optimize_for_inference
-from inception_resnet.train import TrainConfig, train
+from inception_resnet.evaluation.evaluate import evaluate
+from inception_resnet.inference import fuse_branches, optimize_for_inference
+from inception_resnet.training import TrainConfig, train
 
 CUDA = torch.device("cuda")
 

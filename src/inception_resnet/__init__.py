@@ -1,7 +1,8 @@
 """inception-resnet: the Inception family of Szegedy et al. 2016, exact to the reference, in PyTorch."""
 
-from .network import FeatureInfo, InceptionNet, InceptionOutput, ModelMetadata
-from .registry import create_model, list_models, register_model
+from .models.base import FeatureInfo, InceptionNet, InceptionOutput, ModelMetadata
+from .models.registry import list_models, register_model
+from .weights.factory import create_model
 
 __version__ = "0.1.0"
 __all__ = [

@@ -24,7 +24,7 @@ from ..bench import (
     run_workload,
     to_markdown,
 )
-from ..machine import environment
+from ..environment import environment
 from .options import add_flag, resolve_device
 
 DESCRIPTION = (

@@ -1,8 +1,8 @@
 """``inception-resnet eval``: top-1/top-5 error of a model or an ensemble with a crop set (1, 10, 12, 144).
 
-A thin layer over :func:`inception_resnet.evaluate.evaluate`: it builds the dataset (to know its classes;
-relabelled by ``--class-map``), the models (``create_model(name, pretrained=SOURCE, num_classes=<classes of
-the data>)``, random weights drawn with ``--seed``), checks the output files can be written before any work
+A thin layer over :func:`inception_resnet.evaluation.evaluate.evaluate`: it builds the dataset (to know its
+classes; relabelled by ``--class-map``), the models (``create_model(name, pretrained=SOURCE, num_classes=<classes
+of the data>)``, random weights drawn with ``--seed``), checks the output files can be written before any work
 starts, runs the evaluation and prints a paper-style table.
 """
 
@@ -17,12 +17,12 @@ from typing import Any
 
 import torch
 
-from ..crops import CROP_SETS
-from ..data import apply_class_map, build_dataset, read_class_map
-from ..evaluate import EvalResult, evaluate
-from ..registry import create_model
-from ..transforms import EVAL_STYLES
-from ..weights import fetch_weights
+from ..data.crops import CROP_SETS
+from ..data.datasets import apply_class_map, build_dataset, read_class_map
+from ..data.transforms import EVAL_STYLES
+from ..evaluation.evaluate import EvalResult, evaluate
+from ..weights.factory import create_model
+from ..weights.loading import fetch_weights
 from .options import add_flag, resolve_device
 
 

@@ -1,6 +1,6 @@
 """``inception-resnet export --model NAME --weights W --format {safetensors,onnx,torchscript}``.
 
-A thin layer over :func:`inception_resnet.export.export_model`: builds the model, loads the weights,
+A thin layer over :func:`inception_resnet.weights.export.export_model`: builds the model, loads the weights,
 writes the file (``--output``, default ``NAME.<suffix>`` here; an existing file is kept unless
 ``--overwrite``) and, for ONNX and TorchScript, prints the max abs difference of the written model from
 PyTorch on a random batch.
@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..export import FORMATS, default_path, export_model
+from ..weights.export import FORMATS, default_path, export_model
 from .options import add_flag
 from .predict import add_model_arguments, build_model
 

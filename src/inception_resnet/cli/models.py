@@ -7,8 +7,9 @@ import json
 
 import torch
 
-from ..complexity import count_macs, count_parameters
-from ..registry import create_model, list_models
+from ..models.complexity import count_macs, count_parameters
+from ..models.registry import list_models
+from ..weights.factory import create_model
 
 
 def model_table(pattern: str = "*") -> list[dict]:

@@ -1,6 +1,6 @@
 """``inception-resnet predict IMAGE... --model NAME --weights SOURCE``: top-k ImageNet classes of image files.
 
-A thin layer over :func:`inception_resnet.predict.predict_files`: builds the model, loads the weights (a
+A thin layer over :func:`inception_resnet.evaluation.predict.predict_files`: builds the model, loads the weights (a
 file, a TF-slim checkpoint, a Keras file or a hub tag; notes on adaptations go to stderr), classifies the
 images with the weights' own preprocessing and prints a table per image, or JSON with ``--json``. A file
 that cannot be read is reported on stderr and the others are still classified; the exit status is 1 when
@@ -16,9 +16,9 @@ from typing import Any
 
 from torch import nn
 
-from ..predict import format_predictions, predict_files
-from ..registry import create_model
-from ..weights import fetch_weights, load_weights
+from ..evaluation.predict import format_predictions, predict_files
+from ..weights.factory import create_model
+from ..weights.loading import fetch_weights, load_weights
 from .options import add_flag, resolve_device
 
 

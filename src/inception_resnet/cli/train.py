@@ -1,4 +1,4 @@
-"""``inception-resnet train``: every :class:`~inception_resnet.train.TrainConfig` field as a ``--flag``.
+"""``inception-resnet train``: every :class:`~inception_resnet.training.TrainConfig` field as a ``--flag``.
 
 Values come, lowest priority first, from the recorded configuration of the run being resumed (with
 ``--resume``), a JSON file (``--config``), then the flags given. Flags not given are not passed on, so the
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from .options import add_flag, says_default
 
 if TYPE_CHECKING:
-    from ..train import TrainConfig
+    from ..training import TrainConfig
 
 
 def _base_type(annotation: Any) -> Any:
@@ -58,7 +58,7 @@ def _shown(value: Any) -> str:
 
 def default_help(name: str, default: Any, text: str) -> str:
     """The help of a TrainConfig flag with its default: the field's, the recipes', or what unset means."""
-    from ..train import RECIPES
+    from ..training import RECIPES
 
     text = text.replace("`", "")  # plain text: the field docs quote names in Markdown
     if says_default(text):
@@ -76,7 +76,7 @@ def default_help(name: str, default: Any, text: str) -> str:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    from ..train import RECIPES, TrainConfig, field_help, field_types
+    from ..training import RECIPES, TrainConfig, field_help, field_types
 
     parser = subparsers.add_parser(
         "train",
@@ -114,7 +114,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The settings given on the command line (and in ``--config``), as a dict of TrainConfig fields."""
-    from ..train import TrainConfig
+    from ..training import TrainConfig
 
     values: dict[str, Any] = {}
     config_file = getattr(args, "config_file", None)
@@ -136,7 +136,7 @@ def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 def build_config(args: argparse.Namespace) -> TrainConfig:
     """The TrainConfig the flags describe (merged with the recorded one when resuming)."""
-    from ..train import TrainConfig, config_for_resume
+    from ..training import TrainConfig, config_for_resume
 
     values = settings_from_args(args)
     if values.get("resume"):
@@ -150,9 +150,9 @@ def effective_config(config: TrainConfig) -> tuple[dict[str, Any], list[str]]:
     comes from. The dict is a valid ``--config`` file."""
     import torch
 
-    from ..data import train_val_datasets
-    from ..registry import create_model, model_option_defaults
-    from ..train import parse_synthetic
+    from ..data import parse_synthetic, train_val_datasets
+    from ..models.registry import model_option_defaults
+    from ..weights.factory import create_model
 
     values = config.resolved().to_dict()
     notes: list[str] = []
@@ -182,7 +182,7 @@ def effective_config(config: TrainConfig) -> tuple[dict[str, Any], list[str]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..train import train
+    from ..training import train
 
     config = build_config(args)
     if args.print_config:

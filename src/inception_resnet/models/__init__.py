@@ -1,6 +1,9 @@
-"""The networks; importing this package registers them with :mod:`inception_resnet.registry`."""
+"""The networks, their building blocks, the registry and the cost counters.
 
-from . import (  # noqa: F401
+Importing this package registers every network with :mod:`inception_resnet.models.registry`.
+"""
+
+from . import (  # noqa: F401  (registers the builders)
     bn_inception,
     googlenet,
     inception_resnet_v1,
@@ -9,3 +12,16 @@ from . import (  # noqa: F401
     inception_v3,
     inception_v4,
 )
+from .base import FeatureInfo, InceptionNet, InceptionOutput, ModelMetadata
+from .registry import build_model, list_models, model_options, register_model
+
+__all__ = [
+    "FeatureInfo",
+    "InceptionNet",
+    "InceptionOutput",
+    "ModelMetadata",
+    "build_model",
+    "list_models",
+    "model_options",
+    "register_model",
+]

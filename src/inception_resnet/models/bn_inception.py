@@ -44,9 +44,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..layers import Widths, init_weights
-from ..network import FeatureInfo, InceptionNet, ModelMetadata
-from ..registry import register_model
+from .base import FeatureInfo, InceptionNet, ModelMetadata
+from .layers import Widths, init_weights
+from .registry import register_model
 
 CAFFE_BN_EPS = 1e-5  # PyTorch's default, kept by the Caffe conversion (the zoo's TF-derived nets use 1e-3)
 
@@ -54,7 +54,7 @@ CAFFE_BN_EPS = 1e-5  # PyTorch's default, kept by the Caffe conversion (the zoo'
 class CaffeConvBNReLU(nn.Module):
     """Conv2d with bias -> BatchNorm2d (eps 1e-5) -> ReLU, the unit of the Caffe-converted BN-Inception.
 
-    Children ``conv``/``bn``/``act`` as in :class:`~inception_resnet.layers.ConvBNReLU`; the block holding
+    Children ``conv``/``bn``/``act`` as in :class:`~inception_resnet.models.layers.ConvBNReLU`; the block holding
     it names it after the Caffe layer with a leading underscore (``_3x3_reduce``), which the key translation
     turns into ``<block>_3x3_reduce`` and ``<block>_3x3_reduce_bn``.
     """

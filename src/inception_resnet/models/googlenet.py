@@ -33,9 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..layers import Mixed, Widths, chain, conv, init_weights
-from ..network import FeatureInfo, InceptionNet, ModelMetadata
-from ..registry import register_model
+from .base import FeatureInfo, InceptionNet, ModelMetadata
+from .layers import Mixed, Widths, chain, conv, init_weights
+from .registry import register_model
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

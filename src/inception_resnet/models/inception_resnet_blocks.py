@@ -9,31 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
-
-from ..layers import Mixed, ScaledResidual, Widths, chain, conv, max_pool_reduce
-from ..network import InceptionNet
-
-
-class InceptionResNetStem(InceptionNet):
-    """Base of Inception-ResNet-v1 and the released -v2: the stem layers the two share (Fig 14's first six).
-
-    3x3/2 32, 3x3 32, 3x3 64, max-pool, 1x1 80, 3x3 192 (TF-slim ``Conv2d_1a_3x3`` ... ``Conv2d_4a_3x3``,
-    timm's and facenet's ``conv2d_1a`` ... ``conv2d_4a``), ending at 71x71 for a 299 input.
-    """
-
-    def _build_stem(self, in_chans: int, c: Widths) -> int:
-        self.conv2d_1a = conv(in_chans, c(32), 3, 2)
-        self.conv2d_2a = conv(c(32), c(32), 3, padding="valid")
-        self.conv2d_2b = conv(c(32), c(64), 3)
-        self.maxpool_3a = max_pool_reduce()
-        self.conv2d_3b = conv(c(64), c(80))
-        self.conv2d_4a = conv(c(80), c(192), 3, padding="valid")
-        return c(192)
-
-    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.maxpool_3a(self.conv2d_2b(self.conv2d_2a(self.conv2d_1a(x))))
-        return self.conv2d_4a(self.conv2d_3b(x))
+from .layers import Mixed, ScaledResidual, Widths, chain, conv, max_pool_reduce
 
 
 def resolve_scales(residual_scale: float | Sequence[float]) -> tuple[float, float, float]:
@@ -76,7 +52,7 @@ def block8(cin: int, c: Widths, b0: int, b1: tuple[int, int, int], scale: float,
     }, scale=scale, activate=activate)
 
 
-def reduction_b(cin: int, c: Widths, b0: int, b1: int, b2: tuple[int, int]) -> Mixed:
+def residual_reduction_b(cin: int, c: Widths, b0: int, b1: int, b2: tuple[int, int]) -> Mixed:
     """Reduction-B of the Inception-ResNets (Figs 12, 18): 256 -> 3x3/2 | 256 -> 3x3/2 | 256 -> 3x3 -> 3x3/2 | pool."""
     return Mixed(cin, {
         "branch0": chain(conv(cin, c(256)), conv(c(256), c(b0), 3, 2)),

@@ -14,11 +14,11 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..layers import Widths, conv, init_weights
-from ..network import FeatureInfo, ModelMetadata
-from ..registry import register_model
-from .inception_resnet_blocks import InceptionResNetStem, block8, block17, block35, reduction_b, resolve_scales
+from .base import FeatureInfo, InceptionNet, ModelMetadata
+from .inception_resnet_blocks import block8, block17, block35, residual_reduction_b, resolve_scales
 from .inception_v4 import reduction_a
+from .layers import Widths, conv, init_weights, max_pool_reduce
+from .registry import register_model
 
 # Widths of the v1 blocks (Figs 10-13; facenet's block35 / block17 / block8 / Mixed_7a).
 BLOCK_A = {"b0": 32, "b1": (32, 32), "b2": (32, 32, 32)}
@@ -33,6 +33,27 @@ METADATA = ModelMetadata(
     source="Szegedy et al. 2016 Figs 7, 10-15 (5/10/5 blocks; facenet-pytorch module names)",
     crop_pct=0.875,
 )
+
+
+class InceptionResNetStem(InceptionNet):
+    """Base of Inception-ResNet-v1 and the released -v2: the stem layers the two share (Fig 14's first six).
+
+    3x3/2 32, 3x3 32, 3x3 64, max-pool, 1x1 80, 3x3 192 (TF-slim ``Conv2d_1a_3x3`` ... ``Conv2d_4a_3x3``,
+    timm's and facenet's ``conv2d_1a`` ... ``conv2d_4a``), ending at 71x71 for a 299 input.
+    """
+
+    def _build_stem(self, in_chans: int, c: Widths) -> int:
+        self.conv2d_1a = conv(in_chans, c(32), 3, 2)
+        self.conv2d_2a = conv(c(32), c(32), 3, padding="valid")
+        self.conv2d_2b = conv(c(32), c(64), 3)
+        self.maxpool_3a = max_pool_reduce()
+        self.conv2d_3b = conv(c(64), c(80))
+        self.conv2d_4a = conv(c(80), c(192), 3, padding="valid")
+        return c(192)
+
+    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool_3a(self.conv2d_2b(self.conv2d_2a(self.conv2d_1a(x))))
+        return self.conv2d_4a(self.conv2d_3b(x))
 
 
 class InceptionResNetV1(InceptionResNetStem):
@@ -57,7 +78,7 @@ class InceptionResNetV1(InceptionResNetStem):
         self.mixed_6a = reduction_a(cin_a, c, **REDUCTION_A)
         cin_b = self.mixed_6a.out_channels
         self.repeat_2 = nn.Sequential(*[block17(cin_b, c, **BLOCK_B, scale=scale_b) for _ in range(blocks[1])])
-        self.mixed_7a = reduction_b(cin_b, c, **REDUCTION_B)
+        self.mixed_7a = residual_reduction_b(cin_b, c, **REDUCTION_B)
         cin_c = self.mixed_7a.out_channels
         self.repeat_3 = nn.Sequential(*[block8(cin_c, c, **BLOCK_C, scale=scale_c) for _ in range(blocks[2])])
         self.widths = c

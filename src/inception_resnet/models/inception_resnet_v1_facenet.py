@@ -4,7 +4,7 @@ The paper's Inception-ResNet-v1 body (:mod:`.inception_resnet_v1`: stem to 35x35
 10 x B, Reduction-B, 5 x C) plus facenet's sixth Inception-ResNet-C block, unscaled (scale 1.0) and without
 the ReLU after the sum (``block8``), and facenet's head: average pooling, dropout, a 1792 -> 512 linear
 layer without bias (``last_linear``), BatchNorm1d (``last_bn``, eps 1e-3) and, in embedding mode, L2
-normalisation (architecture reference, section 4). Module names are facenet-pytorch's, so its VGGFace2 and
+normalisation. Module names are facenet-pytorch's, so its VGGFace2 and
 CASIA-WebFace state dicts load key for key and give the same embeddings.
 
 ``num_classes`` is the number of identities of the optional ``logits`` layer (8631 for VGGFace2, 10575 for
@@ -19,11 +19,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..layers import BN_EPS, Widths, init_weights
-from ..network import FeatureInfo, ModelMetadata
-from ..registry import register_model
+from .base import FeatureInfo, ModelMetadata
 from .inception_resnet_blocks import block8
 from .inception_resnet_v1 import BLOCK_C, InceptionResNetV1
+from .layers import BN_EPS, Widths, init_weights
+from .registry import register_model
 
 FACE_CLASSES = {"vggface2": 8631, "casia-webface": 10575}
 

@@ -10,8 +10,8 @@ convolution to 1536 before pooling. Module names are timm's, so timm's weights l
 5 x A (Fig 16), Reduction-A (Fig 7), 10 x B (Fig 17), Reduction-B (Fig 18), 5 x C (Fig 19), pooling,
 dropout and the classifier. The figures' widths do not add up (Fig 17 prints 1154 and Fig 19 2048 for
 the up-projections, where the concatenations give 1152 and 2144); we use the self-consistent 1152 and
-2144. No Mixed_5b, no 1536 projection, no unscaled last block and no auxiliary head (architecture
-reference, section 3.2 and section 7).
+2144. No Mixed_5b, no 1536 projection, no unscaled last block and no auxiliary head (those belong to
+the released network, ``inception_resnet_v2``).
 """
 
 from __future__ import annotations
@@ -21,11 +21,12 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..layers import Mixed, Widths, avg_pool_same, chain, conv, init_weights, max_pool_reduce
-from ..network import FeatureInfo, InceptionNet, ModelMetadata
-from ..registry import register_model
-from .inception_resnet_blocks import InceptionResNetStem, block8, block17, block35, reduction_b, resolve_scales
+from .base import FeatureInfo, InceptionNet, ModelMetadata
+from .inception_resnet_blocks import block8, block17, block35, residual_reduction_b, resolve_scales
+from .inception_resnet_v1 import InceptionResNetStem
 from .inception_v4 import reduction_a, stem
+from .layers import Mixed, Widths, avg_pool_same, chain, conv, init_weights, max_pool_reduce
+from .registry import register_model
 
 # Widths of the v2 blocks (Figs 16-19; TF-slim block35 / block17 / block8 / Mixed_7a).
 BLOCK_A = {"b0": 32, "b1": (32, 32), "b2": (32, 48, 64)}
@@ -79,7 +80,7 @@ class InceptionResNetV2(InceptionResNetStem):
         cin = self.mixed_6a.out_channels
         self.repeat_1 = nn.Sequential(*[block17(cin, c, **BLOCK_B, scale=scale_b) for _ in range(blocks[1])])
         aux_channels = cin
-        self.mixed_7a = reduction_b(cin, c, **REDUCTION_B)
+        self.mixed_7a = residual_reduction_b(cin, c, **REDUCTION_B)
         cin = self.mixed_7a.out_channels
         self.repeat_2 = nn.Sequential(*[block8(cin, c, **BLOCK_C, scale=scale_c) for _ in range(blocks[2] - 1)])
         self.block8 = block8(cin, c, **BLOCK_C, scale=1.0, activate=False)
@@ -134,7 +135,7 @@ class InceptionResNetV2Paper(InceptionNet):
         self.mixed_6a = reduction_a(cin, c, **REDUCTION_A)
         cin_b = self.mixed_6a.out_channels
         self.repeat_1 = nn.Sequential(*[block17(cin_b, c, **BLOCK_B, scale=scale_b) for _ in range(blocks[1])])
-        self.mixed_7a = reduction_b(cin_b, c, **REDUCTION_B)
+        self.mixed_7a = residual_reduction_b(cin_b, c, **REDUCTION_B)
         cin_c = self.mixed_7a.out_channels
         self.repeat_2 = nn.Sequential(*[block8(cin_c, c, **BLOCK_C, scale=scale_c) for _ in range(blocks[2])])
         self.feature_info = [

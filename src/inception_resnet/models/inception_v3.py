@@ -12,9 +12,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..layers import Widths, avg_pool_same, conv, init_weights, max_pool_reduce
-from ..network import FeatureInfo, InceptionNet, ModelMetadata
-from ..registry import register_model
+from .base import FeatureInfo, InceptionNet, ModelMetadata
+from .layers import Widths, avg_pool_same, conv, init_weights, max_pool_reduce
+from .registry import register_model
 
 
 class InceptionA(nn.Module):

@@ -2,7 +2,7 @@
 
 Follows TF-slim ``inception_v4`` and the checkpoint ``inception_v4_2016_09_09``; the module layout is
 timm's (``features.0`` ... ``features.21``, ``last_linear``), so timm's weights load key for key.
-Deviations from the figures as printed (architecture reference, section 7, rows 9-10): the stem's right
+Deviations from the figures as printed (they follow TF-slim and the released weights): the stem's right
 branch is 1x7 then 7x1; Inception-B's five-conv branch starts with 7x1; Inception-C's deep branch is
 3x1 448 then 1x3 512; the stem's last 3x3 conv has stride 2 (needed to reach 35x35). The auxiliary head
 (``aux_logits=True``) is TF-slim's, on the 17x17 grid; the paper does not describe one.
@@ -13,9 +13,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..layers import Mixed, Widths, avg_pool_same, chain, conv, init_weights, max_pool_reduce
-from ..network import FeatureInfo, InceptionNet, ModelMetadata
-from ..registry import register_model
+from .base import FeatureInfo, InceptionNet, ModelMetadata
+from .layers import Mixed, Widths, avg_pool_same, chain, conv, init_weights, max_pool_reduce
+from .registry import register_model
 
 
 def stem(in_chans: int, c: Widths) -> list[nn.Module]:

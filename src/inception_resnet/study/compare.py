@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..machine import environment
-from ..train import TrainConfig, train
+from ..environment import environment
+from ..training import TrainConfig, train
 from .config import CompareConfig, section_to_dict
 from .figures import plot_pair
 from .report import PAPER, environment_lines, fmt, md_table, write_csv, write_json
@@ -214,8 +214,8 @@ def model_cost(model: str, settings: dict[str, Any], derived: dict[str, Any]) ->
     """(parameters, GMACs per image, input size) of the model as trained, built on the meta device."""
     import torch
 
-    from ..complexity import count_macs, count_parameters
-    from ..registry import create_model
+    from ..models.complexity import count_macs, count_parameters
+    from ..weights.factory import create_model
 
     config = TrainConfig.from_dict({**settings, "model": model})
     classes = derived.get("num_classes") or config.num_classes or 10

@@ -1,7 +1,7 @@
 """What a study runs: :class:`CompareConfig`, :class:`ScalingConfig` and the presets that hold them.
 
 A preset is a plain JSON file (``inception_resnet/presets/<name>.json``, or any path) with a ``compare`` and
-a ``scaling`` section. Each section has a ``train`` dict of :class:`~inception_resnet.train.TrainConfig`
+a ``scaling`` section. Each section has a ``train`` dict of :class:`~inception_resnet.training.TrainConfig`
 fields shared by all its runs, plus its own keys (pairs and seeds; or model, scales and the death
 criteria). Copy one (``inception-resnet study presets cpu > mine.json``), edit it, pass ``--preset mine.json``.
 """
@@ -68,7 +68,7 @@ class CompareConfig:
     baselines: list[str] = field(default_factory=list)
 
     def validate(self) -> None:
-        from ..registry import list_models
+        from ..models.registry import list_models
 
         known = list_models()
         if not self.pairs:
@@ -115,7 +115,7 @@ class ScalingConfig:
     time_limit_s: float | None = None
 
     def validate(self) -> None:
-        from ..registry import list_models
+        from ..models.registry import list_models
 
         if self.model not in list_models():
             raise ValueError(f"scaling.model: unknown model {self.model!r}")
@@ -168,7 +168,7 @@ def _check_baselines(baselines: Any, known: list[str], paired: set[str]) -> None
 
 
 def _check_train(values: dict[str, Any], where: str) -> None:
-    from ..train import TrainConfig
+    from ..training import TrainConfig
 
     known = set(TrainConfig.field_names())
     unknown = [k for k in values if k not in known]
@@ -263,7 +263,7 @@ def with_overrides(section: CompareConfig | ScalingConfig, overrides: list[str])
     ``KEY`` is a key of the section (``seeds``, ``pairs``, ``scales``...), ``death.KEY``, ``train.KEY``, or
     a bare training setting (``epochs=2`` means ``train.epochs=2``). ``VALUE`` is read as JSON when it parses.
     """
-    from ..train import TrainConfig
+    from ..training import TrainConfig
 
     section = dataclasses.replace(section, train=dict(section.train))
     own = {f.name for f in fields(section)} - {"train"}

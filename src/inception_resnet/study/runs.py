@@ -1,6 +1,6 @@
 """The training runs of a study: planning them, running each once, skipping or resuming the ones done.
 
-Every run is an ordinary training run (:func:`inception_resnet.train.train`) in ``OUT/runs/<key>``, with
+Every run is an ordinary training run (:func:`inception_resnet.training.train`) in ``OUT/runs/<key>``, with
 ``resume="auto"``: a run interrupted half-way continues from its last checkpoint. When a run ends the
 study writes ``study_run.json`` beside its metrics; a run directory holding that file, for the same
 settings, is not trained again. Settings that do not change the result (threads, progress bar, workers,
@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..plot import read_metrics
-from ..train import NonFiniteLossError, TrainConfig, TrainSummary, train
+from ..training import NonFiniteLossError, TrainConfig, TrainSummary, train
+from ..training.curves import read_metrics
 from .report import write_json
 
 MARKER = "study_run.json"

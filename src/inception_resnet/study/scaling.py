@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..machine import environment
-from ..train import TrainConfig, train
+from ..environment import environment
+from ..training import TrainConfig, train
 from .config import ScalingConfig, section_to_dict
 from .death import DeathReport, detect_run_death, read_steps
 from .figures import plot_scaling
@@ -52,8 +52,8 @@ def residual_widths(model: str, settings: dict[str, Any]) -> list[int]:
     """The channel counts of the model's residual stages (each distinct width of its residual blocks)."""
     import torch
 
-    from ..layers import ScaledResidual
-    from ..registry import create_model
+    from ..models.layers import ScaledResidual
+    from ..weights.factory import create_model
 
     config = TrainConfig.from_dict({**settings, "model": model})
     with torch.device("meta"):

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..layers import ConvBNReLU, ScaledResidual
+from ...models.layers import ConvBNReLU, ScaledResidual
 from . import MissingDependencyError, conv_kernel, dense_kernel, vector
 
 StateDict = dict[str, torch.Tensor]

@@ -1,7 +1,7 @@
 """facenet-pytorch ``InceptionResnetV1`` state dicts for the ``inception_resnet_v1_facenet`` model.
 
 The released files (``20180402-114759-vggface2.pt``, ``20180408-102900-casia-webface.pt``) are plain state
-dicts whose keys are already ours (architecture reference, section 9.4): ``conv2d_1a`` ... ``repeat_1/2/3``,
+dicts whose keys are already ours (see docs/architecture.md): ``conv2d_1a`` ... ``repeat_1/2/3``,
 ``mixed_6a``, ``mixed_7a``, ``block8``, ``last_linear``, ``last_bn`` and ``logits`` (8631 or 10575
 identities). The only adaptation is the identity classifier: dropped for a model built without logits
 (``num_classes=0``: embeddings only), and a clear error when its size differs from the model's.

@@ -15,8 +15,6 @@ these blocks has exactly their state-dict layout.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -207,8 +205,3 @@ def init_weights(module: nn.Module) -> None:
             nn.init.trunc_normal_(m.weight, std=0.01, a=-0.02, b=0.02)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-
-
-def spatial_chain(size: int) -> int:
-    """3x3 stride-2 valid output size: floor((n - 3) / 2) + 1."""
-    return math.floor((size - 3) / 2) + 1

@@ -47,11 +47,6 @@ class DistContext:
         return self.rank == 0
 
 
-def launched_by_torchrun() -> bool:
-    """Whether the process was started by ``torchrun`` / ``torch.distributed.run``."""
-    return "TORCHELASTIC_RUN_ID" in os.environ or ("RANK" in os.environ and "WORLD_SIZE" in os.environ)
-
-
 def restart_count() -> int:
     """How many times torchrun has restarted the workers (``--max-restarts``); 0 on the first attempt."""
     return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)

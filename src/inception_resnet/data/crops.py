@@ -155,7 +155,7 @@ class MultiCropTransform(EvalTransform):
     """Image -> normalised ``(crops, C, s, s)`` views; the evaluation transform of a crop set.
 
     The preprocessing keywords (``crop_pct``, ``interpolation``, ``mean``, ``std``, ``channel_order``) are
-    those of :class:`~inception_resnet.transforms.EvalTransform`; ``style`` shapes the single view of
+    those of :class:`~inception_resnet.data.transforms.EvalTransform`; ``style`` shapes the single view of
     ``crops=1`` and defaults to timm's.
     """
 

@@ -13,7 +13,7 @@
   with torchvision's downloader when allowed. MNIST has only the cache and the downloader.
 * :func:`train_val_datasets` gives a training run its two sets: the ``train/`` and ``val/`` splits where the
   folder has both, else a stated, class-balanced, seeded fraction of the training images held out for
-  validation (:func:`holdout_split`), never the training images themselves.
+  validation (:func:`inception_resnet.data.loading.holdout_split`), never the training images themselves.
 * :func:`read_class_map` and :func:`apply_class_map` relabel an image folder by class name (timm's
   ``class_map``), so that weights trained on many classes evaluate on a folder holding some of them.
 * A file that cannot be decoded (corrupt, truncated, not an image) is skipped with a warning and counted by
@@ -24,13 +24,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import json
 import os
-import random
 import re
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,11 +35,19 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
-from torch.utils.data import DataLoader, Dataset, default_collate
-from torchvision.io import ImageReadMode, decode_image, decode_jpeg, read_file
+from torch.utils.data import Dataset
+from torchvision.io import read_file
 
-from .transforms import to_float
+from .decoding import (
+    CorruptImageError,
+    EncodedImage,
+    ToFloatImage,
+    decode_file,
+    first_line,
+    skip_or_raise,
+    torchvision_io,
+)
+from .loading import holdout_split
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".ppm", ".pgm")
 SPLITS = ("train", "val")
@@ -56,17 +61,6 @@ IDX_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "val": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
-JPEG_MAGIC = b"\xff\xd8\xff"
-JPEG_END = b"\xff\xd9"
-
-
-def is_complete_jpeg(data: torch.Tensor) -> bool:
-    """Whether encoded bytes are a JPEG whose end-of-image marker is among its last 64 bytes.
-
-    Only those go to nvJPEG, which can decode a cut-off file without complaint; the rest take the CPU's
-    libjpeg-turbo, which reports the truncation, so that both devices skip the same corrupt files.
-    """
-    return bytes(data[:3].tolist()) == JPEG_MAGIC and JPEG_END in bytes(data[-64:].tolist())
 
 
 @dataclass(frozen=True)
@@ -87,147 +81,6 @@ BUILTIN_DATASETS = {
 }
 BUILTIN_ALIASES = {"fashion-mnist": "fashion-mnist", "fashion_mnist": "fashion-mnist", "fashionmnist": "fashion-mnist",
                    "mnist": "mnist"}
-
-
-class CorruptImageWarning(UserWarning):
-    """Issued for each file skipped because it could not be decoded."""
-
-
-class CorruptImageError(RuntimeError):
-    """A file that could not be decoded as an image; ``path`` names it."""
-
-    def __init__(self, path: str, reason: str) -> None:
-        super().__init__(
-            f"cannot decode image {path}: {reason} (remove or replace the file, or run without --strict "
-            "to skip such files)"
-        )
-        self.path = path
-        self.reason = reason
-
-
-@dataclass(frozen=True)
-class SkippedSample:
-    """What a dataset returns in place of an image it could not decode; the loader drops and counts it."""
-
-    path: str
-    reason: str
-    fatal: bool = False
-
-
-@dataclass(frozen=True)
-class EncodedImage:
-    """The undecoded bytes of an image file (``decode=False``), to decode later, e.g. on the GPU."""
-
-    data: torch.Tensor
-    path: str
-
-    @property
-    def is_complete_jpeg(self) -> bool:
-        return is_complete_jpeg(self.data)
-
-
-class ToFloatImage:
-    """The default transform: a C x H x W float tensor in [0, 1]."""
-
-    def __call__(self, image: torch.Tensor) -> torch.Tensor:
-        return to_float(image)
-
-    def __repr__(self) -> str:
-        return "ToFloatImage()"
-
-
-# -- decoding -------------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def torchvision_io() -> Any:
-    """Silence the DeprecationWarning torchvision 0.29 issues on every codec call (TorchCodec supersedes them).
-
-    We use these codecs on purpose (libjpeg-turbo and nvJPEG through one API); users cannot act on it.
-    """
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="The image decoding and encoding", category=DeprecationWarning)
-        yield
-
-
-def decode_bytes(data: torch.Tensor, path: str, device: str | torch.device = "cpu") -> torch.Tensor:
-    """Decode encoded bytes to an RGB uint8 C x H x W tensor; JPEG on ``device``, others through the CPU.
-
-    Formats torchvision cannot read (BMP, TIFF...) go through PIL; failure is a :class:`CorruptImageError`.
-    """
-    device = torch.device(device)
-    try:
-        with torchvision_io():
-            if device.type == "cuda" and is_complete_jpeg(data):
-                return decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
-            return decode_image(data, mode=ImageReadMode.RGB).to(device)
-    except RuntimeError as torchvision_error:
-        try:
-            with Image.open(path) as image:
-                array = np.asarray(image.convert("RGB"))
-        except (OSError, ValueError, Image.DecompressionBombError) as pil_error:
-            reason = f"{first_line(torchvision_error)}; PIL: {first_line(pil_error)}"
-            raise CorruptImageError(path, reason) from None
-        return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous().to(device)
-
-
-def first_line(error: BaseException) -> str:
-    """The gist of an error message, without torchvision's C++ source location."""
-    lines = str(error).strip().splitlines()
-    text = lines[-1] if lines else type(error).__name__
-    return re.sub(r"^\w+, \S+\.cpp:\d+, ", "", text)
-
-
-def decode_file(path: str) -> torch.Tensor:
-    """Read and decode an image file to an RGB uint8 C x H x W tensor (:class:`CorruptImageError` if not)."""
-    try:
-        with torchvision_io():
-            data = read_file(path)
-    except (OSError, RuntimeError) as error:
-        raise CorruptImageError(path, first_line(error)) from None
-    return decode_bytes(data, path)
-
-
-def skip_or_raise(error: CorruptImageError, strict: bool) -> SkippedSample:
-    """Under ``strict`` raise; otherwise warn and return the placeholder the loader drops and counts.
-
-    In a DataLoader worker a strict error travels as a ``fatal`` placeholder instead, so that the loader
-    raises it in the main process as a plain :class:`CorruptImageError` (not a wrapped worker traceback).
-    """
-    if strict:
-        if torch.utils.data.get_worker_info() is None:
-            raise error
-        return SkippedSample(error.path, error.reason, fatal=True)
-    warnings.warn(f"skipping {error.path}: {error.reason}", CorruptImageWarning, stacklevel=2)
-    return SkippedSample(error.path, error.reason)
-
-
-def decode_encoded(
-    images: Sequence[EncodedImage], device: str | torch.device = "cpu", *, strict: bool = False
-) -> tuple[list[torch.Tensor], list[int], list[str]]:
-    """Decode a batch of :class:`EncodedImage` on ``device`` (batched nvJPEG on CUDA, one by one otherwise).
-
-    Returns the decoded images, the indices in ``images`` they came from, and the paths skipped as corrupt.
-    """
-    device = torch.device(device)
-    decoded: list[torch.Tensor | None] = [None] * len(images)
-    jpegs = [i for i, image in enumerate(images) if image.is_complete_jpeg]
-    if device.type == "cuda" and len(jpegs) > 1:
-        try:
-            with torchvision_io():
-                batch = decode_jpeg([images[i].data for i in jpegs], mode=ImageReadMode.RGB, device=device)
-            for i, image in zip(jpegs, batch, strict=True):
-                decoded[i] = image
-        except RuntimeError:
-            pass  # a bad file in the batch: decode one by one below to find it
-    skipped: list[str] = []
-    for i, image in enumerate(images):
-        if decoded[i] is None:
-            try:
-                decoded[i] = decode_bytes(image.data, image.path, device)
-            except CorruptImageError as error:
-                skip_or_raise(error, strict)
-                skipped.append(error.path)
-    kept = [i for i, image in enumerate(decoded) if image is not None]
-    return [decoded[i] for i in kept], kept, skipped
 
 
 # -- ImageFolder ----------------------------------------------------------------------------------------
@@ -542,97 +395,6 @@ def apply_class_map(dataset: ImageFolderDataset, mapping: dict[str, int], where:
     return copy
 
 
-class DatasetSubset(Dataset):
-    """Some items of a dataset, keeping its ``classes``; ``targets`` are those of the chosen items."""
-
-    def __init__(self, dataset: Dataset, indices: Sequence[int]) -> None:
-        self.dataset = dataset
-        self.indices = list(indices)
-        self.classes = list(getattr(dataset, "classes", []))
-        parent_targets = getattr(dataset, "targets", None)
-        self.targets = [parent_targets[i] for i in self.indices] if parent_targets is not None else None
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, index: int) -> Any:
-        return self.dataset[self.indices[index]]
-
-    def with_transform(self, transform: Callable | None) -> DatasetSubset:
-        return DatasetSubset(self.dataset.with_transform(transform), self.indices)
-
-    @property
-    def transform(self) -> Callable | None:
-        return getattr(self.dataset, "transform", None)
-
-    def __repr__(self) -> str:
-        return f"DatasetSubset({len(self)} of {self.dataset!r})"
-
-
-def subset(dataset: Dataset, n: int, seed: int = 0) -> Dataset:
-    """``n`` items chosen deterministically by ``seed``, spread evenly over the classes (round robin).
-
-    Uses ``dataset.targets`` when present (no decoding), else a seeded random choice. ``n`` at or above
-    the dataset size keeps every item. The indices are returned sorted, so file order is kept.
-    """
-    if n < 1:
-        raise ValueError(f"a subset needs at least 1 item, got n={n}")
-    total = len(dataset)
-    if n >= total:
-        return DatasetSubset(dataset, range(total))
-    generator = torch.Generator().manual_seed(seed)
-    targets = getattr(dataset, "targets", None)
-    if targets is None:
-        return DatasetSubset(dataset, sorted(torch.randperm(total, generator=generator)[:n].tolist()))
-    by_class: dict[int, list[int]] = {}
-    for index, label in enumerate(targets):
-        by_class.setdefault(int(label), []).append(index)
-    queues = []
-    for label in sorted(by_class):
-        members = by_class[label]
-        order = torch.randperm(len(members), generator=generator).tolist()
-        queues.append([members[i] for i in order])
-    chosen: list[int] = []
-    depth = 0
-    while len(chosen) < n:
-        for queue in queues:
-            if depth < len(queue) and len(chosen) < n:
-                chosen.append(queue[depth])
-        depth += 1
-    return DatasetSubset(dataset, sorted(chosen))
-
-
-def holdout_split(dataset: Dataset, fraction: float, seed: int = 0) -> tuple[DatasetSubset, DatasetSubset]:
-    """``(train, held_out)``: ``fraction`` of each class's items held out, chosen by ``seed``; disjoint.
-
-    A class of ``n`` items gives ``round(fraction * n)`` of them (at least one when ``n >= 2``, never all), so
-    the held-out set has the training set's class balance. Uses ``dataset.targets`` (no decoding).
-    """
-    if not 0.0 < fraction < 1.0:
-        raise ValueError(f"the held-out fraction must lie strictly between 0 and 1, got {fraction}")
-    targets = getattr(dataset, "targets", None)
-    if targets is None:
-        raise ValueError("holdout_split needs a dataset with .targets (one label per item)")
-    by_class: dict[int, list[int]] = {}
-    for index, label in enumerate(targets):
-        by_class.setdefault(int(label), []).append(index)
-    generator = torch.Generator().manual_seed(seed)
-    held_out: list[int] = []
-    for label in sorted(by_class):
-        members = by_class[label]
-        count = min(len(members) - 1, max(1, round(fraction * len(members)))) if len(members) >= 2 else 0
-        order = torch.randperm(len(members), generator=generator).tolist()
-        held_out.extend(members[i] for i in order[:count])
-    if not held_out:
-        raise ValueError(
-            "cannot hold out images for validation: every class has a single image; add a val/ folder with "
-            "images of each class, or more training images"
-        )
-    chosen = set(held_out)
-    kept = [i for i in range(len(targets)) if i not in chosen]
-    return DatasetSubset(dataset, kept), DatasetSubset(dataset, sorted(held_out))
-
-
 def train_val_datasets(
     data: str | os.PathLike | None, val_fraction: float, seed: int = 0, *, download: bool = True,
 ) -> tuple[Dataset, Dataset | None, str]:
@@ -667,102 +429,4 @@ def train_val_datasets(
     return train, val, (
         f"{root} has no val/ split: {len(val)} of its {len(full)} training images ({val_fraction:.0%}, "
         f"class-balanced, seed {seed}) are held out for validation and not trained on (val_fraction)"
-    )
-
-
-# -- loading --------------------------------------------------------------------------------------------
-def collate_skipping(batch: list[tuple[Any, int]]) -> tuple[Any, Any, list[SkippedSample]]:
-    """Collate ``(image, label)`` items, dropping :class:`SkippedSample` ones: ``(images, labels, skipped)``.
-
-    Images may be tensors, tuples of tensors (one per ensemble member) or :class:`EncodedImage` (kept as a
-    list). When every item was skipped, images and labels are ``None``.
-    """
-    skipped = [item[0] for item in batch if isinstance(item[0], SkippedSample)]
-    kept = [item for item in batch if not isinstance(item[0], SkippedSample)]
-    if not kept:
-        return None, None, skipped
-    if isinstance(kept[0][0], EncodedImage):
-        return [item[0] for item in kept], torch.tensor([item[1] for item in kept]), skipped
-    images, labels = default_collate(kept)
-    return images, labels, skipped
-
-
-def seed_worker(worker_id: int) -> None:
-    """Seed Python's and numpy's generators in a worker from torch's per-worker seed."""
-    seed = torch.initial_seed() % 2**32
-    random.seed(seed)
-    np.random.seed(seed)
-
-
-class SkippingDataLoader(DataLoader):
-    """A DataLoader yielding ``(images, labels)`` without the samples that could not be decoded.
-
-    ``skipped`` counts the files dropped during the current (or last) pass and ``skipped_files`` lists
-    them; both are reset when a new pass starts. Batches where every file was corrupt are not yielded.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.skipped = 0
-        self.skipped_files: list[str] = []
-
-    def __iter__(self):  # type: ignore[override]
-        self.skipped = 0
-        self.skipped_files = []
-        for images, labels, skipped in super().__iter__():
-            for sample in skipped:
-                if sample.fatal:
-                    raise CorruptImageError(sample.path, sample.reason)
-                self.skipped += 1
-                self.skipped_files.append(sample.path)
-            if images is not None:
-                yield images, labels
-
-
-def build_loader(
-    dataset: Dataset,
-    batch_size: int,
-    *,
-    shuffle: bool = False,
-    sampler: Any = None,
-    num_workers: int = 0,
-    drop_last: bool = False,
-    pin_memory: bool | None = None,
-    generator: torch.Generator | None = None,
-    seed: int = 0,
-    persistent_workers: bool = False,
-    prefetch_factor: int | None = None,
-) -> SkippingDataLoader:
-    """A :class:`SkippingDataLoader` over ``dataset`` (corrupt files dropped, counted in ``loader.skipped``).
-
-    Shuffling and the workers' seeds come from ``generator`` (default: one seeded with ``seed``), so a run
-    is repeatable; each worker's torch, numpy and ``random`` generators are seeded from it. With
-    ``num_workers=0`` random transforms draw from the global torch generator (seed it with
-    ``torch.manual_seed``). ``pin_memory`` defaults to whether CUDA is available.
-    """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    if num_workers < 0:
-        raise ValueError(f"num_workers must be 0 or more, got {num_workers}")
-    if sampler is not None and shuffle:
-        raise ValueError("give either a sampler or shuffle=True, not both (let the sampler shuffle)")
-    if generator is None:
-        generator = torch.Generator().manual_seed(seed)
-    options: dict[str, Any] = {}
-    if num_workers > 0:
-        options["persistent_workers"] = persistent_workers
-        if prefetch_factor is not None:
-            options["prefetch_factor"] = prefetch_factor
-    return SkippingDataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=shuffle,
-        sampler=sampler,
-        num_workers=num_workers,
-        collate_fn=collate_skipping,
-        pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
-        drop_last=drop_last,
-        generator=generator,
-        worker_init_fn=seed_worker,
-        **options,
     )

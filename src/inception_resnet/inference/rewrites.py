@@ -23,7 +23,7 @@ filters once and applying the ReLU of all merged heads in one pass. That copy's 
 the original (merged ``fused_1x1_*`` convolutions, biases, no BatchNorm statistics): keep the original
 model for saving and loading weights.
 
-Fusion works on any block, not only on :class:`~inception_resnet.layers.Mixed`: each block's forward is
+Fusion works on any block, not only on :class:`~inception_resnet.models.layers.Mixed`: each block's forward is
 traced with ``torch.fx`` and the block's class is swapped for a subclass whose ``forward`` is the rewritten
 graph. Module tree, names and ``isinstance`` checks are unchanged, and TorchScript, ``torch.compile`` and
 ``copy.deepcopy`` keep working; pickling a whole fused model (``torch.save(model)``) does not, because the
@@ -39,7 +39,17 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from .layers import ConvBNReLU, ScaledResidual
+from ..models.layers import ConvBNReLU, ScaledResidual
+from .onednn import pack_for_cpu
+from .tracing import (
+    drop_identities,
+    is_relu,
+    is_torch_layer,
+    module_of,
+    only_input,
+    swap_forward,
+    trace_block,
+)
 
 __all__ = [
     "FusionReport",
@@ -75,50 +85,6 @@ class FusionReport:
 
 
 # -- tracing ------------------------------------------------------------------------------------------------
-
-
-class _BlockTracer(fx.Tracer):
-    """Traces into our modules and ``nn.Sequential``; stops at torch.nn layers and at the ``opaque`` modules."""
-
-    def __init__(self, opaque: set[int] | None = None) -> None:
-        super().__init__()
-        self.opaque = opaque or set()
-
-    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        if id(m) in self.opaque or getattr(m, "_trace_as_leaf", False):
-            return True
-        return super().is_leaf_module(m, module_qualified_name)
-
-
-def _trace(module: nn.Module, opaque: set[int] | None = None) -> fx.Graph | None:
-    """The forward graph of ``module``, or None when its forward cannot be traced symbolically.
-
-    ``opaque``: ids of modules called as a whole (those that could not be traced themselves).
-    """
-    try:
-        return _BlockTracer(opaque).trace(module)
-    except Exception:  # noqa: BLE001 - data-dependent control flow (input checks, shape tests): not a block
-        return None
-
-
-def _is_torch_layer(module: nn.Module) -> bool:
-    if getattr(module, "_trace_as_leaf", False):
-        return True
-    return type(module).__module__.startswith("torch.nn") and not isinstance(module, nn.Sequential)
-
-
-def _module_of(block: nn.Module, node: fx.Node) -> nn.Module | None:
-    if node.op != "call_module":
-        return None
-    return block.get_submodule(str(node.target))
-
-
-def _only_input(node: fx.Node) -> fx.Node | None:
-    if len(node.args) != 1 or node.kwargs or not isinstance(node.args[0], fx.Node):
-        return None
-    return node.args[0]
-
-
 # -- BatchNorm folding --------------------------------------------------------------------------------------
 
 
@@ -151,16 +117,16 @@ def _conv_bn_pairs(unit: nn.Module) -> list[tuple[str, str]]:
         return []
     if not any(isinstance(c, nn.BatchNorm2d) for c in children.values()):
         return []
-    graph = _trace(unit)
+    graph = trace_block(unit)
     if graph is None:
         return []
     pairs = []
     for node in graph.nodes:
-        bn = _module_of(unit, node)
-        source = _only_input(node) if isinstance(bn, nn.BatchNorm2d) else None
+        bn = module_of(unit, node)
+        source = only_input(node) if isinstance(bn, nn.BatchNorm2d) else None
         if source is None or len(source.users) != 1 or "." in str(node.target) or "." in str(source.target):
             continue
-        if isinstance(_module_of(unit, source), nn.Conv2d):
+        if isinstance(module_of(unit, source), nn.Conv2d):
             pairs.append((str(source.target), str(node.target)))
     return pairs
 
@@ -169,7 +135,7 @@ def fold_batchnorm(model: nn.Module) -> int:
     """Fold every eval-mode BatchNorm that directly follows a convolution into it, in place; returns the count.
 
     A unit is any module with a ``Conv2d`` child whose output feeds only a ``BatchNorm2d`` child
-    (:class:`~inception_resnet.layers.ConvBNReLU`, BN-Inception's unit, ``nn.Sequential(conv, bn, ...)``);
+    (:class:`~inception_resnet.models.layers.ConvBNReLU`, BN-Inception's unit, ``nn.Sequential(conv, bn, ...)``);
     the convolution is replaced by one with bias and the BatchNorm by ``nn.Identity``.
     """
     folded = 0
@@ -280,8 +246,8 @@ def _pointwise_groups(block: nn.Module, graph: fx.Graph) -> list[list[fx.Node]]:
     """Calls of 1x1 stride-1 convolutions that read the same tensor, grouped; only groups of two or more."""
     groups: dict[tuple, list[fx.Node]] = {}
     for node in graph.nodes:
-        conv = _module_of(block, node)
-        source = _only_input(node)
+        conv = module_of(block, node)
+        source = only_input(node)
         if not _is_pointwise_conv(conv) or source is None:
             continue
         key = (source, conv.bias is None, conv.weight.dtype, conv.weight.device, conv.in_channels)
@@ -310,24 +276,11 @@ def _merged_conv(block: nn.Module, convs: list[nn.Conv2d]) -> nn.Conv2d:
     return merged
 
 
-def _is_relu(block: nn.Module, node: fx.Node) -> bool:
-    if node.op == "call_module":
-        return isinstance(block.get_submodule(str(node.target)), nn.ReLU)
-    return node.op == "call_function" and node.target in (F.relu, torch.relu, torch.relu_)
-
-
-def _drop_identities(block: nn.Module, graph: fx.Graph) -> None:
-    for node in list(graph.nodes):
-        if isinstance(_module_of(block, node), nn.Identity) and _only_input(node) is not None:
-            node.replace_all_uses_with(node.args[0])
-            graph.erase_node(node)
-
-
 def _hoist_relu(block: nn.Module, graph: fx.Graph, merged: fx.Node, slices: list[fx.Node]) -> None:
     """If every slice goes straight into a ReLU, apply one ReLU to the merged output instead."""
     users = [next(iter(s.users)) if len(s.users) == 1 else None for s in slices]
     pairs = list(zip(users, slices, strict=True))
-    if not all(u is not None and _is_relu(block, u) and _only_input(u) is s for u, s in pairs):
+    if not all(u is not None and is_relu(block, u) and only_input(u) is s for u, s in pairs):
         return
     with graph.inserting_after(merged):
         activated = graph.call_function(F.relu, (merged,), {"inplace": True})
@@ -373,32 +326,6 @@ def _fuse_group(block: nn.Module, graph: fx.Graph, nodes: list[fx.Node], materia
         _hoist_relu(block, graph, merged, slices)
 
 
-_FUSED_CLASSES: dict[tuple[type, str], type] = {}
-
-
-def swap_forward(block: nn.Module, graph: fx.Graph, prefix: str = "Fused", what: str = "fused 1x1 heads") -> None:
-    """Give ``block`` a generated subclass of its class whose forward is ``graph``.
-
-    Classes are shared by blocks with equal code; ``_fused_base`` names the hand-written class underneath.
-    """
-    graph.lint()
-    for node in graph.nodes:  # unannotated code: TorchScript then takes Tensors, and cannot resolve FX's aliases
-        node.type = None
-    generated = fx.GraphModule(block, graph)
-    base = type(block)
-    key = (base, generated.code)
-    cls = _FUSED_CLASSES.get(key)
-    if cls is None:
-        original = getattr(base, "_fused_base", base)
-        cls = type(f"{prefix}{base.__name__}", (base,), {
-            "forward": type(generated).forward,
-            "__doc__": f"{original.__name__} with a generated forward ({what}; inception_resnet.optimize).",
-            "__module__": __name__,
-            "_fused_base": original,
-            "_fused_code": generated.code,
-        })
-        _FUSED_CLASSES[key] = cls
-    block.__class__ = cls
 
 
 def _unused_convs(block: nn.Module, graph: fx.Graph, targets: list[str]) -> list[str]:
@@ -407,7 +334,7 @@ def _unused_convs(block: nn.Module, graph: fx.Graph, targets: list[str]) -> list
 
 
 def _fuse_block(block: nn.Module, materialize: bool, report: FusionReport, opaque: set[int]) -> bool:
-    graph = _trace(block, opaque)
+    graph = trace_block(block, opaque)
     if graph is None:
         opaque.add(id(block))
         return False
@@ -415,7 +342,7 @@ def _fuse_block(block: nn.Module, materialize: bool, report: FusionReport, opaqu
     if not groups:
         return False
     if materialize:
-        _drop_identities(block, graph)
+        drop_identities(block, graph)
     targets = []
     for nodes in groups:
         targets += [str(n.target) for n in nodes]
@@ -438,7 +365,7 @@ def _fuse_tree(module: nn.Module, materialize: bool, report: FusionReport, opaqu
     opaque = set() if opaque is None else opaque
     for child in module.children():
         _fuse_tree(child, materialize, report, opaque)
-    if not _is_torch_layer(module):
+    if not is_torch_layer(module):
         _fuse_block(module, materialize, report, opaque)
 
 
@@ -486,12 +413,12 @@ def optimize_for_inference(
     ``fold``: fold BatchNorms and residual scales into the convolutions. ``fuse``: merge the 1x1
     convolutions that read the same input into one convolution with materialised weights, and apply their
     ReLU once; by default on, except with ``onednn``, where the merged output's channel slices must be
-    copied before the next oneDNN convolution reads them and the merge measured up to 11% slower
-    (Inception-v4, batch 16, 2 threads; equal for Inception-ResNet-v2). ``project_pools`` (with ``fold``):
+    copied before the next oneDNN convolution reads them, which costs more than the merge saves
+    (benchmarks/README.md has the measurement). ``project_pools`` (with ``fold``):
     pooling branches project first (:func:`commute_pool_projections`). ``channels_last``: store the
     weights in NHWC (feed NHWC inputs too). ``onednn`` (fp32 CPU inference only; implies ``channels_last``):
     run the convolutions through oneDNN with prepacked weights and fused ReLU / residual add
-    (:func:`inception_resnet.onednn.pack_for_cpu`); such a copy cannot be copied, pickled or moved. The
+    (:func:`inception_resnet.inference.onednn.pack_for_cpu`); such a copy cannot be copied, pickled or moved. The
     copy's parameters do not require gradients; its state dict has a different layout from the original's.
     The counts of what changed are in ``copy.optimization_report``.
     """
@@ -509,8 +436,6 @@ def optimize_for_inference(
     if channels_last or onednn:
         optimized = optimized.to(memory_format=torch.channels_last)
     if onednn:
-        from .onednn import pack_for_cpu
-
         report.convs_packed = pack_for_cpu(optimized)
     optimized.optimization_report = report
     return optimized

@@ -9,7 +9,7 @@ that does not fit raises a ValueError naming the first missing, unexpected and w
 
 ``source`` may also be (see :func:`weights_format`):
 
-* a hub tag such as ``timm/inception_v4.tf_in1k`` (:mod:`inception_resnet.hub`): read from
+* a hub tag such as ``timm/inception_v4.tf_in1k`` (:mod:`inception_resnet.weights.hub`): read from
   huggingface_hub's cache, downloaded into it the first time; the tag's preprocessing and published
   accuracy are recorded in the model's metadata;
 * a TF-slim checkpoint (``inception_v4.ckpt``, ``inception_resnet_v2_2016_08_30.ckpt``,
@@ -185,7 +185,7 @@ def weights_format(source: str | os.PathLike) -> tuple[str, str]:
         return "hub", source
     raise FileNotFoundError(
         f"weights file not found: {path}; pass an existing file (.safetensors, .pth, .ckpt, .h5...) or a hub "
-        "tag such as timm/inception_v4.tf_in1k (known tags: inception_resnet.hub.KNOWN_TAGS)"
+        "tag such as timm/inception_v4.tf_in1k (known tags: inception_resnet.weights.hub.KNOWN_TAGS)"
     )
 
 

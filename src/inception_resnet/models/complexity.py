@@ -33,8 +33,8 @@ def count_macs(model: nn.Module, input_size: tuple[int, int, int], batch_size: i
 
 def model_macs(name: str, input_size: tuple[int, int, int] | None = None, **options) -> int:
     """MACs of a registered model built on the meta device (no memory, no compute)."""
-    from .registry import create_model
+    from .registry import build_model
 
     with torch.device("meta"):
-        model = create_model(name, **options)
+        model = build_model(name, **options)
     return count_macs(model, input_size or model.metadata.input_size)

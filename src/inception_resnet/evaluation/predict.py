@@ -2,7 +2,7 @@
 
 :func:`predict_files` decodes each file (a file that cannot be read or is not an image becomes a
 :class:`PredictFailure` with a message, and the others are still classified), applies the evaluation
-transform the weights' metadata describes (:func:`inception_resnet.transforms.eval_transform_for`: input
+transform the weights' metadata describes (:func:`inception_resnet.data.transforms.eval_transform_for`: input
 size, crop fraction and style, interpolation, mean and std), runs the model in batches and returns the
 top-k classes with their softmax probabilities. Class names come from the ImageNet list shipped with the
 package (:func:`class_names`: 1000 classes, or 1001 with TF-slim's background class at index 0).
@@ -90,8 +90,8 @@ def load_image(path: str | os.PathLike) -> Image.Image:
 
 
 def eval_transform(model: nn.Module, input_size: int | None = None) -> Callable[[Any], torch.Tensor]:
-    """The evaluation transform of the model's weights (see :mod:`inception_resnet.transforms`)."""
-    from .transforms import eval_transform_for
+    """The evaluation transform of the model's weights (see :mod:`inception_resnet.data.transforms`)."""
+    from ..data.transforms import eval_transform_for
 
     return eval_transform_for(model, input_size=input_size)
 

@@ -16,7 +16,7 @@ with antialiasing, so an image smaller than the model's input (28x28 Fashion-MNI
 * ``style="timm"``: resize the shorter side to ``floor(size / crop_pct)`` (341 for 299 at 0.875), then take
   the centre ``size x size`` crop. ``style="squash"`` resizes both sides to ``size / crop_pct`` first.
 * :func:`eval_transform_for` reads the style, crop fraction, interpolation, mean and std from a model's
-  :class:`~inception_resnet.network.ModelMetadata` (``crop_mode`` "tf" -> tf, "center" -> timm).
+  :class:`~inception_resnet.models.base.ModelMetadata` (``crop_mode`` "tf" -> tf, "center" -> timm).
 """
 
 from __future__ import annotations

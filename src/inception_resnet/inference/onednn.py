@@ -4,7 +4,7 @@ Eager PyTorch hands every CPU convolution to oneDNN with plain-layout weights, w
 its blocked layout at every call, and runs the ReLU (and the Inception-ResNet residual add) as separate
 passes over memory; at batch 1 with a single thread it even takes a slower im2col path for 1x1
 convolutions. :func:`pack_for_cpu` rewrites an eval-mode model (best after
-:func:`~inception_resnet.optimize.optimize_for_inference`, which folds the BatchNorms into the convolutions)
+:func:`~inception_resnet.inference.rewrites.optimize_for_inference`, which folds the BatchNorms into the convolutions)
 so that each convolution runs through ``torch.ops.mkldnn._convolution_pointwise`` with its weights reordered
 once, and with the ReLU that follows it, or the residual add and the ReLU after that, as oneDNN post-ops.
 It is the rewrite inductor's CPU ``freezing`` performs, done once in eager code.
@@ -21,7 +21,7 @@ import operator
 import torch
 from torch import fx, nn
 
-from .optimize import _drop_identities, _is_relu, _is_torch_layer, _module_of, _trace, swap_forward
+from .tracing import drop_identities, is_relu, is_torch_layer, module_of, swap_forward, trace_block
 
 __all__ = ["OneDNNConv2d", "OneDNNConvAdd", "is_packable", "pack_for_cpu"]
 
@@ -110,7 +110,7 @@ def _single_user(node: fx.Node) -> fx.Node | None:
 
 def _relu_after(block: nn.Module, node: fx.Node) -> fx.Node | None:
     user = _single_user(node)
-    if user is not None and _is_relu(block, user) and user.args[:1] == (node,):
+    if user is not None and is_relu(block, user) and user.args[:1] == (node,):
         return user
     return None
 
@@ -134,20 +134,20 @@ def _set_submodule(block: nn.Module, target: str, module: nn.Module) -> None:
 
 def _pack_block(block: nn.Module, opaque: set[int], shapes: dict[int, list[int]]) -> int:
     """Rewrite the convolution calls of ``block``'s own forward; returns how many were packed."""
-    graph = _trace(block, opaque)
+    graph = trace_block(block, opaque)
     if graph is None:  # its parent's trace calls it as a whole
         opaque.add(id(block))
         return 0
     if not any(isinstance(m, nn.Conv2d) for m in block.modules()):
         return 0
-    _drop_identities(block, graph)
+    drop_identities(block, graph)
     calls: dict[str, int] = {}
     for node in graph.nodes:
         if node.op == "call_module":
             calls[str(node.target)] = calls.get(str(node.target), 0) + 1
     packed = changed = 0
     for node in list(graph.nodes):
-        conv = _module_of(block, node)
+        conv = module_of(block, node)
         redundant = _relu_after(block, node) if type(conv) is OneDNNConv2d and conv.attr == "relu" else None
         if redundant is not None:  # a unit packed on its own whose ReLU this block's generated code calls too
             redundant.replace_all_uses_with(node)
@@ -182,7 +182,7 @@ def _pack_block(block: nn.Module, opaque: set[int], shapes: dict[int, list[int]]
 
 def _pack_tree(module: nn.Module, opaque: set[int], shapes: dict[int, list[int]]) -> int:
     packed = sum(_pack_tree(child, opaque, shapes) for child in list(module.children()))
-    if not _is_torch_layer(module):
+    if not is_torch_layer(module):
         packed += _pack_block(module, opaque, shapes)
     return packed
 

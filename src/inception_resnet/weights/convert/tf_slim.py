@@ -1,7 +1,7 @@
 """TF-slim checkpoints of Inception-v3, Inception-v4 and Inception-ResNet-v2 in this package's layout.
 
 The released checkpoints (``inception_v3.ckpt``, ``inception_v4.ckpt``,
-``inception_resnet_v2_2016_08_30.ckpt``; architecture reference, section 9.6) name each variable after the
+``inception_resnet_v2_2016_08_30.ckpt``, published with TF-slim's model library) name each variable after the
 TF-slim scope that created it: ``InceptionV4/Mixed_5b/Branch_1/Conv2d_0b_3x3/weights``. A convolution unit
 stores ``weights`` as [kh, kw, in, out] and a BatchNorm without gamma (``beta``, ``moving_mean``,
 ``moving_variance``); the residual up-projections of Inception-ResNet-v2 store ``weights`` and ``biases``;
@@ -55,7 +55,7 @@ def _units(target: str, scope: str, table: Mapping[str, str]) -> list[SlimLayer]
     return [SlimLayer(f"{target}.{child}", f"{scope}/{sub}") for child, sub in table.items()]
 
 
-# -- Inception-v4 (timm layout, architecture reference 9.2) -----------------------------------------------
+# -- Inception-v4 (timm layout) ----------------------------------------------------------------------------
 V4_MIXED_4A = {
     "branch0.0": "Branch_0/Conv2d_0a_1x1", "branch0.1": "Branch_0/Conv2d_1a_3x3",
     "branch1.0": "Branch_1/Conv2d_0a_1x1", "branch1.1": "Branch_1/Conv2d_0b_1x7",
@@ -115,7 +115,7 @@ def _inception_v4_layers(model: nn.Module) -> list[SlimLayer]:
     return layers
 
 
-# -- Inception-ResNet-v2 (timm layout, architecture reference 9.3) -----------------------------------------
+# -- Inception-ResNet-v2 (timm layout) ---------------------------------------------------------------------
 IRV2_MIXED_5B = {
     "branch0": "Branch_0/Conv2d_1x1",
     "branch1.0": "Branch_1/Conv2d_0a_1x1", "branch1.1": "Branch_1/Conv2d_0b_5x5",
@@ -428,4 +428,4 @@ def load_slim_state(model: nn.Module, path: str | os.PathLike) -> tuple[StateDic
 
 SLIM_METADATA = {"crop_mode": "tf", "crop_pct": 0.875, "interpolation": "bilinear",
                  "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}
-"""TF-slim's evaluation preprocessing (central 87.5 % crop, bilinear resize, [-1, 1]; reference section 11)."""
+"""TF-slim's evaluation preprocessing (central 87.5 % crop, bilinear resize, [-1, 1])."""

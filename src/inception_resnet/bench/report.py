@@ -1,0 +1,67 @@
+"""Benchmark reports: results as a Markdown table, a JSON document, and the files that hold both.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+# -- reports ----------------------------------------------------------------------------------------------
+from .harness import Result
+
+
+def _fmt(value: float | None, digits: int = 1, scale: float = 1.0) -> str:
+    return "" if value is None else f"{value * scale:,.{digits}f}"
+
+
+def _sig(value: float | None) -> str:
+    """Three significant digits, without exponent for the usual ranges."""
+    if value is None:
+        return ""
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
+def to_markdown(results: list[Result]) -> str:
+    """A markdown table of results, one row per candidate, grouped by workload."""
+    header = ["workload", "candidate", "img/s", "ms/batch (min-max)", "TFLOP/s", "MFU %", "peak GiB",
+              "x baseline", "max abs diff", "setup s", "note"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in results:
+        spread = f"{_fmt(r.ms_per_batch, 2)} ({_fmt(r.ms_min, 2)}-{_fmt(r.ms_max, 2)})" if r.ms_per_batch else ""
+        ratio = f"{r.ratio:.2f}x {r.baseline}" if r.ratio is not None else ""
+        diff = f"{r.max_abs_diff:.1e}" if r.max_abs_diff is not None else ""
+        lines.append("| " + " | ".join([
+            r.workload, f"`{r.candidate}`", _fmt(r.img_s), spread, _sig(r.tflops), _fmt(r.mfu, 1, 100.0),
+            _fmt(r.peak_mem_gib, 2), ratio, diff, _fmt(r.setup_s), r.error or "",
+        ]) + " |")
+    return "\n".join(lines)
+
+
+def document(results: list[Result], env: dict[str, Any]) -> dict[str, Any]:
+    """The JSON results document: environment and rows."""
+    return {"environment": env, "results": [asdict(r) for r in results]}
+
+
+def environment_lines(env: dict[str, Any]) -> list[str]:
+    """The environment as markdown list items, in a fixed order (the head of every results file)."""
+    keys = ["date", "command", "note", "gpu", "driver", "cuda", "cudnn", "cpu", "cpu_count", "torch_threads",
+            "torch", "timm", "onnxruntime", "python"]
+    return [f"- {k}: `{env[k]}`" for k in keys if env.get(k) is not None]
+
+
+def markdown_document(results: list[Result], env: dict[str, Any], title: str = "Benchmark") -> str:
+    """Environment as a list, then the table: the format of the files under ``docs/results/``."""
+    return "\n".join([f"# {title}", "", *environment_lines(env), "", to_markdown(results), ""])
+
+
+def write_results(out: str | os.PathLike, stem: str, markdown: str, data: dict[str, Any]) -> Path:
+    """Write ``<stem>.md`` and ``<stem>.json`` into the folder ``out`` (created); returns the markdown path."""
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{stem}.json").write_text(json.dumps(data, indent=2) + "\n")
+    path = folder / f"{stem}.md"
+    path.write_text(markdown)
+    return path

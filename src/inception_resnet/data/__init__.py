@@ -1,0 +1,86 @@
+"""Data: datasets (image folders, Fashion-MNIST, MNIST, synthetic), decoding, loaders, preprocessing, crop sets.
+
+* :mod:`.datasets` - ``build_dataset(data, split)`` and the datasets it returns, ``train_val_datasets`` (a
+  held-out validation share where a folder has no ``val/``), class maps;
+* :mod:`.decoding` - decoding files, and skipping (or refusing) the ones that cannot be decoded;
+* :mod:`.loading` - class-balanced subsets and ``build_loader``;
+* :mod:`.synthetic` - ``synthetic:N[:CLASSES]`` noise images for smoke tests;
+* :mod:`.transforms` - training augmentation and evaluation preprocessing;
+* :mod:`.crops` - the paper's multi-crop evaluation views.
+"""
+
+from .crops import CROP_SETS, MultiCropTransform, crop_views, multi_crop_scales, multi_crop_transform_for
+from .datasets import (
+    BUILTIN_DATASETS,
+    DEBIAN_FASHION_MNIST,
+    IMAGE_EXTENSIONS,
+    BuiltinDataset,
+    IdxDataset,
+    ImageFolderDataset,
+    apply_class_map,
+    build_dataset,
+    read_class_map,
+    train_val_datasets,
+)
+from .decoding import (
+    CorruptImageError,
+    CorruptImageWarning,
+    EncodedImage,
+    SkippedSample,
+    decode_encoded,
+    decode_file,
+)
+from .loading import DatasetSubset, SkippingDataLoader, build_loader, collate_skipping, holdout_split, subset
+from .synthetic import SyntheticDataset, parse_synthetic
+from .transforms import (
+    EVAL_STYLES,
+    INCEPTION_MEAN,
+    INCEPTION_STD,
+    EvalTransform,
+    TrainTransform,
+    eval_transform,
+    eval_transform_for,
+    resize_shorter_side,
+    train_transform,
+)
+
+__all__ = [
+    "BUILTIN_DATASETS",
+    "CROP_SETS",
+    "DEBIAN_FASHION_MNIST",
+    "EVAL_STYLES",
+    "IMAGE_EXTENSIONS",
+    "INCEPTION_MEAN",
+    "INCEPTION_STD",
+    "BuiltinDataset",
+    "CorruptImageError",
+    "CorruptImageWarning",
+    "DatasetSubset",
+    "EncodedImage",
+    "EvalTransform",
+    "IdxDataset",
+    "ImageFolderDataset",
+    "MultiCropTransform",
+    "SkippedSample",
+    "SkippingDataLoader",
+    "SyntheticDataset",
+    "TrainTransform",
+    "apply_class_map",
+    "build_dataset",
+    "build_loader",
+    "collate_skipping",
+    "crop_views",
+    "decode_encoded",
+    "decode_file",
+    "eval_transform",
+    "eval_transform_for",
+    "holdout_split",
+    "multi_crop_scales",
+    "multi_crop_transform_for",
+    "parse_synthetic",
+    "read_class_map",
+    "resize_shorter_side",
+    "subset",
+    "train_transform",
+    "train_val_datasets",
+]

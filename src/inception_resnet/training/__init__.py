@@ -1,0 +1,48 @@
+"""Training: ``train(TrainConfig(...))`` and its parts (see :mod:`.trainer` for the recipes and the run directory).
+
+* :mod:`.config` - :class:`TrainConfig` and the recipes; :mod:`.trainer` - ``train`` and the loop;
+* :mod:`.setup`, :mod:`.state` - the trainer's set-up and checkpoint parts; :mod:`.step` - one optimiser step;
+* :mod:`.rundir` - the run directory's files; :mod:`.checkpoint` - checkpoint files;
+* :mod:`.optimizers`, :mod:`.ema`, :mod:`.distributed`, :mod:`.rng`, :mod:`.control`, :mod:`.finetune`,
+  :mod:`.curves` (plots of a run).
+"""
+
+from .checkpoint import CheckpointManager, load_checkpoint, save_checkpoint
+from .config import RECIPES, TrainConfig, config_for_resume, field_help, field_types
+from .control import CRASH_ENV, NonFiniteLossError, StopRequest
+from .ema import ModelEma
+from .finetune import freeze_body, load_pretrained
+from .optimizers import LRSchedule, RMSpropTF, build_optimizer, param_groups, scale_lr
+from .rundir import RunLog, load_run_config
+from .step import StepRunner, TrainingModule, classification_loss
+from .trainer import Trainer, TrainSummary, train
+
+__all__ = [
+    "CRASH_ENV",
+    "RECIPES",
+    "CheckpointManager",
+    "LRSchedule",
+    "ModelEma",
+    "NonFiniteLossError",
+    "RMSpropTF",
+    "RunLog",
+    "StepRunner",
+    "StopRequest",
+    "TrainConfig",
+    "TrainSummary",
+    "Trainer",
+    "TrainingModule",
+    "build_optimizer",
+    "classification_loss",
+    "config_for_resume",
+    "field_help",
+    "field_types",
+    "freeze_body",
+    "load_checkpoint",
+    "load_pretrained",
+    "load_run_config",
+    "param_groups",
+    "save_checkpoint",
+    "scale_lr",
+    "train",
+]

@@ -1,0 +1,47 @@
+"""Fine-tuning helpers: load weights whose classifier has another size, and freeze everything but the heads.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+
+def load_pretrained(net: nn.Module, source: str | os.PathLike | Mapping[str, torch.Tensor]) -> list[str]:
+    """Load weights for fine-tuning: everything but a classifier whose size differs (that one stays new)."""
+    from ..weights.loading import adapt_state_dict, check_compatible, read_state_dict, unwrap_state_dict
+
+    state = unwrap_state_dict(source) if isinstance(source, Mapping) else read_state_dict(source)
+    state, notes = adapt_state_dict(net, state)
+    own = net.state_dict()
+    heads = [getattr(net, "classifier_name", "fc"), "AuxLogits.fc"]
+    replaced = []
+    for prefix in heads:
+        for suffix in ("weight", "bias"):
+            key = f"{prefix}.{suffix}"
+            if key in own and key in state and state[key].shape != own[key].shape:
+                state[key] = own[key]
+                replaced.append(key)
+    check_compatible(net, state)
+    net.load_state_dict(state)
+    if replaced:
+        notes.append(f"new classifier for {getattr(net, 'num_classes', '?')} classes ({', '.join(replaced)})")
+    return notes
+
+
+def freeze_body(net: nn.Module) -> list[str]:
+    """Freeze every parameter but the classifier's (and the auxiliary classifier's); returns the trainable ones."""
+    heads = (f"{getattr(net, 'classifier_name', 'fc')}.", "AuxLogits.fc.")
+    trainable = []
+    for name, param in net.named_parameters():
+        keep = name.startswith(heads)
+        param.requires_grad_(keep)
+        if keep:
+            trainable.append(name)
+    if not trainable:
+        raise ValueError("freeze_body left nothing to train: the model has no classifier (num_classes=0?)")
+    return trainable
+
