@@ -106,7 +106,7 @@ def test_device_defaults_to_auto_everywhere(tmp_path) -> None:
     }
     for words in minimal.values():
         assert parser.parse_args(words).device == "auto"
-    from inception_resnet.train import TrainConfig
+    from inception_resnet.training import TrainConfig
 
     assert not hasattr(parser.parse_args(["train"]), "device") and TrainConfig().device == "auto"
     with pytest.raises(SystemExit):

@@ -22,9 +22,9 @@ from PIL import Image
 from safetensors.torch import save_file
 
 import inception_resnet as ir
-from inception_resnet import hub
 from inception_resnet.cli import build_parser, main
-from inception_resnet.transforms import eval_transform_for
+from inception_resnet.data.transforms import eval_transform_for
+from inception_resnet.weights import hub
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
