@@ -25,6 +25,18 @@ class InceptionOutput(NamedTuple):
     aux_logits: torch.Tensor
 
 
+def check_min_size(model_name: str, height: int, width: int, minimum: int, fix: str) -> None:
+    """The one minimum-input check: a ValueError naming the model, the size, the minimum and ``fix``.
+
+    Used by the networks' forward (it compiles under TorchScript), the preprocessing and the trainer.
+    """
+    if height < minimum or width < minimum:
+        raise ValueError(
+            model_name + ": input of " + str(height) + "x" + str(width) + " is too small; the minimum is "
+            + str(minimum) + "x" + str(minimum) + " (" + fix + ")"
+        )
+
+
 @dataclass(frozen=True)
 class FeatureInfo:
     """One feature level of ``features_only``: the module it taps, its channels and nominal stride."""
@@ -161,13 +173,9 @@ class InceptionNet(nn.Module):
                 + str(x.shape[1]) + " (input shape " + str(list(x.shape))
                 + "); build the model with in_chans=" + str(x.shape[1]) + " or convert the images"
             )
-        if x.shape[2] < self.min_input_size or x.shape[3] < self.min_input_size:
-            raise ValueError(
-                self.model_name + ": input of " + str(x.shape[2]) + "x" + str(x.shape[3])
-                + " is too small; the minimum is " + str(self.min_input_size) + "x"
-                + str(self.min_input_size) + " (resize the images up, e.g. to the default "
-                + str(self.default_size) + "x" + str(self.default_size) + ")"
-            )
+        check_min_size(self.model_name, x.shape[2], x.shape[3], self.min_input_size,
+                       "resize the images up, e.g. to the default " + str(self.default_size) + "x"
+                       + str(self.default_size))
 
     def forward_body(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The stages: (final feature map, input of the auxiliary head or None). Each network defines it."""
