@@ -148,16 +148,33 @@ class InceptionNet(nn.Module):
     def _make_classifier(num_features: int, num_classes: int) -> nn.Module:
         return nn.Linear(num_features, num_classes) if num_classes > 0 else nn.Identity()
 
+    # -- classifier heads: the one place that knows their names ----------------------------------------
     def get_classifier(self) -> nn.Module:
+        """The main classifier (``fc``, ``last_linear``, ``classif`` or ``logits``, as the reference names it)."""
         return getattr(self, self.classifier_name)
 
+    def aux_classifier_names(self) -> list[str]:
+        """Module names of the auxiliary classifiers' last layers (empty without auxiliary heads)."""
+        return ["AuxLogits.fc"] if self.aux_logits else []
+
+    def classifier_names(self) -> list[str]:
+        """Module names of every layer whose outputs are classes: the main classifier, then the auxiliary ones.
+
+        Weight loading, fine-tuning (:func:`inception_resnet.training.finetune.load_pretrained`) and
+        :func:`~inception_resnet.training.finetune.freeze_body` go by these names.
+        """
+        return [self.classifier_name, *self.aux_classifier_names()]
+
     def reset_classifier(self, num_classes: int) -> None:
-        """Replace the classifier (and the auxiliary one) for ``num_classes`` outputs; 0 removes it."""
+        """Replace the classifier and every auxiliary one for ``num_classes`` outputs; 0 removes them."""
         self.num_classes = num_classes
         setattr(self, self.classifier_name, self._make_classifier(self.num_features, num_classes))
         if self.aux_logits:
-            aux: AuxHead = self.AuxLogits
-            aux.fc = nn.Linear(aux.conv1.out_channels, num_classes) if num_classes > 0 else nn.Identity()
+            self._reset_aux_classifiers(num_classes)
+
+    def _reset_aux_classifiers(self, num_classes: int) -> None:
+        aux: AuxHead = self.AuxLogits
+        aux.fc = nn.Linear(aux.conv1.out_channels, num_classes) if num_classes > 0 else nn.Identity()
 
     # -- forward --------------------------------------------------------------------------------------
     def check_input(self, x: torch.Tensor) -> None:
