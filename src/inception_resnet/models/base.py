@@ -36,6 +36,31 @@ def check_min_size(model_name: str, height: int, width: int, minimum: int, fix: 
             + str(minimum) + "x" + str(minimum) + " (" + fix + ")"
         )
 
+class _StopForward(Exception):
+    """Raised by the hook of the deepest tap to end a ``stop_early`` pass (caught in forward_intermediates)."""
+
+
+def feature_take_indices(
+    count: int, indices: int | list[int] | tuple[int, ...] | None, name: str = "model"
+) -> list[int]:
+    """timm's reading of ``indices``: None all ``count`` taps, an int the last n, a sequence those (negatives
+    from the end); a ValueError when one is out of range."""
+    if indices is None:
+        return list(range(count))
+    if isinstance(indices, int):
+        if not 0 < indices <= count:
+            raise ValueError(f"{name}: the last-n index {indices} must lie in 1..{count}")
+        return list(range(count - indices, count))
+    taken = []
+    for i in indices:
+        index = count + i if i < 0 else i
+        if not 0 <= index < count:
+            raise ValueError(f"{name}: feature index {i} is out of range (0..{count - 1}, or negative from the end)")
+        taken.append(index)
+    if not taken:
+        raise ValueError(f"{name}: indices must name at least one feature level")
+    return taken
+
 
 @dataclass(frozen=True)
 class FeatureInfo:
@@ -230,7 +255,7 @@ class InceptionNet(nn.Module):
 
     def forward(self, x: torch.Tensor):
         if self.features_only and not torch.jit.is_scripting():
-            return self.forward_intermediates(x)
+            return self.forward_intermediates(x, self.feature_indices, stop_early=True, intermediates_only=True)
         self.check_input(x)
         features, aux_input = self.forward_body(x)
         logits = self.forward_head(features)
@@ -239,22 +264,45 @@ class InceptionNet(nn.Module):
         return logits
 
     @torch.jit.unused
-    def forward_intermediates(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The feature maps at the taps of ``feature_info`` (strides 2, 4, 8, 16, 32), shallow to deep."""
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: int | list[int] | tuple[int, ...] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """timm's feature contract: the maps at the taps of ``feature_info`` (strides 2, 4, 8, 16, 32).
+
+        ``indices``: ``None`` all taps, an int ``n`` the last ``n``, a sequence those taps (negative ones count
+        from the end); the maps come shallow to deep. ``stop_early`` stops the forward pass at the deepest
+        tap asked for. Returns ``(final map, maps)``, or only the maps with ``intermediates_only``; the final
+        map is where the pass stopped. ``norm`` is accepted for timm's signature: these networks have no
+        final norm layer. ``output_fmt`` must be ``"NCHW"``.
+        """
+        if output_fmt != "NCHW":
+            raise ValueError(f"{self.model_name}: output_fmt must be 'NCHW' (the only layout here), got {output_fmt!r}")
+        take = feature_take_indices(len(self.feature_info), indices, self.model_name)
+        deepest = max(take)
         self.check_input(x)
-        taps = [self.feature_info[i] for i in self.feature_indices]
-        captured: dict[str, torch.Tensor] = {}
+        captured: dict[int, torch.Tensor] = {}
         handles = []
-        for tap in taps:
-            def hook(_module, _inputs, output, key=tap.module):
-                captured[key] = output
-            handles.append(self.get_submodule(tap.module).register_forward_hook(hook))
+        for index in sorted(set(take)):
+            def hook(_module, _inputs, output, index=index, stop=stop_early and index == deepest):
+                captured[index] = output
+                if stop:
+                    raise _StopForward
+            handles.append(self.get_submodule(self.feature_info[index].module).register_forward_hook(hook))
         try:
-            self.forward_body(x)
+            final = self.forward_body(x)[0]
+        except _StopForward:
+            final = captured[deepest]
         finally:
             for handle in handles:
                 handle.remove()
-        return [captured[tap.module] for tap in taps]
+        maps = [captured[i] for i in sorted(set(take))]
+        return maps if intermediates_only else (final, maps)
 
     def set_features_only(self, out_indices: tuple[int, ...] = (0, 1, 2, 3, 4)) -> None:
         """Turn the model into a feature extractor returning the maps at ``out_indices``; drops the head."""

@@ -190,7 +190,7 @@ class GoogLeNet(InceptionNet):
 
     def forward(self, x: torch.Tensor):
         if self.features_only and not torch.jit.is_scripting():
-            return self.forward_intermediates(x)
+            return self.forward_intermediates(x, self.feature_indices, stop_early=True, intermediates_only=True)
         if self.training and self.aux_logits and not torch.jit.is_scripting():
             features, aux = self.forward_aux(x)
             return GoogLeNetOutput(self.forward_head(features), aux[0], aux[1])
