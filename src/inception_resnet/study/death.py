@@ -8,14 +8,13 @@ reads those sequences and says whether, and at which step, a run died.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from ..training.rundir import read_steps
 from .config import DeathCriteria
 
 
@@ -75,21 +74,6 @@ def detect_death(
 
 def _all_zero(value: float | None, threshold: float) -> bool:
     return value is not None and math.isfinite(value) and value >= threshold
-
-
-def read_steps(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    """The rows of a run's ``steps.jsonl`` in step order (empty when none were logged)."""
-    path = Path(run_dir) / "steps.jsonl"
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a line cut short by a kill; the checkpointed part is intact
-    return sorted(rows, key=lambda r: r.get("step", 0))
 
 
 def detect_run_death(run_dir: str | os.PathLike, criteria: DeathCriteria | None = None) -> DeathReport:

@@ -21,8 +21,9 @@ from typing import Any
 
 from ..environment import environment
 from ..training import TrainConfig, train
+from ..training.rundir import read_steps
 from .config import ScalingConfig, section_to_dict
-from .death import DeathReport, detect_run_death, read_steps
+from .death import DeathReport, detect_run_death
 from .figures import plot_scaling
 from .report import PAPER, environment_lines, fmt, md_table, write_csv, write_json
 from .runs import (
