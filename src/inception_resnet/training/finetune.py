@@ -12,7 +12,13 @@ from torch import nn
 
 def load_pretrained(net: nn.Module, source: str | os.PathLike | Mapping[str, torch.Tensor]) -> list[str]:
     """Load weights for fine-tuning: everything but a classifier whose size differs (that one stays new)."""
-    from ..weights.loading import adapt_state_dict, check_compatible, read_state_dict, unwrap_state_dict
+    from ..weights.loading import (
+        adapt_state_dict,
+        check_compatible,
+        check_finite,
+        read_state_dict,
+        unwrap_state_dict,
+    )
 
     state = unwrap_state_dict(source) if isinstance(source, Mapping) else read_state_dict(source)
     state, notes = adapt_state_dict(net, state)
@@ -26,6 +32,7 @@ def load_pretrained(net: nn.Module, source: str | os.PathLike | Mapping[str, tor
                 state[key] = own[key]
                 replaced.append(key)
     check_compatible(net, state)
+    check_finite(state, "the pretrained weights" if isinstance(source, Mapping) else str(source))
     net.load_state_dict(state)
     if replaced:
         notes.append(f"new classifier for {getattr(net, 'num_classes', '?')} classes ({', '.join(replaced)})")
