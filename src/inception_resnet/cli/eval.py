@@ -21,7 +21,7 @@ from ..data.datasets import build_dataset
 from ..data.transforms import EVAL_STYLES
 from ..evaluation.evaluate import EvalResult, evaluate
 from ..weights.factory import create_model
-from .options import parse_option
+from .options import parse_model_option
 
 
 @dataclass(frozen=True)
@@ -136,7 +136,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model-weight", type=float, default=1.0, help="ensemble weight of --model (default 1)")
     parser.add_argument("--ensemble", type=parse_member, action="append", default=[], metavar="NAME[:W[:WEIGHT]]",
                         help="add an ensemble member: model name, optional weights source and ensemble weight")
-    parser.add_argument("--model-option", type=parse_option, action="append", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--model-option", type=parse_model_option, action="append", default=[], metavar="KEY=VALUE",
                         help="a model option for every member, e.g. width_multiplier=0.25 (repeatable)")
     parser.add_argument("--in-chans", type=int, default=3, help="input channels of the models (default 3)")
     parser.add_argument("--data", help="image folder (DIR/val/<class>/*.jpg or DIR/<class>/*.jpg), "

@@ -19,7 +19,7 @@ from torch import nn
 from ..evaluation.predict import format_predictions, predict_files
 from ..weights.factory import create_model
 from ..weights.loading import load_weights
-from .options import parse_option
+from .options import parse_model_option
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, weights_required: bool = True) -> None:
@@ -29,7 +29,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, weights_required: bool 
                              "such as timm/inception_v4.tf_in1k")
     parser.add_argument("--num-classes", type=int, default=None,
                         help="classifier outputs (default 1000; 1001 keeps TF-slim's background class)")
-    parser.add_argument("--model-option", type=parse_option, action="append", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--model-option", type=parse_model_option, action="append", default=[], metavar="KEY=VALUE",
                         help="network option, e.g. aux_logits=true or width_multiplier=0.5 (repeatable)")
 
 

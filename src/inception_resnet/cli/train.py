@@ -29,13 +29,9 @@ def _base_type(annotation: Any) -> Any:
 
 
 def _key_value(text: str) -> tuple[str, Any]:
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    key, raw = text.split("=", 1)
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
-        value = raw
+    from .options import parse_model_option
+
+    key, value = parse_model_option(text)
     return key.strip(), value
 
 
