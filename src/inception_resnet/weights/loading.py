@@ -302,13 +302,22 @@ def _metadata_changes(model: nn.Module, loaded: LoadedWeights) -> dict[str, Any]
 
 def save_weights(model: nn.Module, path: str | os.PathLike) -> Path:
     """Save the model's state dict as ``.safetensors`` (in the same key layout) or a torch ``.pth`` file."""
+    import io
+
+    from ..files import write_bytes_atomic, write_error
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise write_error(error, "the weights", path) from None
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     if path.suffix == ".safetensors":
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
-        save_file(state, str(path))
+        data = save(state)
     else:
-        torch.save(state, path)
-    return path
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        data = buffer.getvalue()
+    return write_bytes_atomic(path, data, "the weights")
