@@ -17,6 +17,9 @@ from .predict import add_model_arguments, build_model
 
 def run(args: argparse.Namespace) -> int:
     output = Path(args.output) if args.output else default_path(args.name, args.format)
+    if output.is_dir():
+        raise IsADirectoryError(f"--output {output} is a folder; give a file name such as "
+                                f"{output / default_path(args.name, args.format)}")
     if output.exists() and not args.overwrite:
         raise ValueError(f"{output} exists; pass --overwrite to replace it or --output to write elsewhere")
     model = build_model(args.name, args.weights, args.num_classes, args.model_option)

@@ -119,7 +119,8 @@ def image_files(
     found: list[str] = []
     root_real = os.path.realpath(folder)
     seen_dirs.setdefault(root_real, str(folder))
-    stack: list[tuple[str, str, tuple[str, ...]]] = [(str(folder), root_real, (root_real,))]
+    above = (root_real, *map(str, Path(root_real).parents))  # a link to any of these is a loop
+    stack: list[tuple[str, str, tuple[str, ...]]] = [(str(folder), root_real, above)]
     while stack:
         current, current_real, ancestors = stack.pop()
         try:

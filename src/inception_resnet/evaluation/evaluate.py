@@ -271,7 +271,7 @@ def evaluation_dataset(
         data, split, strict=strict, download=download, decode=decode, max_pixels=max_pixels)
     if not hasattr(dataset, "with_transform"):
         raise ValueError("evaluate needs a dataset from inception_resnet.data.build_dataset (with_transform)")
-    return subset(dataset, limit, seed) if limit else dataset
+    return subset(dataset, limit, seed) if limit is not None else dataset
 
 
 def describe(data: str | Dataset | None, split: str) -> str:
@@ -323,6 +323,8 @@ def evaluate(
     check_crops(crops)
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be at least 1 image (or None for all of them), got {limit}")
     device = torch.device(device)
     transforms = [multi_crop_transform_for(m, crops, style=style, input_size=input_size) for m in models]
     if gpu_decode is None:
@@ -353,7 +355,7 @@ def evaluate(
             ]
             metrics.update(combine_members(member_log_probs, weights), labels)
             bar.update(metrics.count + loader.skipped + len(skipped_here) - bar.n)
-    left_out = [path for path, _ in getattr(source, "scan_skipped", [])] if not limit else []
+    left_out = [path for path, _ in getattr(source, "scan_skipped", [])] if limit is None else []
     skipped_files = left_out + loader.skipped_files + skipped_here
     return metrics.result(
         num_skipped=len(skipped_files), crops=crops, models=[model_name(m) for m in models],
