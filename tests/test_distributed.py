@@ -1,10 +1,12 @@
-"""Data-parallel training on 2 CPU processes over gloo, launched with torchrun.
+"""Data-parallel training on 2 CPU processes over gloo, launched with torchrun (one node, or two simulated nodes).
 
 Tolerance: with BatchNorm in eval mode (``freeze_bn``; CPU PyTorch refuses SyncBatchNorm, and per-process
 batch statistics would legitimately differ) and no dropout, a 2-process run and a 1-process run with the same
 global batch must agree to 1e-5 on every weight after 4 steps; the only difference is the order in which the
 gradient halves are summed. A worker killed by SIGKILL and restarted by ``--max-restarts`` must end exactly
-(bit for bit) where an uninterrupted 2-process run ends.
+(bit for bit) where an uninterrupted 2-process run ends; so must a two-node job (two torchrun agents, c10d
+rendezvous on localhost) that loses a whole node (agent and worker killed by SIGKILL) mid-epoch and is
+restarted within ``--max-restarts`` once the node's agent is started again, as a cluster would.
 """
 
 from __future__ import annotations
@@ -12,8 +14,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +39,7 @@ STEPS = 4
 TOLERANCE = 1e-5
 
 
-def torchrun(run_dir: Path, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def train_flags() -> list[str]:
     flags = []
     for name, value in SETTINGS.items():
         flag = "--" + name.replace("_", "-")
@@ -44,8 +49,12 @@ def torchrun(run_dir: Path, env_extra: dict[str, str] | None = None) -> subproce
             flags.append("--no-" + name.replace("_", "-"))
         else:
             flags += [flag, str(value)]
+    return flags
+
+
+def torchrun(run_dir: Path, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-               "--max-restarts=1", "--monitor-interval=0.2", "-m", "inception_resnet", "train", *flags,
+               "--max-restarts=1", "--monitor-interval=0.2", "-m", "inception_resnet", "train", *train_flags(),
                "--run-dir", str(run_dir)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", **(env_extra or {})}
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=400)
@@ -123,3 +132,69 @@ def test_torchrun_restarts_a_killed_worker_from_the_last_checkpoint(ddp_run, tmp
         assert torch.equal(restarted["model"][name], tensor), name
     history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [row["epoch"] for row in history] == [1]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_a_two_node_job_that_loses_a_node_restarts_and_ends_where_an_uninterrupted_run_ends(ddp_run, tmp_path):
+    run_dir, marker, port = tmp_path / "run", tmp_path / "killed", free_port()
+    logs: list[Path] = []
+
+    def agent(is_host: bool, crash: bool = False) -> subprocess.Popen:
+        """One node: a torchrun agent with one worker, joining the c10d rendezvous on localhost."""
+        command = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc-per-node=1",
+                   "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}", "--rdzv-id=two-nodes",
+                   f"--rdzv-conf=is_host={str(is_host).lower()},join_timeout=60", "--max-restarts=1",
+                   "--monitor-interval=0.2", "-m", "inception_resnet", "train", *train_flags(), "--run-dir",
+                   str(run_dir)]
+        # a fresh agent joining a restarted rendezvous waits forever for the shared store's address unless
+        # each round publishes its own (torch's TCP-store sharing); crash: this node dies after step 3
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1",
+               **({CRASH_ENV: f"*:3:node:{marker}"} if crash else {})}
+        logs.append(tmp_path / f"agent-{len(logs)}.log")
+        return subprocess.Popen(command, env=env, stdout=logs[-1].open("w"), stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+    started = time.monotonic()
+    host = agent(is_host=True)  # hosts the rendezvous store: the node that survives
+    time.sleep(1.0)
+    other = agent(is_host=False, crash=True)
+    agents = [host, other]
+    try:
+        while host.poll() is None and time.monotonic() - started < 240:
+            if other.poll() is not None and len(agents) == 2:
+                assert other.returncode == -signal.SIGKILL, logs[1].read_text()[-3000:]
+                other = agent(is_host=False)  # the node comes back
+                agents.append(other)
+            time.sleep(0.2)
+        assert host.wait(timeout=60) == 0 and other.wait(timeout=60) == 0, \
+            "\n".join(log.read_text()[-3000:] for log in logs)
+    finally:
+        for process in agents:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+    assert marker.read_text().endswith("at step 3 with its agent\n") and len(agents) == 3
+    output = "".join(log.read_text() for log in logs)
+    assert "resumed from" in output and "last-e0001-s000000002.pt" in output
+    restarted, uninterrupted = final_state(run_dir), final_state(ddp_run)
+    assert restarted["global_step"] == STEPS
+    for name, tensor in uninterrupted["model"].items():
+        assert torch.equal(restarted["model"][name], tensor), name
+    assert not (run_dir / "run.lock").exists()
+
+
+def test_a_restart_seen_on_any_node_makes_every_node_resume(tmp_path, monkeypatch, one_thread):
+    """After a node comes back, rank 0 may run on its fresh agent (restart count 0) while the others count 1."""
+    from inception_resnet.training import setup
+
+    settings = {**SETTINGS, "width_multiplier": 0.125, "data": "synthetic:16:2", "run_dir": str(tmp_path / "run")}
+    train(TrainConfig.from_dict(settings))
+    monkeypatch.setattr(setup, "gather_objects", lambda value, ctx: [value, 1])  # another rank was restarted
+    summary = train(TrainConfig.from_dict({**settings, "epochs": 2}))
+    assert summary.epochs_completed == 2 and summary.history[0]["step"] == 2
+    config = json.loads((tmp_path / "run" / "config.json").read_text())["derived"]
+    assert config["resumed_from"].endswith("last-e0001-s000000002.pt")

@@ -25,6 +25,7 @@ from ..bench import (
     to_markdown,
 )
 from ..environment import environment
+from ..files import check_output_dir, check_output_file, write_text_atomic
 from .options import add_flag, resolve_device
 
 DESCRIPTION = (
@@ -74,21 +75,25 @@ def command_line(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.threads < 0:
+        raise ValueError(f"--threads must be 0 (leave as is) or more, got {args.threads}")
     if args.threads:
         torch.set_num_threads(args.threads)
     workload = workload_from_args(args)
     candidates = candidates_from_args(args)
-    for output in (args.json, args.markdown):
-        if output is not None:
-            Path(output).parent.mkdir(parents=True, exist_ok=True)
+    for output, what in ((args.json, "--json file"), (args.markdown, "--markdown file")):
+        if output is not None:  # found before the benchmark runs, not after
+            check_output_dir(Path(output).parent if str(Path(output).parent) else ".", what, create=True)
+            check_output_file(output, what)
     log = (lambda message: print(message, file=sys.stderr)) if args.verbose else (lambda _message: None)
     results = run_workload(workload, candidates, baseline=args.baseline, log=log)
     env = environment(command_line(args))
     print(to_markdown(results))
     if args.json:
-        Path(args.json).write_text(json.dumps(document(results, env), indent=2) + "\n")
+        write_text_atomic(args.json, json.dumps(document(results, env), indent=2) + "\n", "the --json file")
     if args.markdown:
-        Path(args.markdown).write_text(markdown_document(results, env, f"inception-resnet bench: {workload.key}"))
+        write_text_atomic(args.markdown, markdown_document(results, env, f"inception-resnet bench: {workload.key}"),
+                          "the --markdown file")
     return 1 if all(r.error for r in results) else 0
 
 

@@ -21,6 +21,7 @@ from ..data.crops import CROP_SETS
 from ..data.datasets import apply_class_map, build_dataset, read_class_map
 from ..data.transforms import EVAL_STYLES
 from ..evaluation.evaluate import EvalResult, evaluate
+from ..files import check_output_file
 from ..weights.factory import create_model
 from ..weights.loading import fetch_weights
 from .options import add_flag, resolve_device
@@ -59,16 +60,8 @@ def parse_member(text: str) -> MemberSpec:
 
 def check_writable(path: str | None, what: str) -> None:
     """Fail before evaluating when an output file could not be written afterwards."""
-    if path is None:
-        return
-    target = Path(path)
-    folder = target.parent if str(target.parent) else Path(".")
-    if target.is_dir():
-        raise ValueError(f"{what} {path} is a directory; give a file name")
-    if not folder.is_dir():
-        raise FileNotFoundError(f"the folder of {what} {path} does not exist; create {folder} first")
-    if not os.access(folder, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
-        raise PermissionError(f"cannot write {what} {path}; choose a writable location")
+    if path is not None:
+        check_output_file(path, what)
 
 
 def build_member(spec: MemberSpec, num_classes: int, in_chans: int, options: dict[str, Any]) -> torch.nn.Module:
@@ -118,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
         channels_last=args.channels_last, num_workers=args.workers, strict=args.strict,
         per_class=args.per_class, limit=args.limit, seed=args.seed, progress=not args.quiet,
         style=args.style, input_size=args.input_size, gpu_decode=decode_on_gpu,
+        check_class_names=not args.ignore_class_names,
     )
     result.dataset = f"{args.data or 'fashion-mnist'} ({args.split})"
     report(result, args)
@@ -171,6 +165,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--channels-last", action="store_true", help="channels-last memory format")
     parser.add_argument("--no-gpu-decode", action="store_true", help="decode JPEGs on the CPU even with cuda")
     parser.add_argument("--strict", action="store_true", help="stop at the first undecodable file")
+    parser.add_argument("--ignore-class-names", action="store_true",
+                        help="evaluate even when the weights were trained on other class names (a warning)")
     parser.add_argument("--per-class", action="store_true", help="also report top-1 accuracy per class")
     parser.add_argument("--limit", type=int, metavar="N",
                         help="evaluate a class-balanced subset of N images (default: all)")

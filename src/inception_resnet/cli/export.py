@@ -29,6 +29,9 @@ def model_name(args: argparse.Namespace) -> str:
 def run(args: argparse.Namespace) -> int:
     name = model_name(args)
     output = Path(args.output) if args.output else default_path(name, args.format)
+    if output.is_dir():
+        raise IsADirectoryError(f"--output {output} is a folder; give a file name such as "
+                                f"{output / default_path(name, args.format)}")
     if output.exists() and not args.overwrite:
         raise ValueError(f"{output} exists; pass --overwrite to replace it or --output to write elsewhere")
     model = build_model(name, args.weights, args.num_classes, args.model_option)

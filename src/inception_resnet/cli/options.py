@@ -31,6 +31,21 @@ def parse_option(text: str) -> tuple[str, Any]:
         return key.strip(), value
 
 
+# Arguments of create_model that have a flag of their own: as --model-option they would clash with it.
+RESERVED_OPTIONS = {"num_classes": "--num-classes", "pretrained": "--weights", "in_chans": "--in-chans",
+                    "drop_rate": "--drop-rate", "features_only": None, "out_indices": None}
+
+
+def parse_model_option(text: str) -> tuple[str, Any]:
+    """:func:`parse_option` for ``--model-option``, refusing keys that are not network options."""
+    key, value = parse_option(text)
+    if key in RESERVED_OPTIONS:
+        flag = RESERVED_OPTIONS[key]
+        where = f"give it with {flag}" if flag else "it is not available from the command line"
+        raise argparse.ArgumentTypeError(f"{text!r}: {key} is not a network option; {where}")
+    return key, value
+
+
 def parse_amp(text: str) -> str:
     """The old ``--amp`` values as precisions: ``none`` is fp32."""
     return "fp32" if text == "none" else text
@@ -50,7 +65,7 @@ SHARED: dict[str, Flag] = {
     "model": Flag(("--model",), "registered model name (see: inception-resnet models)", {"metavar": "NAME"}),
     "model_option": Flag(
         ("--model-option",), "a model option, e.g. width_multiplier=0.25 or aux_logits=true (repeatable; VALUE "
-        "is read as JSON when it parses)", {"type": parse_option, "action": "append", "metavar": "KEY=VALUE"},
+        "is read as JSON when it parses)", {"type": parse_model_option, "action": "append", "metavar": "KEY=VALUE"},
         deprecated=(("--option", {}),),
     ),
     "weights": Flag(
@@ -179,3 +194,4 @@ class Parser(argparse.ArgumentParser):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
+

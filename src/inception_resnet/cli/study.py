@@ -82,7 +82,11 @@ def overrides_from_args(args: argparse.Namespace) -> list[str]:
     if args.data is not None:
         overrides.append(f"data={json.dumps(args.data)}")
     if args.seeds is not None:
-        seeds = [int(s) for s in str(args.seeds).replace(" ", "").split(",") if s]
+        try:
+            seeds = [int(s) for s in str(args.seeds).replace(" ", "").split(",") if s]
+        except ValueError:
+            raise ValueError(f"--seeds {args.seeds!r}: expected whole numbers separated by commas, e.g. 0,1,2") \
+                from None
         overrides.append(f"seeds={json.dumps(seeds)}")
     if args.time_limit is not None:
         overrides.append(f"time_limit_s={args.time_limit}")

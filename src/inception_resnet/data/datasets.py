@@ -18,8 +18,12 @@
   ``class_map``), so that weights trained on many classes evaluate on a folder holding some of them.
 * A file that cannot be decoded (corrupt, truncated, not an image) is skipped with a warning and counted by
   the loader of :func:`build_loader`; with ``strict=True`` it raises :class:`CorruptImageError` naming the
-  file instead. A missing directory, a class folder without images or a tree without any is a
-  ``FileNotFoundError`` / ``ValueError`` saying what to fix.
+  file instead. So is a file that is unsafe to read (a named pipe, a device, a symbolic link loop) or whose
+  header declares more pixels than the limit, checked before any pixel is decoded
+  (:func:`~inception_resnet.data.decoding.check_image_file`). Folders are scanned by real path: a link
+  loop or a second link to a folder or file already listed is left out with a warning (never listed twice).
+  A missing directory, a class folder without images or a tree without any is a ``FileNotFoundError`` /
+  ``ValueError`` saying what to fix.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import gzip
 import json
 import os
 import re
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,16 +41,16 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import Dataset
-from torchvision.io import read_file
 
 from .decoding import (
     CorruptImageError,
+    CorruptImageWarning,
     EncodedImage,
     ToFloatImage,
-    decode_file,
-    first_line,
+    decode_bytes,
+    max_image_pixels,
+    read_encoded,
     skip_or_raise,
-    torchvision_io,
 )
 from .loading import holdout_split
 
@@ -105,51 +110,120 @@ def class_folders(root: Path) -> list[str]:
     )
 
 
-def image_files(folder: Path) -> list[str]:
-    """The image files under ``folder`` (recursively, following links), sorted."""
-    found = []
-    for current, dirs, files in os.walk(folder, followlinks=True):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found.extend(os.path.join(current, name) for name in sorted(files) if is_image_file(name))
+def image_files(
+    folder: Path, seen_files: dict[str, str] | None = None, seen_dirs: dict[str, str] | None = None,
+    skipped: list[tuple[str, str]] | None = None,
+) -> list[str]:
+    """The image files under ``folder`` (recursively, following links), each directory's files sorted first.
+
+    Every file and folder is listed once, by its real path: a link to a folder above it (a loop) or to a
+    folder or file already listed is left out and recorded in ``skipped`` as ``(path, reason)`` (share the
+    ``seen_*`` dicts between calls to dedupe across class folders). Special files (pipes, devices) are
+    listed like other files and refused, unread, when loaded (:func:`~.decoding.check_image_file`).
+    """
+    seen_files = {} if seen_files is None else seen_files
+    seen_dirs = {} if seen_dirs is None else seen_dirs
+    skipped = [] if skipped is None else skipped
+    found: list[str] = []
+    root_real = os.path.realpath(folder)
+    seen_dirs.setdefault(root_real, str(folder))
+    above = (root_real, *map(str, Path(root_real).parents))  # a link to any of these is a loop
+    stack: list[tuple[str, str, tuple[str, ...]]] = [(str(folder), root_real, above)]
+    while stack:
+        current, current_real, ancestors = stack.pop()
+        try:
+            entries = sorted(os.scandir(current), key=lambda entry: entry.name)
+        except OSError as error:
+            skipped.append((current, f"cannot list the folder ({error.strerror or error})"))
+            continue
+        subfolders = []
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            link = entry.is_symlink()
+            real = real_path(entry.path) if link else os.path.join(current_real, entry.name)
+            if is_folder(entry):  # follows links; a link loop or a broken link counts as a file here
+                if real in ancestors:
+                    skipped.append((entry.path, f"a symbolic link loop: it leads back to {real}, a folder above it"))
+                elif real in seen_dirs:
+                    skipped.append((entry.path, f"the same folder as {seen_dirs[real]}, already listed"))
+                else:
+                    seen_dirs[real] = entry.path
+                    subfolders.append((entry.path, real, (*ancestors, real)))
+            elif is_image_file(entry.name):
+                if real in seen_files:
+                    skipped.append((entry.path, f"the same file as {seen_files[real]}, already listed"))
+                else:
+                    seen_files[real] = entry.path
+                    found.append(entry.path)
+        stack.extend(reversed(subfolders))
     return found
 
 
-def scan_image_folder(root: Path) -> tuple[list[str], list[tuple[str, int]]]:
-    """Classes and (path, label) samples of an ImageFolder tree; an empty class is an error."""
+def is_folder(entry: os.DirEntry) -> bool:
+    """Whether a directory entry is a folder, following links; False for a link loop or a broken link."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
+def real_path(path: str) -> str:
+    """``os.path.realpath``, or ``path`` itself for a link loop (refused when it is loaded)."""
+    try:
+        return os.path.realpath(path)
+    except OSError:
+        return path
+
+
+def scan_image_folder(root: Path) -> tuple[list[str], list[tuple[str, int]], list[tuple[str, str]]]:
+    """Classes, (path, label) samples and (path, reason) entries left out, of an ImageFolder tree.
+
+    An empty class is an error. Left-out entries (link loops, duplicates) are warned about here and counted
+    with the skipped files by :func:`inception_resnet.evaluation.evaluate`.
+    """
     classes = class_folders(root)
     samples: list[tuple[str, int]] = []
     empty = []
+    seen_files: dict[str, str] = {}
+    seen_dirs: dict[str, str] = {os.path.realpath(root / name): str(root / name) for name in classes}
+    skipped: list[tuple[str, str]] = []
     for label, name in enumerate(classes):
-        files = image_files(root / name)
+        files = image_files(root / name, seen_files, seen_dirs, skipped)
         if not files:
             empty.append(name)
         samples.extend((path, label) for path in files)
+    for path, reason in skipped:
+        warnings.warn(f"skipping {path}: {reason}", CorruptImageWarning, stacklevel=3)
     if empty:
         shown = ", ".join(empty[:10]) + (f" and {len(empty) - 10} more" if len(empty) > 10 else "")
         raise ValueError(
             f"{len(empty)} class folder(s) in {root} hold no images: {shown}; add images "
             f"({', '.join(IMAGE_EXTENSIONS)}) or remove the empty folders"
         )
-    return classes, samples
+    return classes, samples, skipped
 
 
 class ImageFolderDataset(Dataset):
     """A class-per-folder image tree decoded with ``torchvision.io``; labels follow sorted folder names.
 
     ``decode=False`` yields :class:`EncodedImage` bytes instead (decoded later with :func:`decode_encoded`,
-    e.g. on the GPU). An undecodable file yields a :class:`SkippedSample` (or raises under ``strict``).
+    e.g. on the GPU). An undecodable file yields a :class:`SkippedSample` (or raises under ``strict``), as
+    does a file that is unsafe to read or has more than ``max_pixels`` pixels (:func:`~.decoding.check_image_file`).
+    ``scan_skipped`` lists the ``(path, reason)`` entries left out of the file list (link loops, duplicates).
     """
 
     def __init__(
         self, root: str | os.PathLike, transform: Callable | None = None, *, strict: bool = False,
-        decode: bool = True,
+        decode: bool = True, max_pixels: int | None = None,
     ) -> None:
         self.root = Path(root)
         if not self.root.exists():
             raise FileNotFoundError(f"data directory {self.root} does not exist")
         if not self.root.is_dir():
             raise NotADirectoryError(f"data path {self.root} is not a directory; give an image folder tree")
-        self.classes, self.samples = scan_image_folder(self.root)
+        self.max_pixels = max_image_pixels(max_pixels)
+        self.classes, self.samples, self.scan_skipped = scan_image_folder(self.root)
         self.class_to_idx = {name: i for i, name in enumerate(self.classes)}
         self.targets = [label for _, label in self.samples]
         self.transform = transform if transform is not None else ToFloatImage()
@@ -162,13 +236,10 @@ class ImageFolderDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[Any, int]:
         path, label = self.samples[index]
         try:
+            data = read_encoded(path, self.max_pixels)
             if not self.decode:
-                try:
-                    with torchvision_io():
-                        return EncodedImage(read_file(path), path), label
-                except (OSError, RuntimeError) as error:
-                    raise CorruptImageError(path, first_line(error)) from None
-            image = decode_file(path)
+                return EncodedImage(data, path), label
+            image = decode_bytes(data, path, max_pixels=self.max_pixels)
         except CorruptImageError as error:
             return skip_or_raise(error, self.strict), label
         return self.transform(image), label
@@ -316,12 +387,15 @@ def build_dataset(
     strict: bool = False,
     download: bool = True,
     decode: bool = True,
+    max_pixels: int | None = None,
 ) -> Dataset:
     """A dataset with ``.classes`` and ``.targets`` yielding ``(transform(image), label)``.
 
     ``data``: ``None``/``"fashion-mnist"``, ``"mnist"`` or an image-folder directory (see the module
     docstring); ``split``: ``"train"`` or ``"val"`` (Fashion-MNIST's val split is its 10,000 test images).
     ``download=False`` never touches the network. ``strict`` turns skipped corrupt files into errors.
+    ``max_pixels``: images whose header declares more pixels are skipped unread (default
+    :func:`~.decoding.max_image_pixels`).
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
@@ -329,7 +403,7 @@ def build_dataset(
     if key is not None:
         return load_builtin(key, split, transform, download)
     root = resolve_split_dir(Path(data).expanduser(), split)
-    return ImageFolderDataset(root, transform, strict=strict, decode=decode)
+    return ImageFolderDataset(root, transform, strict=strict, decode=decode, max_pixels=max_pixels)
 
 
 def read_class_map(path: str | os.PathLike) -> dict[str, int]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -54,8 +55,19 @@ def model_name(model: nn.Module) -> str:
     return str(getattr(model, "model_name", type(model).__name__))
 
 
-def check_classes(model: nn.Module, classes: Sequence[str] | None) -> None:
-    """A clear error when the model's outputs and the dataset's classes disagree in number."""
+def trained_classes(model: nn.Module) -> list[str] | None:
+    """The class names the model's weights were trained on, when the weights recorded them (our checkpoints)."""
+    metadata = getattr(model, "metadata", None)
+    names = getattr(metadata, "extra", {}).get("classes") if metadata is not None else None
+    return list(names) if isinstance(names, (list, tuple)) and names else None
+
+
+def check_classes(model: nn.Module, classes: Sequence[str] | None, *, check_names: bool = True) -> None:
+    """A clear error when the model's outputs and the dataset's classes disagree.
+
+    In number always; in names (and order) when the weights recorded the classes they were trained on: a
+    mismatch raises a ValueError, or only warns with ``check_names=False``.
+    """
     outputs = getattr(model, "num_classes", None)
     if classes is None or not isinstance(outputs, int) or outputs <= 0:
         return
@@ -65,6 +77,26 @@ def check_classes(model: nn.Module, classes: Sequence[str] | None) -> None:
             f"{len(classes)} classes; use weights trained on these classes, or build the model with "
             f"num_classes={len(classes)}"
         )
+    trained = trained_classes(model)
+    if trained is None or trained == list(classes):
+        return
+    differ = [(i, a, b) for i, (a, b) in enumerate(zip(trained, classes, strict=False)) if a != b]
+    shown = ", ".join(f"#{i}: {a!r} vs {b!r}" for i, a, b in differ[:5]) + (" ..." if len(differ) > 5 else "")
+    message = (
+        f"the weights of {model_name(model)} were trained on classes {shorten(trained)} but the data's classes are "
+        f"{shorten(list(classes))} ({len(differ)} of {len(classes)} differ: {shown}); the numbers would compare "
+        "the wrong labels"
+    )
+    if check_names:
+        raise ValueError(message + ". Use data with the same class folders, or pass --ignore-class-names "
+                         "(check_class_names=False) if the labels correspond anyway")
+    warnings.warn(message, stacklevel=3)
+
+
+def shorten(names: Sequence[str], count: int = 6) -> str:
+    """``[a, b, c, ...]`` with at most ``count`` names."""
+    shown = ", ".join(names[:count]) + (", ..." if len(names) > count else "")
+    return f"[{shown}]"
 
 
 def autocast_dtype(amp: bool | str | None) -> torch.dtype | None:
@@ -233,13 +265,13 @@ class MemberViews:
 
 def evaluation_dataset(
     data: str | Dataset | None, split: str, *, strict: bool, download: bool, decode: bool,
-    limit: int | None, seed: int,
+    limit: int | None, seed: int, max_pixels: int | None = None,
 ) -> Dataset:
     dataset = data if isinstance(data, Dataset) else build_dataset(
-        data, split, strict=strict, download=download, decode=decode)
+        data, split, strict=strict, download=download, decode=decode, max_pixels=max_pixels)
     if not hasattr(dataset, "with_transform"):
         raise ValueError("evaluate needs a dataset from inception_resnet.data.build_dataset (with_transform)")
-    return subset(dataset, limit, seed) if limit else dataset
+    return subset(dataset, limit, seed) if limit is not None else dataset
 
 
 def describe(data: str | Dataset | None, split: str) -> str:
@@ -270,6 +302,8 @@ def evaluate(
     download: bool = True,
     gpu_decode: bool | None = None,
     keep_probabilities: bool = False,
+    check_class_names: bool = True,
+    max_pixels: int | None = None,
 ) -> EvalResult:
     """Evaluate a model or an ensemble on ``data`` with a crop set; see the module docstring.
 
@@ -278,23 +312,29 @@ def evaluate(
     ``style``/``input_size`` override the models' metadata; ``limit`` evaluates a class-balanced subset
     (:func:`data.subset` with ``seed``). ``gpu_decode`` (default: on for CUDA with an image folder) decodes
     JPEGs with nvJPEG and crops on the GPU. ``keep_probabilities`` stores the averaged probabilities and
-    the targets in the result. Models are moved to ``device`` and left in eval mode.
+    the targets in the result. Models are moved to ``device`` and left in eval mode. Weights that recorded
+    the class names they were trained on (our training checkpoints) must match the data's, unless
+    ``check_class_names=False`` (then a warning). ``max_pixels`` limits the image size (see
+    :func:`data.build_dataset`). Folder entries left out when scanning (link loops, duplicates) count as
+    skipped files.
     """
     models = as_model_list(models_or_model)
     weights = ensemble_weights(weights_for_ensemble, len(models))
     check_crops(crops)
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be at least 1 image (or None for all of them), got {limit}")
     device = torch.device(device)
     transforms = [multi_crop_transform_for(m, crops, style=style, input_size=input_size) for m in models]
     if gpu_decode is None:
         gpu_decode = device.type == "cuda"
     dataset = evaluation_dataset(data, split, strict=strict, download=download, decode=not gpu_decode,
-                                 limit=limit, seed=seed)
+                                 limit=limit, seed=seed, max_pixels=max_pixels)
     source = getattr(dataset, "dataset", dataset)
     decoding_here = isinstance(source, ImageFolderDataset) and not source.decode
     for model in models:
-        check_classes(model, dataset.classes)
+        check_classes(model, dataset.classes, check_names=check_class_names)
     dataset = dataset.with_transform(None if decoding_here else MemberViews(transforms))
     loader = build_loader(dataset, max(1, batch_size // crops), num_workers=num_workers,
                           pin_memory=device.type == "cuda" and not decoding_here, seed=seed)
@@ -315,7 +355,8 @@ def evaluate(
             ]
             metrics.update(combine_members(member_log_probs, weights), labels)
             bar.update(metrics.count + loader.skipped + len(skipped_here) - bar.n)
-    skipped_files = loader.skipped_files + skipped_here
+    left_out = [path for path, _ in getattr(source, "scan_skipped", [])] if limit is None else []
+    skipped_files = left_out + loader.skipped_files + skipped_here
     return metrics.result(
         num_skipped=len(skipped_files), crops=crops, models=[model_name(m) for m in models],
         ensemble_weights=weights, dataset=describe(data, split), seconds=time.perf_counter() - started,

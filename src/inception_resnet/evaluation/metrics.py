@@ -6,6 +6,7 @@ The protocol itself (crop sets, ensembles, percentages) is described in :mod:`in
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from collections.abc import Sequence
@@ -15,6 +16,7 @@ from typing import Any
 
 import torch
 
+from ..files import write_text_atomic
 from ..markdown import table
 
 
@@ -95,7 +97,8 @@ class EvalResult:
         return "\n".join(lines)
 
     def write_json(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        """Write :meth:`to_dict` as JSON, whole or not at all (a failure names the cause)."""
+        write_text_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n", "the JSON results")
 
     def csv_row(self) -> dict[str, Any]:
         """One CSV row: the summary, then ``class_accuracy/<name>`` columns when per-class was computed."""
@@ -108,11 +111,13 @@ class EvalResult:
         return row
 
     def write_csv(self, path: str | Path) -> None:
+        """Write :meth:`csv_row` with its header, whole or not at all (a failure names the cause)."""
         row = self.csv_row()
-        with open(path, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(row))
-            writer.writeheader()
-            writer.writerow(row)
+        buffer = io.StringIO(newline="")
+        writer = csv.DictWriter(buffer, fieldnames=list(row))
+        writer.writeheader()
+        writer.writerow(row)
+        write_text_atomic(path, buffer.getvalue(), "the CSV results")
 
 
 # -- metric arithmetic ----------------------------------------------------------------------------------

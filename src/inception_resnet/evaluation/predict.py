@@ -1,11 +1,14 @@
 """Classifying image files with a model and its weights' own preprocessing.
 
-:func:`predict_files` decodes each file (a file that cannot be read or is not an image becomes a
-:class:`PredictFailure` with a message, and the others are still classified), applies the evaluation
+:func:`predict_files` checks and decodes each file exactly as evaluation and training do
+(:func:`inception_resnet.data.decoding.decode_file`: 16-bit images keep their range, special files and images
+over the pixel limit are refused before they are read); a file that cannot be used becomes a
+:class:`PredictFailure` with a message, and the others are still classified. It applies the evaluation
 transform the weights' metadata describes (:func:`inception_resnet.data.transforms.eval_transform_for`: input
 size, crop fraction and style, interpolation, mean and std), runs the model in batches and returns the
 top-k classes with their softmax probabilities. Class names come from the ImageNet list shipped with the
-package (:func:`class_names`: 1000 classes, or 1001 with TF-slim's background class at index 0).
+package (:func:`class_names`: 1000 classes, or 1001 with TF-slim's background class at index 0), or from the
+weights when they recorded the classes they were trained on (our training checkpoints).
 """
 
 from __future__ import annotations
@@ -15,14 +18,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image, UnidentifiedImageError
 from torch import nn
 
+from ..data.decoding import CorruptImageError, check_image_file, decode_file
 from ..data.transforms import eval_transform_for
+from .evaluate import trained_classes
 
 BACKGROUND = "background"
 
@@ -72,25 +75,19 @@ class PredictFailure:
         return {"image": self.path, "error": self.error}
 
 
-def load_image(path: str | os.PathLike) -> Image.Image:
-    """Decode an image file fully (RGB, grey or RGBA kept); a ValueError says why a file cannot be used."""
-    path = Path(path)
-    if not path.exists():
-        raise ValueError("no such file")
-    if path.is_dir():
-        raise ValueError("is a folder, not an image file")
+def load_image(path: str | os.PathLike, max_pixels: int | None = None) -> torch.Tensor:
+    """Check and decode an image file as evaluation and training do: RGB C x H x W, uint8 (uint16 for 16-bit
+    images). A ValueError says why a file cannot be used; ``max_pixels`` as in :func:`data.build_dataset`."""
     try:
-        with Image.open(path) as image:
-            image.load()
-            if image.mode not in ("RGB", "L", "RGBA", "LA"):
-                image = image.convert("RGB")
-            return image.copy()
-    except UnidentifiedImageError:
-        raise ValueError("not an image file PIL can read (JPEG, PNG, BMP, TIFF, WebP...)") from None
-    except (OSError, SyntaxError, ValueError) as err:  # truncated or corrupt data, permissions
-        raise ValueError(f"could not be decoded ({type(err).__name__}: {err})") from None
-
-
+        check_image_file(path, max_pixels)
+    except CorruptImageError as err:
+        raise ValueError(err.reason) from None
+    try:
+        return decode_file(path, max_pixels)
+    except CorruptImageError as err:
+        if "cannot identify image file" in err.reason:
+            raise ValueError("not an image file PIL or torchvision can read (JPEG, PNG, BMP, TIFF, WebP...)") from None
+        raise ValueError(f"could not be decoded ({err.reason})") from None
 
 
 def check_classifier(model: nn.Module) -> None:
@@ -135,22 +132,31 @@ def predict_files(
     batch_size: int = 8,
     device: str | torch.device | None = None,
     names: Sequence[str] | None = None,
+    max_pixels: int | None = None,
 ) -> tuple[list[Prediction], list[PredictFailure]]:
-    """Classify image files; returns the predictions (in input order) and the files that failed."""
+    """Classify image files; returns the predictions (in input order) and the files that failed.
+
+    Class ``names`` default to the ones the weights recorded, else :func:`class_names`.
+    """
     check_classifier(model)
     if k < 1:
         raise ValueError(f"topk must be at least 1, got {k}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     meta = model.metadata
-    names = list(names) if names is not None else class_names(model.num_classes, meta.label_offset)
+    if names is None:
+        trained = trained_classes(model)
+        fits = trained is not None and len(trained) == model.num_classes - meta.label_offset
+        names = ([BACKGROUND] * meta.label_offset + trained) if fits else class_names(model.num_classes,
+                                                                                      meta.label_offset)
+    names = list(names)
     transform = eval_transform_for(model, input_size=input_size)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     ready: list[tuple[str, torch.Tensor]] = []
     failures: list[PredictFailure] = []
     for path in paths:
         try:
-            ready.append((str(path), transform(load_image(path))))
+            ready.append((str(path), transform(load_image(path, max_pixels))))
         except ValueError as err:
             failures.append(PredictFailure(str(path), str(err)))
     predictions: list[Prediction] = []

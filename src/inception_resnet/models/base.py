@@ -255,6 +255,11 @@ class InceptionNet(nn.Module):
                 self.model_name + ": expected a 4-d batch (N, C, H, W), got a tensor of shape "
                 + str(list(x.shape))
             )
+        if not x.is_floating_point():
+            raise ValueError(
+                self.model_name + ": expected a floating-point batch, got integer or boolean values; convert "
+                "the images with x.float() / 255 and normalise them with the model's metadata (mean, std)"
+            )
         if x.shape[1] != self.in_chans:
             raise ValueError(
                 self.model_name + ": expected " + str(self.in_chans) + " input channels, got "

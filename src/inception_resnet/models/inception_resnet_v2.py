@@ -69,6 +69,8 @@ class InceptionResNetV2(InceptionResNetStem):
     ) -> None:
         super().__init__(metadata=RELEASED_METADATA, num_classes=num_classes, in_chans=in_chans,
                          drop_rate=drop_rate)
+        if blocks[2] < 1:
+            raise ValueError(f"blocks[2] must be at least 1 (the last Block C is the unactivated one), got {blocks[2]}")
         c = Widths(width_multiplier)
         scale_a, scale_b, scale_c = resolve_scales(residual_scale)
         stem_channels = self._build_stem(in_chans, c)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -178,10 +179,16 @@ def _check_train(values: dict[str, Any], where: str) -> None:
     for reserved in ("model", "seed", "run_dir", "resume"):
         if reserved in values:
             raise ValueError(f"{where} sets {reserved!r}, which the study sets for each run")
+    try:  # types, finiteness and ranges, as a run would check them (before any run starts)
+        TrainConfig.from_dict(values).resolved()
+    except (ValueError, FileNotFoundError) as error:
+        raise ValueError(f"{where}: {error}") from None
 
 
 def _check_time_limit(value: float | None, where: str) -> None:
-    if value is not None and value <= 0:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
         raise ValueError(f"{where}.time_limit_s must be positive (or null), got {value}")
 
 

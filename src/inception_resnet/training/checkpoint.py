@@ -28,6 +28,8 @@ from typing import Any
 
 import torch
 
+from ..files import check_free_space, write_error
+
 FORMAT = "inception-resnet-checkpoint"
 FORMAT_VERSION = 1
 MAGIC = b"IRCKPT\x00\x01"
@@ -47,11 +49,16 @@ class _HashingWriter:
         self.file = file
         self.digest = hashlib.sha256()
         self.size = 0
+        self.error: OSError | None = None  # the first write failure (torch.save reports it as its own error)
 
     def write(self, data: bytes) -> int:
         self.digest.update(data)
         self.size += len(data)
-        return self.file.write(data)
+        try:
+            return self.file.write(data)
+        except OSError as error:
+            self.error = self.error or error
+            raise
 
     def flush(self) -> None:
         self.file.flush()
@@ -75,11 +82,31 @@ def temporary_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
+def state_nbytes(obj: Any) -> int:
+    """The bytes of the tensors in a (nested) checkpoint state: about the size of its file."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(state_nbytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(state_nbytes(v) for v in obj)
+    return 0
+
+
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
-    """Write ``state`` atomically to ``path`` (see the module docstring); returns the path."""
+    """Write ``state`` atomically to ``path`` (see the module docstring); returns the path.
+
+    The free space is checked first; a failed write leaves no file behind and raises an OSError naming the
+    checkpoint and the cause (no space left, read-only file system, permission denied...).
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise write_error(error, "checkpoint", path) from None
+    check_free_space(path.parent, state_nbytes(state) + (1 << 20), f"the checkpoint {path.name}")
     tmp = temporary_name(path)
+    writer = None
     try:
         with open(tmp, "wb") as file:
             writer = _HashingWriter(file)
@@ -88,8 +115,11 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
             file.flush()
             os.fsync(file.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         tmp.unlink(missing_ok=True)
+        cause = writer.error if writer is not None and writer.error is not None else error
+        if isinstance(cause, OSError):
+            raise write_error(cause, "checkpoint", path) from None
         raise
     _fsync_directory(path.parent)
     return path
@@ -202,12 +232,16 @@ class CheckpointManager:
         tmp = temporary_name(self.best_path)
         tmp.unlink(missing_ok=True)
         try:
-            os.link(path, tmp)
-        except OSError:
-            shutil.copyfile(path, tmp)
-            with open(tmp, "rb+") as file:
-                os.fsync(file.fileno())
-        os.replace(tmp, self.best_path)
+            try:
+                os.link(path, tmp)
+            except OSError:
+                shutil.copyfile(path, tmp)
+                with open(tmp, "rb+") as file:
+                    os.fsync(file.fileno())
+            os.replace(tmp, self.best_path)
+        except OSError as error:
+            tmp.unlink(missing_ok=True)
+            raise write_error(error, "checkpoint", self.best_path) from None
         _fsync_directory(self.directory)
 
     def latest_valid(self) -> tuple[Path | None, list[tuple[Path, str]]]:

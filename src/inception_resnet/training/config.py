@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -156,7 +157,8 @@ class TrainConfig:
         return config
 
     def validate(self) -> None:
-        """Raise a ValueError for a value out of range (on a resolved config)."""
+        """Raise a ValueError for a value of the wrong type, not finite, or out of range (on a resolved config)."""
+        self.check_types()
         choices = {
             "precision": PRECISIONS, "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "no_decay": NO_DECAY_CHOICES,
         }
@@ -182,8 +184,40 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and not 0.0 <= value < 1.0:
                 raise ValueError(f"{name} must lie in [0, 1), got {value}")
+        for name in ("decay_rate", "decay_epochs", "rmsprop_eps", "width_multiplier"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be > 0, got {value}")
+        if self.reference_batch_size is not None and self.reference_batch_size < 1:
+            raise ValueError(f"reference_batch_size must be at least 1, got {self.reference_batch_size}")
+        reserved = sorted(set(self.model_options) & {"num_classes", "in_chans", "drop_rate", "pretrained"})
+        if reserved:
+            raise ValueError(f"model_options {', '.join(reserved)}: these are settings of their own; give them as "
+                             + ", ".join(f"--{name.replace('_', '-')}" for name in reserved))
         if self.resume is not None and self.resume != "auto" and not Path(self.resume).exists():
             raise FileNotFoundError(f"checkpoint to resume from not found: {self.resume} (or pass --resume auto)")
+
+    def check_types(self) -> None:
+        """A ValueError naming the first setting whose value has the wrong type or is NaN/infinite."""
+        for name, annotation in typing.get_type_hints(type(self)).items():
+            value = getattr(self, name)
+            kinds = [k for k in (typing.get_args(annotation) or (annotation,)) if k is not type(None)]
+            if value is None and len(kinds) < len(typing.get_args(annotation) or (annotation,)):
+                continue
+            kind = kinds[0]
+            if kind is float:
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise ValueError(f"{name} must be a number, got {value!r}")
+                if not math.isfinite(value):
+                    raise ValueError(f"{name} must be a finite number, got {value}")
+            elif kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+                raise ValueError(f"{name} must be a whole number, got {value!r}")
+            elif kind is bool and not isinstance(value, bool):
+                raise ValueError(f"{name} must be true or false, got {value!r}")
+            elif kind is str and not isinstance(value, str):
+                raise ValueError(f"{name} must be a text, got {value!r}")
+            elif kind is dict and not isinstance(value, Mapping):
+                raise ValueError(f"{name} must be a mapping of KEY: VALUE, got {value!r}")
 
     def model_kwargs(self) -> dict[str, Any]:
         """The options ``create_model`` gets besides the name, classes, channels and dropout."""

@@ -11,11 +11,17 @@ from typing import Any
 
 from .distributed import DistContext
 
-CRASH_ENV = "INCEPTION_RESNET_TEST_CRASH"  # "<rank>:<global step>:<marker file>": SIGKILL once (tests)
+# "<rank>:<global step>:<marker file>": SIGKILL once (tests). Rank "*" is any rank; a marker written as
+# "node:<file>" also kills the torchrun agent that started the process (the whole node dies).
+CRASH_ENV = "INCEPTION_RESNET_TEST_CRASH"
 
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; the weights were not updated with it."""
+
+
+class NonFiniteWeightsError(NonFiniteLossError):
+    """The weights became NaN or infinite; no checkpoint was written with them."""
 
 
 class StopRequest:
@@ -54,7 +60,11 @@ def maybe_crash_for_test(ctx: DistContext, global_step: int) -> None:
     if not spec:
         return
     rank, step, marker = spec.split(":", 2)
-    if int(rank) == ctx.rank and int(step) == global_step and not Path(marker).exists():
-        Path(marker).write_text(f"killed rank {rank} at step {step}\n")
+    node = marker.startswith("node:")
+    marker = marker.removeprefix("node:")
+    if (rank == "*" or int(rank) == ctx.rank) and int(step) == global_step and not Path(marker).exists():
+        Path(marker).write_text(f"killed rank {ctx.rank} at step {step}{' with its agent' if node else ''}\n")
+        if node:
+            os.kill(os.getppid(), signal.SIGKILL)
         os.kill(os.getpid(), signal.SIGKILL)
 

@@ -15,6 +15,7 @@ from torch import nn
 from ..weights.loading import (
     adapt_state_dict,
     check_compatible,
+    check_finite,
     classifier_names,
     read_state_dict,
     unwrap_state_dict,
@@ -34,6 +35,7 @@ def load_pretrained(net: nn.Module, source: str | os.PathLike | Mapping[str, tor
                 state[key] = own[key]
                 replaced.append(key)
     check_compatible(net, state)
+    check_finite(state, "the pretrained weights" if isinstance(source, Mapping) else str(source))
     net.load_state_dict(state)
     if replaced:
         notes.append(f"new classifier for {getattr(net, 'num_classes', '?')} classes ({', '.join(replaced)})")

@@ -16,12 +16,14 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ..data.synthetic import SyntheticDataset, parse_synthetic
+from ..files import check_output_dir
 from ..models.base import check_min_size
 from .checkpoint import CheckpointManager
 from .distributed import (
     GlobalBatchSampler,
     barrier,
     broadcast_object,
+    gather_objects,
     restart_count,
     wrap_ddp,
 )
@@ -29,6 +31,7 @@ from .ema import ModelEma
 from .finetune import freeze_body, load_pretrained
 from .optimizers import LRSchedule, build_optimizer, param_groups, scale_lr
 from .rng import PerSampleSeeds, isolated_rng
+from .rundir import RunDirectoryBusy, RunLock
 from .step import StepRunner, TrainingModule
 
 
@@ -68,36 +71,125 @@ class RunSetup:
         np.random.seed(config.seed % 2**32)
 
     def prepare_run_dir(self) -> None:
+        """Create and lock the run directory, check it can be written, and decide what to resume (rank 0).
+
+        Every process gets the same decision, or the same error: a directory owned by a live run
+        (:class:`~.rundir.RunDirectoryBusy`), one that cannot be written, or a resume that would lose data.
+        """
         config = self.config
         run_dir = config.run_dir
         if run_dir is None:
             stamp = time.strftime("%Y%m%d-%H%M%S")
             run_dir = broadcast_object(f"runs/{config.model}-{config.recipe}-{stamp}", self.ctx)
         self.run_dir = Path(run_dir)
-        self.checkpoints = CheckpointManager(self.run_dir / "checkpoints", config.keep_last,
-                                             clean_temporary=self.ctx.is_main)
-        decision = self.resume_decision(config.resume) if self.ctx.is_main else None
-        error, self.resume_path = broadcast_object(decision, self.ctx)  # one decision for every process
-        if error:
-            raise ValueError(error)
+        self.lock = None
+        self.checkpoints = CheckpointManager(self.run_dir / "checkpoints", config.keep_last, clean_temporary=False)
+        # torchrun restarted the workers of some node after a failure (a fresh agent's workers count 0)
+        restarted = max(gather_objects(restart_count(), self.ctx)) > 0
+        decision: tuple[str | None, str | None, str | None] = (None, None, None)
         if self.ctx.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+            decision = self.own_run_dir(config.resume, restarted)
+        kind, message, self.resume_path = broadcast_object(decision, self.ctx)  # one decision for every process
+        if kind is not None:
+            self.release_run_dir()
+            error = {"busy": RunDirectoryBusy, "write": OSError}.get(kind, ValueError)
+            raise error(message)
         barrier(self.ctx)
 
-    def resume_decision(self, resume: str | None) -> tuple[str | None, str | None]:
-        """(an error to raise, the checkpoint to resume from), decided by rank 0."""
-        if resume is None and restart_count() > 0:
+    def own_run_dir(self, resume: str | None, restarted: bool) -> tuple[str | None, str | None, str | None]:
+        """(error kind, error message, checkpoint to resume from): lock, probe and decide, on rank 0."""
+        try:
+            check_output_dir(self.run_dir, "the run directory", create=True)
+            self.lock = RunLock(self.run_dir)
+            note = self.lock.acquire()
+            if note:
+                self.say(f"run directory {self.run_dir}: {note}")
+            # stray temporary files of a killed run go only once the directory is ours
+            self.checkpoints = CheckpointManager(self.run_dir / "checkpoints", self.config.keep_last,
+                                                 clean_temporary=True)
+            check_output_dir(self.checkpoints.directory, "checkpoints", create=True)
+        except RunDirectoryBusy as error:
+            return "busy", str(error), None
+        except OSError as error:
+            return "write", str(error), None
+        error_text, path = self.resume_decision(resume, restarted)
+        return ("resume" if error_text else None), error_text, path
+
+    def release_run_dir(self) -> None:
+        """Give up the run directory's lock (rank 0; nothing elsewhere)."""
+        if getattr(self, "lock", None) is not None:
+            self.lock.release()
+            self.lock = None
+
+    def resume_decision(self, resume: str | None, restarted: bool = False) -> tuple[str | None, str | None]:
+        """(an error to raise, the checkpoint to resume from), decided by rank 0.
+
+        Never a silent fresh start over an earlier run: a directory holding checkpoints is continued only with
+        ``resume``, ``"auto"`` with none of them intact is an error, and a checkpoint of another run is not
+        resumed into a directory that holds checkpoints of its own (its ``best.pt`` would be overwritten).
+        """
+        if resume is None and (restarted or restart_count() > 0):
             resume = "auto"  # torchrun restarted the workers after a failure: continue, never start over
-        if resume is None and (self.checkpoints.checkpoints() or self.checkpoints.best_path.exists()):
+        manager = self.checkpoints
+        earlier = manager.checkpoints() or manager.best_path.exists()
+        if resume is None and earlier:
             return (f"the run directory {self.run_dir} already holds checkpoints of an earlier run; pass "
                     "--resume auto to continue it, or choose a new --run-dir"), None
-        if resume is None or resume != "auto":
+        if resume is None:
+            return None, None
+        if resume != "auto":
+            source = Path(resume).resolve()
+            if earlier and not source.is_relative_to(manager.directory.resolve()):
+                return (f"cannot resume {resume} in {self.run_dir}: that directory holds checkpoints of another "
+                        f"run, whose best.pt this run would overwrite; resume it in its own run directory "
+                        f"({source.parent.parent}) or choose a new --run-dir"), None
             return None, resume
-        path, bad = self.checkpoints.latest_valid()
+        path, bad = manager.latest_valid()
+        if path is None and (bad or manager.best_path.exists()):
+            return self.no_intact_checkpoint(bad), None
         for bad_path, reason in bad:
             warnings.warn(f"skipping damaged checkpoint {bad_path}: {reason}", stacklevel=2)
             os.replace(bad_path, bad_path.with_name(bad_path.name + ".damaged"))
         return None, None if path is None else str(path)
+
+    def check_disk_space(self) -> None:
+        """Before the first step (rank 0): room for a checkpoint, else an error; for ``keep_last`` + 1 of them,
+        else a warning. The size is estimated from the weights, the averaged weights and the optimiser's slots."""
+        if not self.ctx.is_main:
+            return
+        from ..files import check_free_space, human_bytes
+
+        weights = sum(t.numel() * t.element_size() for t in self.net.state_dict().values())
+        trainable = sum(p.numel() * p.element_size() for p in self.net.parameters() if p.requires_grad)
+        estimate = weights * (2 if self.ema is not None else 1) + 2 * trainable + (1 << 20)
+        directory = self.checkpoints.directory
+        check_free_space(directory, estimate, "one checkpoint")
+        try:
+            check_free_space(directory, estimate * (self.config.keep_last + 1), f"{self.config.keep_last + 1} "
+                             "checkpoints")
+        except OSError as error:
+            warnings.warn(f"{error} (each checkpoint is about {human_bytes(estimate)}); the run may stop when "
+                          "the disk is full", stacklevel=2)
+
+    def no_intact_checkpoint(self, bad: list[tuple[Path, str]]) -> str:
+        """The error of ``--resume auto`` when every rolling checkpoint is damaged (nothing is changed)."""
+        from .checkpoint import CheckpointError, verify_checkpoint
+
+        lines = [f"--resume auto found no intact checkpoint in {self.checkpoints.directory}, so it stops rather "
+                 "than start over:"]
+        lines += [f"  {path.name}: {reason}" for path, reason in bad]
+        best = self.checkpoints.best_path
+        if best.exists():
+            try:
+                verify_checkpoint(best)
+            except (CheckpointError, OSError) as error:
+                lines.append(f"  best.pt: {error}")
+            else:
+                lines.append(f"best.pt is intact (the best epoch's, not the newest): resume from it with --resume "
+                             f"{best}, or start afresh with a new --run-dir")
+                return "\n".join(lines)
+        lines.append("start afresh with a new --run-dir (this one is kept as it is)")
+        return "\n".join(lines)
 
     def build_model(self, num_classes: int) -> nn.Module:
         from ..weights.factory import create_model

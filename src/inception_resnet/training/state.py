@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from .checkpoint import FORMAT, FORMAT_VERSION
+from .control import NonFiniteWeightsError
 from .distributed import (
     broadcast_object,
     gather_objects,
@@ -19,6 +20,20 @@ from .distributed import (
 from .ema import ModelEma
 from .rng import capture_rng
 from .rundir import write_run_config
+
+
+def non_finite_weights(state: dict[str, Any]) -> str | None:
+    """None when the raw and averaged weights of a checkpoint state are finite, else what is not."""
+    for part in ("model", "model_ema"):
+        tensors = state.get(part) or {}
+        bad = {k: v for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())}
+        if bad:
+            values = sum(int((~torch.isfinite(v)).sum()) for v in bad.values())
+            total = sum(v.numel() for v in tensors.values() if v.is_floating_point())
+            first = next(iter(bad))
+            what = "averaged weights" if part == "model_ema" else "weights"
+            return f"{values:,} of {total:,} values of the {what}, first in {first}"
+    return None
 
 
 class RunState:
@@ -64,16 +79,46 @@ class RunState:
         }
 
     def save_checkpoint(self, is_best: bool = False) -> Path | None:
-        """Write a checkpoint (rank 0); every rank takes part, as the random states are gathered."""
+        """Write a checkpoint (rank 0); every rank takes part, as the random states are gathered.
+
+        Only finite weights are saved: NaN or infinite values (raw or averaged) stop the run with a
+        :class:`~.control.NonFiniteWeightsError` naming the newest checkpoint, which is finite.
+        """
         rng_states = gather_objects(capture_rng(self.ctx.device), self.ctx)
-        path = None
+        path, failure = None, None
         if self.ctx.is_main:
-            epoch_label = self.epoch + (1 if self.step_in_epoch else 0)  # the 1-based epoch the step belongs to
-            path = self.checkpoints.save(self.checkpoint_state(rng_states), epoch=epoch_label,
-                                         step=self.global_step, is_best=is_best)
-        shared = broadcast_object(str(path) if path else None, self.ctx)
+            state = self.checkpoint_state(rng_states)
+            problem = non_finite_weights(state)
+            if problem is not None:
+                failure = ("non-finite", self.non_finite_weights_message(problem), None)
+            else:
+                epoch_label = self.epoch + (1 if self.step_in_epoch else 0)  # the 1-based epoch of the step
+                try:
+                    path = self.checkpoints.save(state, epoch=epoch_label, step=self.global_step, is_best=is_best)
+                except OSError as error:  # the message names the file and the cause (disk full, read-only...)
+                    failure = ("write", str(error), error.errno)
+        shared, failure = broadcast_object((str(path) if path else None, failure), self.ctx)
+        if failure is not None:
+            kind, message, code = failure
+            if kind == "write":
+                error = OSError(message)
+                error.errno = code
+                raise error
+            raise NonFiniteWeightsError(message)
         self.last_checkpoint = Path(shared) if shared else None
         return self.last_checkpoint
+
+    def newest_checkpoint(self) -> Path | None:
+        """The newest checkpoint of this run (written or resumed from); every one is finite."""
+        return self.last_checkpoint or (Path(self.resume_path) if self.resume_path else None)
+
+    def non_finite_weights_message(self, problem: str) -> str:
+        last = self.newest_checkpoint()
+        where = (f"The newest checkpoint, {last}, has finite weights: resume from it with --resume {last} after "
+                 "lowering the learning rate (--lr) or adding warm-up (--warmup-epochs)") if last else \
+            "No checkpoint was written yet; lower the learning rate (--lr) or add warm-up (--warmup-epochs)"
+        return (f"training stopped: the weights became NaN or infinite ({problem}) at epoch {self.epoch + 1}, step "
+                f"{self.global_step}; no checkpoint was written with them. {where}")
 
     def load_state(self, state: dict[str, Any]) -> None:
         ctx = self.ctx

@@ -31,7 +31,12 @@ killed anywhere and resumed ends with bit-identical weights to an uninterrupted 
 
 Faults: SIGTERM/SIGINT finish the current step, save a checkpoint and return (the CLI exits with
 128 + signal number); a NaN or infinite loss raises :class:`NonFiniteLossError` before the weights are
-updated, naming the epoch, the step and the last good checkpoint.
+updated, naming the epoch, the step and the newest checkpoint; weights that became NaN or infinite are never
+saved (:class:`~.control.NonFiniteWeightsError`, naming the newest finite checkpoint). The run directory is
+locked for the run's lifetime (:class:`~.rundir.RunLock`): a second run on it stops at once naming the first.
+Before the first step the directory is checked for writability and for room for a checkpoint; a failed write
+names the cause. ``--resume auto`` never silently starts over: with checkpoints present but none intact it
+stops and says so.
 """
 
 from __future__ import annotations
@@ -149,6 +154,7 @@ class Trainer(RunSetup, RunState):
         if ctx.rank > 0:
             torch.manual_seed(config.seed + ctx.rank)  # distinct dropout masks per process
         self.setup_training(net, train_dataset, val_dataset)
+        self.check_disk_space()
         if state is not None:
             self.load_state(state)
         self.write_config()
@@ -291,9 +297,9 @@ class Trainer(RunSetup, RunState):
     def non_finite_message(self, stats: dict[str, Any]) -> str:
         what = "loss" if not math.isfinite(stats["total_loss"]) else "gradient norm"
         value = stats["total_loss"] if what == "loss" else stats["grad_norm"]
-        last = self.last_checkpoint or (self.resume_path and Path(self.resume_path))
-        where = (f"the last good checkpoint is {last} (intact); resume from it with --resume {last} after "
-                 "lowering the learning rate (--lr) or adding warm-up (--warmup-epochs)") if last else \
+        last = self.newest_checkpoint()
+        where = (f"the newest checkpoint is {last} (intact, finite weights); resume from it with --resume {last} "
+                 "after lowering the learning rate (--lr) or adding warm-up (--warmup-epochs)") if last else \
             "no checkpoint was written yet; lower the learning rate (--lr) or add warm-up (--warmup-epochs)"
         return (f"training stopped: the {what} became {value} at epoch {self.epoch + 1}, step "
                 f"{self.global_step + 1} (step {self.step_in_epoch + 1} of the epoch); the weights were not "
@@ -434,9 +440,11 @@ def train(
     stop = StopRequest()
     settings = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
                 torch.backends.cudnn.benchmark)
+    trainer = Trainer(config, ctx, stop)
     try:
-        return Trainer(config, ctx, stop).run(train_dataset, val_dataset)
+        return trainer.run(train_dataset, val_dataset)
     finally:
+        trainer.release_run_dir()
         torch.set_num_threads(settings[0])
         torch.use_deterministic_algorithms(settings[1])
         torch.backends.cudnn.benchmark = settings[2]

@@ -2,9 +2,10 @@
 
 :func:`export_model` writes one format and, for ONNX and TorchScript, runs the written file (onnxruntime,
 ``torch.jit.load``) on a random batch of a different size than the one it was exported with, comparing
-with the PyTorch model (max abs difference at most ``atol``, 1e-4 by default). Files are written under a
-temporary name and moved into place only once complete and checked, so a failed export never replaces an
-existing file. Models are exported in eval mode; a training-mode graph (BatchNorm on batch statistics,
+with the PyTorch model (max abs difference at most ``atol``, 1e-4 by default). Files are built and checked
+in memory, then written under a temporary name and moved into place only once complete, so a failed export
+(a failed check, a full disk, a read-only folder) never leaves a partial file or replaces an existing one,
+and the error names the cause. Models are exported in eval mode; a training-mode graph (BatchNorm on batch statistics,
 dropout, and the ``(logits, aux_logits)`` pair of a model with ``aux_logits``) is refused with a clear
 error, as is TorchScript for a ``features_only`` model (its forward uses hooks that scripting cannot keep).
 
@@ -15,6 +16,7 @@ are (timm's v4 and IR-v2 have no auxiliary head, so those weights are left out f
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import warnings
@@ -23,6 +25,8 @@ from pathlib import Path
 
 import torch
 from torch import nn
+
+from ..files import check_output_file, write_bytes_atomic
 
 FORMATS = ("safetensors", "onnx", "torchscript")
 SUFFIXES = {"safetensors": ".safetensors", "onnx": ".onnx", "torchscript": ".pt"}
@@ -74,15 +78,6 @@ def check_exportable(model: nn.Module, fmt: str, train_mode: bool = False) -> No
         )
 
 
-def _partial(path: Path) -> Path:
-    return path.with_name(path.name + ".partial")
-
-
-def _finish(tmp: Path, path: Path) -> Path:
-    os.replace(tmp, path)
-    return path
-
-
 def timm_state_dict(model: nn.Module) -> tuple[dict[str, torch.Tensor], list[str]]:
     """The model's weights in timm's layout (contiguous CPU tensors) and notes on what was left out."""
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
@@ -96,20 +91,23 @@ def timm_state_dict(model: nn.Module) -> tuple[dict[str, torch.Tensor], list[str
     return state, notes
 
 
-def export_safetensors(model: nn.Module, path: str | os.PathLike) -> ExportResult:
-    """Write the weights as safetensors in timm's layout, with our metadata in the header."""
-    from safetensors.torch import save_file
+def safetensors_bytes(model: nn.Module) -> tuple[bytes, list[str]]:
+    """The weights as a safetensors file in timm's layout (with our metadata in the header), in memory."""
+    from safetensors.torch import save
 
-    path = Path(path)
     state, notes = timm_state_dict(model)
     header = {"format": "pt"}
     meta = getattr(model, "metadata", None)
     if meta is not None:
         header["inception_resnet.model"] = meta.name
         header["inception_resnet.metadata"] = json.dumps(asdict(meta), default=str)
-    tmp = _partial(path)
-    save_file(state, str(tmp), metadata=header)
-    return ExportResult(_finish(tmp, path), "safetensors", None, notes)
+    return save(state, metadata=header), notes
+
+
+def export_safetensors(model: nn.Module, path: str | os.PathLike) -> ExportResult:
+    """Write the weights as safetensors in timm's layout, with our metadata in the header."""
+    data, notes = safetensors_bytes(model)
+    return ExportResult(write_bytes_atomic(path, data, "the safetensors export"), "safetensors", None, notes)
 
 
 def example_input(model: nn.Module, input_size: int | None = None, batch_size: int = 2) -> torch.Tensor:
@@ -127,43 +125,41 @@ def _outputs(result) -> list[torch.Tensor]:
     return list(result)
 
 
-def export_onnx(model: nn.Module, path: str | os.PathLike, example: torch.Tensor, opset: int = 17) -> Path:
+def onnx_bytes(model: nn.Module, example: torch.Tensor, opset: int = 17) -> bytes:
     """Trace ``model`` (eval mode) to ONNX with a dynamic batch dimension on the input and every output."""
-    path = Path(path)
     with torch.no_grad():
         count = len(_outputs(model(example)))
     names = ["logits"] if count == 1 else [f"features_{i}" for i in range(count)]
     dynamic = {name: {0: "batch"} for name in ["input", *names]}
-    tmp = _partial(path)
+    buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (example,), str(tmp), input_names=["input"], output_names=names,
+        torch.onnx.export(model, (example,), buffer, input_names=["input"], output_names=names,
                           dynamic_axes=dynamic, opset_version=opset, dynamo=False)
-    return tmp
+    return buffer.getvalue()
 
 
-def export_torchscript(model: nn.Module, path: str | os.PathLike) -> Path:
-    """Script ``model`` (eval mode) with ``torch.jit.script`` and save it."""
-    tmp = _partial(Path(path))
-    scripted = torch.jit.script(model)
-    torch.jit.save(scripted, str(tmp))
-    return tmp
+def torchscript_bytes(model: nn.Module) -> bytes:
+    """Script ``model`` (eval mode) with ``torch.jit.script`` and serialise it."""
+    buffer = io.BytesIO()
+    torch.jit.save(torch.jit.script(model), buffer)
+    return buffer.getvalue()
 
 
-def onnx_difference(path: str | os.PathLike, model: nn.Module, x: torch.Tensor) -> float:
-    """Max abs difference between onnxruntime running ``path`` on ``x`` and the PyTorch model."""
+def onnx_difference(data: bytes, model: nn.Module, x: torch.Tensor) -> float:
+    """Max abs difference between onnxruntime running the ONNX model ``data`` on ``x`` and the PyTorch model."""
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
     got = session.run(None, {session.get_inputs()[0].name: x.detach().cpu().numpy()})
     with torch.no_grad():
         expected = _outputs(model(x))
     return max(float((torch.from_numpy(g) - e.cpu()).abs().max()) for g, e in zip(got, expected, strict=True))
 
 
-def torchscript_difference(path: str | os.PathLike, model: nn.Module, x: torch.Tensor) -> float:
-    """Max abs difference between the saved TorchScript module run on ``x`` and the PyTorch model."""
-    loaded = torch.jit.load(str(path), map_location=x.device)
+def torchscript_difference(data: bytes, model: nn.Module, x: torch.Tensor) -> float:
+    """Max abs difference between the serialised TorchScript module ``data`` run on ``x`` and the PyTorch model."""
+    loaded = torch.jit.load(io.BytesIO(data), map_location=x.device)
     with torch.no_grad():
         got, expected = _outputs(loaded(x)), _outputs(model(x))
     return max(float((g - e).abs().max()) for g, e in zip(got, expected, strict=True))
@@ -184,7 +180,9 @@ def export_model(
 
     ONNX and TorchScript are exported in eval mode with a batch of 2 and checked on a batch of 3 at
     ``input_size`` (default: the metadata's); a difference above ``atol`` raises a ValueError and leaves no
-    file. ``train_mode=True`` is refused for those formats (see :func:`check_exportable`).
+    file. ``train_mode=True`` is refused for those formats (see :func:`check_exportable`). The output folder
+    is checked for writability before the export starts; the file is built and checked in memory, then
+    written whole (free space checked first) or not at all, a failure naming the cause.
     """
     check_exportable(model, fmt, train_mode)
     path = Path(path)
@@ -192,28 +190,25 @@ def export_model(
         raise ValueError(f"{path} is a folder; give a file name such as {path / default_path(_name(model), fmt)}")
     if not path.parent.is_dir():
         raise FileNotFoundError(f"the folder of {path} does not exist; create {path.parent} first")
+    check_output_file(path, f"the {fmt} export")
     if fmt == "safetensors":
         return export_safetensors(model, path)
     was_training = model.training
     model.eval()
-    tmp = _partial(path)
     try:
         if fmt == "onnx":
-            export_onnx(model, path, example_input(model, input_size, 2), opset)
+            data = onnx_bytes(model, example_input(model, input_size, 2), opset)
             measure = onnx_difference
         else:
-            export_torchscript(model, path)
+            data = torchscript_bytes(model)
             measure = torchscript_difference
-        diff = measure(tmp, model, example_input(model, input_size, 3)) if check else None
+        diff = measure(data, model, example_input(model, input_size, 3)) if check else None
         if diff is not None and not diff <= atol:
             raise ValueError(f"the {fmt} export differs from PyTorch by {diff:.3g} (more than {atol}); "
                              "nothing was written")
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     finally:
         model.train(was_training)
-    return ExportResult(_finish(tmp, path), fmt, diff)
+    return ExportResult(write_bytes_atomic(path, data, f"the {fmt} export"), fmt, diff)
 
 
 def _name(model: nn.Module) -> str:

@@ -39,16 +39,26 @@ _NESTED_KEYS = ("state_dict_ema", "model_ema", "state_dict", "model", "module")
 
 def read_state_dict(path: str | os.PathLike) -> StateDict:
     """Read a state dict from a ``.safetensors`` or a torch-pickled file, unwrapping training checkpoints."""
+    return read_weights_file(path)[0]
+
+
+def read_weights_file(path: str | os.PathLike) -> tuple[StateDict, list[str] | None]:
+    """``(state dict, class names)`` of a weights file; the names when it recorded them (our checkpoints and
+    safetensors exports), else None."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"weights file not found: {path}")
     if path.suffix == ".safetensors":
+        from safetensors import safe_open
         from safetensors.torch import load_file
 
         try:
-            return load_file(str(path))
+            state = load_file(str(path))
+            with safe_open(str(path), "pt") as handle:
+                header = handle.metadata() or {}
         except Exception as err:  # safetensors raises its own error types
             raise ValueError(f"{path} is not a readable safetensors file ({err})") from err
+        return state, _classes_in_header(header)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
@@ -56,7 +66,36 @@ def read_state_dict(path: str | os.PathLike) -> StateDict:
             f"{path} could not be read as a PyTorch weights file ({type(err).__name__}: {err}); "
             "pass a .pth/.pt/.bin state dict or a .safetensors file"
         ) from err
-    return unwrap_state_dict(obj, str(path))
+    classes = obj.get("classes") if isinstance(obj, Mapping) else None
+    return unwrap_state_dict(obj, str(path)), _class_list(classes)
+
+
+def _classes_in_header(header: Mapping[str, str]) -> list[str] | None:
+    import json
+
+    try:
+        extra = json.loads(header.get("inception_resnet.metadata", "{}")).get("extra", {})
+    except (ValueError, AttributeError):
+        return None
+    return _class_list(extra.get("classes") if isinstance(extra, Mapping) else None)
+
+
+def _class_list(names: Any) -> list[str] | None:
+    if isinstance(names, (list, tuple)) and names and all(isinstance(n, str) for n in names):
+        return list(names)
+    return None
+
+
+def check_finite(state: Mapping[str, torch.Tensor], where: str) -> None:
+    """Raise a ValueError naming the tensors of ``state`` that hold NaN or infinite values."""
+    bad = [key for key, value in state.items() if value.is_floating_point() and not bool(torch.isfinite(value).all())]
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise ValueError(
+            f"the weights in {where} hold NaN or infinite values in {len(bad)} of {len(state)} tensors ({shown}); "
+            "a model with them gives meaningless outputs (a training run that diverged?). Use an earlier "
+            "checkpoint of the run"
+        )
 
 
 def unwrap_state_dict(obj: Any, where: str = "state dict") -> StateDict:
@@ -212,7 +251,8 @@ def read_weights(model: nn.Module, source: str | os.PathLike) -> LoadedWeights:
 
         state, notes = keras.load_keras_state(model, location)
         return LoadedWeights(state, location, notes, dict(keras.KERAS_METADATA), tf_pooling=True)
-    return LoadedWeights(read_state_dict(location), location)
+    state, classes = read_weights_file(location)
+    return LoadedWeights(state, location, metadata={"extra": {"classes": classes}} if classes else {})
 
 
 def check_tag_fits(tag: str, model_name: str | None) -> str:
@@ -268,13 +308,14 @@ def load_weights(model: nn.Module, source: str | os.PathLike | Mapping[str, torc
     state, more = adapt(model, state)
     notes += more
     check_compatible(model, state)
+    check_finite(state, loaded.label)
     model.load_state_dict(state)
     if loaded.tf_pooling:
         from .convert import exclude_pool_padding
 
         if exclude_pool_padding(model):
             notes.append("average pools switched to TensorFlow's (padding excluded), as the weights were trained")
-            loaded.metadata["extra"] = {"avg_pool": "padding excluded (TensorFlow)"}
+            loaded.metadata["extra"] = {**loaded.metadata.get("extra", {}), "avg_pool": "padding excluded (TensorFlow)"}
     if hasattr(model, "set_metadata"):
         model.set_metadata(**_metadata_changes(model, loaded))
     return notes
@@ -282,8 +323,9 @@ def load_weights(model: nn.Module, source: str | os.PathLike | Mapping[str, torc
 
 def _metadata_changes(model: nn.Module, loaded: LoadedWeights) -> dict[str, Any]:
     changes: dict[str, Any] = {"weights": loaded.label, **loaded.metadata}
-    if "extra" in changes:
-        changes["extra"] = {**model.metadata.extra, **changes["extra"]}
+    # the class names belong to the weights: the previous weights' names never stay behind
+    kept = {k: v for k, v in model.metadata.extra.items() if k != "classes"}
+    changes["extra"] = {**kept, **changes.get("extra", {})}
     if getattr(model, "num_classes", 0) == 1001:
         changes["label_offset"] = 1  # TF-slim's background class kept at index 0
     return changes
@@ -291,13 +333,22 @@ def _metadata_changes(model: nn.Module, loaded: LoadedWeights) -> dict[str, Any]
 
 def save_weights(model: nn.Module, path: str | os.PathLike) -> Path:
     """Save the model's state dict as ``.safetensors`` (in the same key layout) or a torch ``.pth`` file."""
+    import io
+
+    from ..files import write_bytes_atomic, write_error
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise write_error(error, "the weights", path) from None
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     if path.suffix == ".safetensors":
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
-        save_file(state, str(path))
+        data = save(state)
     else:
-        torch.save(state, path)
-    return path
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        data = buffer.getvalue()
+    return write_bytes_atomic(path, data, "the weights")
