@@ -205,7 +205,14 @@ class TrainConfig:
             if value is None and len(kinds) < len(typing.get_args(annotation) or (annotation,)):
                 continue
             kind = kinds[0]
-            if kind is float:
+            if name == "residual_scale" and isinstance(value, (list, tuple)):
+                # the model's (A, B, C) triple, as --print-config writes it and README documents
+                if len(value) != 3:
+                    raise ValueError(f"residual_scale must be a number or an (A, B, C) triple, got {value!r}")
+                for item in value:
+                    if isinstance(item, bool) or not isinstance(item, (int, float)) or not math.isfinite(item):
+                        raise ValueError(f"residual_scale must hold finite numbers, got {value!r}")
+            elif kind is float:
                 if isinstance(value, bool) or not isinstance(value, (int, float)):
                     raise ValueError(f"{name} must be a number, got {value!r}")
                 if not math.isfinite(value):
