@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-from .. import __version__
+from ..version import __version__
 from .options import Parser
 
 COMMANDS = ("models", "eval", "train", "plot", "predict", "export", "bench", "study")
