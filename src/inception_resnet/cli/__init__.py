@@ -3,6 +3,8 @@
 Each subcommand lives in its own module of this package, exposing ``add_parser(subparsers)`` (which sets
 ``func`` on its parser) and nothing else the dispatcher needs; ``COMMANDS`` lists them in help order. The
 flags several commands share are defined once, in :mod:`.options`.
+
+The top layer of docs/architecture.md: it may import every other layer, and none imports it.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@
 * :mod:`.convert` - TF-slim checkpoints, Keras files and facenet-pytorch state dicts to our layout;
 * :mod:`.export` - safetensors, ONNX and TorchScript files, each checked against the model;
 * :mod:`.factory` - ``create_model(name, pretrained=...)``.
+
+Its layer (above ``models/``, below ``data/``) and where a new weight format goes: docs/architecture.md.
 """
 
 from .export import FORMATS, ExportResult, check_exportable, default_path, export_model
