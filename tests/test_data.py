@@ -368,3 +368,18 @@ def test_caffe_weights_get_bgr_channel_order() -> None:
     plain = eval_transform_for(create_model("googlenet", width_multiplier=0.25), input_size=32)(image)
     g_meta = create_model("googlenet").metadata
     assert torch.allclose(plain[0], torch.full_like(plain[0], (1 - g_meta.mean[0]) / g_meta.std[0]), atol=1e-3)
+
+
+def test_with_transform_copies_the_dataset_and_shares_its_data(tree) -> None:
+    from inception_resnet.data.datasets import IdxDataset
+
+    folder = build_dataset(str(tree), "train")
+    idx = IdxDataset(np.zeros((3, 28, 28), np.uint8), np.arange(3), ["a", "b", "c"], name="tiny")
+    for dataset in (folder, idx):
+        halved = dataset.with_transform(lambda image: image[..., ::2, ::2])
+        assert type(halved) is type(dataset) and len(halved) == len(dataset) and halved.classes == dataset.classes
+        image, label = dataset[1]
+        small, same_label = halved[1]
+        assert same_label == label and small.shape[-1] == (image.shape[-1] + 1) // 2
+        assert dataset[1][0].dtype == torch.float32 and small.dtype == torch.uint8  # the original is unchanged
+        assert dataset.with_transform(None)[1][0].dtype == torch.float32  # None: float images

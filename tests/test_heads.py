@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
 import inception_resnet as ir
+from inception_resnet.cli.eval import MemberSpec, build_member
 from inception_resnet.models.registry import model_options
 from inception_resnet.training import TrainConfig, load_checkpoint, train
 from inception_resnet.training.finetune import freeze_body, load_pretrained
@@ -81,3 +84,64 @@ def test_googlenet_fine_tunes_with_its_auxiliary_heads_from_1000_class_weights(t
     source = read_state_dict(weights)
     body = [k for k in trained if not k.startswith(("fc.", "aux1.fc2.", "aux2.fc2."))]
     assert body and all(torch.equal(trained[k], source[k]) for k in body)  # loaded, then frozen
+
+
+def body_and_heads(model: ir.InceptionNet) -> tuple[dict, dict]:
+    heads = tuple(f"{h}." for h in model.classifier_names())
+    state = model.state_dict()
+    return ({k: v for k, v in state.items() if not k.startswith(heads)},
+            {k: v for k, v in state.items() if k.startswith(heads)})
+
+
+@pytest.mark.parametrize(("name", "options", "heads"), [
+    ("googlenet", {"aux_logits": True}, "fc, aux1.fc2, aux2.fc2"),
+    ("inception_resnet_v1", {}, "classif"),
+])
+def test_create_model_with_another_class_count_loads_the_body_and_leaves_every_head_new(
+    name: str, options: dict, heads: str
+) -> None:
+    source = ir.create_model(name, num_classes=1000, width_multiplier=0.25, **options).state_dict()
+    torch.manual_seed(7)
+    fresh = ir.create_model(name, num_classes=10, width_multiplier=0.25, **options)
+    torch.manual_seed(7)  # loading draws no random numbers: the heads are those of a model built afresh
+    with pytest.warns(UserWarning, match=f"{name}: .*; {heads} left newly initialised for num_classes=10"):
+        model = ir.create_model(name, num_classes=10, width_multiplier=0.25, pretrained=source, **options)
+    body, new_heads = body_and_heads(model)
+    assert body and all(torch.equal(v, source[k]) for k, v in body.items())
+    assert new_heads and all(torch.equal(v, fresh.state_dict()[k]) for k, v in new_heads.items())
+    assert all(model.get_submodule(h).out_features == 10 for h in model.classifier_names())
+    with pytest.warns(UserWarning, match=f"; {heads} dropped"):
+        features = ir.create_model(name, num_classes=0, width_multiplier=0.25, pretrained=source, **options)
+    reference = ir.create_model(name, width_multiplier=0.25, pretrained=source, **options).eval()
+    x = torch.randn(2, 3, 96, 96)
+    with torch.no_grad():
+        assert torch.equal(features.eval()(x), reference.forward_head(reference.forward_features(x), pre_logits=True))
+
+
+def test_create_model_keeps_matching_weights_silent_and_the_default_class_count_strict() -> None:
+    ten = ir.create_model("inception_v3", num_classes=10, width_multiplier=0.25).state_dict()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = ir.create_model("inception_v3", num_classes=10, width_multiplier=0.25, pretrained=ten)
+    assert torch.equal(model.fc.weight, ten["fc.weight"])
+    with pytest.raises(ValueError, match=r"wrong shape key\(s\): fc.weight"):
+        ir.create_model("inception_v3", width_multiplier=0.25, pretrained=ten)  # 1000 by default: must fit
+
+
+def test_eval_members_load_their_weights_strictly(tmp_path) -> None:
+    weights = save_weights(ir.create_model("inception_v3", num_classes=10, width_multiplier=0.25),
+                           tmp_path / "ten.safetensors")
+    options = {"width_multiplier": 0.25}
+    assert build_member(MemberSpec("inception_v3", str(weights)), 10, 3, options).num_classes == 10
+    with pytest.raises(ValueError, match="(?s)wrong shape.*the data has 4 classes"):
+        build_member(MemberSpec("inception_v3", str(weights)), 4, 3, options)  # a new head would score nothing
+
+
+def test_facenet_fine_tunes_to_other_identities_and_keeps_its_own_error_by_default() -> None:
+    source = ir.create_model("inception_resnet_v1_facenet", num_classes=20, classify=True, width_multiplier=0.25)
+    target = ir.create_model("inception_resnet_v1_facenet", num_classes=10, classify=True, width_multiplier=0.25)
+    notes = load_pretrained(target, source.state_dict())
+    assert "logits.weight" in " ".join(notes) and target.logits.out_features == 10
+    assert torch.equal(target.last_linear.weight, source.last_linear.weight)
+    with pytest.raises(ValueError, match="classify 20 identities .* num_classes=1000"):
+        ir.create_model("inception_resnet_v1_facenet", width_multiplier=0.25, pretrained=source.state_dict())

@@ -2,9 +2,9 @@
 
 from .models.base import FeatureInfo, InceptionNet, InceptionOutput, ModelMetadata
 from .models.registry import list_models, register_model
+from .version import __version__
 from .weights.factory import create_model
 
-__version__ = "0.1.0"
 __all__ = [
     "FeatureInfo",
     "InceptionNet",

@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from .version import __version__
+
 
 def cpu_name() -> str:
     """The processor's model name (``/proc/cpuinfo``), else what ``platform`` knows."""
@@ -58,8 +60,6 @@ def _version(module: str) -> str | None:
 def environment(command: str | None = None) -> dict[str, Any]:
     """Date (UTC), host, CPU and threads, library versions, GPU, driver, CUDA and cuDNN when there is one, and
     the command (``command``, else this process's command line)."""
-    from . import __version__
-
     env: dict[str, Any] = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "host": platform.node(),

@@ -7,6 +7,8 @@ graph), written as a spec such as ``timm+cl+compile`` (:func:`~.spec.parse_candi
 
 * :mod:`.spec` - workloads and candidates; :mod:`.prepare` - building a candidate and its timed step;
 * :mod:`.harness` - timing in interleaved rounds and the result rows; :mod:`.report` - Markdown and JSON.
+
+Its layer, above ``inference/`` and beside ``study/``, and what it may import: docs/architecture.md.
 """
 
 from .harness import Result, benchmark_inference, compare_with_timm, run_workload, time_steps

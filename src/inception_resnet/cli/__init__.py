@@ -3,6 +3,8 @@
 Each subcommand lives in its own module of this package, exposing ``add_parser(subparsers)`` (which sets
 ``func`` on its parser) and nothing else the dispatcher needs; ``COMMANDS`` lists them in help order. The
 flags several commands share are defined once, in :mod:`.options`.
+
+The top layer of docs/architecture.md: it may import every other layer, and none imports it.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import argparse
 import importlib
 import sys
 
-from .. import __version__
+from ..version import __version__
 from .options import Parser
 
 COMMANDS = ("models", "eval", "train", "plot", "predict", "export", "bench", "study")

@@ -1,9 +1,9 @@
 """``inception-resnet eval``: top-1/top-5 error of a model or an ensemble with a crop set (1, 10, 12, 144).
 
 A thin layer over :func:`inception_resnet.evaluation.evaluate.evaluate`: it builds the dataset (to know its
-classes; relabelled by ``--class-map``), the models (``create_model(name, pretrained=SOURCE, num_classes=<classes
-of the data>)``, random weights drawn with ``--seed``), checks the output files can be written before any work
-starts, runs the evaluation and prints a paper-style table.
+classes; relabelled by ``--class-map``), the models (``create_model(name, num_classes=<classes of the data>)``,
+then ``load_weights(SOURCE)``, which must fit; random weights drawn with ``--seed``), checks the output files can
+be written before any work starts, runs the evaluation and prints a paper-style table.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from ..data.transforms import EVAL_STYLES
 from ..evaluation.evaluate import EvalResult, evaluate
 from ..files import check_output_file
 from ..weights.factory import create_model
-from ..weights.loading import fetch_weights
+from ..weights.loading import fetch_weights, load_weights
 from .options import add_flag, resolve_device
 
 
@@ -67,8 +67,10 @@ def check_writable(path: str | None, what: str) -> None:
 def build_member(spec: MemberSpec, num_classes: int, in_chans: int, options: dict[str, Any]) -> torch.nn.Module:
     """The model of one member, with as many outputs as the data has classes."""
     try:
-        return create_model(spec.name, num_classes=num_classes, in_chans=in_chans, pretrained=spec.weights,
-                            **options)
+        model = create_model(spec.name, num_classes=num_classes, in_chans=in_chans, **options)
+        if spec.weights is not None:
+            load_weights(model, spec.weights)  # every key must fit: a new classifier would evaluate nothing
+        return model
     except ValueError as err:
         if spec.weights is None:
             raise

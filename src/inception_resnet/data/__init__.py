@@ -7,6 +7,9 @@
 * :mod:`.synthetic` - ``synthetic:N[:CLASSES]`` noise images for smoke tests;
 * :mod:`.transforms` - training augmentation and evaluation preprocessing;
 * :mod:`.crops` - the paper's multi-crop evaluation views.
+
+Its layer (above ``models/`` and ``weights/``, below ``evaluation/`` and ``training/``) and where a new
+dataset or preprocessing goes: docs/architecture.md.
 """
 
 from .crops import CROP_SETS, MultiCropTransform, crop_views, multi_crop_scales, multi_crop_transform_for

@@ -89,6 +89,14 @@ BUILTIN_ALIASES = {"fashion-mnist": "fashion-mnist", "fashion_mnist": "fashion-m
 
 
 # -- ImageFolder ----------------------------------------------------------------------------------------
+def copy_with_transform(dataset: Any, transform: Callable | None) -> Any:
+    """A shallow copy of ``dataset`` (its data shared) applying ``transform``; None gives float images."""
+    copy = object.__new__(type(dataset))
+    copy.__dict__.update(dataset.__dict__)
+    copy.transform = transform if transform is not None else ToFloatImage()
+    return copy
+
+
 def is_image_file(name: str) -> bool:
     return name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
 
@@ -246,10 +254,7 @@ class ImageFolderDataset(Dataset):
 
     def with_transform(self, transform: Callable | None) -> ImageFolderDataset:
         """A copy of this dataset applying ``transform`` (the file list is shared, not rescanned)."""
-        copy = object.__new__(ImageFolderDataset)
-        copy.__dict__.update(self.__dict__)
-        copy.transform = transform if transform is not None else ToFloatImage()
-        return copy
+        return copy_with_transform(self, transform)
 
     def __repr__(self) -> str:
         return f"ImageFolderDataset({self.root}, {len(self)} images, {len(self.classes)} classes)"
@@ -347,10 +352,8 @@ class IdxDataset(Dataset):
         return self.transform(self.images[index].unsqueeze(0)), self.targets[index]
 
     def with_transform(self, transform: Callable | None) -> IdxDataset:
-        copy = object.__new__(IdxDataset)
-        copy.__dict__.update(self.__dict__)
-        copy.transform = transform if transform is not None else ToFloatImage()
-        return copy
+        """A copy of this dataset applying ``transform`` (the images are shared, not copied)."""
+        return copy_with_transform(self, transform)
 
     def __repr__(self) -> str:
         return f"IdxDataset({self.name}, {len(self)} images, {len(self.classes)} classes)"

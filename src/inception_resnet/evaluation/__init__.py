@@ -3,6 +3,9 @@
 * :mod:`.evaluate` - ``evaluate`` (the paper's protocol) and ``evaluate_loader`` (per-epoch validation);
 * :mod:`.metrics` - :class:`EvalResult` and the running sums behind it;
 * :mod:`.predict` - ``predict_files``: the top classes of image files.
+
+Its layer (beside ``training/``, above ``data/``) and the path from a weights file to a prediction:
+docs/architecture.md.
 """
 
 from .evaluate import evaluate, evaluate_loader

@@ -3,6 +3,9 @@
 * :mod:`.rewrites` - ``fold_batchnorm``, ``fuse_branches``, ``optimize_for_inference``...;
 * :mod:`.onednn` - convolutions packed for oneDNN with fused post-ops (``pack_for_cpu``);
 * :mod:`.tracing` - tracing one block with torch.fx and swapping in the edited graph (shared by both).
+
+Its layer (above ``training/`` and ``evaluation/``, below ``bench/``) and where a new rewrite goes:
+docs/architecture.md.
 """
 
 from .onednn import OneDNNConv2d, OneDNNConvAdd, pack_for_cpu

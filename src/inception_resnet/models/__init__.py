@@ -1,6 +1,9 @@
 """The networks, their building blocks, the registry and the cost counters.
 
 Importing this package registers every network with :mod:`inception_resnet.models.registry`.
+
+The lowest layer above ``environment``/``markdown``/``version``: nothing here imports weights, data or
+training. Where a new network or head layout goes: docs/architecture.md.
 """
 
 from . import (  # noqa: F401  (registers the builders)

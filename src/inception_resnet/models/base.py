@@ -3,9 +3,10 @@
 Each network file defines the body (its stages, named as the reference layout names them) and
 ``forward_body``; :class:`InceptionNet` adds the rest in the style of timm and torchvision:
 ``forward_features``, ``forward_head(x, pre_logits=False)``, ``reset_classifier(n)``,
-``forward_intermediates`` for ``features_only`` models, and the metadata the weights need, also as timm's
-``pretrained_cfg`` dict, so that ``timm.data.resolve_data_config({}, model=model)`` and
-``timm.data.create_transform`` reproduce the model's own evaluation preprocessing.
+``forward_intermediates`` and ``prune_intermediate_layers`` (timm's feature contract), ``features_only``
+models, and the metadata the weights need, also as timm's ``pretrained_cfg`` dict, so that
+``timm.data.resolve_data_config({}, model=model)`` and ``timm.data.create_transform`` reproduce the model's
+own evaluation preprocessing. See docs/architecture.md for where this sits in the package.
 """
 
 from __future__ import annotations
@@ -208,6 +209,7 @@ class InceptionNet(nn.Module):
         """Global pool, dropout and the classifier (named as in the reference), plus the optional aux head."""
         self.num_features = num_features
         self.classifier_name = classifier_name
+        self.pool_type = "avg"
         self.global_pool = nn.AdaptiveAvgPool2d(1)
         self.head_drop = nn.Dropout(self.drop_rate)
         setattr(self, classifier_name, self._make_classifier(num_features, self.num_classes))
@@ -236,8 +238,21 @@ class InceptionNet(nn.Module):
         """
         return [self.classifier_name, *self.aux_classifier_names()]
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the classifier and every auxiliary one for ``num_classes`` outputs; 0 removes them."""
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """Replace the classifier and every auxiliary one for ``num_classes`` outputs; 0 removes them.
+
+        ``global_pool`` as in timm: ``None`` keeps the pooling, ``"avg"`` averages the final map, ``""`` leaves
+        it as it is (what :meth:`prune_intermediate_layers` sets: the model then returns feature maps).
+        """
+        if global_pool is not None:
+            if global_pool not in ("avg", ""):
+                raise ValueError(f"{self.model_name}: global_pool must be 'avg' or '' (no pooling), "
+                                 f"got {global_pool!r}")
+            self.pool_type = global_pool
+            self.global_pool = nn.AdaptiveAvgPool2d(1) if global_pool else nn.Identity()
+        if num_classes > 0 and not self.pool_type:
+            raise ValueError(f"{self.model_name}: a classifier needs pooled features; call "
+                             f"reset_classifier({num_classes}, global_pool='avg')")
         self.num_classes = num_classes
         setattr(self, self.classifier_name, self._make_classifier(self.num_features, num_classes))
         if self.aux_logits:
@@ -246,6 +261,21 @@ class InceptionNet(nn.Module):
     def _reset_aux_classifiers(self, num_classes: int) -> None:
         aux: AuxHead = self.AuxLogits
         aux.fc = nn.Linear(aux.conv1.out_channels, num_classes) if num_classes > 0 else nn.Identity()
+
+    def _aux_head_names(self) -> list[str]:
+        """Module names of the whole auxiliary heads (what ``features_only`` and pruning remove)."""
+        return ["AuxLogits"] if self.aux_logits else []
+
+    def _head_module_names(self) -> list[str]:
+        """Every module the head uses after the body: pooling, dropout, classifier, auxiliary heads."""
+        return ["global_pool", "head_drop", self.classifier_name, *self._aux_head_names()]
+
+    def _remove_heads(self) -> None:
+        """Drop the auxiliary heads, the classifier and the pooling: the model then returns its final map."""
+        for name in self._aux_head_names():
+            delattr(self, name)
+        self.aux_logits = False
+        self.reset_classifier(0, "")
 
     # -- forward --------------------------------------------------------------------------------------
     def check_input(self, x: torch.Tensor) -> None:
@@ -279,10 +309,16 @@ class InceptionNet(nn.Module):
         self.check_input(x)
         return self.forward_body(x)[0]
 
+    def forward_pool(self, x: torch.Tensor) -> torch.Tensor:
+        """Global average pooling to (N, C); the map unchanged once the pooling is removed (``global_pool=""``)."""
+        x = self.global_pool(x)
+        if self.pool_type != "":
+            x = torch.flatten(x, 1)
+        return x
+
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Pool, dropout and classify a feature map; ``pre_logits`` stops before the classifier."""
-        x = torch.flatten(self.global_pool(x), 1)
-        x = self.head_drop(x)
+        x = self.head_drop(self.forward_pool(x))
         if pre_logits:
             return x
         return self.classify(x)
@@ -355,17 +391,67 @@ class InceptionNet(nn.Module):
         maps = [captured[i] for i in sorted(set(take))]
         return maps if intermediates_only else (final, maps)
 
+    @torch.jit.unused
+    def prune_intermediate_layers(
+        self,
+        indices: int | list[int] | tuple[int, ...] = 1,
+        prune_norm: bool = False,
+        prune_head: bool = True,
+    ) -> list[int]:
+        """timm's pruning: keep the body up to the deepest feature level in ``indices``; returns those levels.
+
+        ``indices`` reads as in :meth:`forward_intermediates`. The stages after the deepest level asked for
+        become ``nn.Identity`` (their weights go), so :meth:`forward_intermediates` still gives the levels
+        kept. With ``prune_head``, or when stages were cut (the head no longer fits the last map), the
+        classifier, the auxiliary heads and the pooling go too, and the model returns its last map.
+        ``prune_norm`` is accepted for timm's signature: these networks have no final norm layer.
+        """
+        take = feature_take_indices(len(self.feature_info), indices, self.model_name)
+        deepest = max(take)
+        body = self.body_module_names()
+        for name in body[body.index(self.feature_info[deepest].module) + 1:]:
+            parent, _, child = name.rpartition(".")
+            setattr(self.get_submodule(parent) if parent else self, child, nn.Identity())
+        if prune_head or deepest < len(self.feature_info) - 1:
+            self._remove_heads()
+            self.num_features = self.feature_info[deepest].num_chs
+        return take
+
+    def body_module_names(self) -> list[str]:
+        """The body's modules in the order ``forward_body`` runs them, up to the last feature level.
+
+        The children in the order they were built (each network builds them in forward order), without the
+        head's; a container that holds a feature tap (``features.9``) is listed by its children.
+        """
+        taps = [info.module for info in self.feature_info]
+        head = set(self._head_module_names())
+        names: list[str] = []
+
+        def visit(prefix: str, module: nn.Module) -> None:
+            for child_name, child in module.named_children():
+                name = prefix + child_name
+                if name in head:
+                    continue
+                if any(tap.startswith(name + ".") for tap in taps):
+                    visit(name + ".", child)
+                else:
+                    names.append(name)
+
+        visit("", self)
+        return names[: names.index(taps[-1]) + 1]
+
     def set_features_only(self, out_indices: tuple[int, ...] = (0, 1, 2, 3, 4)) -> None:
-        """Turn the model into a feature extractor returning the maps at ``out_indices``; drops the head."""
+        """Turn the model into a feature extractor returning the maps at ``out_indices``; drops the heads.
+
+        The stages after the deepest level stay (so the full body's weights still load); the forward pass
+        stops at that level.
+        """
         for i in out_indices:
             if not 0 <= i < len(self.feature_info):
                 raise ValueError(f"{self.model_name}: out_indices must lie in 0..{len(self.feature_info) - 1}")
         self.features_only = True
         self.feature_indices = list(out_indices)
-        self.reset_classifier(0)
-        if self.aux_logits:
-            self.aux_logits = False
-            del self.AuxLogits
+        self._remove_heads()
 
     def extra_repr(self) -> str:
         return f"name={self.model_name}, num_classes={self.num_classes}, in_chans={self.in_chans}"

@@ -205,11 +205,8 @@ class GoogLeNet(InceptionNet):
         for head in (self.aux1, self.aux2):
             head.fc2 = nn.Linear(head.fc1.out_features, num_classes) if num_classes > 0 else nn.Identity()
 
-    def set_features_only(self, out_indices: tuple[int, ...] = (0, 1, 2, 3, 4)) -> None:
-        if self.aux_logits:
-            self.aux_logits = False
-            del self.aux1, self.aux2
-        super().set_features_only(out_indices)
+    def _aux_head_names(self) -> list[str]:
+        return ["aux1", "aux2"] if self.aux_logits else []
 
 
 register_model("googlenet")(GoogLeNet)

@@ -80,8 +80,7 @@ class InceptionResNetV1Facenet(InceptionResNetV1):
 
         ``pre_logits=True`` returns the embedding before normalisation (the logits layer's input).
         """
-        x = torch.flatten(self.global_pool(x), 1)
-        x = self.last_bn(self.last_linear(self.head_drop(x)))
+        x = self.last_bn(self.last_linear(self.head_drop(self.forward_pool(x))))
         if pre_logits:
             return x
         if self.classify_output:
@@ -90,6 +89,16 @@ class InceptionResNetV1Facenet(InceptionResNetV1):
 
     def classify(self, x: torch.Tensor) -> torch.Tensor:
         return self.logits(x)
+
+    def _head_module_names(self) -> list[str]:
+        return [*super()._head_module_names(), "last_linear", "last_bn"]
+
+    def _remove_heads(self) -> None:
+        """Without its head (embedding layers included) the model returns its final map, as the others do."""
+        super()._remove_heads()
+        self.last_linear = nn.Identity()
+        self.last_bn = nn.Identity()
+        self.classify_output = True
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """The L2-normalised 512-d face embedding, whatever ``classify`` says."""

@@ -5,6 +5,9 @@
 * :mod:`.rundir` - the run directory's files; :mod:`.checkpoint` - checkpoint files;
 * :mod:`.optimizers`, :mod:`.ema`, :mod:`.distributed`, :mod:`.rng`, :mod:`.control`, :mod:`.finetune`,
   :mod:`.curves` (plots of a run).
+
+Its layer (beside ``evaluation/``, above ``data/``) and the path from a model name to a trained
+checkpoint: docs/architecture.md.
 """
 
 from .checkpoint import CheckpointManager, load_checkpoint, save_checkpoint

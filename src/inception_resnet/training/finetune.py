@@ -12,34 +12,15 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from ..weights.loading import (
-    adapt_state_dict,
-    check_compatible,
-    check_finite,
-    classifier_names,
-    read_state_dict,
-    unwrap_state_dict,
-)
+from ..weights.loading import classifier_names, load_weights
 
 
 def load_pretrained(net: nn.Module, source: str | os.PathLike | Mapping[str, torch.Tensor]) -> list[str]:
-    """Load weights for fine-tuning: everything but a classifier whose size differs (that one stays new)."""
-    state = unwrap_state_dict(source) if isinstance(source, Mapping) else read_state_dict(source)
-    state, notes = adapt_state_dict(net, state)
-    own = net.state_dict()
-    replaced = []
-    for prefix in classifier_names(net):
-        for suffix in ("weight", "bias"):
-            key = f"{prefix}.{suffix}"
-            if key in own and key in state and state[key].shape != own[key].shape:
-                state[key] = own[key]
-                replaced.append(key)
-    check_compatible(net, state)
-    check_finite(state, "the pretrained weights" if isinstance(source, Mapping) else str(source))
-    net.load_state_dict(state)
-    if replaced:
-        notes.append(f"new classifier for {getattr(net, 'num_classes', '?')} classes ({', '.join(replaced)})")
-    return notes
+    """Load weights for fine-tuning: everything but a classifier whose size differs (that one stays new).
+
+    ``source`` is anything :func:`~inception_resnet.weights.load_weights` takes; returns its notes.
+    """
+    return load_weights(net, source, new_heads=True)
 
 
 def freeze_body(net: nn.Module) -> list[str]:

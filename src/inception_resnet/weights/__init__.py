@@ -5,6 +5,8 @@
 * :mod:`.convert` - TF-slim checkpoints, Keras files and facenet-pytorch state dicts to our layout;
 * :mod:`.export` - safetensors, ONNX and TorchScript files, each checked against the model;
 * :mod:`.factory` - ``create_model(name, pretrained=...)``.
+
+Its layer (above ``models/``, below ``data/``) and where a new weight format goes: docs/architecture.md.
 """
 
 from .export import FORMATS, ExportResult, check_exportable, default_path, export_model
@@ -14,7 +16,9 @@ from .loading import (
     LoadedWeights,
     adapt_state_dict,
     check_compatible,
+    fit_classifiers,
     load_weights,
+    load_weights_report,
     read_state_dict,
     read_weights,
     save_weights,
@@ -34,7 +38,9 @@ __all__ = [
     "create_model",
     "default_path",
     "export_model",
+    "fit_classifiers",
     "load_weights",
+    "load_weights_report",
     "parse_tag",
     "read_state_dict",
     "read_weights",

@@ -294,8 +294,23 @@ def _read_hub(model: nn.Module, tag: str) -> LoadedWeights:
     return LoadedWeights(read_state_dict(path), repo_id, notes, tag_metadata(repo_id))
 
 
-def load_weights(model: nn.Module, source: str | os.PathLike | Mapping[str, torch.Tensor]) -> list[str]:
-    """Load ``source`` (a state dict, a weights file or a hub tag) into ``model``; returns notes on adaptations."""
+def load_weights(
+    model: nn.Module, source: str | os.PathLike | Mapping[str, torch.Tensor], *, new_heads: bool = False
+) -> list[str]:
+    """Load ``source`` (a state dict, a weights file or a hub tag) into ``model``; returns notes on adaptations.
+
+    Every key must fit, unless ``new_heads``: then a classifier (main or auxiliary, by the model's
+    ``classifier_names()``) whose size differs from the weights' keeps the model's fresh initialisation, and
+    one the model was built without (``num_classes=0``) is dropped; a note names them (fine-tuning, and
+    ``create_model(name, pretrained=..., num_classes=N)``).
+    """
+    return load_weights_report(model, source, new_heads)[0]
+
+
+def load_weights_report(
+    model: nn.Module, source: str | os.PathLike | Mapping[str, torch.Tensor], new_heads: bool
+) -> tuple[list[str], list[str]]:
+    """:func:`load_weights`, returning its notes and the classifiers left new or dropped (create_model warns)."""
     if isinstance(source, Mapping):
         loaded = LoadedWeights(unwrap_state_dict(source), "state dict")
     else:
@@ -304,9 +319,15 @@ def load_weights(model: nn.Module, source: str | os.PathLike | Mapping[str, torc
     from .convert.facenet import adapt_facenet_state, is_facenet_model
 
     # facenet's keys are its own (its last_linear is not Cadene's classifier): only its adapter applies
-    adapt = adapt_facenet_state if is_facenet_model(model) else adapt_state_dict
-    state, more = adapt(model, state)
+    if is_facenet_model(model):
+        state, more = adapt_facenet_state(model, state, new_logits=new_heads)
+    else:
+        state, more = adapt_state_dict(model, state)
     notes += more
+    heads: list[str] = []
+    if new_heads:
+        heads, more = fit_classifiers(model, state)
+        notes += more
     check_compatible(model, state)
     check_finite(state, loaded.label)
     model.load_state_dict(state)
@@ -318,7 +339,36 @@ def load_weights(model: nn.Module, source: str | os.PathLike | Mapping[str, torc
             loaded.metadata["extra"] = {**loaded.metadata.get("extra", {}), "avg_pool": "padding excluded (TensorFlow)"}
     if hasattr(model, "set_metadata"):
         model.set_metadata(**_metadata_changes(model, loaded))
-    return notes
+    return notes, heads
+
+
+def fit_classifiers(model: nn.Module, state: StateDict) -> tuple[list[str], list[str]]:
+    """Make ``state``'s classifiers fit ``model`` for fine-tuning, in place; returns (classifiers, notes).
+
+    A classifier whose size differs from the model's takes the model's own (freshly initialised) weights;
+    one the model does not have (built with ``num_classes=0``) is dropped from ``state``.
+    """
+    own = model.state_dict()
+    replaced: list[str] = []
+    dropped: list[str] = []
+    heads: list[str] = []
+    for prefix in classifier_names(model):
+        keys = [f"{prefix}.{suffix}" for suffix in ("weight", "bias")]
+        for key in keys:
+            if key in state and key not in own:
+                del state[key]
+                dropped.append(key)
+            elif key in state and state[key].shape != own[key].shape:
+                state[key] = own[key]
+                replaced.append(key)
+        if any(key in replaced or key in dropped for key in keys):
+            heads.append(prefix)
+    notes = []
+    if replaced:
+        notes.append(f"new classifier for {getattr(model, 'num_classes', '?')} classes ({', '.join(replaced)})")
+    if dropped:
+        notes.append(f"dropped the weights' classifier (the model has num_classes=0): {', '.join(dropped)}")
+    return heads, notes
 
 
 def _metadata_changes(model: nn.Module, loaded: LoadedWeights) -> dict[str, Any]:

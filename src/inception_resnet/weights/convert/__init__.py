@@ -9,6 +9,8 @@
 
 Each converter returns a state dict in our layout; :func:`inception_resnet.weights.load_weights` then
 applies the common adaptations (background class, auxiliary head) and the compatibility check.
+
+Part of the ``weights/`` layer; see docs/architecture.md.
 """
 
 from __future__ import annotations

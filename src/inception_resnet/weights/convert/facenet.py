@@ -22,8 +22,12 @@ def is_facenet_model(model: nn.Module) -> bool:
     return getattr(model, "model_name", "") == "inception_resnet_v1_facenet"
 
 
-def adapt_facenet_state(model: nn.Module, state: StateDict) -> tuple[StateDict, list[str]]:
-    """Fit the identity classifier of a facenet-pytorch state dict to ``model``; returns it and notes."""
+def adapt_facenet_state(model: nn.Module, state: StateDict, new_logits: bool = False) -> tuple[StateDict, list[str]]:
+    """Fit the identity classifier of a facenet-pytorch state dict to ``model``; returns it and notes.
+
+    ``new_logits`` (fine-tuning to other identities) leaves logits of another size to the caller, which keeps
+    the model's new ones (:func:`inception_resnet.weights.loading.fit_classifiers`); otherwise they are an error.
+    """
     state = dict(state)
     notes: list[str] = []
     for key, value in model.state_dict().items():
@@ -38,7 +42,7 @@ def adapt_facenet_state(model: nn.Module, state: StateDict) -> tuple[StateDict, 
         state.pop("logits.weight")
         state.pop("logits.bias", None)
         notes.append(f"dropped the {file_classes}-identity logits ({dataset}); the model gives embeddings only")
-    elif model_classes != file_classes:
+    elif model_classes != file_classes and not new_logits:
         raise ValueError(
             f"the file's logits classify {file_classes} identities ({dataset}) but the model was built with "
             f"num_classes={model_classes}; build it with num_classes={file_classes} to keep them, or "

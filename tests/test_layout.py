@@ -1,0 +1,169 @@
+"""The package's arrangement (docs/architecture.md): every import, module-level or inside a function, runs down the
+layers, and no module grows past the size a reader takes in at once."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+PACKAGE = "inception_resnet"
+SRC = Path(__file__).resolve().parents[1] / "src" / PACKAGE
+
+# The layers, bottom first: a module may import from its own layer and the ones below (docs/architecture.md).
+LAYERS = [
+    {"environment", "markdown", "version"},
+    {"models"},
+    {"weights"},
+    {"data"},
+    {"evaluation", "training"},
+    {"inference"},
+    {"bench", "study"},
+    {"cli"},
+    {"__init__", "__main__"},  # the package's own __init__ (re-exports) and ``python -m``: above everything
+]
+LAYER_OF = {part: rank for rank, parts in enumerate(LAYERS) for part in parts}
+
+# Modules allowed past MAX_LINES, each with the reason.
+MAX_LINES = 500
+LONG_MODULES = {
+    "study/compare.py": "being rewritten on the branch that owns study/ (issue #14 leaves study/ to it)",
+}
+
+
+def module_name(path: Path) -> str:
+    """``src/inception_resnet/data/loading.py`` -> ``inception_resnet.data.loading`` (a package: its name)."""
+    parts = list(path.relative_to(SRC.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def is_package(path: Path) -> bool:
+    return path.name == "__init__.py"
+
+
+def imported_modules(source: str, name: str, package: bool) -> list[tuple[int, str]]:
+    """(line, absolute module) of every import of ``source`` (module ``name``), at any depth of the tree.
+
+    ``from . import x`` names the submodule ``x`` when there is one, else the package itself.
+    """
+    found: list[tuple[int, str]] = []
+    base = name.split(".") if package else name.split(".")[:-1]
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                anchor = base[: len(base) - (node.level - 1)]
+                target = ".".join(anchor + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if node.module is None or node.level == 0:
+                for alias in node.names:
+                    candidate = f"{target}.{alias.name}"
+                    submodule = SRC.parent / Path(*candidate.split("."))
+                    if submodule.with_suffix(".py").is_file() or (submodule / "__init__.py").is_file():
+                        found.append((node.lineno, candidate))
+                    else:
+                        found.append((node.lineno, target))
+            else:
+                found.append((node.lineno, target))
+    return found
+
+
+def layer(module: str) -> int:
+    """The layer of one of our modules: that of its first part below the package (the package itself: the top)."""
+    parts = module.split(".")
+    top = parts[1] if len(parts) > 1 else "__init__"
+    if top not in LAYER_OF:
+        raise AssertionError(f"{module} is in no layer: add {top!r} to LAYERS here and to docs/architecture.md")
+    return LAYER_OF[top]
+
+
+def upward_imports(source: str, name: str, package: bool) -> list[str]:
+    """``file:line imports module`` for every import of ``source`` that runs to a layer above its own."""
+    own = layer(name)
+    return [
+        f"{name}:{line} imports {target} (layer {layer(target)} > {own})"
+        for line, target in imported_modules(source, name, package)
+        if (target == PACKAGE or target.startswith(PACKAGE + ".")) and layer(target) > own
+    ]
+
+
+MODULES = sorted(SRC.rglob("*.py"))
+
+
+def test_every_import_runs_down_the_layers() -> None:
+    assert len(MODULES) > 50
+    problems = [
+        problem
+        for path in MODULES
+        for problem in upward_imports(path.read_text(), module_name(path), is_package(path))
+    ]
+    assert not problems, "\n".join(problems)
+
+
+def test_the_check_sees_imports_inside_functions_and_relative_ones() -> None:
+    source = "import torch\n\ndef f():\n    from .. import __version__\n    from ..training.step import x\n"
+    assert upward_imports(source, "inception_resnet.models.base", package=False) == [
+        "inception_resnet.models.base:4 imports inception_resnet (layer 8 > 1)",
+        "inception_resnet.models.base:5 imports inception_resnet.training.step (layer 4 > 1)",
+    ]
+    assert upward_imports("from . import version\n", "inception_resnet.environment", package=False) == []
+    assert imported_modules("from . import loading\n", "inception_resnet.data", package=True) == [
+        (1, "inception_resnet.data.loading")
+    ]
+    with pytest.raises(AssertionError, match="add 'newpart' to LAYERS"):
+        layer("inception_resnet.newpart.x")
+
+
+def test_the_bottom_layer_imports_nothing_above_it() -> None:
+    for name in ("environment", "markdown", "version"):
+        path = SRC / f"{name}.py"
+        ours = [t for _, t in imported_modules(path.read_text(), module_name(path), False) if t.startswith(PACKAGE)]
+        assert all(layer(t) == 0 for t in ours), (name, ours)
+
+
+def test_no_module_is_longer_than_a_reader_takes_in_at_once() -> None:
+    lengths = {path.relative_to(SRC).as_posix(): len(path.read_text().splitlines()) for path in MODULES}
+    assert all(name in lengths for name in LONG_MODULES)  # the exceptions name real modules
+    too_long = {name: n for name, n in lengths.items() if n > MAX_LINES and name not in LONG_MODULES}
+    assert not too_long, f"over {MAX_LINES} lines (split them, or list them in LONG_MODULES with a reason): {too_long}"
+
+
+# study/ is rewritten on its own branch, which adds the pointer there; until it lands it is left as it is.
+PACKAGES_WITHOUT_POINTER = {"study"}
+
+
+def docstrings(path: Path) -> list[tuple[int, str]]:
+    tree = ast.parse(path.read_text())
+    nodes = [tree, *(n for n in ast.walk(tree) if isinstance(n, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)))]
+    return [(getattr(n, "lineno", 1), ast.get_docstring(n)) for n in nodes if ast.get_docstring(n)]
+
+
+def test_every_subpackage_points_to_the_architecture_page() -> None:
+    assert (SRC.parents[1] / "docs" / "architecture.md").is_file()
+    packages = [p for p in MODULES if is_package(p) and p.parent != SRC]
+    assert len(packages) >= 9
+    missing = [
+        p.parent.relative_to(SRC).as_posix()
+        for p in packages
+        if p.parent.relative_to(SRC).parts[0] not in PACKAGES_WITHOUT_POINTER
+        and "docs/architecture.md" not in (ast.get_docstring(ast.parse(p.read_text())) or "")
+    ]
+    assert not missing, f"package docstrings without a pointer to docs/architecture.md: {missing}"
+
+
+def test_docstrings_cite_nothing_outside_the_repository() -> None:
+    outside = re.compile(r"architecture/performance reference|reference, section \d|/work/|/home/|notes/", re.I)
+    cited = [
+        f"{path.relative_to(SRC)}:{line}: {outside.search(text).group(0)}"
+        for path in MODULES
+        if "study" not in path.relative_to(SRC).parts
+        for line, text in docstrings(path)
+        if outside.search(text)
+    ]
+    assert not cited, cited
