@@ -14,7 +14,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / PACKAGE
 
 # The layers, bottom first: a module may import from its own layer and the ones below (docs/architecture.md).
 LAYERS = [
-    {"environment", "markdown", "version"},
+    {"environment", "markdown", "version", "files"},
     {"models"},
     {"weights"},
     {"data"},

@@ -17,8 +17,9 @@ from typing import Any
 
 import torch
 
+from ..data.class_map import apply_class_map, read_class_map
 from ..data.crops import CROP_SETS
-from ..data.datasets import apply_class_map, build_dataset, read_class_map
+from ..data.datasets import build_dataset
 from ..data.transforms import EVAL_STYLES
 from ..evaluation.evaluate import EvalResult, evaluate
 from ..files import check_output_file

@@ -12,6 +12,7 @@ Its layer (above ``models/`` and ``weights/``, below ``evaluation/`` and ``train
 dataset or preprocessing goes: docs/architecture.md.
 """
 
+from .class_map import apply_class_map, read_class_map
 from .crops import CROP_SETS, MultiCropTransform, crop_views, multi_crop_scales, multi_crop_transform_for
 from .datasets import (
     BUILTIN_DATASETS,
@@ -20,9 +21,7 @@ from .datasets import (
     BuiltinDataset,
     IdxDataset,
     ImageFolderDataset,
-    apply_class_map,
     build_dataset,
-    read_class_map,
     train_val_datasets,
 )
 from .decoding import (

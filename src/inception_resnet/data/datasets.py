@@ -14,8 +14,7 @@
 * :func:`train_val_datasets` gives a training run its two sets: the ``train/`` and ``val/`` splits where the
   folder has both, else a stated, class-balanced, seeded fraction of the training images held out for
   validation (:func:`inception_resnet.data.loading.holdout_split`), never the training images themselves.
-* :func:`read_class_map` and :func:`apply_class_map` relabel an image folder by class name (timm's
-  ``class_map``), so that weights trained on many classes evaluate on a folder holding some of them.
+* Class maps (relabelling a folder by class name) live in :mod:`inception_resnet.data.class_map`.
 * A file that cannot be decoded (corrupt, truncated, not an image) is skipped with a warning and counted by
   the loader of :func:`build_loader`; with ``strict=True`` it raises :class:`CorruptImageError` naming the
   file instead. So is a file that is unsafe to read (a named pipe, a device, a symbolic link loop) or whose
@@ -29,9 +28,7 @@
 from __future__ import annotations
 
 import gzip
-import json
 import os
-import re
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -407,69 +404,6 @@ def build_dataset(
         return load_builtin(key, split, transform, download)
     root = resolve_split_dir(Path(data).expanduser(), split)
     return ImageFolderDataset(root, transform, strict=strict, decode=decode, max_pixels=max_pixels)
-
-
-def read_class_map(path: str | os.PathLike) -> dict[str, int]:
-    """Class name -> model output index, from a JSON object or a text file.
-
-    A text file holds one class name per line (line k, counting from 0 and skipping blank lines, is index k,
-    as timm's class-map files) or, when every line ends with a number, ``NAME INDEX`` lines (a space, tab
-    or comma between them). Lines starting with ``#`` are comments.
-    """
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"class map file not found: {path}")
-    text = path.read_text()
-    if path.suffix.lower() == ".json":
-        try:
-            loaded = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"class map {path} is not valid JSON ({err})") from None
-        if not isinstance(loaded, dict) or not all(isinstance(v, int) for v in loaded.values()):
-            raise ValueError(f"class map {path} must be a JSON object of class name -> index")
-        mapping = {str(k): int(v) for k, v in loaded.items()}
-    else:
-        lines = [line.strip() for line in text.splitlines()]
-        lines = [line for line in lines if line and not line.startswith("#")]
-        pairs = [re.fullmatch(r"(.+?)[\s,]+(\d+)", line) for line in lines]
-        if lines and all(pairs):
-            mapping = {m.group(1).strip(): int(m.group(2)) for m in pairs}
-        else:
-            mapping = {name: index for index, name in enumerate(lines)}
-    if not mapping:
-        raise ValueError(f"class map {path} holds no classes")
-    if min(mapping.values()) < 0:
-        raise ValueError(f"class map {path} has a negative index")
-    return mapping
-
-
-def apply_class_map(dataset: ImageFolderDataset, mapping: dict[str, int], where: str = "the class map"
-                    ) -> ImageFolderDataset:
-    """A copy of an image folder whose labels are ``mapping[folder name]``; ``classes`` gets one name per index.
-
-    Every class folder must be in the map (a ValueError names those that are not). The copy has
-    ``max(index) + 1`` classes, named after the map (indices no folder uses keep their names from the map,
-    or their number when the map names none), so a model with that many outputs fits it.
-    """
-    if not isinstance(dataset, ImageFolderDataset):
-        raise ValueError("a class map applies to an image folder (--data DIR), not to " + type(dataset).__name__)
-    missing = [name for name in dataset.classes if name not in mapping]
-    if missing:
-        shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
-        raise ValueError(f"{len(missing)} class folder(s) of {dataset.root} are not in {where}: {shown}; add them "
-                         "to the map or remove those folders")
-    size = max(mapping.values()) + 1
-    names = [str(index) for index in range(size)]
-    for name, index in sorted(mapping.items(), key=lambda item: item[1], reverse=True):
-        names[index] = name
-    relabel = [mapping[name] for name in dataset.classes]
-    copy = object.__new__(ImageFolderDataset)
-    copy.__dict__.update(dataset.__dict__)
-    copy.classes = names
-    copy.class_to_idx = {name: mapping[name] for name in dataset.classes}
-    copy.samples = [(path, relabel[label]) for path, label in dataset.samples]
-    copy.targets = [label for _, label in copy.samples]
-    return copy
 
 
 def train_val_datasets(
