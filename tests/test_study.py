@@ -432,22 +432,28 @@ def test_sweep_chooses_each_entry_rate_on_held_out_training_images(tmp_path: Pat
     best = {"inception_v3": 0.01, "inception_resnet_v1": 0.1}
 
     def errors(config: TrainConfig) -> list[float]:
+        if config.model_options.get("shortcut") is False:
+            return [90.0, 90.5, 89.0 + config.lr]  # does not learn at any rate
         name = "inception_v3" if config.model == "inception_v3" else "inception_resnet_v1"
         return [90.0, 60.0, 20.0 + 10 * abs(math.log10(config.lr / best[name]))]
 
-    compare = CompareConfig(pairs=[PAIR], train={"input_size": 75, "max_val_images": 100}, models={"inception_v3":
-                                                                                                   {"lr": 0.5}})
-    sweep = SweepConfig(models=PAIR, lrs=[0.01, 0.03, 0.1], seeds=[0], train={"holdout_fraction": 0.1})
+    compare = CompareConfig(pairs=[PAIR, ["inception_resnet_v1_no_shortcut", "inception_resnet_v1"]],
+                            train={"input_size": 75, "max_val_images": 100},
+                            models={"inception_v3": {"lr": 0.5}, **NO_SHORTCUT})
+    sweep = SweepConfig(models=[*PAIR, "inception_resnet_v1_no_shortcut"], lrs=[0.01, 0.03, 0.1], seeds=[0],
+                        train={"holdout_fraction": 0.1})
     specs = plan_sweep(sweep, compare, tmp_path)
-    assert len(specs) == 6 and all(s.settings["holdout_fraction"] == 0.1 for s in specs)
+    assert len(specs) == 9 and all(s.settings["holdout_fraction"] == 0.1 for s in specs)
     assert sorted({s.settings["lr"] for s in specs}) == [0.01, 0.03, 0.1]  # the sweep's rates replace the entry's
     train_fn, calls = fake_train(errors=errors)
     result = run_sweep(sweep, compare, tmp_path, preset="mini", train_fn=train_fn, log=None)
-    assert len(calls) == 6 and all(c.holdout_fraction == 0.1 for c in calls)
-    assert result.chosen == best
-    assert json.loads((tmp_path / "chosen.json").read_text())["models"] == {k: {"lr": v} for k, v in best.items()}
+    assert len(calls) == 9 and all(c.holdout_fraction == 0.1 for c in calls)
+    assert {k: v for k, v in result.chosen.items() if k in PAIR} == best
+    chosen = json.loads((tmp_path / "chosen.json").read_text())["models"]
+    assert chosen["inception_v3"] == {"lr": 0.01} and chosen["inception_resnet_v1"] == {"lr": 0.1}
     report = (tmp_path / "report.md").read_text()
     assert "held-out" in report and "0.01 (chosen)" in report and "at the edge of the grid" in report
+    assert "`inception_resnet_v1_no_shortcut`: no rate tried took the held-out error clearly below" in report
     check_png(tmp_path / "sweep.png")
     with pytest.raises(ValueError, match="holdout_fraction must lie in"):
         SweepConfig(models=PAIR, lrs=[0.01, 0.03, 0.1], train={}).validate()

@@ -53,6 +53,7 @@ class SweepPoint:
     lr: float
     final_errors: list[float | None]
     mean_errors: list[float | None]
+    start_errors: list[float | None]
     clipped: list[float | None]
     statuses: list[str]
 
@@ -65,6 +66,7 @@ class SweepPoint:
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "lr": self.lr, "final_errors": self.final_errors,
+                "start_errors": self.start_errors,
                 "mean_errors": self.mean_errors, "clipped_percent": self.clipped, "statuses": self.statuses,
                 "final_error": self.final_error}
 
@@ -135,6 +137,7 @@ def summarize_sweep(sweep: SweepConfig, records: list[RunRecord]) -> list[SweepP
                 name, float(lr),
                 final_errors=[c.top1[-1] if c is not None and c.top1 else None for c in curves],
                 mean_errors=[mean_error(c) if c is not None else None for c in curves],
+                start_errors=[c.top1[0] if c is not None and c.measured_start else None for c in curves],
                 clipped=[clipped_share(r.rows) for r in mine],
                 statuses=[f"seed {r.spec.seed}: {r.status}" for r in mine],
             ))
@@ -152,6 +155,11 @@ def choose_rates(sweep: SweepConfig, points: list[SweepPoint]) -> tuple[dict[str
             continue
         best = min(mine, key=lambda p: (p.final_error, p.lr))
         chosen[name] = best.lr
+        starts = [e for p in mine for e in p.start_errors if e is not None]
+        if starts and best.final_error >= 0.95 * statistics.fmean(starts):
+            notes.append(f"`{name}`: no rate tried took the held-out error clearly below its step-0 value "
+                         f"({statistics.fmean(starts):.1f} %): the entry did not learn in this budget, and the "
+                         "choice among the rates is noise.")
         rates = sorted(sweep.rates(name))
         if best.lr in (rates[0], rates[-1]):
             notes.append(f"`{name}`: the chosen rate {best.lr:g} is at the edge of the grid; a wider grid might "
