@@ -316,7 +316,15 @@ def test_verdicts_say_not_shown_when_the_interval_includes_no_difference() -> No
     assert judge_steps([200.0, 210.0, 190.0, 205.0], [100.0, 100.0, 95.0, 102.0], 500).verdict == "faster"
     assert judge_steps([None] * 4, [100.0, 100.0, 95.0, 102.0], 500).verdict.startswith(
         "faster (only the residual network reached it within 500 steps)")
-    assert judge_steps([None, 100.0, None, None], [100.0, 100.0, 95.0, 102.0], 500).verdict.startswith("not shown")
+    assert judge_steps([None, 100.0, None, None], [100.0, 100.0, 95.0, 102.0], None).verdict.startswith("not shown")
+    # partner runs that never got there count as the whole run: a lower bound of the speed-up
+    bound = judge_steps([None, 300.0, None, None], [100.0, 100.0, 95.0, 102.0], 500)
+    assert bound.verdict.startswith("faster (at least: 3 partner run(s) never reached it within 500 steps")
+    assert bound.interval.low > 1.0 and bound.interval.estimate == pytest.approx((5 * 3 * 500 / 95 * 500 / 102) ** 0.25,
+                                                                                rel=1e-3)
+    assert judge_steps([None, 90.0, None, None], [400.0, 450.0, 480.0, 470.0], 500).verdict.startswith("not shown")
+    assert judge_steps([100.0, 120.0, 90.0, 95.0], [None, 400.0, None, 450.0], 500).verdict.startswith(
+        "slower (at least: 2 residual run(s)")
     assert judge_lower([20.0, 21.0, 19.5, 20.5], [18.0, 18.5, 17.9, 18.2], ratio=False).verdict == "lower"
     assert judge_lower([20.0, 21.0, 19.5, 20.5], [21.0, 20.0, 20.5, 19.5], ratio=False).verdict == "not shown"
     assert judge_lower([20.0, 21.0, 19.5], [22.0, 23.0, 21.0], ratio=False).verdict == "higher"

@@ -233,7 +233,8 @@ def run_compare(
         result.figure = draw_pair(result, out, config)
     baselines = [summarize_model(model, records, config.weights) for model in config.baselines]
     figure = draw_baselines(baselines, out, config)
-    report = write_compare_report(config, pairs, records, out, preset, baselines=baselines, baselines_figure=figure)
+    report = write_compare_report(config, pairs, records, out, preset, baselines=baselines, baselines_figure=figure,
+                                  redrawn=report_only)
     return CompareResult(out, pairs, records, report, baselines, figure)
 
 
@@ -288,22 +289,35 @@ def summarize_model(model: str, records: list[RunRecord], weights: str) -> Model
     )
 
 
-def judge_steps(partner: list[float | None], residual: list[float | None], budget: int | None) -> Judged:
+def judge_steps(partner: list[float | None], residual: list[float | None], budget: float | None) -> Judged:
     """Steps (or seconds) to a level, paired by seed: the speed-up partner / residual and its verdict.
 
-    A run that never reached the level has no time; when every residual run reached it and no partner run
-    did (or the reverse), the verdict says so without a ratio. Otherwise the interval covers the seeds
-    where both reached it, and needs at least ``MIN_SEEDS`` of them.
+    A run that never reached the level has no time. When every residual run reached it and no partner run
+    did (or the reverse), the verdict says so without a ratio. When every residual run reached it but some
+    partner runs did not, and ``budget`` (the run's length) is known, those partner runs count as the whole
+    budget: the ratio is then a lower bound of the speed-up, and "faster (at least ...)" is said only when
+    that bound's interval lies above 1 (the reverse case likewise gives "slower (at least ...)"). Otherwise
+    the interval covers the seeds where both reached it, and needs at least ``MIN_SEEDS`` of them.
     """
     n = len(partner)
     reached_p = sum(v is not None for v in partner)
     reached_r = sum(v is not None for v in residual)
-    interval = ratio_interval(partner, residual)
-    within = f" within {budget} steps" if budget else ""
+    within = f" within {budget:g} steps" if budget else ""
     if n and reached_r == n and reached_p == 0:
         return Judged(partner, residual, None, f"faster (only the residual network reached it{within})")
     if n and reached_p == n and reached_r == 0:
         return Judged(partner, residual, None, f"slower (only the partner reached it{within})")
+    if budget and n >= MIN_SEEDS and reached_r == n and reached_p < n:
+        bound = ratio_interval([budget if v is None else v for v in partner], residual)
+        if bound is not None and bound.low > 1.0:
+            return Judged(partner, residual, bound, f"faster (at least: {n - reached_p} partner run(s) never "
+                                                    f"reached it{within}, counted as {budget:g})")
+    if budget and n >= MIN_SEEDS and reached_p == n and reached_r < n:
+        bound = ratio_interval(partner, [budget if v is None else v for v in residual])
+        if bound is not None and bound.high < 1.0:
+            return Judged(partner, residual, bound, f"slower (at least: {n - reached_r} residual run(s) never "
+                                                    f"reached it{within}, counted as {budget:g})")
+    interval = ratio_interval(partner, residual)
     if interval is None or interval.n < MIN_SEEDS:
         return Judged(partner, residual, interval, f"not shown ({interval.n if interval else 0} seed(s) with a "
                                                    f"ratio; reached in {reached_r}/{n} residual and {reached_p}/{n} "

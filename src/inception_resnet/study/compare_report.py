@@ -215,8 +215,11 @@ def _reading_lines() -> list[str]:
         "above 1 means the residual network's curve lay lower. Intervals are 95 % percentile intervals of a "
         "paired bootstrap over seeds (10,000 resamples). A verdict says \"faster\"/\"lower\" (or "
         "\"slower\"/\"higher\") only where the interval excludes no difference (1 for a ratio, 0 for a "
-        "difference), and \"not shown\" otherwise. With few seeds the intervals are wide and percentile "
-        "intervals tend to be too narrow, so \"not shown\" is the honest reading of most small differences.", ""]
+        "difference), and \"not shown\" otherwise. Where every residual run reached a level and some partner runs "
+        "did not, those count as the whole run's steps: the speed-up is then a lower bound, and \"faster (at "
+        "least ...)\" is said only when its interval lies above 1. With few seeds the intervals are wide and "
+        "percentile intervals tend to be too narrow, so \"not shown\" is the honest reading of most small "
+        "differences.", ""]
 
 
 def _baseline_lines(baselines: list[ModelResult], figure: str | None) -> list[str]:
@@ -232,9 +235,12 @@ def _baseline_lines(baselines: list[ModelResult], figure: str | None) -> list[st
 
 def write_compare_report(
     config: CompareConfig, pairs: list[PairResult], records: list[RunRecord], out: Path, preset: str, *,
-    baselines: list[ModelResult] | None = None, baselines_figure: str | None = None,
+    baselines: list[ModelResult] | None = None, baselines_figure: str | None = None, redrawn: bool = False,
 ) -> Path:
-    """Write report.md, verdicts.txt, the CSV/JSON tables and the raw data (the figures are drawn already)."""
+    """Write report.md, verdicts.txt, the CSV/JSON tables and the raw data (the figures are drawn already).
+
+    ``redrawn``: the report is rebuilt from existing runs (``--report-only``); its header says so and when.
+    """
     baselines = baselines or []
     rows = epoch_rows(records)
     write_json(out / "epochs.json", rows)
@@ -257,6 +263,9 @@ def write_compare_report(
              "learning rate chosen for it. Each residual network is compared with the paper's non-residual "
              "partner and with itself without its shortcuts.", ""]
     lines += environment_lines(env)
+    if redrawn:
+        lines.append(f"- Report redrawn from these runs on {environment('').get('date', '?')} (`--report-only`); "
+                     "the date and command above are the runs'.")
     lines += ["- A seed fixes a run on one machine; other CPUs (and thread counts) give other numbers, so "
               "compare the verdicts and intervals, not single values, across machines.", ""]
     lines += ["## What was run", ""] + _setup_lines(config, records) + [""] + _reading_lines()
