@@ -110,36 +110,6 @@ def holdout_split(dataset: Dataset, fraction: float, seed: int = 0) -> tuple[Dat
 
 
 # -- loading --------------------------------------------------------------------------------------------
-def holdout_split(dataset: Dataset, fraction: float, seed: int = 0) -> tuple[Dataset, Dataset]:
-    """``(rest, held_out)``: a class-balanced ``fraction`` of ``dataset`` set aside, chosen by ``seed``.
-
-    Each class gives ``round(fraction * its size)`` items (at least one), so the held-out part has the
-    class proportions of the whole; the two parts are disjoint and together are the whole dataset. A
-    learning-rate sweep validates on the held-out part of the training split, never on the validation
-    split (see ``TrainConfig.holdout_fraction``).
-    """
-    if not 0.0 < fraction < 1.0:
-        raise ValueError(f"the held-out fraction must lie in (0, 1), got {fraction}")
-    targets = getattr(dataset, "targets", None)
-    if targets is None:
-        targets = [int(dataset[i][1]) for i in range(len(dataset))]
-    by_class: dict[int, list[int]] = {}
-    for index, label in enumerate(targets):
-        by_class.setdefault(int(label), []).append(index)
-    generator = torch.Generator().manual_seed(seed)
-    held: list[int] = []
-    for label in sorted(by_class):
-        members = by_class[label]
-        count = min(len(members) - 1, max(1, round(fraction * len(members))))
-        order = torch.randperm(len(members), generator=generator).tolist()
-        held += [members[i] for i in order[:count]]
-    if not held:
-        raise ValueError(f"holding out {fraction} of {len(dataset)} items leaves nothing to validate on")
-    chosen = set(held)
-    return DatasetSubset(dataset, [i for i in range(len(dataset)) if i not in chosen]), DatasetSubset(dataset,
-                                                                                                     sorted(held))
-
-
 def collate_skipping(batch: list[tuple[Any, int]]) -> tuple[Any, Any, list[SkippedSample]]:
     """Collate ``(image, label)`` items, dropping :class:`SkippedSample` ones: ``(images, labels, skipped)``.
 

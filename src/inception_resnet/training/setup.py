@@ -261,6 +261,8 @@ class RunSetup:
         elif train_dataset is None:
             train_dataset = build_dataset(config.data, "train")
         rest, held_out = holdout_split(train_dataset, config.holdout_fraction, seed=HOLDOUT_SEED)
+        self.validation = (f"validation on a held-out, class-balanced {config.holdout_fraction:g} of the training "
+                           f"split ({len(held_out)} images; the validation split is not read)")
         return rest, held_out, not ready
 
     def attach_transforms(
