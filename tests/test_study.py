@@ -411,6 +411,8 @@ def test_levels_are_fixed_in_advance() -> None:
     base = {"pairs": [PAIR], "train": {"input_size": 75}}
     with pytest.raises(ValueError, match="fix them in advance with compare.levels"):
         preset_from_dict({"compare": {**base, "level_margins": [0, 5]}})
+    with pytest.raises(ValueError, match="--set levels="):
+        with_overrides(CompareConfig(pairs=[PAIR]), ["level_margins=[0]"])
     for bad in ([], [120.0], "50"):
         with pytest.raises(ValueError, match="compare.levels"):
             CompareConfig(pairs=[PAIR], levels=bad).validate()

@@ -376,6 +376,9 @@ def with_overrides(section: Any, overrides: list[str], *, compare: CompareConfig
         if not sep or not key:
             raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. epochs=2 or seeds=[0,1]")
         value = parse_value(raw)
+        if key == "level_margins":
+            raise ValueError("--set level_margins: the error levels are no longer derived from the runs; fix them "
+                             "with --set levels=[50,30,20]")
         if key.startswith("death.") and isinstance(section, ScalingConfig):
             section.death = _build(DeathCriteria, {**dataclasses.asdict(section.death), key[6:]: value}, "death")
         elif key.startswith("train."):
