@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The residual study on one GPU (the `gpu` preset: both pairs at full width, 149x149 Fashion-MNIST, 3 seeds,
+# The residual study on one GPU (the `gpu` preset: v3 vs IR-v1 and v4 vs IR-v2, each also against itself
+# without shortcuts, at full width, 149x149 Fashion-MNIST, 3 seeds,
 # then the residual-scaling experiment), in one call that ends within BUDGET_S seconds (default 540).
 #
 #   bash benchmarks/study_gpu.sh prepare        # on a machine with the data: copy Fashion-MNIST into .data/
@@ -81,7 +82,11 @@ case "$MODE" in
         # width 0.25, Inception-ResNet-v2 with one block per stage; scaling with two scales, no width check
         tiny=(--seeds 0 --set max_train_images=64 --set max_val_images=32 --set epochs=1 --set batch_size=16
               --set input_size=75 --set width_multiplier=0.25 --set precision=fp32 --set num_workers=0 --set threads=1)
-        COMPARE_ARGS=("${tiny[@]}" --set 'models={"inception_resnet_v2": {"model_options": {"blocks": [1, 1, 1]}}}')
+        COMPARE_ARGS=("${tiny[@]}" --set validate_every_steps=2 --set bn_recompute_images=16 --set 'models={
+            "inception_resnet_v1_no_shortcut": {"model": "inception_resnet_v1", "model_options": {"shortcut": false}},
+            "inception_resnet_v2": {"model_options": {"blocks": [1, 1, 1]}},
+            "inception_resnet_v2_no_shortcut": {"model": "inception_resnet_v2",
+                                                "model_options": {"blocks": [1, 1, 1], "shortcut": false}}}')
         SCALING_ARGS=("${tiny[@]}" --set 'scales=[1.0, 0.1]' --set min_filters=0
                       --set 'model_options={"blocks": [1, 1, 1]}')
         run ;;

@@ -27,7 +27,7 @@ SRC = Path(inception_resnet.__file__).parent
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9_-]*[a-z0-9]")
 # Flags of other programs that our messages quote: hf download, torchrun, nvidia-smi; "--flag" is a placeholder.
 OTHER_PROGRAMS = {"--local-dir", "--nproc_per_node", "--max-restarts", "--query-gpu", "--format", "--flag"}
-# The commands each shared flag belongs to (study's two sections take --data).
+# The commands each shared flag belongs to (study's three training sections take --data).
 EXPECTED = {
     "model": {"eval", "train", "predict", "export", "bench"},
     "model_option": {"eval", "train", "predict", "export", "bench"},
@@ -38,7 +38,7 @@ EXPECTED = {
     "batch_size": {"eval", "train", "predict", "bench"},
     "workers": {"eval", "train"},
     "precision": {"eval", "train", "bench"},
-    "data": {"eval", "train", "study compare", "study scaling"},
+    "data": {"eval", "train", "study compare", "study sweep", "study scaling"},
 }
 
 

@@ -219,6 +219,42 @@ def test_residual_scale(name: str) -> None:
         small(name, residual_scale=(0.1, 0.2))
 
 
+@pytest.mark.parametrize("name", ["inception_resnet_v1", "inception_resnet_v2", "inception_resnet_v2_paper",
+                                  "inception_resnet_v1_facenet"])
+def test_without_shortcuts_only_the_identity_paths_go(name: str, one_thread) -> None:
+    kwargs = {"num_classes": 7} if name != "inception_resnet_v1_facenet" else {}
+    residual = ir.create_model(name, width_multiplier=0.25, **kwargs).eval()
+    plain = ir.create_model(name, width_multiplier=0.25, shortcut=False, **kwargs).eval()
+    plain.load_state_dict(residual.state_dict())  # the same parameters, key for key
+    assert count_parameters(plain) == count_parameters(residual)
+    assert model_macs(name, (3, 99, 99), width_multiplier=0.25, shortcut=False, **kwargs) == \
+        model_macs(name, (3, 99, 99), width_multiplier=0.25, **kwargs)
+    blocks = [m for m in plain.modules() if isinstance(m, ScaledResidual)]
+    assert blocks and not any(b.shortcut for b in blocks)
+    assert all(b.shortcut for b in residual.modules() if isinstance(b, ScaledResidual))
+    x = torch.randn(1, 3, 99, 99)
+    with torch.no_grad():
+        assert not torch.allclose(plain(x), residual(x), atol=1e-4)
+        # block by block: the pre-activation outputs differ by exactly the input (the identity path)
+        for with_sc, without in zip([m for m in residual.modules() if isinstance(m, ScaledResidual)], blocks,
+                                    strict=True):
+            h = torch.randn(1, with_sc.in_channels, 5, 5)
+            with_sc.activate, without.activate = False, False
+            assert torch.allclose(with_sc(h) - without(h), h, atol=1e-5)
+            assert "shortcut=False" in repr(without)
+
+
+def test_network_without_shortcuts_scripts_and_trains() -> None:
+    model = small("inception_resnet_v1", shortcut=False)
+    scripted = torch.jit.script(model.eval())
+    x = torch.randn(1, 3, 80, 80)
+    with torch.no_grad():
+        assert torch.allclose(scripted(x), model(x), atol=1e-5)
+    model.train()
+    model(torch.randn(2, 3, 80, 80)).sum().backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
 def test_released_ir_v2_last_block_is_unscaled_without_relu() -> None:
     model = small("inception_resnet_v2")
     assert model.block8.scale == 1.0 and model.block8.activate is False

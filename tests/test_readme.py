@@ -74,7 +74,7 @@ def test_command_table_lists_every_command() -> None:
     listed = {row.split("`")[1].split()[0] for row in rows}
     assert listed == set(COMMANDS)
     study = {row.split("`")[1].split()[1] for row in rows if row.startswith("| `study ")}
-    assert study == {"compare", "scaling", "presets"}
+    assert study == {"compare", "sweep", "scaling", "presets"}
 
 
 def test_readme_command_lines_parse_with_todays_flags(capsys) -> None:

@@ -1,4 +1,5 @@
-"""The residual study: a miniature ``study compare`` end to end, the death detector, skipping and resuming runs."""
+"""The residual study: a miniature ``study compare`` end to end, verdicts with bootstrap intervals, the sweep,
+fixed levels, variants without shortcuts, the death detector, skipping and resuming runs."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from inception_resnet.cli import main
@@ -14,17 +16,32 @@ from inception_resnet.study import (
     CompareConfig,
     DeathCriteria,
     ScalingConfig,
+    SweepConfig,
     detect_death,
     detect_run_death,
     load_preset,
+    plan_compare,
+    plan_sweep,
     preset_names,
     run_compare,
     run_scaling,
+    run_sweep,
     with_overrides,
 )
+from inception_resnet.study.compare import judge_lower, judge_steps
+from inception_resnet.study.config import preset_from_dict
 from inception_resnet.study.runs import RunSpec, execute, run_all
 from inception_resnet.study.scaling import check_width
-from inception_resnet.study.stats import derive_levels, first_crossing, spread, time_to_level
+from inception_resnet.study.stats import (
+    Curve,
+    bootstrap_mean,
+    difference_interval,
+    first_crossing,
+    mean_error,
+    ratio_interval,
+    spread,
+    time_to_level,
+)
 from inception_resnet.training import NonFiniteLossError, TrainConfig, TrainSummary
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -32,7 +49,10 @@ PAIR = ["inception_v3", "inception_resnet_v1"]
 MINI_TRAIN = {
     "data": "synthetic:96", "width_multiplier": 0.25, "input_size": 75, "epochs": 1, "batch_size": 32,
     "ema_decay": 0.0, "log_every_steps": 1, "keep_last": 1, "progress": False, "tensorboard": False, "threads": 1,
+    "validate_every_steps": 1, "bn_recompute_images": 32,
 }
+NO_SHORTCUT = {"inception_resnet_v1_no_shortcut": {"model": "inception_resnet_v1",
+                                                   "model_options": {"shortcut": False}}}
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -53,8 +73,8 @@ def check_png(path: Path) -> None:
 @pytest.fixture(scope="module")
 def mini_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("study")
-    preset = {"name": "mini", "description": "test", "compare": {"pairs": [PAIR], "seeds": [0, 1],
-                                                              "train": MINI_TRAIN}}
+    preset = {"name": "mini", "description": "test", "compare": {"pairs": [PAIR], "seeds": [0, 1], "parallel": 2,
+                                                              "levels": [85.0, 60.0], "train": MINI_TRAIN}}
     (root / "mini.json").write_text(json.dumps(preset))
     out = root / "compare"
     assert main(["study", "compare", "--preset", str(root / "mini.json"), "--out", str(out)]) == 0
@@ -68,8 +88,12 @@ def test_mini_study_report_names_both_models_and_the_paper(mini_study: Path) -> 
     assert "## inception_v3 vs inception_resnet_v1" in report
     assert "![inception_v3-vs-inception_resnet_v1](curves-inception_v3-vs-inception_resnet_v1.png)" in report
     assert "21.2" in report and "21.3" in report  # the paper's Table 2 top-1 errors beside ours
-    assert "seed spread" in report
+    assert "paired bootstrap" in report and "## Verdicts" in report
     assert "- Command: `inception-resnet study compare --preset" in report
+    assert "final top-1 error %" in report and "BatchNorm statistics recomputed" in report
+    verdicts = (mini_study / "verdicts.txt").read_text()
+    assert verdicts.startswith("inception_resnet_v1 vs inception_v3 (2 paired seeds")
+    assert "not shown (fewer than 3 paired seeds)" in verdicts  # two seeds give no verdict
 
 
 def test_mini_study_figure_is_a_drawn_png(mini_study: Path) -> None:
@@ -85,13 +109,12 @@ def test_mini_study_tables_have_finite_numbers_for_both_models(mini_study: Path)
             assert math.isfinite(float(row[key])), key
         assert 0.0 <= float(row["final_top1_mean"]) <= 100.0
         assert int(row["parameters"]) > 100_000
-    # one epoch may leave a network at chance; then no level is reached by both, and the report says so
-    levels = read_csv(mini_study / "levels.csv") if (mini_study / "levels.csv").is_file() else []
-    for row in levels:
-        assert math.isfinite(float(row["level_top1_error"])) and float(row["speedup_epochs"]) > 0
-    report = (mini_study / "report.md").read_text()
-    assert ("| top-1 error level % |" in report) == bool(levels)
-    assert ("No error level was reached by both." in report) == (not levels)
+    levels = read_csv(mini_study / "levels.csv")
+    assert [float(row["level_top1_error"]) for row in levels] == [85.0, 60.0]  # the preset's, whatever the runs did
+    validations = read_csv(mini_study / "validation.csv")
+    for model in PAIR:
+        steps = [int(r["step"]) for r in validations if r["model"] == model and r["seed"] == "0"]
+        assert steps == [0, 1, 2, 3]  # the step-0 point, then every step
 
 
 def test_mini_study_keeps_raw_data_and_configuration(mini_study: Path) -> None:
@@ -150,7 +173,7 @@ def test_study_with_a_baseline_trains_it_alike_and_reports_it(tmp_path: Path) ->
     check_png(out / "curves-baselines.png")
     report = (out / "report.md").read_text()
     assert "## Baselines" in report and "![baselines](curves-baselines.png)" in report
-    assert "| `googlenet` | baseline | 1 |" in report
+    assert "| `googlenet` | baseline | `googlenet` | 1 |" in report
     summary = json.loads((out / "summary.json").read_text())
     assert summary["baselines"][0]["name"] == "googlenet" and summary["baselines_figure"] == "curves-baselines.png"
     assert json.loads((out / "study.json").read_text())["config"]["baselines"] == ["googlenet"]
@@ -175,7 +198,8 @@ def test_unknown_or_paired_baselines_are_refused(capsys: pytest.CaptureFixture[s
 def fake_train(rows_per_run: int = 2, *, steps: list[dict] | None = None, errors=None):
     """A train() stand-in writing a run directory like the real one; records the configs it was given.
 
-    ``errors(config)`` gives the run's top-1 error per epoch (default: 70, 60, ...).
+    ``errors(config)`` gives the run's top-1 error at steps 0, 10, 20, ... (validation.jsonl, one second of
+    training per 10 steps); by default the per-epoch rows alone (70, 60, ...), as runs without step validation.
     """
     calls: list[TrainConfig] = []
 
@@ -183,15 +207,23 @@ def fake_train(rows_per_run: int = 2, *, steps: list[dict] | None = None, errors
         calls.append(config)
         run_dir = Path(config.run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
-        top1 = errors(config) if errors else [80.0 - 10 * e for e in range(1, rows_per_run + 1)]
-        history = [{"epoch": e, "train_loss": 2.0 - 0.1 * e, "val_top1_error": err, "val_top5_error": err / 2,
-                    "epoch_seconds": 3.0, "images_per_second": 10.0} for e, err in enumerate(top1, 1)]
+        evaluations = []
+        if errors:
+            evaluations = [{"step": 10 * i, "train_seconds": float(i), "val_top1_error": err,
+                            "val_top5_error": err / 2} for i, err in enumerate(errors(config))]
+            (run_dir / "validation.jsonl").write_text("".join(json.dumps(r) + "\n" for r in evaluations))
+            top1 = [evaluations[-1]["val_top1_error"]]
+        else:
+            top1 = [80.0 - 10 * e for e in range(1, rows_per_run + 1)]
+        history = [{"epoch": e, "step": 10 * e, "train_loss": 2.0 - 0.1 * e, "val_top1_error": err,
+                    "val_top5_error": err / 2, "epoch_seconds": 3.0, "images_per_second": 10.0, "clipped_steps": 5}
+                   for e, err in enumerate(top1, 1)]
         (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
         (run_dir / "steps.jsonl").write_text("".join(json.dumps(r) + "\n" for r in steps or []))
-        derived = {"num_classes": 10, "input_size": config.input_size, "total_steps": len(steps or [])}
+        derived = {"num_classes": 10, "input_size": config.input_size, "total_steps": 10 * (len(evaluations) - 1)}
         (run_dir / "config.json").write_text(json.dumps({"config": config.to_dict(), "derived": derived}))
         return TrainSummary(str(run_dir), "completed", len(history), 10, history, 1, 60.0, 30.0, 6.0, 10.0,
-                            None, None, config.to_dict(), math.log(10))
+                            None, None, config.to_dict(), math.log(10), evaluations=evaluations)
 
     return train_fn, calls
 
@@ -250,25 +282,53 @@ def test_runs_after_the_time_limit_are_not_started(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("residual_faster", [True, False])
-def test_level_table_and_verdict_follow_the_curves(tmp_path: Path, residual_faster: bool) -> None:
+def test_level_table_and_verdicts_follow_the_curves(tmp_path: Path, residual_faster: bool) -> None:
     def errors(config: TrainConfig) -> list[float]:
         fast = (config.model == "inception_resnet_v1") == residual_faster
         drop = 20.0 if fast else 10.0
-        return [70.0 - drop * e - 0.5 * config.seed for e in range(3)]
+        return [90.0] + [max(10.0, 80.0 - drop * i - 0.7 * config.seed) for i in range(5)]
 
     train_fn, calls = fake_train(errors=errors)
-    config = CompareConfig(pairs=[PAIR], seeds=[0, 1, 2], train={"input_size": 75})
+    config = CompareConfig(pairs=[PAIR], seeds=[0, 1, 2, 3], levels=[60.0, 45.0], train={"input_size": 75})
     result = run_compare(config, tmp_path, train_fn=train_fn, log=None)
-    assert len(calls) == 6
+    assert len(calls) == 8
     levels = read_csv(tmp_path / "levels.csv")
-    assert [float(r["level_top1_error"]) for r in levels] == [60.0, 55.0, 50.0]  # worst run: 50.0
-    for row in levels:
-        assert (float(row["speedup_epochs"]) > 1.0) == residual_faster
-    verdict = result.pairs[0].verdicts["faster_training"]
-    assert verdict.startswith("agrees" if residual_faster else "disagrees")
-    assert result.pairs[0].verdicts["similar_final_error"].startswith("differs")  # 20 points apart, 1 point spread
+    assert [float(r["level_top1_error"]) for r in levels] == [60.0, 45.0]
+    pair = result.pairs[0]
+    for level in pair.levels:
+        assert level.steps.verdict == ("faster" if residual_faster else "slower")
+        assert (level.steps.interval.estimate > 1.0) == residual_faster
+        assert all(v is not None for v in level.steps.partner + level.steps.residual)
+    assert pair.mean_error.verdict == ("lower" if residual_faster else "higher")
+    lines = result.verdict_lines()
+    assert lines[0] == "inception_resnet_v1 vs inception_v3 (4 paired seeds, 95 % bootstrap intervals):"
+    assert ("-> faster" in lines[1]) == residual_faster
     report = (tmp_path / "report.md").read_text()
-    assert verdict in report and "beyond the seed spread" in report
+    assert "\n".join(lines) in report and (tmp_path / "verdicts.txt").read_text() == "\n".join(lines) + "\n"
+    models = {row["model"]: row for row in read_csv(tmp_path / "models.csv")}
+    assert float(models["inception_v3"]["clipped_percent_mean"]) == pytest.approx(50.0)  # 5 of 10 steps
+    check_png(tmp_path / "curves-inception_v3-vs-inception_resnet_v1.png")
+
+
+def test_verdicts_say_not_shown_when_the_interval_includes_no_difference() -> None:
+    mixed = judge_steps([100.0, 80.0, 120.0, 90.0], [90.0, 100.0, 100.0, 95.0], 500)
+    assert mixed.verdict == "not shown" and mixed.interval.low < 1.0 < mixed.interval.high
+    assert judge_steps([200.0, 210.0, 190.0, 205.0], [100.0, 100.0, 95.0, 102.0], 500).verdict == "faster"
+    assert judge_steps([None] * 4, [100.0, 100.0, 95.0, 102.0], 500).verdict.startswith(
+        "faster (only the residual network reached it within 500 steps)")
+    assert judge_steps([None, 100.0, None, None], [100.0, 100.0, 95.0, 102.0], None).verdict.startswith("not shown")
+    # partner runs that never got there count as the whole run: a lower bound of the speed-up
+    bound = judge_steps([None, 300.0, None, None], [100.0, 100.0, 95.0, 102.0], 500)
+    assert bound.verdict.startswith("faster (at least: 3 partner run(s) never reached it within 500 steps")
+    assert bound.interval.low > 1.0 and bound.interval.estimate == pytest.approx((5 * 3 * 500 / 95 * 500 / 102) ** 0.25,
+                                                                                rel=1e-3)
+    assert judge_steps([None, 90.0, None, None], [400.0, 450.0, 480.0, 470.0], 500).verdict.startswith("not shown")
+    assert judge_steps([100.0, 120.0, 90.0, 95.0], [None, 400.0, None, 450.0], 500).verdict.startswith(
+        "slower (at least: 2 residual run(s)")
+    assert judge_lower([20.0, 21.0, 19.5, 20.5], [18.0, 18.5, 17.9, 18.2], ratio=False).verdict == "lower"
+    assert judge_lower([20.0, 21.0, 19.5, 20.5], [21.0, 20.0, 20.5, 19.5], ratio=False).verdict == "not shown"
+    assert judge_lower([20.0, 21.0, 19.5], [22.0, 23.0, 21.0], ratio=False).verdict == "higher"
+    assert judge_lower([20.0, 21.0], [18.0, 19.0], ratio=False).verdict.startswith("not shown (fewer than 3")
 
 
 # -- the death detector --------------------------------------------------------------------------------------
@@ -314,23 +374,101 @@ def test_detector_edge_cases(tmp_path: Path) -> None:
 
 
 # -- statistics ------------------------------------------------------------------------------------------------
-def test_time_to_level_interpolates_from_chance() -> None:
+def test_time_to_level_interpolates_between_measured_points_from_step_zero() -> None:
     assert first_crossing([(0, 90.0), (1, 70.0), (2, 50.0)], 60.0) == pytest.approx(1.5)
     assert first_crossing([(0, 90.0), (1, 70.0)], 60.0) is None
-    rows = [{"epoch": 1, "val_top1_error": 50.0, "epoch_seconds": 10.0},
-            {"epoch": 2, "val_top1_error": 30.0, "epoch_seconds": 10.0}]
-    epochs, seconds = time_to_level(rows, "val_top1_error", 70.0, 90.0)
-    assert epochs == pytest.approx(0.5) and seconds == pytest.approx(5.0)
+    curve = Curve(steps=[0, 100, 200], seconds=[0.0, 10.0, 30.0], top1=[88.0, 50.0, 30.0], top5=[50.0, 10.0, 5.0])
+    assert curve.measured_start
+    steps, seconds = time_to_level(curve, 40.0)
+    assert steps == pytest.approx(150.0) and seconds == pytest.approx(20.0)
+    assert time_to_level(curve, 20.0) == (None, None)
+    assert mean_error(curve) == pytest.approx(((88 + 50) / 2 + (50 + 30) / 2) / 2)
 
 
-def test_derived_levels_are_reached_by_every_run() -> None:
-    runs = [[{"epoch": e, "err": v} for e, v in enumerate(curve, 1)]
-            for curve in ([60.0, 41.23, 45.0], [70.0, 52.04], [50.0, 30.0])]
-    levels = derive_levels(runs, "err", [0.0, 5.0, 50.0], chance=90.0)
-    assert levels == [57.1, 52.1]  # 52.04 rounded up; 102.1 is above chance and dropped
-    assert all(min(r["err"] for r in run) <= min(levels) for run in runs)
+def test_bootstrap_interval_on_cases_with_a_known_answer() -> None:
+    constant = ratio_interval([2.0, 4.0, 6.0, 8.0], [1.0, 2.0, 3.0, 4.0])
+    assert constant.estimate == pytest.approx(2.0) and constant.low == pytest.approx(2.0)
+    assert constant.high == pytest.approx(2.0) and constant.n == 4 and constant.excludes(1.0)
+    # the mean of 2,000 normal differences (mean 0.5, sd 1): the interval is mean +- 1.96 / sqrt(2000)
+    values = np.random.default_rng(1).normal(0.5, 1.0, 2000)
+    interval = bootstrap_mean(values, samples=4000)
+    half_width = 1.96 * values.std(ddof=1) / math.sqrt(values.size)
+    assert interval.estimate == pytest.approx(values.mean())
+    assert interval.low == pytest.approx(values.mean() - half_width, abs=0.15 * half_width)
+    assert interval.high == pytest.approx(values.mean() + half_width, abs=0.15 * half_width)
+    assert interval.excludes(0.0) and not interval.excludes(0.5)
+    # pairing: a shift shared by both networks cancels; differences 1, 1, 1, 1 whatever each seed's level
+    paired = difference_interval([10.0, 50.0, 30.0, 70.0], [11.0, 51.0, 31.0, 71.0])
+    assert (paired.estimate, paired.low, paired.high) == pytest.approx((1.0, 1.0, 1.0))
+    assert bootstrap_mean([]) is None and ratio_interval([None, 1.0], [1.0, None]) is None
+    assert bootstrap_mean([1.0, 2.0, 3.0]) == bootstrap_mean([1.0, 2.0, 3.0])  # seeded: the same every time
     a, b = spread([1.0, 2.0, 3.0]), spread([3.5, 4.0])
     assert a.std == pytest.approx(1.0) and not a.overlaps(b) and a.overlaps(spread([2.5]))
+
+
+def test_levels_are_fixed_in_advance() -> None:
+    assert CompareConfig().levels == [50.0, 30.0, 20.0]
+    base = {"pairs": [PAIR], "train": {"input_size": 75}}
+    with pytest.raises(ValueError, match="fix them in advance with compare.levels"):
+        preset_from_dict({"compare": {**base, "level_margins": [0, 5]}})
+    with pytest.raises(ValueError, match="--set levels="):
+        with_overrides(CompareConfig(pairs=[PAIR]), ["level_margins=[0]"])
+    for bad in ([], [120.0], "50"):
+        with pytest.raises(ValueError, match="compare.levels"):
+            CompareConfig(pairs=[PAIR], levels=bad).validate()
+
+
+def test_a_variant_without_shortcuts_is_the_same_network_with_one_option(tmp_path: Path) -> None:
+    config = CompareConfig(pairs=[PAIR, ["inception_resnet_v1_no_shortcut", "inception_resnet_v1"]], seeds=[0, 1],
+                           models={**NO_SHORTCUT, "inception_v3": {"lr": 0.02}},
+                           train={"input_size": 75, "model_options": {"blocks": [1, 2, 1]}})
+    config.validate()
+    specs = {s.key: s for s in plan_compare(config, tmp_path)}
+    assert sorted(specs) == sorted(f"{m}-seed{k}" for m in (*PAIR, "inception_resnet_v1_no_shortcut") for k in (0, 1))
+    variant = specs["inception_resnet_v1_no_shortcut-seed0"].settings
+    assert variant["model"] == "inception_resnet_v1"
+    assert variant["model_options"] == {"blocks": [1, 2, 1], "shortcut": False}  # merged with the study's
+    assert specs["inception_resnet_v1-seed0"].settings["model_options"] == {"blocks": [1, 2, 1]}
+    assert specs["inception_v3-seed1"].settings["lr"] == 0.02
+    assert "lr" not in specs["inception_resnet_v1-seed0"].settings
+    with pytest.raises(ValueError, match="unknown model 'nope'"):
+        CompareConfig(pairs=[PAIR], models={"v": {"model": "nope"}}).validate()
+    with pytest.raises(ValueError, match="unknown model 'inception_resnet_v1_no_shortcut'"):
+        CompareConfig(pairs=[["inception_resnet_v1_no_shortcut", "inception_resnet_v1"]]).validate()
+
+
+# -- the learning-rate sweep -----------------------------------------------------------------------------------
+def test_sweep_chooses_each_entry_rate_on_held_out_training_images(tmp_path: Path) -> None:
+    best = {"inception_v3": 0.01, "inception_resnet_v1": 0.1}
+
+    def errors(config: TrainConfig) -> list[float]:
+        if config.model_options.get("shortcut") is False:
+            return [90.0, 90.5, 89.0 + config.lr]  # does not learn at any rate
+        name = "inception_v3" if config.model == "inception_v3" else "inception_resnet_v1"
+        return [90.0, 60.0, 20.0 + 10 * abs(math.log10(config.lr / best[name]))]
+
+    compare = CompareConfig(pairs=[PAIR, ["inception_resnet_v1_no_shortcut", "inception_resnet_v1"]],
+                            train={"input_size": 75, "max_val_images": 100},
+                            models={"inception_v3": {"lr": 0.5}, **NO_SHORTCUT})
+    sweep = SweepConfig(models=[*PAIR, "inception_resnet_v1_no_shortcut"], lrs=[0.01, 0.03, 0.1], seeds=[0],
+                        train={"holdout_fraction": 0.1})
+    specs = plan_sweep(sweep, compare, tmp_path)
+    assert len(specs) == 9 and all(s.settings["holdout_fraction"] == 0.1 for s in specs)
+    assert sorted({s.settings["lr"] for s in specs}) == [0.01, 0.03, 0.1]  # the sweep's rates replace the entry's
+    train_fn, calls = fake_train(errors=errors)
+    result = run_sweep(sweep, compare, tmp_path, preset="mini", train_fn=train_fn, log=None)
+    assert len(calls) == 9 and all(c.holdout_fraction == 0.1 for c in calls)
+    assert {k: v for k, v in result.chosen.items() if k in PAIR} == best
+    chosen = json.loads((tmp_path / "chosen.json").read_text())["models"]
+    assert chosen["inception_v3"] == {"lr": 0.01} and chosen["inception_resnet_v1"] == {"lr": 0.1}
+    report = (tmp_path / "report.md").read_text()
+    assert "held-out" in report and "0.01 (chosen)" in report and "at the edge of the grid" in report
+    assert "`inception_resnet_v1_no_shortcut`: no rate tried took the held-out error clearly below" in report
+    check_png(tmp_path / "sweep.png")
+    with pytest.raises(ValueError, match="holdout_fraction must lie in"):
+        SweepConfig(models=PAIR, lrs=[0.01, 0.03, 0.1], train={}).validate()
+    with pytest.raises(ValueError, match="at least 3"):
+        SweepConfig(models=PAIR, lrs=[0.01, 0.03]).validate()
 
 
 # -- scaling ---------------------------------------------------------------------------------------------------
@@ -379,14 +517,37 @@ def test_tiny_real_scaling_run_logs_zero_fractions(tmp_path: Path) -> None:
 
 # -- presets and the command line ------------------------------------------------------------------------------
 def test_presets_are_valid_and_wide_enough() -> None:
-    assert {"cpu", "gpu", "imagenet"} <= set(preset_names())
-    for name in ("cpu", "gpu", "imagenet"):
+    assert {"cpu", "cpu-long", "gpu", "imagenet"} <= set(preset_names())
+    for name in ("cpu", "cpu-long", "gpu", "imagenet"):
         preset = load_preset(name)
-        assert len(preset.compare.seeds) >= 2
-        for model in preset.compare.model_names:
-            TrainConfig.from_dict({**preset.compare.train, "model": model}).resolved()
+        compare = preset.compare
+        assert len(compare.seeds) >= 3 and compare.levels
+        for model in compare.model_names:
+            TrainConfig.from_dict({**compare.settings(model), "seed": 0}).resolved()
+        residuals = {pair[1] for pair in compare.pairs}
+        for residual in residuals:  # each residual network has the paper's partner and its no-shortcut self
+            partners = [pair[0] for pair in compare.pairs if pair[1] == residual]
+            assert any(compare.settings(p)["model"] == residual and
+                       compare.settings(p)["model_options"].get("shortcut") is False for p in partners)
+            assert any(p.startswith("inception_v") for p in partners)
         assert max(check_width(preset.scaling)) >= 1000
         assert sorted(preset.scaling.scales) == [0.1, 0.2, 0.3, 1.0]
+        assert set(preset.sweep.models) == set(compare.model_names)
+        if compare.lr_source:  # rates chosen by a sweep: every entry carries its own
+            assert all("lr" in compare.models.get(m, {}) for m in compare.model_names)
+
+
+def test_cpu_preset_is_large_enough_to_mean_something() -> None:
+    compare = load_preset("cpu").compare
+    train = compare.train
+    assert train["max_train_images"] >= 5000 and train["max_val_images"] >= 2000
+    assert len(compare.seeds) >= 4 and compare.parallel == 2 and train["threads"] == 1
+    assert train["augmentation"] == "pad-crop" and train["bn_recompute_images"] > 0
+    steps = train["max_train_images"] // train["batch_size"] * train["epochs"]
+    assert steps // train["validate_every_steps"] + 1 >= 8  # at least 8 points per curve, step 0 included
+    assert compare.levels == [50.0, 30.0, 20.0]
+    assert compare.pairs == [["inception_v3", "inception_resnet_v1"],
+                             ["inception_resnet_v1_no_shortcut", "inception_resnet_v1"]]
 
 
 def test_overrides_reach_the_right_section() -> None:

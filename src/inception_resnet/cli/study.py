@@ -1,8 +1,9 @@
-"""``inception-resnet study compare|scaling|presets``: the paper's residual study, a thin layer over the API.
+"""``inception-resnet study compare|sweep|scaling|presets``: the paper's residual study, a thin layer over the API.
 
-``study compare`` and ``study scaling`` read a preset (``--preset cpu|gpu|imagenet|FILE.json``; default
+``study compare``, ``study sweep`` and ``study scaling`` read a preset (``--preset cpu|gpu|imagenet|FILE.json``; default
 ``gpu`` when CUDA is available, else ``cpu``), apply ``--set KEY=VALUE`` changes, train the runs not done
 yet in ``--out`` and write the report there; ``study compare --models NAME ...`` adds baseline models.
+``study compare`` ends by printing its verdict lines and the report's path; ``study sweep`` the chosen rates.
 ``study presets [NAME]`` lists the presets or prints one, to copy and edit. Under torchrun every process runs the
 same command; only rank 0 writes the report.
 """
@@ -28,8 +29,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     sub = parser.add_subparsers(dest="study_command", metavar="STUDY")
     sub.required = True
     descriptions = {
-        "compare": "residual networks against their non-residual partners (Inception-v3 vs Inception-ResNet-v1, "
-                   "Inception-v4 vs Inception-ResNet-v2): curves, final errors, epochs and time to error levels",
+        "compare": "residual networks against their partners (Inception-v3 vs Inception-ResNet-v1 and "
+                   "Inception-ResNet-v1 without vs with its shortcuts; likewise v4 / Inception-ResNet-v2): curves, "
+                   "steps and time to fixed error levels, final errors, with paired bootstrap intervals",
+        "sweep": "each entry of the comparison at several learning rates, validated on held-out training images: "
+                 "the rate per entry that the preset's comparison then uses",
         "scaling": "wide Inception-ResNets at an aggressive learning rate for residual scales 1.0/0.3/0.2/0.1: "
                    "the share of runs that died (all zeros before the final pooling) per scale",
     }
@@ -39,6 +43,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                              help="cpu, gpu, imagenet or a JSON file (default: gpu with CUDA, else cpu)")
         command.add_argument("--out", default=None, metavar="DIR",
                              help=f"report directory (default: study-results/<preset>/{name})")
+        command.add_argument("--parallel", type=int, default=None, metavar="N",
+                             help="train N runs at once, one process each (shortcut for --set parallel=N)")
         command.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                              help="change a setting: a study key (seeds=[0,1], pairs=..., scales=...) or a "
                                   "training setting (epochs=2, train.lr=0.1); VALUE is JSON when it parses")
@@ -92,6 +98,8 @@ def overrides_from_args(args: argparse.Namespace) -> list[str]:
         overrides.append(f"time_limit_s={args.time_limit}")
     if args.quiet:
         overrides.append("progress=false")
+    if getattr(args, "parallel", None) is not None:
+        overrides.append(f"parallel={args.parallel}")
     if getattr(args, "models", None):
         overrides.append(f"baselines={json.dumps(args.models)}")
     return overrides
@@ -108,10 +116,10 @@ def command_line(args: argparse.Namespace, preset: str, out: Path) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..study import default_preset_name, load_preset, run_compare, run_scaling, with_overrides
+    from ..study import default_preset_name, load_preset, run_compare, run_scaling, run_sweep, with_overrides
 
     preset = load_preset(args.preset or default_preset_name())
-    section = with_overrides(preset.section(args.section), overrides_from_args(args))
+    section = with_overrides(preset.section(args.section), overrides_from_args(args), compare=preset.compare)
     if args.print_config:
         from ..study.config import section_to_dict
 
@@ -119,9 +127,17 @@ def run(args: argparse.Namespace) -> int:
         return 0
     out = Path(args.out or f"study-results/{preset.name}/{args.section}")
     command = command_line(args, args.preset or preset.name, out)
-    runner = run_compare if args.section == "compare" else run_scaling
-    result = runner(section, out, preset=preset.name, command=command, report_only=args.report_only,
-                    log=lambda message: print(message, file=sys.stderr, flush=True))
+    log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
+    if args.section == "sweep":
+        result = run_sweep(section, preset.compare, out, preset=preset.name, command=command,
+                           report_only=args.report_only, log=log)
+        for name, lr in result.chosen.items():
+            print(f"chosen learning rate for {name}: {lr:g}")
+    else:
+        runner = run_compare if args.section == "compare" else run_scaling
+        result = runner(section, out, preset=preset.name, command=command, report_only=args.report_only, log=log)
+        if args.section == "compare" and result.report is not None:
+            print("\n".join(result.verdict_lines()))
     if result.report is not None:
         print(f"report: {result.report}")
     not_run = [r.spec.key for r in result.records if r.status == "not run"]

@@ -3,9 +3,10 @@
 * :mod:`.datasets` - ``build_dataset(data, split)`` and the datasets it returns, ``train_val_datasets`` (a
   held-out validation share where a folder has no ``val/``), class maps;
 * :mod:`.decoding` - decoding files, and skipping (or refusing) the ones that cannot be decoded;
-* :mod:`.loading` - class-balanced subsets and ``build_loader``;
+* :mod:`.loading` - class-balanced subsets, held-out parts and ``build_loader``;
 * :mod:`.synthetic` - ``synthetic:N[:CLASSES]`` noise images for smoke tests;
-* :mod:`.transforms` - training augmentation and evaluation preprocessing;
+* :mod:`.transforms` - training augmentation and evaluation preprocessing; :mod:`.pad_crop` - the same for
+  small images (pad, random crop, flip);
 * :mod:`.crops` - the paper's multi-crop evaluation views.
 
 Its layer (above ``models/`` and ``weights/``, below ``evaluation/`` and ``training/``) and where a new
@@ -33,6 +34,7 @@ from .decoding import (
     decode_file,
 )
 from .loading import DatasetSubset, SkippingDataLoader, build_loader, collate_skipping, holdout_split, subset
+from .pad_crop import PadCropTransform, whole_image_transform
 from .synthetic import SyntheticDataset, parse_synthetic
 from .transforms import (
     EVAL_STYLES,
@@ -63,6 +65,7 @@ __all__ = [
     "IdxDataset",
     "ImageFolderDataset",
     "MultiCropTransform",
+    "PadCropTransform",
     "SkippedSample",
     "SkippingDataLoader",
     "SyntheticDataset",
@@ -85,4 +88,5 @@ __all__ = [
     "subset",
     "train_transform",
     "train_val_datasets",
+    "whole_image_transform",
 ]

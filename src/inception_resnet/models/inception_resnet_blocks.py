@@ -2,7 +2,9 @@
 
 Inception-ResNet-v1 and -v2 share the block shapes and differ only in widths, so each block is one
 function; the networks pass the widths of their figure. Branch names follow TF-slim (``Branch_0`` ->
-``branch0``) and the residual up-projection is ``conv2d``, as in timm and facenet-pytorch.
+``branch0``) and the residual up-projection is ``conv2d``, as in timm and facenet-pytorch. Every block takes
+``shortcut`` (see :class:`~inception_resnet.layers.ScaledResidual`): ``False`` removes its identity path and
+nothing else, the networks' ``shortcut`` option.
 """
 
 from __future__ import annotations
@@ -26,30 +28,31 @@ def resolve_scales(residual_scale: float | Sequence[float]) -> tuple[float, floa
 
 
 def block35(cin: int, c: Widths, b0: int, b1: tuple[int, int], b2: tuple[int, int, int],
-            scale: float) -> ScaledResidual:
+            scale: float, shortcut: bool = True) -> ScaledResidual:
     """Inception-ResNet-A on the 35x35 grid: 1x1 | 1x1 -> 3x3 | 1x1 -> 3x3 -> 3x3, then the up-projection."""
     return ScaledResidual(cin, {
         "branch0": conv(cin, c(b0)),
         "branch1": chain(conv(cin, c(b1[0])), conv(c(b1[0]), c(b1[1]), 3)),
         "branch2": chain(conv(cin, c(b2[0])), conv(c(b2[0]), c(b2[1]), 3), conv(c(b2[1]), c(b2[2]), 3)),
-    }, scale=scale)
+    }, scale=scale, shortcut=shortcut)
 
 
-def block17(cin: int, c: Widths, b0: int, b1: tuple[int, int, int], scale: float) -> ScaledResidual:
+def block17(cin: int, c: Widths, b0: int, b1: tuple[int, int, int], scale: float,
+            shortcut: bool = True) -> ScaledResidual:
     """Inception-ResNet-B on the 17x17 grid: 1x1 | 1x1 -> 1x7 -> 7x1, then the up-projection."""
     return ScaledResidual(cin, {
         "branch0": conv(cin, c(b0)),
         "branch1": chain(conv(cin, c(b1[0])), conv(c(b1[0]), c(b1[1]), (1, 7)), conv(c(b1[1]), c(b1[2]), (7, 1))),
-    }, scale=scale)
+    }, scale=scale, shortcut=shortcut)
 
 
 def block8(cin: int, c: Widths, b0: int, b1: tuple[int, int, int], scale: float,
-           activate: bool = True) -> ScaledResidual:
+           activate: bool = True, shortcut: bool = True) -> ScaledResidual:
     """Inception-ResNet-C on the 8x8 grid: 1x1 | 1x1 -> 1x3 -> 3x1, then the up-projection."""
     return ScaledResidual(cin, {
         "branch0": conv(cin, c(b0)),
         "branch1": chain(conv(cin, c(b1[0])), conv(c(b1[0]), c(b1[1]), (1, 3)), conv(c(b1[1]), c(b1[2]), (3, 1))),
-    }, scale=scale, activate=activate)
+    }, scale=scale, activate=activate, shortcut=shortcut)
 
 
 def residual_reduction_b(cin: int, c: Widths, b0: int, b1: int, b2: tuple[int, int]) -> Mixed:

@@ -5,6 +5,7 @@ k, l, m, n = 192, 192, 256, 384), 10 x B (Fig 11, 0.10), Reduction-B (Fig 12), 5
 average pooling, dropout (keep 0.8) and a 1792 -> classes linear layer. Google released no checkpoint;
 module names follow facenet-pytorch's port of the same body (``conv2d_1a`` ... ``repeat_1/2/3``), whose
 face-recognition variant (a sixth, unscaled C block and a 512-d embedding) is a separate model.
+``shortcut=False`` removes the identity path of every block (the residual study's control).
 """
 
 from __future__ import annotations
@@ -68,19 +69,23 @@ class InceptionResNetV1(InceptionResNetStem):
         residual_scale: float | Sequence[float] = SCALES,
         blocks: tuple[int, int, int] = (5, 10, 5),
         metadata: ModelMetadata = METADATA,
+        shortcut: bool = True,
     ) -> None:
         super().__init__(metadata=metadata, num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate)
         c = Widths(width_multiplier)
         scale_a, scale_b, scale_c = resolve_scales(residual_scale)
         self.conv2d_4b = conv(self._build_stem(in_chans, c), c(256), 3, 2)
         cin_a = c(256)
-        self.repeat_1 = nn.Sequential(*[block35(cin_a, c, **BLOCK_A, scale=scale_a) for _ in range(blocks[0])])
+        self.repeat_1 = nn.Sequential(*[block35(cin_a, c, **BLOCK_A, scale=scale_a, shortcut=shortcut)
+                                       for _ in range(blocks[0])])
         self.mixed_6a = reduction_a(cin_a, c, **REDUCTION_A)
         cin_b = self.mixed_6a.out_channels
-        self.repeat_2 = nn.Sequential(*[block17(cin_b, c, **BLOCK_B, scale=scale_b) for _ in range(blocks[1])])
+        self.repeat_2 = nn.Sequential(*[block17(cin_b, c, **BLOCK_B, scale=scale_b, shortcut=shortcut)
+                                       for _ in range(blocks[1])])
         self.mixed_7a = residual_reduction_b(cin_b, c, **REDUCTION_B)
         cin_c = self.mixed_7a.out_channels
-        self.repeat_3 = nn.Sequential(*[block8(cin_c, c, **BLOCK_C, scale=scale_c) for _ in range(blocks[2])])
+        self.repeat_3 = nn.Sequential(*[block8(cin_c, c, **BLOCK_C, scale=scale_c, shortcut=shortcut)
+                                       for _ in range(blocks[2])])
         self.widths = c
         self.feature_info = [
             FeatureInfo("conv2d_2b", c(64), 2),

@@ -50,6 +50,7 @@ class InceptionResNetV1Facenet(InceptionResNetV1):
         embedding_size: int = 512,
         classify: bool = False,
         width_multiplier: float = 1.0,
+        shortcut: bool = True,
     ) -> None:
         if classify and num_classes <= 0:
             raise ValueError(
@@ -57,11 +58,11 @@ class InceptionResNetV1Facenet(InceptionResNetV1):
                 f"(e.g. {FACE_CLASSES['vggface2']} for VGGFace2, {FACE_CLASSES['casia-webface']} for CASIA-WebFace)"
             )
         super().__init__(num_classes=0, in_chans=in_chans, drop_rate=drop_rate, width_multiplier=width_multiplier,
-                         blocks=(5, 10, 5), metadata=METADATA)
+                         blocks=(5, 10, 5), metadata=METADATA, shortcut=shortcut)
         c = Widths(width_multiplier)
         del self.classif
         cin = self.mixed_7a.out_channels
-        self.block8 = block8(cin, c, **BLOCK_C, scale=1.0, activate=False)
+        self.block8 = block8(cin, c, **BLOCK_C, scale=1.0, activate=False, shortcut=shortcut)
         self.last_linear = nn.Linear(cin, embedding_size, bias=False)
         self.last_bn = nn.BatchNorm1d(embedding_size, eps=BN_EPS)
         self.classifier_name = "logits"

@@ -4,7 +4,8 @@
 ``inception_resnet_v2_2016_08_30``; the layout timm, Keras and Cadene use): an Inception-v3-style stem
 and Mixed_5b block to 35x35x320, 10 x A (scale 0.17), Reduction-A (k, l, m, n = 256, 256, 384, 384),
 20 x B (0.10), Reduction-B, 9 x C (0.20) plus a last C block with scale 1.0 and no ReLU, and a 1x1
-convolution to 1536 before pooling. Module names are timm's, so timm's weights load key for key.
+convolution to 1536 before pooling. Module names are timm's, so timm's weights load key for key. In both,
+``shortcut=False`` removes the identity path of every Inception-ResNet block (the residual study's control).
 
 ``inception_resnet_v2_paper`` is the network of the paper's figures: the Inception-v4 stem (Fig 3),
 5 x A (Fig 16), Reduction-A (Fig 7), 10 x B (Fig 17), Reduction-B (Fig 18), 5 x C (Fig 19), pooling,
@@ -66,6 +67,7 @@ class InceptionResNetV2(InceptionResNetStem):
         aux_logits: bool = False,
         residual_scale: float | Sequence[float] = RELEASED_SCALES,
         blocks: tuple[int, int, int] = (10, 20, 10),
+        shortcut: bool = True,
     ) -> None:
         super().__init__(metadata=RELEASED_METADATA, num_classes=num_classes, in_chans=in_chans,
                          drop_rate=drop_rate)
@@ -77,15 +79,18 @@ class InceptionResNetV2(InceptionResNetStem):
         self.maxpool_5a = max_pool_reduce()
         self.mixed_5b = mixed_5b(stem_channels, c)
         cin = self.mixed_5b.out_channels
-        self.repeat = nn.Sequential(*[block35(cin, c, **BLOCK_A, scale=scale_a) for _ in range(blocks[0])])
+        self.repeat = nn.Sequential(*[block35(cin, c, **BLOCK_A, scale=scale_a, shortcut=shortcut)
+                                     for _ in range(blocks[0])])
         self.mixed_6a = reduction_a(cin, c, **REDUCTION_A)
         cin = self.mixed_6a.out_channels
-        self.repeat_1 = nn.Sequential(*[block17(cin, c, **BLOCK_B, scale=scale_b) for _ in range(blocks[1])])
+        self.repeat_1 = nn.Sequential(*[block17(cin, c, **BLOCK_B, scale=scale_b, shortcut=shortcut)
+                                       for _ in range(blocks[1])])
         aux_channels = cin
         self.mixed_7a = residual_reduction_b(cin, c, **REDUCTION_B)
         cin = self.mixed_7a.out_channels
-        self.repeat_2 = nn.Sequential(*[block8(cin, c, **BLOCK_C, scale=scale_c) for _ in range(blocks[2] - 1)])
-        self.block8 = block8(cin, c, **BLOCK_C, scale=1.0, activate=False)
+        self.repeat_2 = nn.Sequential(*[block8(cin, c, **BLOCK_C, scale=scale_c, shortcut=shortcut)
+                                       for _ in range(blocks[2] - 1)])
+        self.block8 = block8(cin, c, **BLOCK_C, scale=1.0, activate=False, shortcut=shortcut)
         self.conv2d_7b = conv(cin, c(1536))
         self.feature_info = [
             FeatureInfo("conv2d_2b", c(64), 2),
@@ -126,6 +131,7 @@ class InceptionResNetV2Paper(InceptionNet):
         width_multiplier: float = 1.0,
         residual_scale: float | Sequence[float] = RELEASED_SCALES,
         blocks: tuple[int, int, int] = (5, 10, 5),
+        shortcut: bool = True,
     ) -> None:
         super().__init__(metadata=PAPER_METADATA, num_classes=num_classes, in_chans=in_chans,
                          drop_rate=drop_rate)
@@ -133,13 +139,16 @@ class InceptionResNetV2Paper(InceptionNet):
         scale_a, scale_b, scale_c = resolve_scales(residual_scale)
         self.stem = nn.Sequential(*stem(in_chans, c))
         cin = self.stem[-1].out_channels
-        self.repeat = nn.Sequential(*[block35(cin, c, **BLOCK_A, scale=scale_a) for _ in range(blocks[0])])
+        self.repeat = nn.Sequential(*[block35(cin, c, **BLOCK_A, scale=scale_a, shortcut=shortcut)
+                                     for _ in range(blocks[0])])
         self.mixed_6a = reduction_a(cin, c, **REDUCTION_A)
         cin_b = self.mixed_6a.out_channels
-        self.repeat_1 = nn.Sequential(*[block17(cin_b, c, **BLOCK_B, scale=scale_b) for _ in range(blocks[1])])
+        self.repeat_1 = nn.Sequential(*[block17(cin_b, c, **BLOCK_B, scale=scale_b, shortcut=shortcut)
+                                       for _ in range(blocks[1])])
         self.mixed_7a = residual_reduction_b(cin_b, c, **REDUCTION_B)
         cin_c = self.mixed_7a.out_channels
-        self.repeat_2 = nn.Sequential(*[block8(cin_c, c, **BLOCK_C, scale=scale_c) for _ in range(blocks[2])])
+        self.repeat_2 = nn.Sequential(*[block8(cin_c, c, **BLOCK_C, scale=scale_c, shortcut=shortcut)
+                                       for _ in range(blocks[2])])
         self.feature_info = [
             FeatureInfo("stem.2", self.stem[2].out_channels, 2),
             FeatureInfo("stem.3", self.stem[3].out_channels, 4),

@@ -7,7 +7,8 @@ Three pieces make up all of the Inception family:
   torchvision, Cadene and facenet-pytorch share.
 * :class:`Mixed`, a block of parallel branches whose outputs are concatenated along channels, in order.
 * :class:`ScaledResidual`, the Inception-ResNet block: ``x + scale * up(concat(branches(x)))`` followed by
-  ReLU, where ``up`` is a linear 1x1 convolution with bias (paper section 3.3 and Figs 10-13, 16-19).
+  ReLU, where ``up`` is a linear 1x1 convolution with bias (paper section 3.3 and Figs 10-13, 16-19);
+  ``shortcut=False`` drops the identity path (``scale * up(...)``), the residual study's control.
 
 Children are registered under the names the reference implementations use, so that a network built from
 these blocks has exactly their state-dict layout.
@@ -155,7 +156,9 @@ class ScaledResidual(nn.ModuleDict):
     as ``conv2d`` (TF-slim's block-level ``Conv2d_1x1``), is a linear 1x1 convolution with bias and no
     BatchNorm that restores the input width. ``scale`` is the paper's residual scaling (section 3.3);
     ``activate=False`` leaves out the ReLU after the sum (the released last Inception-ResNet-C block).
-    ``branch_order`` is a TorchScript constant, as in :class:`Mixed`.
+    ``branch_order`` is a TorchScript constant, as in :class:`Mixed`. ``shortcut=False`` leaves out the
+    identity path, ``relu(scale * up(concat(branches(x))))``: the same parameters and multiply-accumulates,
+    the residual connection as the only difference (the control of the README's residual study).
     """
 
     __constants__ = ["branch_order"]
@@ -166,6 +169,7 @@ class ScaledResidual(nn.ModuleDict):
         branches: dict[str, nn.Module],
         scale: float = 1.0,
         activate: bool = True,
+        shortcut: bool = True,
     ) -> None:
         super().__init__(branches)
         self.branch_order = ",".join(branches)
@@ -175,6 +179,7 @@ class ScaledResidual(nn.ModuleDict):
         self.out_channels = in_channels
         self.scale = float(scale)
         self.activate = activate
+        self.shortcut = bool(shortcut)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         outputs: list[torch.Tensor] = []
@@ -184,11 +189,11 @@ class ScaledResidual(nn.ModuleDict):
         up = self.conv2d(torch.cat(outputs, 1))
         if self.scale != 1.0:  # a scale folded into the up-projection (optimize.py) costs no extra pass
             up = up * self.scale
-        out = x + up
+        out = x + up if self.shortcut else up
         return F.relu(out) if self.activate else out
 
     def extra_repr(self) -> str:
-        return f"scale={self.scale}, activate={self.activate}"
+        return f"scale={self.scale}, activate={self.activate}" + ("" if self.shortcut else ", shortcut=False")
 
 
 def init_weights(module: nn.Module) -> None:

@@ -1,8 +1,10 @@
-"""The residual study of the paper, reproducible in one command: ``inception-resnet study compare|scaling``.
+"""The residual study of the paper, reproducible in one command: ``inception-resnet study compare|sweep|scaling``.
 
-* :func:`run_compare` trains each pair (non-residual partner, residual network: Inception-v3 vs
-  Inception-ResNet-v1, Inception-v4 vs Inception-ResNet-v2) under one recipe, data order and budget for
-  several seeds, and writes the curves, tables and ``report.md`` (:mod:`.compare`).
+* :func:`run_compare` trains each pair (partner, residual network: Inception-v3 vs Inception-ResNet-v1,
+  and Inception-ResNet-v1 without its shortcuts vs with them; likewise for v4 and Inception-ResNet-v2) under
+  one recipe, data order and budget for several paired seeds, each entry at its own learning rate, and
+  writes the curves, tables, verdicts with bootstrap intervals and ``report.md`` (:mod:`.compare`).
+* :func:`run_sweep` chooses those learning rates on held-out training images (:mod:`.sweep`).
 * :func:`run_scaling` trains a wide Inception-ResNet at an aggressive learning rate for each residual scale
   and reports which runs "died" (:mod:`.scaling`, :func:`detect_death`).
 * Presets (``cpu``, ``gpu``, ``imagenet``) are JSON files: :func:`load_preset`, :mod:`.config`.
@@ -25,6 +27,7 @@ from .config import (
     DeathCriteria,
     Preset,
     ScalingConfig,
+    SweepConfig,
     default_preset_name,
     load_preset,
     preset_names,
@@ -33,6 +36,7 @@ from .config import (
 )
 from .death import DeathReport, detect_death, detect_run_death
 from .scaling import ScalingResult, plan_scaling, residual_widths, run_scaling
+from .sweep import SweepResult, plan_sweep, run_sweep
 
 __all__ = [
     "CompareConfig",
@@ -43,16 +47,20 @@ __all__ = [
     "Preset",
     "ScalingConfig",
     "ScalingResult",
+    "SweepConfig",
+    "SweepResult",
     "default_preset_name",
     "detect_death",
     "detect_run_death",
     "load_preset",
     "plan_compare",
     "plan_scaling",
+    "plan_sweep",
     "preset_names",
     "preset_path",
     "residual_widths",
     "run_compare",
     "run_scaling",
+    "run_sweep",
     "with_overrides",
 ]

@@ -1,9 +1,15 @@
-"""What a study runs: :class:`CompareConfig`, :class:`ScalingConfig` and the presets that hold them.
+"""What a study runs: :class:`CompareConfig`, :class:`SweepConfig`, :class:`ScalingConfig` and their presets.
 
-A preset is a plain JSON file (``inception_resnet/presets/<name>.json``, or any path) with a ``compare`` and
-a ``scaling`` section. Each section has a ``train`` dict of :class:`~inception_resnet.training.TrainConfig`
-fields shared by all its runs, plus its own keys (pairs and seeds; or model, scales and the death
-criteria). Copy one (``inception-resnet study presets cpu > mine.json``), edit it, pass ``--preset mine.json``.
+A preset is a plain JSON file (``inception_resnet/presets/<name>.json``, or any path) with a ``compare``, a
+``sweep`` and a ``scaling`` section. Each section has a ``train`` dict of
+:class:`~inception_resnet.training.TrainConfig` fields shared by all its runs, plus its own keys (pairs, seeds,
+levels; learning rates; or model, scales and the death criteria). Copy one
+(``inception-resnet study presets cpu > mine.json``), edit it, pass ``--preset mine.json``.
+
+The study's entries are named: a registered model (``inception_v3``) or a variant defined in
+``compare.models`` by the model it builds and its settings, e.g. ``{"inception_resnet_v1_no_shortcut":
+{"model": "inception_resnet_v1", "model_options": {"shortcut": false}}}``. ``compare.models`` also holds each
+entry's own learning rate, the one its sweep chose (``compare.lr_source`` names the sweep).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from typing import Any
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
 WEIGHTS = ("raw", "ema")
-SECTIONS = ("compare", "scaling")
+SECTIONS = ("compare", "sweep", "scaling")
 
 
 @dataclass
@@ -49,29 +55,31 @@ class CompareConfig:
 
     ``train`` holds the training settings all runs share (a run's seed fixes its data subset, data order
     and augmentation, so both networks of a pair see the same images in the same order); ``models`` adds
-    settings for one model only (e.g. ``{"inception_resnet_v2": {"model_options": {"blocks": [5, 10, 5]}}}``).
-    ``weights`` says whose validation errors the tables and curves use: the raw weights or their moving
-    average (EMA, the paper's choice; needs ``ema_decay`` > 0). ``levels`` fixes the top-1 error levels (%)
-    of the time-to-level table; by default they are derived from the runs (see ``level_margins``).
-    ``baselines`` names extra models (e.g. ``googlenet``, ``bn_inception``) trained exactly like the pairs'
-    networks (same settings, data order, budget and seeds); they have no residual partner, so the report
-    lists their errors and curves without a speed-up verdict.
+    settings for one entry only: its learning rate, or, with a ``model`` key, a variant of a registered model
+    (e.g. ``{"inception_resnet_v1_no_shortcut": {"model": "inception_resnet_v1", "model_options":
+    {"shortcut": false}}}``, the residual network without its identity paths). ``lr_source`` says where the
+    per-entry learning rates come from (the sweep's report). ``weights`` says whose validation errors the
+    tables and curves use: the raw weights or their moving average (EMA; needs ``ema_decay`` > 0).
+    ``levels`` are the top-1 error levels (%) of the time-to-level table, fixed in advance (never derived from
+    the runs). ``parallel`` runs train at once, each in its own process (with ``train.threads`` threads).
+    ``baselines`` names extra entries (e.g. ``googlenet``, ``bn_inception``) trained exactly like the pairs'
+    networks (same settings, data order, budget and seeds); they have no partner, so the report lists their
+    errors and curves without a verdict.
     """
 
     pairs: list[list[str]] = field(default_factory=lambda: [["inception_v3", "inception_resnet_v1"]])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    levels: list[float] = field(default_factory=lambda: [50.0, 30.0, 20.0])
     train: dict[str, Any] = field(default_factory=dict)
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    lr_source: str = ""
     weights: str = "raw"
-    levels: list[float] | None = None
-    level_margins: list[float] = field(default_factory=lambda: [0.0, 5.0, 10.0])
+    parallel: int = 1
     time_limit_s: float | None = None
     baselines: list[str] = field(default_factory=list)
 
     def validate(self) -> None:
-        from ..models.registry import list_models
-
-        known = list_models()
+        known = self.known_entries()
         if not self.pairs:
             raise ValueError("compare.pairs is empty; give at least one [partner, residual] pair")
         for pair in self.pairs:
@@ -79,24 +87,93 @@ class CompareConfig:
                 raise ValueError(f"compare.pairs: each pair is [partner, residual], got {pair!r}")
             for name in pair:
                 if name not in known:
-                    raise ValueError(f"compare.pairs: unknown model {name!r}; known: {', '.join(known)}")
+                    raise ValueError(f"compare.pairs: unknown model {name!r}; known: {', '.join(known)} (or define "
+                                     "a variant in compare.models with a 'model' key)")
         _check_baselines(self.baselines, known, {name for pair in self.pairs for name in pair})
         _check_seeds(self.seeds, "compare")
         _check_train(self.train, "compare.train")
         for name, extra in self.models.items():
-            _check_train(extra, f"compare.models.{name}")
+            _check_train(extra, f"compare.models.{name}", variant=True)
+        if not isinstance(self.levels, list) or not self.levels or any(
+                not isinstance(v, (int, float)) or not 0.0 < v < 100.0 for v in self.levels):
+            raise ValueError(f"compare.levels must be top-1 error levels in (0, 100) %, fixed in advance (e.g. "
+                             f"[50, 30, 20]), got {self.levels!r}")
         if self.weights not in WEIGHTS:
             raise ValueError(f"compare.weights must be one of {', '.join(WEIGHTS)}, got {self.weights!r}")
         if self.weights == "ema" and self.train.get("ema_decay") == 0:
             raise ValueError("compare.weights is 'ema' but train.ema_decay is 0 (no averaged weights)")
-        if not self.level_margins and not self.levels:
-            raise ValueError("compare.level_margins is empty; give at least one margin (e.g. [0])")
+        _check_parallel(self.parallel, "compare")
         _check_time_limit(self.time_limit_s, "compare")
+
+    def known_entries(self) -> list[str]:
+        """The registered models and the variants ``models`` defines."""
+        from ..models.registry import list_models
+
+        return [*list_models(), *(name for name, extra in self.models.items() if "model" in extra)]
+
+    def settings(self, name: str) -> dict[str, Any]:
+        """The training settings of an entry: ``train``, then the entry's own, with ``model`` resolved.
+
+        ``model_options`` are merged (the entry's win), so a variant keeps the study's other model options.
+        """
+        extra = self.models.get(name, {})
+        settings = {**self.train, **extra, "model": extra.get("model", name)}
+        if "model_options" in self.train or "model_options" in extra:
+            settings["model_options"] = {**self.train.get("model_options", {}), **extra.get("model_options", {})}
+        return settings
 
     @property
     def model_names(self) -> list[str]:
-        """Every model of the pairs, once, in order of appearance, then the baselines."""
+        """Every entry of the pairs, once, in order of appearance, then the baselines."""
         return list(dict.fromkeys([*(name for pair in self.pairs for name in pair), *self.baselines]))
+
+
+@dataclass
+class SweepConfig:
+    """``study sweep``: each entry trained at several learning rates, validated on held-out training images.
+
+    The runs use ``compare``'s settings for the entry (``CompareConfig.settings``, its own learning rate
+    replaced), then ``train`` (which must hold out part of the training split: ``holdout_fraction`` > 0, so
+    that the choice never sees a validation image). ``lrs`` lists the learning rates (per the recipe's
+    reference batch), for every entry or as ``{entry: [...]}``. The chosen rate of an entry is the one with
+    the lowest final held-out top-1 error, averaged over ``seeds``.
+    """
+
+    models: list[str] = field(default_factory=list)
+    lrs: list[float] | dict[str, list[float]] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=lambda: [0])
+    train: dict[str, Any] = field(default_factory=lambda: {"holdout_fraction": 0.1})
+    parallel: int = 1
+    time_limit_s: float | None = None
+
+    def validate(self, compare: CompareConfig | None = None) -> None:
+        if not self.models:
+            return  # a preset without a sweep
+        known = compare.known_entries() if compare is not None else CompareConfig().known_entries()
+        for name in self.models:
+            if name not in known:
+                raise ValueError(f"sweep.models: unknown model {name!r}; known: {', '.join(known)}")
+        for name in self.models:
+            rates = self.rates(name)
+            if len(rates) < 3 or any(not isinstance(r, (int, float)) or r <= 0 for r in rates):
+                raise ValueError(f"sweep.lrs for {name}: give at least 3 positive learning rates, got {rates!r}")
+        if isinstance(self.lrs, dict):
+            extra = [name for name in self.lrs if name not in self.models]
+            if extra:
+                raise ValueError(f"sweep.lrs names {', '.join(extra)}, not in sweep.models")
+        _check_seeds(self.seeds, "sweep")
+        _check_train(self.train, "sweep.train")
+        if not 0.0 < float(self.train.get("holdout_fraction") or 0.0) < 1.0:
+            raise ValueError("sweep.train.holdout_fraction must lie in (0, 1): the sweep chooses on held-out "
+                             "training images, never on the validation split")
+        if "lr" in self.train:
+            raise ValueError("sweep.train sets lr; the rates come from sweep.lrs")
+        _check_parallel(self.parallel, "sweep")
+        _check_time_limit(self.time_limit_s, "sweep")
+
+    def rates(self, name: str) -> list[float]:
+        """The learning rates tried for ``name``."""
+        return list(self.lrs.get(name, []) if isinstance(self.lrs, dict) else self.lrs)
 
 
 @dataclass
@@ -104,7 +181,8 @@ class ScalingConfig:
     """``study scaling``: a wide Inception-ResNet at an aggressive learning rate, for each residual scale.
 
     ``train`` holds the settings all runs share (width, learning rate, warm-up, ``log_every_steps``: the
-    death detector reads the zero fraction of ``steps.jsonl``); every (scale, seed) is one run.
+    death detector reads the zero fraction of ``steps.jsonl``); every (scale, seed) is one run; ``parallel``
+    runs train at once.
     """
 
     model: str = "inception_resnet_v2_paper"
@@ -113,6 +191,7 @@ class ScalingConfig:
     train: dict[str, Any] = field(default_factory=dict)
     death: DeathCriteria = field(default_factory=DeathCriteria)
     min_filters: int = 1000
+    parallel: int = 1
     time_limit_s: float | None = None
 
     def validate(self) -> None:
@@ -129,20 +208,22 @@ class ScalingConfig:
         if not self.train.get("log_every_steps", 10):
             raise ValueError("scaling.train.log_every_steps is 0: the death detector needs steps.jsonl")
         self.death.validate()
+        _check_parallel(self.parallel, "scaling")
         _check_time_limit(self.time_limit_s, "scaling")
 
 
 @dataclass
 class Preset:
-    """A named pair of study configurations, read from a JSON file."""
+    """A named set of study configurations (compare, sweep, scaling), read from a JSON file."""
 
     name: str
     description: str
     compare: CompareConfig
     scaling: ScalingConfig
+    sweep: SweepConfig = field(default_factory=SweepConfig)
     source: str = ""
 
-    def section(self, name: str) -> CompareConfig | ScalingConfig:
+    def section(self, name: str) -> CompareConfig | SweepConfig | ScalingConfig:
         if name not in SECTIONS:
             raise ValueError(f"unknown study section {name!r}; choose one of {', '.join(SECTIONS)}")
         return getattr(self, name)
@@ -168,7 +249,9 @@ def _check_baselines(baselines: Any, known: list[str], paired: set[str]) -> None
         raise ValueError(f"compare.baselines has repeated models: {baselines!r}")
 
 
-def _check_train(values: dict[str, Any], where: str) -> None:
+def _check_train(values: dict[str, Any], where: str, *, variant: bool = False) -> None:
+    """Known training settings only, none that the study sets per run (``model`` only for a variant)."""
+    from ..models.registry import list_models
     from ..training import TrainConfig
 
     known = set(TrainConfig.field_names())
@@ -177,12 +260,19 @@ def _check_train(values: dict[str, Any], where: str) -> None:
         raise ValueError(f"{where}: unknown training setting(s) {', '.join(map(repr, unknown))}; see "
                          "`inception-resnet train --help` for the known ones")
     for reserved in ("model", "seed", "run_dir", "resume"):
-        if reserved in values:
+        if reserved in values and not (variant and reserved == "model"):
             raise ValueError(f"{where} sets {reserved!r}, which the study sets for each run")
     try:  # types, finiteness and ranges, as a run would check them (before any run starts)
         TrainConfig.from_dict(values).resolved()
     except (ValueError, FileNotFoundError) as error:
         raise ValueError(f"{where}: {error}") from None
+    if variant and "model" in values and values["model"] not in list_models():
+        raise ValueError(f"{where}.model: unknown model {values['model']!r}; a variant builds a registered model")
+
+
+def _check_parallel(value: Any, where: str) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{where}.parallel must be a whole number of runs at once (1 or more), got {value!r}")
 
 
 def _check_time_limit(value: float | None, where: str) -> None:
@@ -193,6 +283,9 @@ def _check_time_limit(value: float | None, where: str) -> None:
 
 
 def _build(cls: type, values: dict[str, Any], where: str) -> Any:
+    if cls is CompareConfig and "level_margins" in values:
+        raise ValueError(f"{where}.level_margins: the error levels are no longer derived from the runs; fix them in "
+                         "advance with compare.levels (e.g. [50, 30, 20])")
     names = {f.name for f in fields(cls)}
     unknown = [k for k in values if k not in names]
     if unknown:
@@ -213,9 +306,11 @@ def preset_from_dict(data: dict[str, Any], *, name: str = "custom", source: str 
         description=str(data.get("description", "")),
         compare=_build(CompareConfig, data.get("compare", {}), "compare"),
         scaling=_build(ScalingConfig, data.get("scaling", {}), "scaling"),
+        sweep=_build(SweepConfig, data.get("sweep", {}), "sweep"),
         source=source,
     )
     preset.compare.validate()
+    preset.sweep.validate(preset.compare)
     preset.scaling.validate()
     return preset
 
@@ -264,11 +359,12 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def with_overrides(section: CompareConfig | ScalingConfig, overrides: list[str]) -> CompareConfig | ScalingConfig:
+def with_overrides(section: Any, overrides: list[str], *, compare: CompareConfig | None = None) -> Any:
     """A copy of ``section`` with ``KEY=VALUE`` settings applied and validated.
 
     ``KEY`` is a key of the section (``seeds``, ``pairs``, ``scales``...), ``death.KEY``, ``train.KEY``, or
     a bare training setting (``epochs=2`` means ``train.epochs=2``). ``VALUE`` is read as JSON when it parses.
+    A sweep is checked against ``compare`` (whose entries it tunes).
     """
     from ..training import TrainConfig
 
@@ -280,6 +376,9 @@ def with_overrides(section: CompareConfig | ScalingConfig, overrides: list[str])
         if not sep or not key:
             raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. epochs=2 or seeds=[0,1]")
         value = parse_value(raw)
+        if key == "level_margins":
+            raise ValueError("--set level_margins: the error levels are no longer derived from the runs; fix them "
+                             "with --set levels=[50,30,20]")
         if key.startswith("death.") and isinstance(section, ScalingConfig):
             section.death = _build(DeathCriteria, {**dataclasses.asdict(section.death), key[6:]: value}, "death")
         elif key.startswith("train."):
@@ -291,10 +390,13 @@ def with_overrides(section: CompareConfig | ScalingConfig, overrides: list[str])
         else:
             raise ValueError(f"--set {key}: neither a study setting ({', '.join(sorted(own))}) nor a training "
                              "setting (see `inception-resnet train --help`)")
-    section.validate()
+    if isinstance(section, SweepConfig):
+        section.validate(compare)
+    else:
+        section.validate()
     return section
 
 
-def section_to_dict(section: CompareConfig | ScalingConfig) -> dict[str, Any]:
+def section_to_dict(section: CompareConfig | SweepConfig | ScalingConfig) -> dict[str, Any]:
     """The section as plain JSON-ready data."""
     return dataclasses.asdict(section)

@@ -1,8 +1,11 @@
 """The study's figures, drawn with matplotlib's Agg backend (no display needed).
 
-* :func:`plot_pair`: the curves the paper draws for a pair (training loss, validation top-1 and top-5
-  error) against epochs (top row) and training time (bottom row): for each model the mean over seeds
-  as a line and the range over seeds (min..max) as a shaded band.
+* :func:`plot_pair`: a pair's (or the baselines') learning curves: validation top-1 error against the
+  optimiser step and against training time, top-5 error and training loss against the step. For each
+  entry the mean over seeds is a line with a marker at every validation (the first at step 0, the
+  measured untrained network) and the range over seeds (min..max) a shaded band; the error levels fixed
+  in advance are dashed horizontal lines.
+* :func:`plot_sweep`: the learning-rate sweep: final held-out error against the learning rate per entry.
 * :func:`plot_scaling`: one column per residual scale; training loss and the zero fraction entering the
   final pooling against the step, one line per seed, a dashed vertical line where a run died.
 """
@@ -14,9 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .stats import METRICS, Rows, curve_stats
-
-AXES = (("epoch", "epoch"), ("seconds", "training time (s, validation excluded)"))
+from .stats import Curve, Rows, curve_stats
 
 
 def _figure(rows: int, columns: int, size: tuple[float, float]) -> tuple[Any, Any]:
@@ -35,46 +36,92 @@ def _save(figure: Any, out_png: str | os.PathLike) -> Path:
     return out
 
 
+def _loss_points(rows: Rows) -> list[tuple[float, float]]:
+    return [(float(r["step"]), float(r["train_loss"])) for r in rows
+            if r.get("step") is not None and r.get("train_loss") is not None]
+
+
 def plot_pair(
-    runs_by_model: Mapping[str, Sequence[Rows]],
+    models: Mapping[str, tuple[Sequence[Curve], Sequence[Rows]]],
     out_png: str | os.PathLike,
     *,
+    levels: Sequence[float] = (),
     weights: str = "raw",
     title: str | None = None,
 ) -> Path:
-    """Draw a pair's curves (mean and min..max band over seeds) to ``out_png``; returns its path."""
-    keys = METRICS[weights]
-    panels = (("train_loss", "training loss"), (keys["top1"], "validation top-1 error (%)"),
-              (keys["top5"], "validation top-5 error (%)"))
-    figure, axes = _figure(2, len(panels), (15, 8.5))
+    """Draw the entries' curves (``{name: (curves, per-epoch rows)}``, one of each per seed) to ``out_png``."""
+    figure, axes = _figure(2, 2, (13, 9))
+    panels = ((axes[0][0], "top1", "step", "validation top-1 error (%)"),
+              (axes[0][1], "top1", "seconds", "validation top-1 error (%)"),
+              (axes[1][0], "top5", "step", "validation top-5 error (%)"))
     drawn = False
-    for index, (model, runs) in enumerate(runs_by_model.items()):
+    for index, (model, (curves, runs)) in enumerate(models.items()):
         colour = f"C{index % 10}"
-        runs = [rows for rows in runs if rows]
-        if not runs:
+        curves = [c for c in curves if c.steps]
+        if not curves:
             continue
-        for column, (key, _) in enumerate(panels):
-            for row, (axis_kind, _) in enumerate(AXES):
-                stats = curve_stats(runs, key, axis_kind)
-                if not stats.x:
-                    continue
-                axis = axes[row][column]
-                axis.plot(stats.x, stats.mean, "-o", color=colour, markersize=3,
-                          label=f"{model} (mean of {len(runs)} seed{'s' if len(runs) > 1 else ''})")
-                if len(runs) > 1:
-                    axis.fill_between(stats.x, stats.low, stats.high, color=colour, alpha=0.2, linewidth=0)
-                drawn = True
-    for column, (_, label) in enumerate(panels):
-        for row, (_, xlabel) in enumerate(AXES):
-            axes[row][column].set_xlabel(xlabel)
-            axes[row][column].set_ylabel(label)
-            axes[row][column].grid(True, alpha=0.3)
+        label = f"{model} (mean of {len(curves)} seed{'s' if len(curves) > 1 else ''})"
+        for axis, values, x_axis, _ in panels:
+            stats = curve_stats(curves, values, x_axis)
+            if not stats.x:
+                continue
+            axis.plot(stats.x, stats.mean, "-o", color=colour, markersize=3, label=label)
+            if len(curves) > 1:
+                axis.fill_between(stats.x, stats.low, stats.high, color=colour, alpha=0.2, linewidth=0)
+            drawn = True
+        for rows in runs:
+            points = _loss_points(rows)
+            if points:
+                axes[1][1].plot(*zip(*points, strict=True), "-", color=colour, alpha=0.6, linewidth=1)
     if not drawn:
-        raise ValueError("no run of this pair has per-epoch metrics: nothing to draw")
-    handles, labels = axes[0][1].get_legend_handles_labels()
-    figure.legend(handles, labels, loc="outside lower center", ncols=min(4, len(handles)))
+        raise ValueError("no run of these entries has validation errors: nothing to draw")
+    for axis, values, _, _ in panels:
+        if values == "top1":
+            for level in levels:
+                axis.axhline(level, color="grey", linestyle="--", linewidth=0.8)
+                axis.annotate(f"{level:g} %", (1.0, level), xycoords=("axes fraction", "data"), fontsize=8,
+                              color="grey", ha="right", va="bottom")
+    for axis, _, x_axis, ylabel in panels:
+        axis.set_xlabel("optimiser step (0: untrained)" if x_axis == "step" else
+                        "training time (s, validation excluded)")
+        axis.set_ylabel(ylabel)
+        axis.grid(True, alpha=0.3)
+    axes[1][1].set_xlabel("optimiser step (end of each epoch)")
+    axes[1][1].set_ylabel("training loss (label-smoothed), one line per seed")
+    axes[1][1].grid(True, alpha=0.3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside lower center", ncols=min(3, len(handles)))
     weights_text = "raw weights" if weights == "raw" else "moving-average (EMA) weights"
-    figure.suptitle((title or " vs ".join(runs_by_model)) + f" — {weights_text}; band: range over seeds")
+    figure.suptitle((title or " vs ".join(models)) + f" - {weights_text}; band: range over seeds; dashed: the "
+                    "error levels fixed in advance")
+    return _save(figure, out_png)
+
+
+def plot_sweep(
+    errors: Mapping[str, Mapping[float, float | None]],
+    out_png: str | os.PathLike,
+    *,
+    chosen: Mapping[str, float] | None = None,
+    title: str | None = None,
+) -> Path:
+    """Final held-out top-1 error against the learning rate (log axis), one line per entry; chosen rates circled."""
+    figure, axes = _figure(1, 1, (7, 5))
+    axis = axes[0][0]
+    for index, (model, by_lr) in enumerate(errors.items()):
+        points = sorted((lr, err) for lr, err in by_lr.items() if err is not None)
+        if not points:
+            continue
+        colour = f"C{index % 10}"
+        axis.plot(*zip(*points, strict=True), "-o", color=colour, label=model)
+        best = (chosen or {}).get(model)
+        if best is not None and by_lr.get(best) is not None:
+            axis.plot([best], [by_lr[best]], "o", markersize=14, markerfacecolor="none", color=colour)
+    axis.set_xscale("log")
+    axis.set_xlabel("learning rate (per reference batch)")
+    axis.set_ylabel("final held-out top-1 error (%)")
+    axis.grid(True, alpha=0.3)
+    axis.legend(fontsize=8)
+    figure.suptitle(title or "learning-rate sweep (circled: chosen)")
     return _save(figure, out_png)
 
 

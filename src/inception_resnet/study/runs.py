@@ -5,21 +5,24 @@ Every run is an ordinary training run (:func:`inception_resnet.training.train`) 
 study writes ``study_run.json`` beside its metrics; a run directory holding that file, for the same
 settings, is not trained again. Settings that do not change the result (threads, progress bar, workers,
 device) may differ between sessions; any other difference is an error naming the settings, so that a
-report never mixes runs of two configurations.
+report never mixes runs of two configurations. With ``parallel`` > 1, that many runs train at once, each
+in its own process (spawned; its progress bar off), in the planned order.
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..training import NonFiniteLossError, TrainConfig, TrainSummary, train
-from ..training.rundir import read_config_document, read_derived, read_metrics
+from ..training.rundir import read_config_document, read_derived, read_metrics, read_validations
 from .report import write_json
 
 MARKER = "study_run.json"
@@ -50,6 +53,7 @@ class RunRecord:
     rows: list[dict[str, Any]] = field(default_factory=list)
     derived: dict[str, Any] = field(default_factory=dict)
     trained_now: bool = False
+    evaluations: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def finished(self) -> bool:
@@ -107,6 +111,11 @@ def load_rows(run_dir: Path) -> list[dict[str, Any]]:
         return []
 
 
+def load_evaluations(run_dir: Path) -> list[dict[str, Any]]:
+    """The rows of the run's ``validation.jsonl`` (step 0 and every N steps; empty when it has none)."""
+    return read_validations(run_dir)
+
+
 def load_derived(run_dir: Path) -> dict[str, Any]:
     """What the run's ``config.json`` derived (classes, input size, parameters...), or ``{}``."""
     return read_derived(run_dir)
@@ -136,7 +145,7 @@ def existing_record(spec: RunSpec) -> RunRecord | None:
     if marker is None or marker.get("status") not in ("completed", "diverged"):
         return None
     return RunRecord(spec, marker["status"], marker.get("message", ""), load_rows(spec.run_dir),
-                     load_derived(spec.run_dir))
+                     load_derived(spec.run_dir), evaluations=load_evaluations(spec.run_dir))
 
 
 def execute(spec: RunSpec, train_fn: TrainFn = train) -> RunRecord:
@@ -153,14 +162,15 @@ def execute(spec: RunSpec, train_fn: TrainFn = train) -> RunRecord:
         summary = train_fn(config)
     except NonFiniteLossError as err:
         write_marker(spec, "diverged", str(err), {})
-        return RunRecord(spec, "diverged", str(err), load_rows(spec.run_dir), load_derived(spec.run_dir), True)
+        return RunRecord(spec, "diverged", str(err), load_rows(spec.run_dir), load_derived(spec.run_dir), True,
+                         load_evaluations(spec.run_dir))
     if summary.status != "completed":
         raise KeyboardInterrupt(f"run {spec.key} {summary.status}; start the study again to continue it")
     facts = {"seconds": summary.seconds, "images_per_second": summary.images_per_second,
              "global_step": summary.global_step, "epochs": summary.epochs_completed}
     write_marker(spec, "completed", "", facts)
     return RunRecord(spec, "completed", "", list(summary.history) or load_rows(spec.run_dir),
-                     load_derived(spec.run_dir), True)
+                     load_derived(spec.run_dir), True, list(summary.evaluations) or load_evaluations(spec.run_dir))
 
 
 def run_all(
@@ -170,15 +180,19 @@ def run_all(
     time_limit_s: float | None = None,
     log: Callable[[str], None] | None = None,
     clock: Callable[[], float] = time.perf_counter,
+    parallel: int = 1,
 ) -> list[RunRecord]:
     """Execute the runs in order; once ``time_limit_s`` has passed, the runs not started are ``not run``.
 
     Under torchrun the time limit is ignored: each process would decide on its own clock, and processes
-    that disagreed would wait for each other forever.
+    that disagreed would wait for each other forever; so is ``parallel`` (torchrun already runs processes).
     """
-    if time_limit_s is not None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if time_limit_s is not None and distributed:
         _say(log, "time limit ignored under torchrun (the processes could disagree on it)")
         time_limit_s = None
+    if parallel > 1 and not distributed:
+        return run_parallel(specs, parallel, train_fn=train_fn, time_limit_s=time_limit_s, log=log, clock=clock)
     started = clock()
     records = []
     for index, spec in enumerate(specs, 1):
@@ -200,6 +214,63 @@ def run_all(
     return records
 
 
+def _execute_quietly(spec: RunSpec, train_fn: TrainFn) -> RunRecord:
+    """:func:`execute` in a worker process: no progress bar (several runs share the terminal)."""
+    quiet = RunSpec(spec.key, spec.model, spec.seed, spec.group, {**spec.settings, "progress": False}, spec.run_dir)
+    record = execute(quiet, train_fn)
+    record.spec = spec
+    return record
+
+
+def run_parallel(
+    specs: list[RunSpec],
+    workers: int,
+    *,
+    train_fn: TrainFn = train,
+    time_limit_s: float | None = None,
+    log: Callable[[str], None] | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+) -> list[RunRecord]:
+    """:func:`run_all` with ``workers`` runs at a time, each in a spawned process; records in planned order.
+
+    ``train_fn`` must be picklable (a module-level function). A run is started only while the time limit
+    has not passed; a run stopped by a signal stops the study (KeyboardInterrupt) once the others return.
+    """
+    started = clock()
+    records: dict[int, RunRecord] = {}
+    queue = []
+    for index, spec in enumerate(specs):
+        done = existing_record(spec)
+        if done is not None:
+            records[index] = done
+            _say(log, f"[{index + 1}/{len(specs)}] {spec.key}: done before ({done.status}), skipped")
+        else:
+            queue.append(index)
+    running: dict[Future, tuple[int, float]] = {}
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        while queue or running:
+            while queue and len(running) < workers:
+                index = queue.pop(0)
+                spec = specs[index]
+                if time_limit_s is not None and clock() - started > time_limit_s:
+                    records[index] = RunRecord(spec, "not run", f"time limit of {time_limit_s:.0f} s reached")
+                    _say(log, f"[{index + 1}/{len(specs)}] {spec.key}: not run (time limit {time_limit_s:.0f} s "
+                              "reached)")
+                    continue
+                _say(log, f"[{index + 1}/{len(specs)}] {spec.key}: training ({spec.group})")
+                running[pool.submit(_execute_quietly, spec, train_fn)] = (index, clock())
+            if not running:
+                break
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                index, tick = running.pop(future)
+                records[index] = future.result()
+                _say(log, f"[{index + 1}/{len(specs)}] {specs[index].key}: {records[index].status} in "
+                          f"{clock() - tick:.0f} s")
+    return [records[i] for i in range(len(specs))]
+
+
 def _say(log: Callable[[str], None] | None, message: str) -> None:
     if log is not None and is_main_process():
         log(message)
@@ -214,6 +285,7 @@ def collect_records(
     train_fn: TrainFn,
     time_limit_s: float | None,
     log: Callable[[str], None] | None,
+    parallel: int = 1,
 ) -> list[RunRecord]:
     """Record the study in ``out/study.json`` (rank 0), then train the runs not done yet; with ``report_only``,
     train nothing and collect the runs that exist (the others are marked "not run")."""
@@ -223,4 +295,4 @@ def collect_records(
             write_json(out / "study.json", study)
     if report_only:
         return [existing_record(s) or RunRecord(s, "not run", "not trained yet") for s in specs]
-    return run_all(specs, train_fn=train_fn, time_limit_s=time_limit_s, log=log)
+    return run_all(specs, train_fn=train_fn, time_limit_s=time_limit_s, log=log, parallel=parallel)

@@ -150,7 +150,7 @@ def run_scaling(
     study = {"study": "scaling", "preset": preset, "config": section_to_dict(config), "residual_widths": widths,
              "environment": env}
     records = collect_records(specs, out, study, report_only=report_only, train_fn=train_fn,
-                              time_limit_s=config.time_limit_s, log=log)
+                              time_limit_s=config.time_limit_s, log=log, parallel=config.parallel)
     runs = [summarize_run(r, config) for r in records]
     result = ScalingResult(out, runs, widths, records, None)
     if is_main_process():

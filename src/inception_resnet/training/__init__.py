@@ -1,7 +1,8 @@
 """Training: ``train(TrainConfig(...))`` and its parts (see :mod:`.trainer` for the recipes and the run directory).
 
 * :mod:`.config` - :class:`TrainConfig` and the recipes; :mod:`.trainer` - ``train`` and the loop;
-* :mod:`.setup`, :mod:`.state` - the trainer's set-up and checkpoint parts; :mod:`.step` - one optimiser step;
+* :mod:`.setup`, :mod:`.state`, :mod:`.validation` - the trainer's set-up, checkpoint and validation parts
+  (step-0 and every-N-step validation, BatchNorm statistics recomputed); :mod:`.step` - one optimiser step;
 * :mod:`.rundir` - the run directory's files; :mod:`.checkpoint` - checkpoint files;
 * :mod:`.optimizers`, :mod:`.ema`, :mod:`.distributed`, :mod:`.rng`, :mod:`.control`, :mod:`.finetune`,
   :mod:`.curves` (plots of a run).
@@ -19,6 +20,7 @@ from .optimizers import LRSchedule, RMSpropTF, build_optimizer, param_groups, sc
 from .rundir import RunLog, load_run_config
 from .step import StepRunner, TrainingModule, classification_loss
 from .trainer import Trainer, TrainSummary, train
+from .validation import recompute_batchnorm
 
 __all__ = [
     "CRASH_ENV",
@@ -45,6 +47,7 @@ __all__ = [
     "load_pretrained",
     "load_run_config",
     "param_groups",
+    "recompute_batchnorm",
     "save_checkpoint",
     "scale_lr",
     "train",

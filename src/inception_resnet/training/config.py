@@ -19,6 +19,7 @@ from .rundir import load_run_config
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 OPTIMIZERS = ("rmsprop_tf", "sgd")
+AUGMENTATIONS = ("inception", "pad-crop")
 
 RECIPES: dict[str, dict[str, Any]] = {
     "paper": dict(
@@ -73,6 +74,11 @@ class TrainConfig:
     num_workers: int | None = _opt(None, "data loader processes (default: 0 on a machine of <= 2 cores, else "
                                          "up to 8 per process)")
     color_distortion: bool = _opt(True, "random colour distortion in the training augmentation")
+    augmentation: str = _opt("inception", "training augmentation: 'inception' (random crops of 5-100 percent of "
+                             "the area, flip, colour) or 'pad-crop' (small images: pad, random crop, flip; "
+                             "validation on the whole image)")
+    holdout_fraction: float = _opt(0.0, "validate on this class-balanced share of the training split, held out "
+                                   "from training (the validation split is not read; for learning-rate sweeps)")
     # recipe
     recipe: str = _opt("paper", "hyper-parameter defaults: 'paper' (RMSProp, TF semantics) or 'sgd'")
     epochs: int = _opt(10, "number of epochs")
@@ -116,6 +122,9 @@ class TrainConfig:
     keep_last: int = _opt(3, "rolling checkpoints to keep (best.pt is kept besides)")
     log_every_steps: int = _opt(10, "write steps.jsonl every N steps (0: never)")
     validate_every_epochs: int = _opt(1, "validate every N epochs (and after the last)")
+    validate_every_steps: int = _opt(0, "also validate at step 0 and every N optimiser steps (validation.jsonl)")
+    bn_recompute_images: int = _opt(0, "validate a copy of the network whose BatchNorm statistics are recomputed "
+                                    "on this many clean training images (0: the running statistics)")
     val_batch_size: int | None = _opt(None, "validation batch per process (default: twice the training one)")
     progress: bool = _opt(True, "progress bar and per-epoch lines on stderr/stdout")
     tensorboard: bool = _opt(True, "write TensorBoard scalars when tensorboard is installed")
@@ -180,6 +189,13 @@ class TrainConfig:
             raise ValueError(f"val_fraction must lie in [0, 1), got {self.val_fraction}")
         if self.num_workers is not None and self.num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
+        if self.augmentation not in AUGMENTATIONS:
+            raise ValueError(f"augmentation must be one of {', '.join(AUGMENTATIONS)}, got {self.augmentation!r}")
+        if not 0.0 <= self.holdout_fraction < 1.0:
+            raise ValueError(f"holdout_fraction must lie in [0, 1), got {self.holdout_fraction}")
+        for name in ("validate_every_steps", "bn_recompute_images"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("label_smoothing", "drop_rate", "ema_decay", "momentum", "rmsprop_decay"):
             value = getattr(self, name)
             if value is not None and not 0.0 <= value < 1.0:

@@ -1,5 +1,6 @@
-"""The run directory: the one writer and the one reader of ``config.json``, ``metrics.jsonl``/``.csv`` and
-``steps.jsonl`` (the layout is described in :mod:`inception_resnet.training.trainer`), and its owner's lock.
+"""The run directory: the one writer and the one reader of ``config.json``, ``metrics.jsonl``/``.csv``,
+``steps.jsonl`` and ``validation.jsonl`` (the layout is described in :mod:`inception_resnet.training.trainer`),
+and its owner's lock.
 
 :class:`RunLock` makes a run directory belong to one run at a time: ``run.lock`` holds the owner's PID, host,
 start time and torchrun job, and is locked with ``flock`` for as long as the run lives (the kernel drops the
@@ -242,9 +243,9 @@ def read_metrics(source: RunSource) -> list[dict[str, Any]]:
     return rows
 
 
-def read_steps(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    """The rows of a run's ``steps.jsonl`` in step order (empty when none were logged)."""
-    path = Path(run_dir) / "steps.jsonl"
+def read_steps(run_dir: str | os.PathLike, name: str = "steps.jsonl") -> list[dict[str, Any]]:
+    """The rows of a run's ``steps.jsonl`` (or another per-step file) in step order (empty when none)."""
+    path = Path(run_dir) / name
     if not path.is_file():
         return []
     rows = []
@@ -257,6 +258,11 @@ def read_steps(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: r.get("step", 0))
 
 
+def read_validations(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """The rows of a run's ``validation.jsonl`` (step 0, then every N steps; empty when it has none)."""
+    return read_steps(run_dir, "validation.jsonl")
+
+
 def write_run_config(run_dir: Path, config: dict[str, Any], derived: dict[str, Any]) -> None:
     """Write ``config.json``: the resolved configuration and what was derived from it (atomically)."""
     document = {"config": config, "derived": derived}
@@ -264,7 +270,8 @@ def write_run_config(run_dir: Path, config: dict[str, Any], derived: dict[str, A
 
 
 class RunLog:
-    """The run directory's metric files (rank 0 only): metrics.csv/jsonl, steps.jsonl, TensorBoard."""
+    """The run directory's metric files (rank 0 only): metrics.csv/jsonl, steps.jsonl, validation.jsonl,
+    TensorBoard."""
 
     def __init__(self, run_dir: Path, enabled: bool, tensorboard: bool) -> None:
         self.run_dir = run_dir
@@ -286,11 +293,19 @@ class RunLog:
     def steps_jsonl(self) -> Path:
         return self.run_dir / "steps.jsonl"
 
-    def restart(self, history: list[dict[str, Any]], last_step: int) -> None:
+    @property
+    def validation_jsonl(self) -> Path:
+        return self.run_dir / "validation.jsonl"
+
+    def restart(self, history: list[dict[str, Any]], last_step: int,
+                evaluations: list[dict[str, Any]] | None = None) -> None:
         """Rewrite the files to what the checkpoint knows (drops rows a killed run wrote after it)."""
         if not self.enabled:
             return
         self._write_rows(history)
+        if evaluations or self.validation_jsonl.is_file():
+            write_text_atomic(self.validation_jsonl, "".join(json.dumps(row) + "\n" for row in evaluations or []),
+                              "the validation log")
         kept = [json.dumps(row) for row in read_steps(self.run_dir) if row.get("step", 0) <= last_step]
         write_text_atomic(self.steps_jsonl, "".join(line + "\n" for line in kept), "the step log")
 
@@ -315,6 +330,17 @@ class RunLog:
                 if key != "epoch" and isinstance(value, (int, float)) and value is not None:
                     self.writer.add_scalar(f"epoch/{key}", value, row["epoch"])
             self.writer.flush()
+
+    def validation(self, row: dict[str, Any]) -> None:
+        """One row of validation.jsonl (``validate_every_steps``)."""
+        if not self.enabled:
+            return
+        with open(self.validation_jsonl, "a") as handle:
+            handle.write(json.dumps(row) + "\n")
+        if self.writer is not None:
+            for key, value in row.items():
+                if key.endswith(("_top1_error", "_loss")) and value is not None:
+                    self.writer.add_scalar(f"validation/{key}", value, row["step"])
 
     def step(self, row: dict[str, Any]) -> None:
         if not self.enabled:

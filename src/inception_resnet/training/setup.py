@@ -34,6 +34,7 @@ from .rng import PerSampleSeeds, isolated_rng
 from .rundir import RunDirectoryBusy, RunLock
 from .step import StepRunner, TrainingModule
 
+HOLDOUT_SEED = 0  # the held-out part of the training split is the same for every run and seed
 
 def default_workers(world_size: int) -> int:
     cores = os.cpu_count() or 1
@@ -220,6 +221,8 @@ class RunSetup:
         :func:`inception_resnet.data.build_dataset` gets the model's transforms once the model exists.
         """
         config = self.config
+        if config.holdout_fraction:
+            return self.held_out_data(train_dataset, val_dataset)
         synthetic = parse_synthetic(config.data)
         if train_dataset is not None:
             if val_dataset is None:
@@ -238,20 +241,51 @@ class RunSetup:
         self.say(self.validation)
         return train, val, True
 
+    def held_out_data(
+        self, train_dataset: Dataset | None, val_dataset: Dataset | None
+    ) -> tuple[Dataset, Dataset, bool]:
+        """``holdout_fraction``: the training split, less a held-out part that becomes the validation set."""
+        from ..data.datasets import build_dataset
+        from ..data.loading import holdout_split
+
+        config = self.config
+        if val_dataset is not None:
+            raise ValueError("holdout_fraction validates on a part of the training data; pass no val_dataset "
+                             "(or set holdout_fraction to 0)")
+        synthetic = parse_synthetic(config.data)
+        ready = train_dataset is not None or synthetic is not None
+        if train_dataset is None and synthetic is not None:
+            count, classes = synthetic
+            train_dataset = SyntheticDataset(count, classes, config.in_chans, config.input_size or 299,
+                                             seed=config.seed)
+        elif train_dataset is None:
+            train_dataset = build_dataset(config.data, "train")
+        rest, held_out = holdout_split(train_dataset, config.holdout_fraction, seed=HOLDOUT_SEED)
+        self.validation = (f"validation on a held-out, class-balanced {config.holdout_fraction:g} of the training "
+                           f"split ({len(held_out)} images; the validation split is not read)")
+        return rest, held_out, not ready
+
     def attach_transforms(
         self, net: nn.Module, train_dataset: Dataset, val_dataset: Dataset | None
     ) -> tuple[Dataset, Dataset | None]:
         """The model's training augmentation and evaluation preprocessing, at the configured size."""
+        from ..data.pad_crop import PadCropTransform, whole_image_transform
         from ..data.transforms import eval_transform_for, train_transform
 
         config = self.config
         size = self.input_size(net)
         metadata = net.metadata
-        train_tf = train_transform(size, config.in_chans, mean=metadata.mean, std=metadata.std,
-                                   color_distortion=config.color_distortion)
+        if config.augmentation == "pad-crop":
+            train_tf = PadCropTransform(size, config.in_chans, mean=metadata.mean, std=metadata.std)
+            eval_tf = whole_image_transform(size, config.in_chans, mean=metadata.mean, std=metadata.std)
+        else:
+            train_tf = train_transform(size, config.in_chans, mean=metadata.mean, std=metadata.std,
+                                       color_distortion=config.color_distortion)
+            eval_tf = eval_transform_for(net, input_size=size)
+        self.clean_train = train_dataset.with_transform(eval_tf)  # BatchNorm recomputation's images
         train_dataset = train_dataset.with_transform(train_tf)
         if val_dataset is not None:
-            val_dataset = val_dataset.with_transform(eval_transform_for(net, input_size=size))
+            val_dataset = val_dataset.with_transform(eval_tf)
         return train_dataset, val_dataset
 
     def limit_data(self, train_dataset: Dataset, val_dataset: Dataset | None) -> tuple[Dataset, Dataset | None]:
@@ -317,6 +351,13 @@ class RunSetup:
             val_batch = config.val_batch_size or 2 * self.sampler.micro_batch
             self.val_loader = build_loader(val_dataset, val_batch, num_workers=workers, pin_memory=pin,
                                            seed=config.seed)
+        self.bn_loader = None
+        if config.bn_recompute_images and self.val_loader is not None:
+            from ..data.loading import subset
+
+            clean = subset(self.clean_train, config.bn_recompute_images, config.seed)
+            self.bn_loader = build_loader(clean, self.val_loader.batch_size, num_workers=workers, pin_memory=pin,
+                                          seed=config.seed)
         self.steps_per_epoch = self.sampler.steps_per_epoch
         self.peak_lr = scale_lr(config.lr, config.batch_size, config.reference_batch_size) if config.scale_lr \
             else config.lr

@@ -71,6 +71,7 @@ class RunState:
             "global_step": self.global_step,
             "epoch_sums": dict(self.epoch_sums),
             "history": list(self.history),
+            "evaluations": list(self.evaluations),
             "best": dict(self.best),
             "elapsed": self.elapsed(),
             "world_size": self.ctx.world_size,
@@ -137,6 +138,7 @@ class RunState:
         self.global_step = int(state["global_step"])
         self.epoch_sums = dict(state["epoch_sums"])
         self.history = list(state["history"])
+        self.evaluations = list(state.get("evaluations", []))
         self.best = dict(state["best"])
         self.elapsed_before = float(state["elapsed"])
         if self.step_in_epoch > self.steps_per_epoch:

@@ -18,7 +18,9 @@ Run directory::
     config.json          the resolved configuration and what was derived from it (lr, batch split...)
     metrics.csv/.jsonl   one row per epoch: train loss, lr, images/s, val top-1/top-5 error (raw, EMA),
                          mean fraction of exact zeros entering the final pooling, gradient norms, times
-    steps.jsonl          every ``log_every_steps`` steps: loss, gradient norm, lr, zero fraction
+    steps.jsonl          every ``log_every_steps`` steps: loss, gradient norm, lr, zero fraction, clipped or not
+    validation.jsonl     with ``validate_every_steps``: step 0 and every N steps, the validation errors
+                         and the training time so far (validation excluded); see :mod:`.validation`
     checkpoints/         last-e<epoch>-s<step>.pt (the newest ``keep_last``), best.pt
     tensorboard/         the same scalars, when the tensorboard package is installed
 
@@ -37,6 +39,11 @@ locked for the run's lifetime (:class:`~.rundir.RunLock`): a second run on it st
 Before the first step the directory is checked for writability and for room for a checkpoint; a failed write
 names the cause. ``--resume auto`` never silently starts over: with checkpoints present but none intact it
 stops and says so.
+
+For the residual study (:mod:`inception_resnet.study`): validation at step 0 and every N steps, BatchNorm
+statistics recomputed in a copy before each validation (:mod:`.validation`), a held-out part of the training
+split as validation set (``holdout_fraction``), the count of clipped steps per epoch (``clipped_steps``), and
+``augmentation="pad-crop"`` for small grey images (:mod:`inception_resnet.data.pad_crop`).
 """
 
 from __future__ import annotations
@@ -46,7 +53,7 @@ import math
 import sys
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +67,6 @@ from .control import NonFiniteLossError, StopRequest, maybe_crash_for_test
 from .distributed import (
     DistContext,
     all_reduce,
-    broadcast_object,
     init_distributed,
     shutdown,
     unwrap_model,
@@ -70,6 +76,7 @@ from .rng import restore_rng
 from .rundir import RunLog
 from .setup import RunSetup
 from .state import RunState
+from .validation import RunValidation
 
 
 @dataclass
@@ -91,6 +98,7 @@ class TrainSummary:
     config: dict[str, Any]
     chance_loss: float
     exit_code: int = 0
+    evaluations: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def final(self) -> dict[str, Any]:
@@ -113,7 +121,7 @@ def _short(value: float | None, digits: int = 4) -> str:
 
 
 
-class Trainer(RunSetup, RunState):
+class Trainer(RunSetup, RunState, RunValidation):
     """One training run (internal to :func:`train`): set-up, the epoch loop, validation, checkpoints."""
 
     def __init__(self, config: TrainConfig, ctx: DistContext, stop: StopRequest) -> None:
@@ -126,6 +134,7 @@ class Trainer(RunSetup, RunState):
         self.step_in_epoch = 0
         self.global_step = 0
         self.history: list[dict[str, Any]] = []
+        self.evaluations: list[dict[str, Any]] = []  # validate_every_steps: the rows of validation.jsonl
         self.best: dict[str, Any] = {}
         self.epoch_sums: dict[str, float] = {}
         self.last_checkpoint: Path | None = None
@@ -144,6 +153,7 @@ class Trainer(RunSetup, RunState):
             self.check_resume_compatible(state)
         train_dataset, val_dataset, needs_transforms = self.load_data(train_dataset, val_dataset)
         train_dataset, val_dataset = self.limit_data(train_dataset, val_dataset)
+        self.clean_train = train_dataset  # data passed in ready: its own transform (attach_transforms replaces it)
         net = self.build_model(config.num_classes or len(train_dataset.classes))
         self.input_size(net)
         if needs_transforms:
@@ -159,7 +169,8 @@ class Trainer(RunSetup, RunState):
             self.load_state(state)
         self.write_config()
         self.log = RunLog(self.run_dir, ctx.is_main, config.tensorboard)
-        self.log.restart(self.history, self.global_step)  # a fresh start clears rows of a run that died early
+        # a fresh start clears the rows of a run that died early
+        self.log.restart(self.history, self.global_step, self.evaluations)
         self.stop.install()
         try:
             status = self.loop()
@@ -189,6 +200,8 @@ class Trainer(RunSetup, RunState):
         config = self.config
         if self.rng_to_restore is not None:
             restore_rng(self.rng_to_restore, self.ctx.device)
+        if config.validate_every_steps and self.global_step == 0 and not self.evaluations:
+            self.validate_at_step()  # the untrained network: the curves' first point is measured
         while self.epoch < config.epochs:
             finished = self.train_epoch()
             if not finished:
@@ -215,7 +228,8 @@ class Trainer(RunSetup, RunState):
         config, ctx = self.config, self.ctx
         if self.step_in_epoch == 0:
             self.epoch_sums = {"loss": 0.0, "total_loss": 0.0, "zero_fraction": 0.0, "grad_norm": 0.0,
-                               "grad_norm_max": 0.0, "steps": 0, "images": 0, "seconds": 0.0, "skipped": 0}
+                               "grad_norm_max": 0.0, "steps": 0, "images": 0, "seconds": 0.0, "skipped": 0,
+                               "clipped_steps": 0}
         self.set_train_mode()
         self.sampler.set_epoch(self.epoch, self.step_in_epoch)
         self.train_set.epoch = self.epoch
@@ -240,6 +254,9 @@ class Trainer(RunSetup, RunState):
                     self.log_step(stats, sum(window) / len(window), rate)
                     window = []
                 maybe_crash_for_test(ctx, self.global_step)
+                if config.validate_every_steps and self.global_step % config.validate_every_steps == 0:
+                    self.validate_at_step()
+                    tick = time.perf_counter()  # validation is not training time
                 if stats["stop"]:
                     self.stop.signal_name = self.stop.signal_name or "a signal on another process"
                     path = self.save_checkpoint()
@@ -283,6 +300,7 @@ class Trainer(RunSetup, RunState):
         main_loss, total_loss, zero_fraction, grad_sum, stop_sum, images_total = packed.tolist()
         stats = {"loss": main_loss / world, "total_loss": total_loss / world, "zero_fraction": zero_fraction / world,
                  "grad_norm": grad_sum / world, "lr": lr, "stop": stop_sum > 0}
+        stats["clipped"] = bool(config.clip_grad_norm) and stats["grad_norm"] > config.clip_grad_norm
         fp16 = runner.scaler is not None
         if not math.isfinite(stats["total_loss"]) or (not fp16 and not math.isfinite(stats["grad_norm"])):
             self.optimizer.zero_grad(set_to_none=True)
@@ -317,13 +335,14 @@ class Trainer(RunSetup, RunState):
             sums["overflow_steps"] = sums.get("overflow_steps", 0) + 1
         sums["steps"] += 1
         sums["images"] += images
+        sums["clipped_steps"] = sums.get("clipped_steps", 0) + int(stats["clipped"])
 
     def log_step(self, stats: dict[str, Any], window_loss: float, rate: float) -> None:
         row = {
             "epoch": self.epoch + 1, "step": self.global_step, "step_in_epoch": self.step_in_epoch,
             "loss": stats["loss"], "loss_window": window_loss, "total_loss": stats["total_loss"],
-            "grad_norm": stats["grad_norm"], "lr": stats["lr"], "zero_fraction": stats["zero_fraction"],
-            "images_per_second": rate, "elapsed": self.elapsed(),
+            "grad_norm": stats["grad_norm"], "clipped": stats["clipped"], "lr": stats["lr"],
+            "zero_fraction": stats["zero_fraction"], "images_per_second": rate, "elapsed": self.elapsed(),
         }
         self.log.step(row)
 
@@ -343,11 +362,12 @@ class Trainer(RunSetup, RunState):
             "grad_norm": sums["grad_norm"] / max(1, steps - sums.get("overflow_steps", 0)),
             "overflow_steps": sums.get("overflow_steps", 0),
             "grad_norm_max": sums["grad_norm_max"],
+            "clipped_steps": sums.get("clipped_steps", 0),
             "train_skipped": sums["skipped"],
         }
         last_epoch = self.epoch + 1 == config.epochs
         validate = (self.epoch + 1) % config.validate_every_epochs == 0 or last_epoch
-        results = self.validate() if validate else {}
+        results = self.epoch_results() if validate else {}
         row.update(results)
         row["elapsed"] = self.elapsed()
         self.history.append(row)
@@ -363,28 +383,6 @@ class Trainer(RunSetup, RunState):
             self.log.epoch(self.history)
             self.say(self.epoch_line(row), always=False)
         self.save_checkpoint(is_best=is_best)
-
-    def validate(self) -> dict[str, Any]:
-        """Top-1/top-5 error of the raw and the averaged weights (rank 0; shared with the other ranks)."""
-        from ..evaluation.evaluate import evaluate_loader
-
-        results: dict[str, Any] = {}
-        if self.ctx.is_main and self.val_loader is not None:
-            amp = self.config.precision  # fp16 runs validate under fp16 autocast (GPUs without bf16)
-            with torch.random.fork_rng(devices=[self.ctx.device] if self.ctx.device.type == "cuda" else []):
-                candidates = [("val", unwrap_model(self.net))]
-                if self.ema is not None:
-                    candidates.append(("ema_val", self.ema.module))
-                for prefix, network in candidates:
-                    result = evaluate_loader(network, self.val_loader, device=self.ctx.device, amp=amp,
-                                             channels_last=self.config.channels_last)
-                    results.update({
-                        f"{prefix}_top1_error": result.top1_error, f"{prefix}_top5_error": result.top5_error,
-                        f"{prefix}_loss": result.loss,
-                    })
-                results["val_skipped"] = result.num_skipped
-            self.set_train_mode()
-        return broadcast_object(results, self.ctx)
 
     def epoch_line(self, row: dict[str, Any]) -> str:
         parts = [f"epoch {row['epoch']}/{self.config.epochs}", f"loss {row['train_loss']:.4f}",
@@ -417,6 +415,7 @@ class Trainer(RunSetup, RunState):
             config=self.config.to_dict(),
             chance_loss=math.log(len(self.classes)),
             exit_code=exit_code,
+            evaluations=list(self.evaluations),
         )
 
 
