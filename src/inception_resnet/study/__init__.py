@@ -3,9 +3,10 @@
 * :func:`run_compare` trains each pair (non-residual partner, residual network: Inception-v3 vs
   Inception-ResNet-v1, Inception-v4 vs Inception-ResNet-v2) under one recipe, data order and budget for
   several seeds, and writes the curves, tables and ``report.md`` (:mod:`.compare`).
-* :func:`run_scaling` trains a wide Inception-ResNet at an aggressive learning rate for each residual scale
-  and reports which runs "died" (:mod:`.scaling`, :func:`detect_death`).
-* Presets (``cpu``, ``gpu``, ``imagenet``) are JSON files: :func:`load_preset`, :mod:`.config`.
+* :func:`run_scaling` trains a wide, full-depth Inception-ResNet for each learning rate, residual scale and
+  seed, measures its dead channels and residual stream as it trains (:mod:`.probe`) and reports which runs
+  "died", with living controls (:mod:`.scaling`, :func:`detect_death`).
+* Presets (``cpu``, ``gpu``, ``imagenet``, ``scaling-cpu``) are JSON files: :func:`load_preset`, :mod:`.config`.
 
 Every run is an ordinary, resumable training run; a study started again skips the runs already done.
 
@@ -31,18 +32,23 @@ from .config import (
     preset_path,
     with_overrides,
 )
-from .death import DeathReport, detect_death, detect_run_death
+from .death import DeathReport, detect_death, detect_run_death, rate_label
+from .pool import run_pool
+from .probe import DeathProbe, ResidualStreamMonitor, dead_channel_share
 from .scaling import ScalingResult, plan_scaling, residual_widths, run_scaling
 
 __all__ = [
     "CompareConfig",
     "CompareResult",
     "DeathCriteria",
+    "DeathProbe",
     "DeathReport",
     "PairResult",
     "Preset",
+    "ResidualStreamMonitor",
     "ScalingConfig",
     "ScalingResult",
+    "dead_channel_share",
     "default_preset_name",
     "detect_death",
     "detect_run_death",
@@ -51,8 +57,10 @@ __all__ = [
     "plan_scaling",
     "preset_names",
     "preset_path",
+    "rate_label",
     "residual_widths",
     "run_compare",
+    "run_pool",
     "run_scaling",
     "with_overrides",
 ]
