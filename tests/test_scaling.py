@@ -29,7 +29,7 @@ from inception_resnet.study.death import rate_per_32
 from inception_resnet.study.probe import probe_indices, residual_blocks, zero_fraction
 from inception_resnet.study.runs import RunSpec
 from inception_resnet.study.scaling import check_width, plan_scaling
-from inception_resnet.training import TrainConfig, TrainSummary, train
+from inception_resnet.training import NonFiniteLossError, TrainConfig, TrainSummary, train
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TINY_TRAIN = {
@@ -190,6 +190,18 @@ def test_scaling_report_labels_deaths_and_sets_living_controls_beside_them(tmp_p
     assert rows["lr0.045-scale0.1-seed1"]["final_val_top1_error"] == "21.0"  # every run's validation error
     assert rows["lr0.045-scale0.1-seed1"]["trained_normally"] == "True"
     assert float(rows["lr0.045-scale1-seed1"]["init_stream_rms_last"]) == 3.0
+
+
+def test_a_diverged_run_is_labelled_apart_with_its_rate(tmp_path: Path) -> None:
+    def diverging(config: TrainConfig) -> TrainSummary:
+        fake_scaling_train(config)
+        raise NonFiniteLossError("the loss became nan at epoch 1, step 7")
+
+    config = ScalingConfig(scales=[1.0], seeds=[0], lrs=[0.045, 0.18], train={"width_multiplier": 0.5})
+    result = run_scaling(config, tmp_path, train_fn=diverging, log=None)
+    assert [r.label for r in result.runs] == ["diverged", "diverged, rate-induced (4x the paper's rate)"]
+    assert not any(r.trained for r in result.runs)
+    assert "| 0.18 | 1 | 1 | 1 | 6 | 1 | 1 | 0 |" in (tmp_path / "report.md").read_text()
 
 
 def test_rate_grid_plans_one_run_per_rate_scale_and_seed(tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 """``inception-resnet study compare|scaling|presets``: the paper's residual study, a thin layer over the API.
 
-``study compare`` and ``study scaling`` read a preset (``--preset cpu|gpu|imagenet|FILE.json``; default
+``study compare`` and ``study scaling`` read a preset (``--preset cpu|gpu|imagenet|scaling-cpu|FILE.json``; default
 ``gpu`` when CUDA is available, else ``cpu``), apply ``--set KEY=VALUE`` changes, train the runs not done
 yet in ``--out`` and write the report there; ``study compare --models NAME ...`` adds baseline models.
 ``study presets [NAME]`` lists the presets or prints one, to copy and edit. Under torchrun every process runs the
@@ -28,13 +28,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     descriptions = {
         "compare": "residual networks against their non-residual partners (Inception-v3 vs Inception-ResNet-v1, "
                    "Inception-v4 vs Inception-ResNet-v2): curves, final errors, epochs and time to error levels",
-        "scaling": "wide Inception-ResNets at an aggressive learning rate for residual scales 1.0/0.3/0.2/0.1: "
-                   "the share of runs that died (all zeros before the final pooling) per scale",
+        "scaling": "wide, full-depth Inception-ResNets for a grid of learning rates and residual scales "
+                   "1.0/0.3/0.2/0.1: dead channels before the final pooling and the residual stream measured as "
+                   "they train, the runs that died (with living controls) and every run's validation error",
     }
     for name, text in descriptions.items():
         command = sub.add_parser(name, help=text.split(":")[0], description=text)
         command.add_argument("--preset", default=None,
-                             help="cpu, gpu, imagenet or a JSON file (default: gpu with CUDA, else cpu)")
+                             help="cpu, gpu, imagenet, scaling-cpu or a JSON file (default: gpu with CUDA, else cpu)")
         command.add_argument("--out", default=None, help="report directory (default: study-results/<preset>/"
                              f"{name})")
         command.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
