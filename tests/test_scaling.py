@@ -182,7 +182,7 @@ def test_scaling_report_labels_deaths_and_sets_living_controls_beside_them(tmp_p
     assert "  - same rate and scale, other seed: `lr0.045-scale1-seed1` (21.0 %)" in report
     assert "  - same rate, other scale: `lr0.045-scale0.1-seed0` (20.0 %), `lr0.045-scale0.1-seed1` (21.0 %)" in report
     assert "  - same scale, other rate: none" in report
-    assert "their residual stream at the last step lies above scale 0.1's" in report
+    assert "their residual stream at the last step is above scale 0.1's" in report
     for name in ("scaling.png", "stream.png"):
         assert (tmp_path / name).read_bytes()[:8] == PNG_SIGNATURE
     rows = {r["key"]: r for r in read_csv(tmp_path / "scaling.csv")}

@@ -107,9 +107,13 @@ def detect_run_death(run_dir: str | os.PathLike, criteria: DeathCriteria | None 
 
 
 def detect_rows_death(rows: Sequence[dict[str, Any]], criteria: DeathCriteria | None = None) -> DeathReport:
-    """:func:`detect_death` on logged step rows, reading the criteria's measure from each row."""
+    """:func:`detect_death` on logged step rows, reading the criteria's measure from each row.
+
+    Only rows of training steps count (rows with a loss): the probe's row of the untrained network (step 0)
+    says nothing about a death in training.
+    """
     criteria = criteria or DeathCriteria()
-    rows = [r for r in rows if criteria.measure in r]
+    rows = [r for r in rows if criteria.measure in r and "loss" in r]
     if not rows:
         return DeathReport(False, None, f"no {criteria.measure} was logged (runs of `study scaling` log it; "
                            "set death.measure=zero_fraction for other runs)")

@@ -163,11 +163,13 @@ def plot_stream(
     curves: Sequence[Mapping[str, Any]],
     out_png: str | os.PathLike,
     *,
+    stages: Sequence[tuple[str, int]] = (),
     title: str | None = None,
 ) -> Path:
     """The residual stream's root-mean-square after every block (x: block, in forward order) at each run's
     first and last measured step; one column per learning rate, one colour per scale (dotted: the first
-    step, solid: the last), one line per seed."""
+    step, solid: the last), one line per seed. ``stages`` ((name, blocks) in forward order) draws the
+    boundaries between the residual stages."""
     rates = _by_rate(curves)
     scales = sorted({float(c["scale"]) for c in curves}, reverse=True)
     figure, axes = _figure(1, len(rates), (4.6 * len(rates) + 1, 4.5))
@@ -185,6 +187,12 @@ def plot_stream(
                       label=f"scale {float(curve['scale']):g}, seed {curve['seed']} (step {last['step']})")
             drawn = True
         axis.set_title(f"lr {rate:.4g} per 32 images")
+        edge = 0
+        for name, count in stages:
+            axis.axvline(edge + 0.5, color="grey", linewidth=0.8, alpha=0.6)
+            axis.text(edge + 0.5 + count / 2, 0.01, name, transform=axis.get_xaxis_transform(), ha="center",
+                      va="bottom", fontsize=7, color="grey")
+            edge += count
         axis.set_xlabel("residual block (forward order)")
         axis.set_ylabel("residual stream after the block (RMS)")
         axis.grid(True, alpha=0.3)

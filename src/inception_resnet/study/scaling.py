@@ -28,7 +28,7 @@ from ..training import TrainConfig, TrainSummary, train
 from .config import ScalingConfig, section_to_dict
 from .death import DeathReport, detect_rows_death, rate_label, rate_per_32, read_steps
 from .pool import run_pool
-from .probe import DeathProbe
+from .probe import DeathProbe, residual_blocks
 from .report import write_json
 from .runs import RunRecord, RunSpec, TrainFn, collect_records, is_main_process
 from .stats import final_value
@@ -55,21 +55,36 @@ def plan_scaling(config: ScalingConfig, out_dir: str | os.PathLike) -> list[RunS
     return specs
 
 
-def residual_widths(model: str, settings: dict[str, Any]) -> list[int]:
-    """The channel counts of the model's residual stages (each distinct width of its residual blocks)."""
+def _meta_model(model: str, settings: dict[str, Any]) -> Any:
+    """The model as ``settings`` build it, on the meta device (no memory, no computation)."""
     import torch
 
-    from ..models.layers import ScaledResidual
     from ..weights.factory import create_model
 
     config = TrainConfig.from_dict({**settings, "model": model})
     with torch.device("meta"):
-        net = create_model(model, num_classes=10, in_chans=config.in_chans, **config.model_kwargs())
+        return create_model(model, num_classes=10, in_chans=config.in_chans, **config.model_kwargs())
+
+
+def residual_widths(model: str, settings: dict[str, Any]) -> list[int]:
+    """The channel counts of the model's residual stages (each distinct width of its residual blocks)."""
     widths: list[int] = []
-    for module in net.modules():
-        if isinstance(module, ScaledResidual) and module.out_channels not in widths:
-            widths.append(module.out_channels)
+    for _, block in residual_blocks(_meta_model(model, settings)):
+        if block.out_channels not in widths:
+            widths.append(block.out_channels)
     return widths
+
+
+def residual_stages(model: str, settings: dict[str, Any]) -> list[tuple[str, int]]:
+    """The model's residual stages in forward order: (name of the stage's module, number of blocks)."""
+    stages: list[tuple[str, int]] = []
+    for name, _ in residual_blocks(_meta_model(model, settings)):
+        stage = name.rsplit(".", 1)[0] if "." in name else name
+        if stages and stages[-1][0] == stage:
+            stages[-1] = (stage, stages[-1][1] + 1)
+        else:
+            stages.append((stage, 1))
+    return stages
 
 
 def check_width(config: ScalingConfig) -> list[int]:

@@ -94,12 +94,12 @@ def living_controls(dead: ScalingRun, runs: Sequence[ScalingRun]) -> dict[str, l
 def _compare(a: Spread | None, b: Spread | None) -> str:
     """Where the range of ``a`` lies against that of ``b``: above, below, or overlapping (seed spread)."""
     if a is None or b is None:
-        return "not measured"
+        return "cannot be compared (not measured) with"
     if a.min > b.max:
-        return "above"
+        return "is above"
     if a.max < b.min:
-        return "below"
-    return "overlapping"
+        return "is below"
+    return "overlaps"
 
 
 def findings(config: ScalingConfig, result: ScalingResult, rows: list[dict[str, Any]]) -> list[str]:
@@ -154,12 +154,14 @@ def findings(config: ScalingConfig, result: ScalingResult, rows: list[dict[str, 
 
         channel, stream, top1 = against("max_dead_channels"), against("final_stream"), against("top1")
         out.append(f"**At {_rate_text(row_rate)} per 32 images, the unscaled runs against the scaled ones**: "
-                   f"their highest dead-channel share lies {channel}; their residual stream at the last step "
-                   f"lies {stream}; their final validation error lies {top1}. (Above or below: every unscaled run "
-                   "beyond every run of that scale; overlapping: within the seed spread.)")
+                   f"their highest dead-channel share {channel}; their residual stream at the last step "
+                   f"{stream}; their final validation error {top1}. (Above or below: every unscaled run beyond "
+                   "every run of that scale; overlaps: the ranges over seeds overlap.)")
     trained = sum(r.trained for r in done)
     out.append(f"**Living runs**: {trained} of {len(done)} finished run(s) trained normally (not dead, final "
-               f"validation top-1 error at most {config.trained_top1:g} %).")
+               f"validation top-1 error at most {config.trained_top1:g} %)."
+               + (" No run reached that regime within the budget: the comparisons above are between networks "
+                  "that had not learned the task yet, and no death has a living control." if not trained else ""))
     return out
 
 
@@ -187,8 +189,13 @@ def write_scaling_report(config: ScalingConfig, result: ScalingResult, preset: s
                      "validation error (x: a death)")
         figures.append("scaling.png")
         if any(s.get("stream_rms") for c in curves for s in c["steps"]):
-            plot_stream(curves, out / "stream.png", title=f"{config.model}: the residual stream after every block "
-                        "at the last logged step")
+            from .scaling import residual_stages
+
+            stages = residual_stages(config.model, {**config.train, "residual_scale": 1.0})
+            if len(stages) == 3:  # the Inception-ResNet A, B and C stages
+                stages = [(f"{letter} ({name})", count) for letter, (name, count) in zip("ABC", stages, strict=True)]
+            plot_stream(curves, out / "stream.png", stages=stages, title=f"{config.model}: the residual stream "
+                        "after every block (dotted: step 0; solid: the last logged step)")
             figures.append("stream.png")
     resolved = TrainConfig.from_dict({**config.train, "model": config.model}).resolved()
     derived = next((r.derived for r in result.records if r.derived), {})
