@@ -263,7 +263,7 @@ def test_pool_trains_runs_in_other_processes_and_keeps_the_plan_order(tmp_path: 
 def test_tiny_scaling_study_end_to_end(tmp_path: Path) -> None:
     preset = {"name": "tiny", "description": "test", "scaling": {
         "model": "inception_resnet_v2_paper", "lrs": [0.045, 0.18], "scales": [1.0, 0.1], "seeds": [0],
-        "min_filters": 0, "probe_images": 8, "val_every_steps": 1, "train": TINY_TRAIN}}
+        "min_filters": 0, "probe_images": 8, "val_every_steps": 1, "keep_checkpoints": False, "train": TINY_TRAIN}}
     (tmp_path / "tiny.json").write_text(json.dumps(preset))
     out = tmp_path / "scaling"
     assert main(["study", "scaling", "--preset", str(tmp_path / "tiny.json"), "--out", str(out), "--quiet"]) == 0
@@ -278,6 +278,8 @@ def test_tiny_scaling_study_end_to_end(tmp_path: Path) -> None:
     lines = (out / "runs" / "lr0.18-scale1-seed0" / "steps.jsonl").read_text().splitlines()
     steps = [json.loads(line) for line in lines]
     assert [s["step"] for s in steps] == [0, 1, 2] and all("val_top1_error" in s for s in steps)
+    assert not (out / "runs" / "lr0.18-scale1-seed0" / "checkpoints").exists()  # keep_checkpoints false
+    assert (out / "runs" / "lr0.18-scale1-seed0" / "study_run.json").is_file()
     report = (out / "report.md").read_text()
     assert "## The answer" in report and "## Every death and its living controls" in report
     assert "learning rates 0.045, 0.18 per 32 images" in report

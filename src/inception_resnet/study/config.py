@@ -132,7 +132,8 @@ class ScalingConfig:
     (%) trained normally: the living controls the report sets beside every death. ``min_filters`` and
     ``wide_stages``: at least that many residual stages must have more than ``min_filters`` filters
     (``wide_stages`` 2: the paper's B and C stages). ``jobs`` runs are trained at once, each in its own
-    process (give each one thread: ``train.threads``).
+    process (give each one thread: ``train.threads``). Without ``keep_checkpoints`` a run that completed
+    loses its checkpoints (its logs, which the report reads, stay).
     """
 
     model: str = "inception_resnet_v2_paper"
@@ -149,6 +150,7 @@ class ScalingConfig:
     rate_factor: float = 4.0
     trained_top1: float = 50.0
     jobs: int = 1
+    keep_checkpoints: bool = True
     time_limit_s: float | None = None
 
     def validate(self) -> None:
@@ -156,6 +158,8 @@ class ScalingConfig:
 
         if self.model not in list_models():
             raise ValueError(f"scaling.model: unknown model {self.model!r}")
+        if not isinstance(self.keep_checkpoints, bool):
+            raise ValueError(f"scaling.keep_checkpoints must be true or false, got {self.keep_checkpoints!r}")
         if not self.scales or any(not _positive(s) for s in self.scales):
             raise ValueError(f"scaling.scales must be positive numbers, got {self.scales!r}")
         if len(set(self.scales)) != len(self.scales):

@@ -18,6 +18,7 @@ error at intervals. The study writes::
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,12 +107,18 @@ def check_width(config: ScalingConfig) -> list[int]:
 @dataclass
 class ProbedTrain:
     """The study's training function: :func:`~inception_resnet.training.train` with the death probe
-    (picklable, for runs in other processes)."""
+    (picklable, for runs in other processes). Without ``keep_checkpoints`` a run that completed loses its
+    ``checkpoints/`` directory (a finished run is never resumed; its logs stay)."""
 
     probe: DeathProbe
+    keep_checkpoints: bool = True
 
     def __call__(self, config: TrainConfig) -> TrainSummary:
-        return train(config, step_probe=self.probe)
+        summary = train(config, step_probe=self.probe)
+        if not self.keep_checkpoints and summary.status == "completed" and is_main_process():
+            shutil.rmtree(Path(summary.run_dir) / "checkpoints", ignore_errors=True)
+            summary.last_checkpoint = summary.best_checkpoint = None
+        return summary
 
 
 @dataclass
@@ -246,7 +253,7 @@ def run_scaling(
     env = environment(command or "")  # the command the caller gives, else none
     study = {"study": "scaling", "preset": preset, "config": section_to_dict(config), "residual_widths": widths,
              "environment": env}
-    fn = train_fn or ProbedTrain(DeathProbe(config.probe_images, config.val_every_steps))
+    fn = train_fn or ProbedTrain(DeathProbe(config.probe_images, config.val_every_steps), config.keep_checkpoints)
     if config.jobs > 1 and not report_only:
         if is_main_process():
             out.mkdir(parents=True, exist_ok=True)
