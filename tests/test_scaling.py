@@ -4,8 +4,10 @@ the training loop, the labelling of rate-induced deaths, living controls, the pr
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
+import pickle
 from pathlib import Path
 
 import pytest
@@ -28,7 +30,7 @@ from inception_resnet.study import (
 from inception_resnet.study.death import rate_per_32
 from inception_resnet.study.probe import probe_indices, residual_blocks, zero_fraction
 from inception_resnet.study.runs import RunSpec
-from inception_resnet.study.scaling import check_width, plan_scaling
+from inception_resnet.study.scaling import ProbedTrain, check_width, plan_scaling
 from inception_resnet.training import NonFiniteLossError, TrainConfig, TrainSummary, train
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -109,6 +111,16 @@ def test_probe_measures_a_network_and_leaves_it_as_it_was() -> None:
     assert 0.0 <= row["dead_channels"] <= row["probe_zero_fraction"] <= 1.0
     assert len(row["stream_rms"]) == 4 and row["stream_rms_last"] == row["stream_rms"][-1] > 0
     assert row["stream_rms_max"] == max(row["stream_rms"])
+
+
+def test_each_run_gets_a_probe_of_its_own() -> None:
+    probe = DeathProbe(probe_images=2)
+    dataset = [(torch.full((1, 3, 3), float(i)), 0) for i in range(4)]
+    assert probe.probe_batch(dataset, torch.device("cpu"))[:, 0, 0, 0].tolist() == [0.0, 2.0]
+    other = [(torch.full((1, 3, 3), -1.0), 0)] * 4
+    assert probe.probe_batch(other, torch.device("cpu")).min() == 0.0  # cached within a run
+    assert dataclasses.replace(probe).probe_batch(other, torch.device("cpu")).max() == -1.0  # a new run's copy
+    assert pickle.loads(pickle.dumps(ProbedTrain(probe))).probe._batch is None  # the batch stays behind
 
 
 # -- the probe in the training loop --------------------------------------------------------------------------------

@@ -133,8 +133,9 @@ class DeathProbe:
     """A step probe: dead channels, zero fraction and residual-stream norms on a fixed probe batch, at every
     logged step; validation error every ``val_every_steps`` steps (0: only the trainer's, after each epoch).
 
-    ``probe_images`` evenly spaced validation images form the probe batch (the same for every step of a
-    run and for every run on the same data). Call it with a
+    ``probe_images`` evenly spaced validation images form the probe batch: the same at every step of a run,
+    and the same for every run with the same validation images (a subset of them follows the run's seed).
+    The batch is cached on the first call: use one probe per run. Call it with a
     :class:`~inception_resnet.training.ProbeContext`; it returns the values to add to the step's row.
     """
 

@@ -17,6 +17,7 @@ error at intervals. The study writes::
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from collections.abc import Callable, Sequence
@@ -114,7 +115,7 @@ class ProbedTrain:
     keep_checkpoints: bool = True
 
     def __call__(self, config: TrainConfig) -> TrainSummary:
-        summary = train(config, step_probe=self.probe)
+        summary = train(config, step_probe=dataclasses.replace(self.probe))  # a fresh probe batch per run
         if not self.keep_checkpoints and summary.status == "completed" and is_main_process():
             shutil.rmtree(Path(summary.run_dir) / "checkpoints", ignore_errors=True)
             summary.last_checkpoint = summary.best_checkpoint = None
