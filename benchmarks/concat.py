@@ -33,8 +33,11 @@ if __package__ in (None, ""):  # run as a script from a checkout: use the packag
     sys.path.insert(1, str(Path(__file__).resolve().parents[1] / "src"))
 
 from inception_resnet import create_model  # noqa: E402
-from inception_resnet.bench import environment_lines, write_results  # noqa: E402
-from inception_resnet.environment import environment  # noqa: E402
+from inception_resnet.bench import write_results  # noqa: E402
+from inception_resnet.environment import (
+    environment,  # noqa: E402
+    environment_lines,  # noqa: E402
+)
 from inception_resnet.inference import optimize_for_inference  # noqa: E402
 
 MODELS = ("inception_v4", "inception_resnet_v2")

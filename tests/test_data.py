@@ -308,7 +308,7 @@ def test_eval_transform_for_follows_the_metadata():
     tf_style = eval_transform_for(tf_meta)
     assert tf_style.style == "tf" and tf_style.size == (299, 299) and tf_style.crop_pct == 0.9
     assert eval_transform_for(tf_meta, style="squash").style == "squash"
-    with pytest.raises(ValueError, match="below the minimum of 75x75"):
+    with pytest.raises(ValueError, match="too small; the minimum is 75x75"):
         eval_transform_for(model, input_size=64)
 
 

@@ -25,7 +25,7 @@ from inception_resnet.cli.eval import MemberSpec, parse_member
 from inception_resnet.data import build_dataset, build_loader, decode_file
 from inception_resnet.data.crops import MultiCropTransform, crop_views, multi_crop_scales, multi_crop_transform_for
 from inception_resnet.data.transforms import eval_transform_for, resize_shorter_side
-from inception_resnet.evaluation.evaluate import EvalResult, evaluate, evaluate_loader, predict
+from inception_resnet.evaluation.evaluate import EvalResult, evaluate, evaluate_loader, predict_probabilities
 from inception_resnet.models.base import ModelMetadata
 
 
@@ -152,7 +152,7 @@ def test_ten_crop_average_is_the_mean_of_the_ten_single_crop_softmaxes():
     assert views.shape == (10, 3, 75, 75)
     with torch.inference_mode():
         singles = torch.stack([F.softmax(model(views[i : i + 1]), dim=1)[0] for i in range(10)])
-    averaged = predict(model, views.unsqueeze(0))[0]
+    averaged = predict_probabilities(model, views.unsqueeze(0))[0]
     torch.testing.assert_close(averaged, singles.mean(0), rtol=1e-4, atol=1e-6)
     assert not torch.allclose(singles[0], singles[5])  # the views do differ
 

@@ -1,5 +1,5 @@
 """The rest of the family: GoogLeNet against torchvision, BN-Inception against Cadene's Caffe-converted model,
-and the zoo's API (features, sizes, errors, widths, metadata, TorchScript, auxiliary outputs) on both.
+their auxiliary outputs and metadata (the generic model tests, run on them too, are in tests/test_models.py).
 
 Cadene's ``BNInception`` is read from the installed ``pretrainedmodels`` package (its file only, so that the
 package's own imports of ``six`` and ``munch`` are not needed).
@@ -21,11 +21,7 @@ from inception_resnet.models.complexity import count_parameters
 from inception_resnet.models.googlenet import GoogLeNetOutput
 
 FAMILY = ["googlenet", "bn_inception"]
-MIN_SIZE = {"googlenet": 15, "bn_inception": 7}  # the smallest inputs that run (found by trying every size)
-FEATURE_CHANNELS = {  # GoogLeNet Table 1; BN-Inception Figure 5 (branch sums)
-    "googlenet": [64, 192, 480, 832, 1024],
-    "bn_inception": [64, 192, 320, 608, 1024],
-}
+
 
 
 def cadene_bninception() -> nn.Module:
@@ -161,105 +157,6 @@ def test_bn_inception_structure_follows_figure_5() -> None:
     with torch.no_grad():  # odd grids entering 3c / 4e (Cadene's model fails at 220) still concatenate
         for size in (108, 115):
             assert model(torch.randn(1, 3, size, size)).isfinite().all()
-
-
-# -- the zoo's API on both ----------------------------------------------------------------------------
-@pytest.mark.parametrize("name", FAMILY)
-def test_minimum_size_runs_and_below_it_a_clear_error(name: str) -> None:
-    minimum = MIN_SIZE[name]
-    options = {"aux_logits": True} if name == "googlenet" else {}
-    model = small(name, **options).train()
-    assert model.metadata.min_input_size == minimum
-    out = model(torch.randn(2, 3, minimum, minimum))
-    assert (out[0] if isinstance(out, tuple) else out).shape == (2, 7)
-    model.eval()
-    message = rf"{name}: input of {minimum - 1}x40 is too small; the minimum is {minimum}x{minimum}"
-    with pytest.raises(ValueError, match=message):
-        model(torch.randn(1, 3, minimum - 1, 40))
-    with pytest.raises(ValueError, match=message):
-        model.forward_features(torch.randn(1, 3, minimum - 1, 40))
-    with pytest.raises(ValueError, match=r"expected 3 input channels, got 1"):
-        model(torch.randn(1, 1, 64, 64))
-
-
-@pytest.mark.parametrize("name", FAMILY)
-def test_features_only_levels_and_strides(name: str) -> None:
-    model = ir.create_model(name, features_only=True, width_multiplier=0.25).eval()
-    reference = ir.create_model(name, width_multiplier=0.25).eval()
-    reference.load_state_dict(model.state_dict(), strict=False)
-    x = torch.randn(1, 3, 128, 128)
-    with torch.no_grad():
-        levels = model(x)
-        final = reference.forward_features(x)
-    assert [i.reduction for i in model.feature_info] == [2, 4, 8, 16, 32]
-    assert [f.shape[1] for f in levels] == [i.num_chs for i in model.feature_info]
-    assert [f.shape[-1] for f in levels] == [64, 32, 16, 8, 4]
-    assert torch.equal(levels[-1], final)
-    with torch.device("meta"):
-        full = ir.create_model(name, features_only=True)
-    assert [i.num_chs for i in full.feature_info] == FEATURE_CHANNELS[name]
-    picked = ir.create_model(name, features_only=True, out_indices=(1, 3), width_multiplier=0.25).eval()
-    with torch.no_grad():
-        assert [f.shape[-1] for f in picked(x)] == [32, 8]
-
-
-@pytest.mark.parametrize("name", FAMILY)
-def test_head_api(name: str) -> None:
-    model = small(name).eval()
-    x = torch.randn(2, 3, 80, 96)
-    with torch.no_grad():
-        features = model.forward_features(x)
-        assert features.shape[:2] == (2, model.num_features)
-        assert model.forward_head(features, pre_logits=True).shape == (2, model.num_features)
-        assert torch.allclose(model.forward_head(features), model(x))
-        model.reset_classifier(3)
-        assert model(x).shape == (2, 3) and model.metadata.num_classes == 3
-        model.reset_classifier(0)
-        assert model(x).shape == (2, model.num_features)
-
-
-@pytest.mark.parametrize("name", FAMILY)
-def test_backward_reaches_every_parameter(name: str) -> None:
-    options = {"aux_logits": True} if name == "googlenet" else {}
-    model = ir.create_model(name, num_classes=10, width_multiplier=0.25, **options).train()
-    out = model(torch.randn(2, 3, 64, 64))
-    if isinstance(out, tuple):
-        loss = out[0].logsumexp(1).sum() + 0.3 * sum(a.logsumexp(1).sum() for a in out[1:])
-    else:
-        loss = out.logsumexp(1).sum()
-    loss.backward()
-    missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
-    assert not missing
-    assert all(p.grad.abs().sum() > 0 for n, p in model.named_parameters() if "bn.bias" not in n)
-
-
-@pytest.mark.parametrize("name", FAMILY)
-def test_torchscript_and_channels_last_give_the_same_output(name: str) -> None:
-    options = {"aux_logits": True, "transform_input": True} if name == "googlenet" else {}
-    model = small(name, **options).eval()
-    x = torch.randn(2, 3, 96, 110)
-    with torch.no_grad():
-        expected = model(x)
-        scripted = torch.jit.script(model)
-        assert torch.allclose(scripted(x), expected, atol=1e-5)
-        cl_model = small(name, **options).eval()
-        cl_model.load_state_dict(model.state_dict())
-        cl_model = cl_model.to(memory_format=torch.channels_last)
-        assert torch.allclose(cl_model(x.to(memory_format=torch.channels_last)), expected, atol=1e-4)
-    with pytest.raises(torch.jit.Error, match="too small"):
-        scripted(torch.randn(1, 3, MIN_SIZE[name] - 1, 60))
-
-
-@pytest.mark.parametrize("name", FAMILY)
-def test_width_multiplier_rounds_to_multiples_of_8(name: str) -> None:
-    with torch.device("meta"):
-        model = ir.create_model(name, width_multiplier=0.5)
-        full = ir.create_model(name)
-    widths = {m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)}
-    assert all(w % 8 == 0 for w in widths)
-    assert count_parameters(model) < 0.5 * count_parameters(full)
-    with pytest.raises(ValueError, match="width_multiplier"):
-        ir.create_model(name, width_multiplier=0)
 
 
 def test_metadata() -> None:

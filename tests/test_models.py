@@ -1,4 +1,8 @@
-"""The model zoo: exact sizes, shapes at every valid input, gradients, TorchScript, the timm layouts."""
+"""The model zoo: exact sizes, shapes at every valid input, gradients, TorchScript, the timm layouts.
+
+The generic tests (input checks, features, head API, gradients, TorchScript, widths) run on every registered
+model; tests/test_family.py holds what is particular to GoogLeNet and BN-Inception.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,11 @@ import torch
 import inception_resnet as ir
 from inception_resnet.models.complexity import count_parameters, model_macs
 from inception_resnet.models.layers import ScaledResidual
+from inception_resnet.models.registry import model_options
 
 ZOO = ["inception_v3", "inception_v4", "inception_resnet_v1", "inception_resnet_v2", "inception_resnet_v2_paper"]
+ALL = ir.list_models()  # every registered model, facenet included
+MIN_SIZE = {"googlenet": 15, "bn_inception": 7}  # the smallest inputs that run (found by trying every size); else 75
 
 # Reference counts at 1000 classes (timm's published tables).
 PARAMS = {
@@ -30,7 +37,10 @@ NUM_FEATURES = {
     "inception_v3": 2048, "inception_v4": 1536, "inception_resnet_v1": 1792,
     "inception_resnet_v2": 1536, "inception_resnet_v2_paper": 2144,
 }
-FEATURE_CHANNELS = {
+FEATURE_CHANNELS = {  # GoogLeNet Table 1; BN-Inception Figure 5 (branch sums); the others their figures
+    "googlenet": [64, 192, 480, 832, 1024],
+    "bn_inception": [64, 192, 320, 608, 1024],
+    "inception_resnet_v1_facenet": [64, 192, 256, 896, 1792],
     "inception_v3": [64, 192, 288, 768, 2048],
     "inception_v4": [64, 160, 384, 1024, 1536],
     "inception_resnet_v1": [64, 192, 256, 896, 1792],
@@ -46,7 +56,14 @@ def full_models() -> dict[str, ir.InceptionNet]:
 
 
 def small(name: str, **kwargs) -> ir.InceptionNet:
+    if "classify" in model_options(name):
+        kwargs.setdefault("classify", True)  # facenet: logits, not embeddings
     return ir.create_model(name, width_multiplier=0.25, num_classes=7, **kwargs)
+
+
+def with_aux(name: str) -> dict:
+    """The options that build every head a model has (auxiliary classifiers included)."""
+    return {"aux_logits": True} if "aux_logits" in model_options(name) else {}
 
 
 def test_registry_lists_the_zoo() -> None:
@@ -74,56 +91,72 @@ def test_shapes_at_299_75_and_non_square(name: str, full_models) -> None:
     assert features.shape[2] == 1 and features.shape[3] == 3
 
 
-@pytest.mark.parametrize("name", ZOO)
-def test_too_small_or_wrong_channels_raise_a_clear_error(name: str, full_models) -> None:
-    model = full_models[name]
-    with pytest.raises(ValueError, match=rf"{name}: input of 74x100 is too small; the minimum is 75x75"):
-        model(torch.randn(1, 3, 74, 100))
+@pytest.mark.parametrize("name", ALL)
+def test_minimum_size_runs_and_below_it_a_clear_error(name: str) -> None:
+    minimum = MIN_SIZE.get(name, 75)
+    model = small(name, **with_aux(name)).train()
+    assert model.metadata.min_input_size == minimum
+    out = model(torch.randn(2, 3, minimum, minimum))
+    assert (out[0] if isinstance(out, tuple) else out).shape == (2, 7)
+    model.eval()
+    message = rf"{name}: input of {minimum - 1}x100 is too small; the minimum is {minimum}x{minimum}"
+    with pytest.raises(ValueError, match=message):
+        model(torch.randn(1, 3, minimum - 1, 100))
+    with pytest.raises(ValueError, match=message):
+        model.forward_features(torch.randn(1, 3, minimum - 1, 100))
     with pytest.raises(ValueError, match=r"expected 3 input channels, got 1"):
         model(torch.randn(1, 1, 100, 100))
     with pytest.raises(ValueError, match=r"4-d batch"):
         model(torch.randn(3, 100, 100))
 
 
-@pytest.mark.parametrize("name", ZOO)
+@pytest.mark.parametrize("name", ALL)
 def test_backward_reaches_every_parameter(name: str) -> None:
-    model = ir.create_model(name, num_classes=10, width_multiplier=0.5).train()
-    model(torch.randn(2, 3, 128, 128)).logsumexp(1).sum().backward()
+    model = small(name, **with_aux(name)).train()
+    out = model(torch.randn(2, 3, 128, 128))
+    if isinstance(out, tuple):
+        loss = out[0].logsumexp(1).sum() + 0.3 * sum(a.logsumexp(1).sum() for a in out[1:])
+    else:
+        loss = out.logsumexp(1).sum()
+    loss.backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
     assert not missing
     assert all(p.grad.abs().sum() > 0 for n, p in model.named_parameters() if "bn.bias" not in n)
 
 
-@pytest.mark.parametrize("name", ZOO)
+@pytest.mark.parametrize("name", ALL)
 def test_torchscript_and_channels_last_give_the_same_output(name: str) -> None:
-    model = small(name).eval()
+    options = {"transform_input": True} if "transform_input" in model_options(name) else {}
+    model = small(name, **with_aux(name), **options).eval()
     x = torch.randn(2, 3, 96, 110)
     with torch.no_grad():
         expected = model(x)
         scripted = torch.jit.script(model)
         assert torch.allclose(scripted(x), expected, atol=1e-5)
-        cl_model = small(name).eval()
+        cl_model = small(name, **with_aux(name), **options).eval()
         cl_model.load_state_dict(model.state_dict())
         cl_model = cl_model.to(memory_format=torch.channels_last)
         out = cl_model(x.to(memory_format=torch.channels_last))
     assert torch.allclose(out, expected, atol=1e-4)
     with pytest.raises(torch.jit.Error, match="too small"):
-        scripted(torch.randn(1, 3, 60, 60))
+        scripted(torch.randn(1, 3, MIN_SIZE.get(name, 75) - 1, 60))
 
 
-@pytest.mark.parametrize("name", ZOO)
+@pytest.mark.parametrize("name", ALL)
 def test_features_only_levels_and_strides(name: str) -> None:
     model = ir.create_model(name, features_only=True, width_multiplier=0.25).eval()
     reference = ir.create_model(name, width_multiplier=0.25).eval()
     reference.load_state_dict(model.state_dict(), strict=False)
-    x = torch.randn(1, 3, 299, 299)
+    size = 128 if name in MIN_SIZE else 299
+    x = torch.randn(1, 3, size, size)
     with torch.no_grad():
         levels = model(x)
         final = reference.forward_features(x)
     assert [f.shape[1] for f in levels] == [i.num_chs for i in model.feature_info]
     assert [i.reduction for i in model.feature_info] == [2, 4, 8, 16, 32]
     stride4 = 73 if name in ("inception_v4", "inception_resnet_v2_paper") else 71  # Mixed_3a vs Conv2d_4a
-    assert [f.shape[-1] for f in levels] == [147, stride4, 35, 17, 8]
+    spatial = [64, 32, 16, 8, 4] if name in MIN_SIZE else [147, stride4, 35, 17, 8]
+    assert [f.shape[-1] for f in levels] == spatial
     assert torch.equal(levels[-1], final)
     with torch.device("meta"):
         full = ir.create_model(name, features_only=True)
@@ -131,14 +164,14 @@ def test_features_only_levels_and_strides(name: str) -> None:
     picked = ir.create_model(name, features_only=True, out_indices=(1, 3), width_multiplier=0.25).eval()
     picked.load_state_dict(model.state_dict())
     with torch.no_grad():
-        assert [f.shape[-1] for f in picked(x)] == [stride4, 17]
+        assert [f.shape[-1] for f in picked(x)] == [spatial[1], spatial[3]]
         assert torch.equal(picked(x)[1], levels[3])
 
 
-@pytest.mark.parametrize("name", ZOO)
+@pytest.mark.parametrize("name", ALL)
 def test_head_api(name: str) -> None:
     model = small(name).eval()
-    x = torch.randn(2, 3, 80, 80)
+    x = torch.randn(2, 3, 80, 96)
     with torch.no_grad():
         features = model.forward_features(x)
         pooled = model.forward_head(features, pre_logits=True)
@@ -192,12 +225,16 @@ def test_released_ir_v2_last_block_is_unscaled_without_relu() -> None:
     assert len(model.repeat) == 10 and len(model.repeat_1) == 20 and len(model.repeat_2) == 9
 
 
-@pytest.mark.parametrize("multiplier", [0.25, 0.5])
-def test_width_multiplier_rounds_to_multiples_of_8(multiplier: float) -> None:
-    model = ir.create_model("inception_v4", width_multiplier=multiplier)
+@pytest.mark.parametrize("name", ALL)
+def test_width_multiplier_rounds_to_multiples_of_8(name: str) -> None:
+    with torch.device("meta"):
+        model = ir.create_model(name, width_multiplier=0.5)
+        full = ir.create_model(name)
     widths = {m.out_channels for m in model.modules() if isinstance(m, torch.nn.Conv2d)}
     assert all(w % 8 == 0 for w in widths if w != 1000)
-    assert count_parameters(model) < PARAMS["inception_v4"] * multiplier
+    assert count_parameters(model) < 0.5 * count_parameters(full)
+    with pytest.raises(ValueError, match="width_multiplier"):
+        ir.create_model(name, width_multiplier=0)
 
 
 def test_metadata_and_unknown_options() -> None:
@@ -226,8 +263,6 @@ def test_compile_runs() -> None:
 @pytest.mark.parametrize("multiplier", [0.125, 0.3])
 def test_odd_width_multipliers_give_consistent_networks(name: str, multiplier: float) -> None:
     """Each block is built for the width its predecessor really produces (they differ once rounded)."""
-    from inception_resnet.models.registry import model_options
-
     aux = {"aux_logits": True} if "aux_logits" in model_options(name) else {}
     aux.update({"classify": True} if "classify" in model_options(name) else {})  # facenet: logits, not embeddings
     model = ir.create_model(name, width_multiplier=multiplier, num_classes=4, **aux).train()

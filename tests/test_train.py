@@ -122,7 +122,7 @@ def test_cli_flags_map_onto_the_config(capsys, tmp_path):
     [
         ({"num_classes": 5}, None, "5 outputs but the data has 4 classes"),
         ({}, TinySet(chans=1), "1-channel images but the model takes 3"),
-        ({"input_size": 50}, None, "at least 75x75"),
+        ({"input_size": 50}, None, "too small; the minimum is 75x75"),
     ],
 )
 def test_model_and_data_that_do_not_fit_fail_before_the_first_step(tmp_path, changes, dataset, message):

@@ -1,6 +1,7 @@
 """What a results file or report must say about where it was made: date, machine, device, versions, command.
 
-One collector for the benchmark files (``docs/results/``) and the study reports.
+One collector (:func:`environment`) and one writer (:func:`environment_lines`) for the benchmark files
+(``docs/results/``) and the study reports.
 """
 
 from __future__ import annotations
@@ -83,3 +84,28 @@ def environment(command: str | None = None) -> dict[str, Any]:
             "cudnn": torch.backends.cudnn.version(),
         })
     return env
+
+
+def environment_lines(env: dict[str, Any]) -> list[str]:
+    """The head of a results file or report as Markdown bullets: date, machine, versions, command, note."""
+    if env.get("gpu"):
+        device = f"GPU: {env['gpu']} (x{env.get('gpu_count', 1)}), driver {env.get('driver')}, CUDA {env.get('cuda')}"
+        device += f", cuDNN {env['cudnn']}" if env.get("cudnn") else ""
+    else:
+        device = "CPU only"
+    cpu = f"CPU: {env.get('cpu')}, {env.get('cpu_count')} logical cores"
+    if env.get("torch_threads") is not None:
+        cpu += f", {env['torch_threads']} torch threads"
+    names = [("inception-resnet", "inception_resnet"), ("torch", "torch"), ("torchvision", "torchvision"),
+             ("timm", "timm"), ("onnxruntime", "onnxruntime"), ("Python", "python")]
+    versions = ", ".join(f"{label} {env[key]}" for label, key in names if env.get(key) is not None)
+    lines = [
+        f"- Date: {env.get('date', '?')}",
+        f"- Machine: {device}; {cpu}; {env.get('platform', '')}".rstrip("; "),
+        f"- Versions: {versions}",
+    ]
+    if env.get("command"):
+        lines.append(f"- Command: `{env['command']}`")
+    if env.get("note"):
+        lines.append(f"- Note: {env['note']}")
+    return lines

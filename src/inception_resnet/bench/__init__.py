@@ -11,7 +11,7 @@ graph), written as a spec such as ``timm+cl+compile`` (:func:`~.spec.parse_candi
 
 from .harness import Result, benchmark_inference, compare_with_timm, run_workload, time_steps
 from .prepare import Prepared, check_inductor_options, prepare
-from .report import document, environment_lines, markdown_document, to_markdown, write_results
+from .report import document, markdown_document, to_markdown, write_results
 from .spec import H200_BF16_TFLOPS, Candidate, Workload, forward_gflops, parse_candidate, with_workload
 
 __all__ = [
@@ -24,7 +24,6 @@ __all__ = [
     "check_inductor_options",
     "compare_with_timm",
     "document",
-    "environment_lines",
     "forward_gflops",
     "markdown_document",
     "parse_candidate",

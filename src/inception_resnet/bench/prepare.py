@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..evaluation.evaluate import autocast_dtype
 from ..inference.rewrites import fuse_branches, optimize_for_inference
 from ..training.config import RECIPES
 from ..training.optimizers import build_optimizer, param_groups, scale_lr
@@ -42,9 +43,9 @@ class Prepared:
 
 def _autocast(workload: Workload, cache: bool = True) -> contextlib.AbstractContextManager:
     """Autocast to the workload's dtype; ``cache=False`` inside CUDA graph capture (cached casts would dangle)."""
-    if workload.amp is None:
+    dtype = autocast_dtype(workload.amp)
+    if dtype is None:
         return contextlib.nullcontext()
-    dtype = torch.bfloat16 if workload.amp == "bf16" else torch.float16
     return torch.autocast(torch.device(workload.device).type, dtype=dtype, cache_enabled=cache)
 
 

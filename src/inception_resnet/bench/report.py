@@ -9,6 +9,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from ..environment import environment_lines
+from ..markdown import table
+
 # -- reports ----------------------------------------------------------------------------------------------
 from .harness import Result
 
@@ -28,28 +31,19 @@ def to_markdown(results: list[Result]) -> str:
     """A markdown table of results, one row per candidate, grouped by workload."""
     header = ["workload", "candidate", "img/s", "ms/batch (min-max)", "TFLOP/s", "MFU %", "peak GiB",
               "x baseline", "max abs diff", "setup s", "note"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    rows = []
     for r in results:
         spread = f"{_fmt(r.ms_per_batch, 2)} ({_fmt(r.ms_min, 2)}-{_fmt(r.ms_max, 2)})" if r.ms_per_batch else ""
         ratio = f"{r.ratio:.2f}x {r.baseline}" if r.ratio is not None else ""
         diff = f"{r.max_abs_diff:.1e}" if r.max_abs_diff is not None else ""
-        lines.append("| " + " | ".join([
-            r.workload, f"`{r.candidate}`", _fmt(r.img_s), spread, _sig(r.tflops), _fmt(r.mfu, 1, 100.0),
-            _fmt(r.peak_mem_gib, 2), ratio, diff, _fmt(r.setup_s), r.error or "",
-        ]) + " |")
-    return "\n".join(lines)
+        rows.append([r.workload, f"`{r.candidate}`", _fmt(r.img_s), spread, _sig(r.tflops), _fmt(r.mfu, 1, 100.0),
+                     _fmt(r.peak_mem_gib, 2), ratio, diff, _fmt(r.setup_s), r.error or ""])
+    return table(header, rows)
 
 
 def document(results: list[Result], env: dict[str, Any]) -> dict[str, Any]:
     """The JSON results document: environment and rows."""
     return {"environment": env, "results": [asdict(r) for r in results]}
-
-
-def environment_lines(env: dict[str, Any]) -> list[str]:
-    """The environment as markdown list items, in a fixed order (the head of every results file)."""
-    keys = ["date", "command", "note", "gpu", "driver", "cuda", "cudnn", "cpu", "cpu_count", "torch_threads",
-            "torch", "timm", "onnxruntime", "python"]
-    return [f"- {k}: `{env[k]}`" for k in keys if env.get(k) is not None]
 
 
 def markdown_document(results: list[Result], env: dict[str, Any], title: str = "Benchmark") -> str:

@@ -7,6 +7,7 @@ import json
 
 import torch
 
+from ..markdown import table
 from ..models.complexity import count_macs, count_parameters
 from ..models.registry import list_models
 from ..weights.factory import create_model
@@ -32,13 +33,8 @@ def model_table(pattern: str = "*") -> list[dict]:
 
 def format_table(rows: list[dict]) -> str:
     header = ["name", "params", "GMACs", "input", "min input", "source"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for r in rows:
-        lines.append(
-            f"| {r['name']} | {r['params']:,} | {r['gmacs']:.2f} | {r['input_size']} | "
-            f"{r['min_input_size']} | {r['source']} |"
-        )
-    return "\n".join(lines)
+    return table(header, [[r["name"], f"{r['params']:,}", f"{r['gmacs']:.2f}", r["input_size"], r["min_input_size"],
+                           r["source"]] for r in rows])
 
 
 def run(args: argparse.Namespace) -> int:

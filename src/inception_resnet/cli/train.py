@@ -16,6 +16,8 @@ import typing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .options import parse_option
+
 if TYPE_CHECKING:
     from ..training import TrainConfig
 
@@ -26,17 +28,6 @@ def _base_type(annotation: Any) -> Any:
         members = [a for a in typing.get_args(annotation) if a is not type(None)]
         return members[0] if len(members) == 1 else str
     return annotation
-
-
-def _key_value(text: str) -> tuple[str, Any]:
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    key, raw = text.split("=", 1)
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
-        value = raw
-    return key.strip(), value
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -62,7 +53,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         kind = _base_type(annotation)
         text = helps.get(name, "")
         if name == "model_options":
-            parser.add_argument("--model-option", dest="model_options", action="append", type=_key_value,
+            parser.add_argument("--model-option", dest="model_options", action="append", type=parse_option,
                                 metavar="KEY=VALUE", help=text + " (repeatable; VALUE parsed as JSON)")
         elif kind is bool:
             parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, help=text)

@@ -31,6 +31,8 @@ import torchvision.transforms.v2.functional as TF
 from PIL import Image
 from torchvision.transforms import InterpolationMode
 
+from ..models.base import check_min_size
+
 INCEPTION_MEAN = (0.5, 0.5, 0.5)
 INCEPTION_STD = (0.5, 0.5, 0.5)
 EVAL_STYLES = ("tf", "timm", "squash")
@@ -317,11 +319,8 @@ def resolve_input_size(metadata: Any, input_size: int | Sequence[int] | None) ->
     """``input_size`` or the metadata's, refused when below the model's minimum (75 for the family)."""
     size = as_size(metadata.input_size if input_size is None else input_size)
     minimum = getattr(metadata, "min_input_size", 1)
-    if min(size) < minimum:
-        raise ValueError(
-            f"{getattr(metadata, 'name', 'the model')}: input size {size[0]}x{size[1]} is below the minimum "
-            f"of {minimum}x{minimum}; choose an input_size of at least {minimum}"
-        )
+    check_min_size(getattr(metadata, "name", "the model"), size[0], size[1], minimum,
+                   f"choose an input_size of at least {minimum}")
     return size
 
 

@@ -5,7 +5,7 @@
 * :func:`evaluate` - the full protocol: each model gets its own preprocessing (from its metadata) and the
   views of the chosen crop set (:mod:`inception_resnet.data.crops`); its softmax outputs are averaged over the
   views, then the members' averages are averaged with the ensemble weights (equal by default).
-* :func:`predict` - the same averaging for a batch of views, returning class probabilities.
+* :func:`predict_probabilities` - the same averaging for a batch of views, returning class probabilities.
 
 Accuracies and errors are **percentages** (0-100). Top-5 counts a hit among the ``min(5, classes)`` most
 probable classes. ``loss`` is the mean negative log of the averaged probability of the true class (the
@@ -113,7 +113,7 @@ def as_model_list(models_or_model: nn.Module | Sequence[nn.Module]) -> list[nn.M
 
 
 @torch.inference_mode()
-def predict(
+def predict_probabilities(
     models_or_model: nn.Module | Sequence[nn.Module],
     views: torch.Tensor | Sequence[torch.Tensor],
     *,

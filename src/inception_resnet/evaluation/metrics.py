@@ -15,6 +15,8 @@ from typing import Any
 
 import torch
 
+from ..markdown import table
+
 
 @dataclass
 class EvalResult:
@@ -83,13 +85,13 @@ class EvalResult:
         row = [self.label, str(self.crops), str(self.num_images), str(self.num_skipped),
                f"{self.top1_error:.2f} %", f"{self.top5_error:.2f} %", f"{self.top1_accuracy:.2f} %",
                f"{self.top5_accuracy:.2f} %", f"{self.loss:.4f}"]
-        lines = markdown_table(header, [row])
+        lines = table(header, [row], pad=True).split("\n")
         lines.append(f"{self.num_images} images in {self.seconds:.1f} s ({self.images_per_second:.1f} images/s)"
                      + (f" on {self.dataset}" if self.dataset else ""))
         if self.per_class_accuracy:
             lines.append("")
             rows = [[name, f"{acc:.2f} %"] for name, acc in self.per_class_accuracy.items()]
-            lines.extend(markdown_table(["class", "top-1 acc"], rows))
+            lines.extend(table(["class", "top-1 acc"], rows, pad=True).split("\n"))
         return "\n".join(lines)
 
     def write_json(self, path: str | Path) -> None:
@@ -111,13 +113,6 @@ class EvalResult:
             writer = csv.DictWriter(handle, fieldnames=list(row))
             writer.writeheader()
             writer.writerow(row)
-
-
-def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
-    def line(cells: list[str]) -> str:
-        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
-    return [line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *[line(r) for r in rows]]
 
 
 # -- metric arithmetic ----------------------------------------------------------------------------------

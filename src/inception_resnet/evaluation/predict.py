@@ -11,7 +11,7 @@ package (:func:`class_names`: 1000 classes, or 1001 with TF-slim's background cl
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -21,6 +21,8 @@ from typing import Any
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch import nn
+
+from ..data.transforms import eval_transform_for
 
 BACKGROUND = "background"
 
@@ -89,11 +91,6 @@ def load_image(path: str | os.PathLike) -> Image.Image:
         raise ValueError(f"could not be decoded ({type(err).__name__}: {err})") from None
 
 
-def eval_transform(model: nn.Module, input_size: int | None = None) -> Callable[[Any], torch.Tensor]:
-    """The evaluation transform of the model's weights (see :mod:`inception_resnet.data.transforms`)."""
-    from ..data.transforms import eval_transform_for
-
-    return eval_transform_for(model, input_size=input_size)
 
 
 def check_classifier(model: nn.Module) -> None:
@@ -147,7 +144,7 @@ def predict_files(
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     meta = model.metadata
     names = list(names) if names is not None else class_names(model.num_classes, meta.label_offset)
-    transform = eval_transform(model, input_size)
+    transform = eval_transform_for(model, input_size=input_size)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     ready: list[tuple[str, torch.Tensor]] = []
     failures: list[PredictFailure] = []

@@ -25,6 +25,43 @@ class InceptionOutput(NamedTuple):
     aux_logits: torch.Tensor
 
 
+def check_min_size(model_name: str, height: int, width: int, minimum: int, fix: str) -> None:
+    """The one minimum-input check: a ValueError naming the model, the size, the minimum and ``fix``.
+
+    Used by the networks' forward (it compiles under TorchScript), the preprocessing and the trainer.
+    """
+    if height < minimum or width < minimum:
+        raise ValueError(
+            model_name + ": input of " + str(height) + "x" + str(width) + " is too small; the minimum is "
+            + str(minimum) + "x" + str(minimum) + " (" + fix + ")"
+        )
+
+class _StopForward(Exception):
+    """Raised by the hook of the deepest tap to end a ``stop_early`` pass (caught in forward_intermediates)."""
+
+
+def feature_take_indices(
+    count: int, indices: int | list[int] | tuple[int, ...] | None, name: str = "model"
+) -> list[int]:
+    """timm's reading of ``indices``: None all ``count`` taps, an int the last n, a sequence those (negatives
+    from the end); a ValueError when one is out of range."""
+    if indices is None:
+        return list(range(count))
+    if isinstance(indices, int):
+        if not 0 < indices <= count:
+            raise ValueError(f"{name}: the last-n index {indices} must lie in 1..{count}")
+        return list(range(count - indices, count))
+    taken = []
+    for i in indices:
+        index = count + i if i < 0 else i
+        if not 0 <= index < count:
+            raise ValueError(f"{name}: feature index {i} is out of range (0..{count - 1}, or negative from the end)")
+        taken.append(index)
+    if not taken:
+        raise ValueError(f"{name}: indices must name at least one feature level")
+    return taken
+
+
 @dataclass(frozen=True)
 class FeatureInfo:
     """One feature level of ``features_only``: the module it taps, its channels and nominal stride."""
@@ -136,16 +173,33 @@ class InceptionNet(nn.Module):
     def _make_classifier(num_features: int, num_classes: int) -> nn.Module:
         return nn.Linear(num_features, num_classes) if num_classes > 0 else nn.Identity()
 
+    # -- classifier heads: the one place that knows their names ----------------------------------------
     def get_classifier(self) -> nn.Module:
+        """The main classifier (``fc``, ``last_linear``, ``classif`` or ``logits``, as the reference names it)."""
         return getattr(self, self.classifier_name)
 
+    def aux_classifier_names(self) -> list[str]:
+        """Module names of the auxiliary classifiers' last layers (empty without auxiliary heads)."""
+        return ["AuxLogits.fc"] if self.aux_logits else []
+
+    def classifier_names(self) -> list[str]:
+        """Module names of every layer whose outputs are classes: the main classifier, then the auxiliary ones.
+
+        Weight loading, fine-tuning (:func:`inception_resnet.training.finetune.load_pretrained`) and
+        :func:`~inception_resnet.training.finetune.freeze_body` go by these names.
+        """
+        return [self.classifier_name, *self.aux_classifier_names()]
+
     def reset_classifier(self, num_classes: int) -> None:
-        """Replace the classifier (and the auxiliary one) for ``num_classes`` outputs; 0 removes it."""
+        """Replace the classifier and every auxiliary one for ``num_classes`` outputs; 0 removes them."""
         self.num_classes = num_classes
         setattr(self, self.classifier_name, self._make_classifier(self.num_features, num_classes))
         if self.aux_logits:
-            aux: AuxHead = self.AuxLogits
-            aux.fc = nn.Linear(aux.conv1.out_channels, num_classes) if num_classes > 0 else nn.Identity()
+            self._reset_aux_classifiers(num_classes)
+
+    def _reset_aux_classifiers(self, num_classes: int) -> None:
+        aux: AuxHead = self.AuxLogits
+        aux.fc = nn.Linear(aux.conv1.out_channels, num_classes) if num_classes > 0 else nn.Identity()
 
     # -- forward --------------------------------------------------------------------------------------
     def check_input(self, x: torch.Tensor) -> None:
@@ -161,13 +215,9 @@ class InceptionNet(nn.Module):
                 + str(x.shape[1]) + " (input shape " + str(list(x.shape))
                 + "); build the model with in_chans=" + str(x.shape[1]) + " or convert the images"
             )
-        if x.shape[2] < self.min_input_size or x.shape[3] < self.min_input_size:
-            raise ValueError(
-                self.model_name + ": input of " + str(x.shape[2]) + "x" + str(x.shape[3])
-                + " is too small; the minimum is " + str(self.min_input_size) + "x"
-                + str(self.min_input_size) + " (resize the images up, e.g. to the default "
-                + str(self.default_size) + "x" + str(self.default_size) + ")"
-            )
+        check_min_size(self.model_name, x.shape[2], x.shape[3], self.min_input_size,
+                       "resize the images up, e.g. to the default " + str(self.default_size) + "x"
+                       + str(self.default_size))
 
     def forward_body(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The stages: (final feature map, input of the auxiliary head or None). Each network defines it."""
@@ -205,7 +255,7 @@ class InceptionNet(nn.Module):
 
     def forward(self, x: torch.Tensor):
         if self.features_only and not torch.jit.is_scripting():
-            return self.forward_intermediates(x)
+            return self.forward_intermediates(x, self.feature_indices, stop_early=True, intermediates_only=True)
         self.check_input(x)
         features, aux_input = self.forward_body(x)
         logits = self.forward_head(features)
@@ -214,22 +264,45 @@ class InceptionNet(nn.Module):
         return logits
 
     @torch.jit.unused
-    def forward_intermediates(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The feature maps at the taps of ``feature_info`` (strides 2, 4, 8, 16, 32), shallow to deep."""
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: int | list[int] | tuple[int, ...] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """timm's feature contract: the maps at the taps of ``feature_info`` (strides 2, 4, 8, 16, 32).
+
+        ``indices``: ``None`` all taps, an int ``n`` the last ``n``, a sequence those taps (negative ones count
+        from the end); the maps come shallow to deep. ``stop_early`` stops the forward pass at the deepest
+        tap asked for. Returns ``(final map, maps)``, or only the maps with ``intermediates_only``; the final
+        map is where the pass stopped. ``norm`` is accepted for timm's signature: these networks have no
+        final norm layer. ``output_fmt`` must be ``"NCHW"``.
+        """
+        if output_fmt != "NCHW":
+            raise ValueError(f"{self.model_name}: output_fmt must be 'NCHW' (the only layout here), got {output_fmt!r}")
+        take = feature_take_indices(len(self.feature_info), indices, self.model_name)
+        deepest = max(take)
         self.check_input(x)
-        taps = [self.feature_info[i] for i in self.feature_indices]
-        captured: dict[str, torch.Tensor] = {}
+        captured: dict[int, torch.Tensor] = {}
         handles = []
-        for tap in taps:
-            def hook(_module, _inputs, output, key=tap.module):
-                captured[key] = output
-            handles.append(self.get_submodule(tap.module).register_forward_hook(hook))
+        for index in sorted(set(take)):
+            def hook(_module, _inputs, output, index=index, stop=stop_early and index == deepest):
+                captured[index] = output
+                if stop:
+                    raise _StopForward
+            handles.append(self.get_submodule(self.feature_info[index].module).register_forward_hook(hook))
         try:
-            self.forward_body(x)
+            final = self.forward_body(x)[0]
+        except _StopForward:
+            final = captured[deepest]
         finally:
             for handle in handles:
                 handle.remove()
-        return [captured[tap.module] for tap in taps]
+        maps = [captured[i] for i in sorted(set(take))]
+        return maps if intermediates_only else (final, maps)
 
     def set_features_only(self, out_indices: tuple[int, ...] = (0, 1, 2, 3, 4)) -> None:
         """Turn the model into a feature extractor returning the maps at ``out_indices``; drops the head."""

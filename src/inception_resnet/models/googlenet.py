@@ -190,20 +190,20 @@ class GoogLeNet(InceptionNet):
 
     def forward(self, x: torch.Tensor):
         if self.features_only and not torch.jit.is_scripting():
-            return self.forward_intermediates(x)
+            return self.forward_intermediates(x, self.feature_indices, stop_early=True, intermediates_only=True)
         if self.training and self.aux_logits and not torch.jit.is_scripting():
             features, aux = self.forward_aux(x)
             return GoogLeNetOutput(self.forward_head(features), aux[0], aux[1])
         self.check_input(x)
         return self.forward_head(self.forward_trunk(x)[0])
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the classifier and both auxiliary ones for ``num_classes`` outputs; 0 removes them."""
-        self.num_classes = num_classes
-        self.fc = self._make_classifier(self.num_features, num_classes)
-        if self.aux_logits:
-            for head in (self.aux1, self.aux2):
-                head.fc2 = nn.Linear(head.fc1.out_features, num_classes) if num_classes > 0 else nn.Identity()
+    def aux_classifier_names(self) -> list[str]:
+        """GoogLeNet's two auxiliary classifiers end in ``aux1.fc2`` and ``aux2.fc2``."""
+        return ["aux1.fc2", "aux2.fc2"] if self.aux_logits else []
+
+    def _reset_aux_classifiers(self, num_classes: int) -> None:
+        for head in (self.aux1, self.aux2):
+            head.fc2 = nn.Linear(head.fc1.out_features, num_classes) if num_classes > 0 else nn.Identity()
 
     def set_features_only(self, out_indices: tuple[int, ...] = (0, 1, 2, 3, 4)) -> None:
         if self.aux_logits:

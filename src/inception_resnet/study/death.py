@@ -10,14 +10,13 @@ paper's (:func:`rate_label`).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from ..training.rundir import read_steps
 from .config import PAPER_LR, DeathCriteria
 
 
@@ -83,22 +82,6 @@ def detect_death(
 
 def _all_zero(value: float | None, threshold: float) -> bool:
     return value is not None and math.isfinite(value) and value >= threshold
-
-
-def read_steps(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    """The rows of a run's ``steps.jsonl`` in step order (empty when none were logged)."""
-    path = Path(run_dir) / "steps.jsonl"
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a line cut short by a kill; the checkpointed part is intact
-    by_step = {r.get("step", 0): r for r in rows}  # a step logged twice (a run restarted from scratch): the last
-    return [by_step[step] for step in sorted(by_step)]
 
 
 def detect_run_death(run_dir: str | os.PathLike, criteria: DeathCriteria | None = None) -> DeathReport:

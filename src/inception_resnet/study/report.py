@@ -6,9 +6,12 @@ import csv
 import json
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from ..environment import environment_lines  # noqa: F401  (used by the study's reports)
+from ..markdown import table as md_table  # noqa: F401  (the study's name for it)
 
 PAPER = "Szegedy, Ioffe, Vanhoucke, Alemi 2016, \"Inception-v4, Inception-ResNet and the Impact of Residual " \
         "Connections on Learning\""
@@ -19,13 +22,6 @@ def fmt(value: float | None, digits: int = 2, suffix: str = "") -> str:
     if value is None or not math.isfinite(value):
         return "-"
     return f"{value:.{digits}f}{suffix}"
-
-
-def md_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    """A GitHub Markdown table."""
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def write_csv(path: str | os.PathLike, rows: Sequence[dict[str, Any]]) -> Path:
@@ -53,18 +49,3 @@ def _jsonable(value: Any) -> Any:
     if hasattr(value, "to_dict"):
         return value.to_dict()
     raise TypeError(f"cannot write {type(value).__name__} to JSON")
-
-
-def environment_lines(env: dict[str, Any]) -> list[str]:
-    """The report header's bullet list: date, machine, device, versions, command."""
-    device = f"GPU: {env['gpu']} (x{env.get('gpu_count', 1)}), CUDA {env.get('cuda')}" if env.get("gpu") else \
-        f"CPU only: {env.get('cpu')}, {env.get('cpu_count')} logical cores"
-    lines = [
-        f"- Date: {env.get('date', '?')}",
-        f"- Machine: {device}; {env.get('platform', '')}",
-        f"- Versions: inception-resnet {env.get('inception_resnet')}, torch {env.get('torch')}, torchvision "
-        f"{env.get('torchvision')}, Python {env.get('python')}",
-    ]
-    if env.get("command"):
-        lines.append(f"- Command: `{env['command']}`")
-    return lines

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..training import NonFiniteLossError, TrainConfig, TrainSummary, train
-from ..training.curves import read_metrics
+from ..training.rundir import read_config_document, read_derived, read_metrics
 from .report import write_json
 
 MARKER = "study_run.json"
@@ -109,17 +109,13 @@ def load_rows(run_dir: Path) -> list[dict[str, Any]]:
 
 def load_derived(run_dir: Path) -> dict[str, Any]:
     """What the run's ``config.json`` derived (classes, input size, parameters...), or ``{}``."""
-    path = run_dir / "config.json"
-    if not path.is_file():
-        return {}
-    return dict(json.loads(path.read_text()).get("derived", {}))
+    return read_derived(run_dir)
 
 
 def check_not_conflicting(spec: RunSpec) -> None:
     """Raise a ValueError when ``spec.run_dir`` holds a run of other settings."""
-    recorded = None
-    if (spec.run_dir / "config.json").is_file():  # every setting, resolved: a setting spelled out is no change
-        recorded = json.loads((spec.run_dir / "config.json").read_text()).get("config")
+    document = read_config_document(spec.run_dir)  # every setting, resolved: a setting spelled out is no change
+    recorded = document.get("config") if document else None
     if recorded is None:
         marker = read_marker(spec.run_dir)
         recorded = marker["settings"] if marker else None

@@ -27,8 +27,9 @@ from typing import Any
 
 from ..environment import environment
 from ..training import TrainConfig, TrainSummary, train
+from ..training.rundir import read_steps
 from .config import ScalingConfig, section_to_dict
-from .death import DeathReport, detect_rows_death, rate_label, rate_per_32, read_steps
+from .death import DeathReport, detect_rows_death, rate_label, rate_per_32
 from .pool import run_pool
 from .probe import DeathProbe, residual_blocks
 from .report import write_json

@@ -9,12 +9,12 @@ returns the rows for other uses.
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from .rundir import RunSource, read_metrics
 
 PANELS = (
     ("train_loss", None, "training loss"),
@@ -22,45 +22,6 @@ PANELS = (
     ("val_top5_error", "ema_val_top5_error", "validation top-5 error (%)"),
 )
 
-RunSource = str | os.PathLike
-
-
-def metrics_file(source: RunSource) -> Path:
-    """The metrics file of a run directory (``metrics.jsonl`` preferred), or ``source`` if it is a file."""
-    path = Path(source)
-    if path.is_dir():
-        for name in ("metrics.jsonl", "metrics.csv"):
-            if (path / name).is_file():
-                return path / name
-        raise FileNotFoundError(f"{path} holds no metrics.jsonl or metrics.csv: is it a training run directory?")
-    if not path.is_file():
-        raise FileNotFoundError(f"no run directory or metrics file at {path}")
-    return path
-
-
-def _number(value: Any) -> float | None:
-    if value is None or value == "":
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def read_metrics(source: RunSource) -> list[dict[str, Any]]:
-    """The per-epoch rows of a run (from its directory, ``metrics.csv`` or ``metrics.jsonl``), numbers as floats."""
-    path = metrics_file(source)
-    if path.suffix == ".jsonl":
-        raw = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    elif path.suffix == ".csv":
-        with open(path, newline="") as handle:
-            raw = list(csv.DictReader(handle))
-    else:
-        raise ValueError(f"{path}: expected a .csv or .jsonl metrics file")
-    rows = [{key: _number(value) for key, value in row.items()} for row in raw]
-    if not rows:
-        raise ValueError(f"{path} has no epochs yet: nothing to plot")
-    return rows
 
 
 def _label_for(source: RunSource) -> str:

@@ -1,4 +1,7 @@
-"""Fine-tuning helpers: load weights whose classifier has another size, and freeze everything but the heads.
+"""Fine-tuning helpers: load weights whose classifiers have another size, and freeze everything but the heads.
+
+Both go by the model's :meth:`~inception_resnet.models.base.InceptionNet.classifier_names` (the main classifier
+and every auxiliary one), so GoogLeNet's ``aux1.fc2``/``aux2.fc2`` are treated like v3's ``AuxLogits.fc``.
 """
 
 from __future__ import annotations
@@ -9,17 +12,22 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from ..weights.loading import (
+    adapt_state_dict,
+    check_compatible,
+    classifier_names,
+    read_state_dict,
+    unwrap_state_dict,
+)
+
 
 def load_pretrained(net: nn.Module, source: str | os.PathLike | Mapping[str, torch.Tensor]) -> list[str]:
     """Load weights for fine-tuning: everything but a classifier whose size differs (that one stays new)."""
-    from ..weights.loading import adapt_state_dict, check_compatible, read_state_dict, unwrap_state_dict
-
     state = unwrap_state_dict(source) if isinstance(source, Mapping) else read_state_dict(source)
     state, notes = adapt_state_dict(net, state)
     own = net.state_dict()
-    heads = [getattr(net, "classifier_name", "fc"), "AuxLogits.fc"]
     replaced = []
-    for prefix in heads:
+    for prefix in classifier_names(net):
         for suffix in ("weight", "bias"):
             key = f"{prefix}.{suffix}"
             if key in own and key in state and state[key].shape != own[key].shape:
@@ -33,8 +41,8 @@ def load_pretrained(net: nn.Module, source: str | os.PathLike | Mapping[str, tor
 
 
 def freeze_body(net: nn.Module) -> list[str]:
-    """Freeze every parameter but the classifier's (and the auxiliary classifier's); returns the trainable ones."""
-    heads = (f"{getattr(net, 'classifier_name', 'fc')}.", "AuxLogits.fc.")
+    """Freeze every parameter but the classifiers' (main and auxiliary); returns the trainable ones."""
+    heads = tuple(f"{name}." for name in classifier_names(net))
     trainable = []
     for name, param in net.named_parameters():
         keep = name.startswith(heads)

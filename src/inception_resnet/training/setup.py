@@ -16,6 +16,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ..data.synthetic import SyntheticDataset, parse_synthetic
+from ..models.base import check_min_size
 from .checkpoint import CheckpointManager
 from .distributed import (
     GlobalBatchSampler,
@@ -115,11 +116,7 @@ class RunSetup:
         metadata = getattr(net, "metadata", None)
         size = self.config.input_size or (metadata.input_size[-1] if metadata is not None else 299)
         minimum = getattr(net, "min_input_size", 1)
-        if size < minimum:
-            raise ValueError(
-                f"{self.config.model} needs inputs of at least {minimum}x{minimum}; input_size {size} is too "
-                f"small (use --input-size {minimum} or more)"
-            )
+        check_min_size(self.config.model, size, size, minimum, f"use --input-size {minimum} or more")
         return size
 
     def load_data(
@@ -197,11 +194,8 @@ class RunSetup:
                 f"pass --in-chans {image.shape[0]} or convert the images"
             )
         minimum = getattr(net, "min_input_size", 1)
-        if min(image.shape[-2:]) < minimum:
-            raise ValueError(
-                f"the data yields {image.shape[-2]}x{image.shape[-1]} images but {self.config.model} needs at "
-                f"least {minimum}x{minimum}; resize them (e.g. --input-size {minimum})"
-            )
+        check_min_size(self.config.model, image.shape[-2], image.shape[-1], minimum,
+                       f"the data yields images this small; resize them, e.g. --input-size {minimum}")
 
 
     def setup_training(self, net: nn.Module, train_dataset: Dataset, val_dataset: Dataset | None) -> None:

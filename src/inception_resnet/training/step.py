@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..evaluation.evaluate import autocast_dtype
 from ..models.base import InceptionNet
 
 
@@ -86,7 +87,7 @@ class StepRunner:
         self.clip_grad_norm = clip_grad_norm
         self.accum_steps = accum_steps
         self.params = [p for g in optimizer.param_groups for p in g["params"]]
-        self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+        self.autocast_dtype = autocast_dtype(precision)
         self.scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
 
     def prepare(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

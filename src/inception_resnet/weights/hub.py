@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..markdown import table
+
 # Files a timm repository may hold, in order of preference.
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 _TAG_PATTERN = re.compile(r"^(?:hf[-_]hub:)?(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+?)(?:@(?P<rev>[\w.-]+))?$")
@@ -108,17 +110,12 @@ def tag_metadata(repo_id: str) -> dict[str, Any]:
 
 def tags_table() -> str:
     """The known tags as a Markdown table (for the README and ``--help`` texts)."""
-    lines = [
-        "| tag | model | top-1 | top-5 | crop | interpolation | mean / std | origin |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
+    rows = []
     for tag in KNOWN_TAGS.values():
         norm = "ImageNet" if tag.mean == _IMAGENET_MEAN else "0.5 / 0.5"
-        lines.append(
-            f"| `{tag.repo_id}` | {tag.model} | {tag.top1:.3f} | {tag.top5:.3f} | {tag.crop_pct} | "
-            f"{tag.interpolation} | {norm} | {tag.origin} |"
-        )
-    return "\n".join(lines)
+        rows.append([f"`{tag.repo_id}`", tag.model, f"{tag.top1:.3f}", f"{tag.top5:.3f}", tag.crop_pct,
+                     tag.interpolation, norm, tag.origin])
+    return table(["tag", "model", "top-1", "top-5", "crop", "interpolation", "mean / std", "origin"], rows)
 
 
 def cache_dir() -> str | None:

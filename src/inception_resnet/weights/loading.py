@@ -78,6 +78,14 @@ def _is_tensor_mapping(obj: Mapping) -> bool:
     return len(obj) > 0 and all(isinstance(v, torch.Tensor) for v in obj.values())
 
 
+def classifier_names(model: nn.Module) -> list[str]:
+    """The model's classifier layers, main first (:meth:`InceptionNet.classifier_names`; ``fc`` for others)."""
+    names = getattr(model, "classifier_names", None)
+    if callable(names):
+        return list(names())
+    return [getattr(model, "classifier_name", "fc")]
+
+
 def adapt_state_dict(model: nn.Module, state: StateDict) -> tuple[StateDict, list[str]]:
     """Bring a timm / torchvision / Cadene state dict to this model's layout; returns it and notes on what changed."""
     own = model.state_dict()
@@ -94,7 +102,7 @@ def adapt_state_dict(model: nn.Module, state: StateDict) -> tuple[StateDict, lis
         for k in aux_keys:
             del state[k]
         notes.append("dropped the auxiliary head's weights (the model was built without aux_logits)")
-    for prefix in (classifier, "AuxLogits.fc"):
+    for prefix in classifier_names(model):
         if prefix and _drop_background_class(own, state, prefix):
             notes.append(f"dropped the background class (index 0) of {prefix}")
     if not any(k.endswith("num_batches_tracked") for k in state):
