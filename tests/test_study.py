@@ -15,7 +15,6 @@ from inception_resnet.cli import main
 from inception_resnet.study import (
     CompareConfig,
     DeathCriteria,
-    ScalingConfig,
     SweepConfig,
     detect_death,
     detect_run_death,
@@ -24,7 +23,6 @@ from inception_resnet.study import (
     plan_sweep,
     preset_names,
     run_compare,
-    run_scaling,
     run_sweep,
     with_overrides,
 )
@@ -360,17 +358,23 @@ def test_detector_needs_enough_all_zero_points_and_exact_zeros() -> None:
     assert detect_death(STEPS, [0.5] * 8 + [1.0] * 2, [2.3] * 10, DeathCriteria(min_points=2)).dead
     almost = [0.5] * 5 + [0.999] * 5
     assert not detect_death(STEPS, almost, [2.3] * 10).dead
-    assert detect_death(STEPS, almost, [2.3] * 10, DeathCriteria(zero_fraction=0.99)).step == 60
+    assert detect_death(STEPS, almost, [2.3] * 10, DeathCriteria(dead_channels=0.99)).step == 60
+    # the threshold is the chosen measure's: a zero-fraction threshold does not move a dead-channel verdict
+    assert not detect_death(STEPS, almost, [2.3] * 10, DeathCriteria(zero_fraction=0.99)).dead
+    assert detect_death(STEPS, almost, [2.3] * 10, DeathCriteria(measure="zero_fraction", zero_fraction=0.99)).dead
 
 
 def test_detector_edge_cases(tmp_path: Path) -> None:
     assert not detect_death([], [], []).dead
     with pytest.raises(ValueError, match="differ in length"):
         detect_death([1, 2], [1.0], [2.3, 2.3])
-    rows = [{"step": s, "loss": 2.3, "zero_fraction": 1.0 if s >= 70 else 0.1} for s in STEPS]
+    rows = [{"step": s, "loss": 2.3, "dead_channels": 1.0 if s >= 70 else 0.1, "zero_fraction": 0.5} for s in STEPS]
     (tmp_path / "steps.jsonl").write_text("".join(json.dumps(r) + "\n" for r in reversed(rows)) + '{"step": 1')
     report = detect_run_death(tmp_path)
     assert report.dead and report.step == 70
+    assert not detect_run_death(tmp_path, DeathCriteria(measure="zero_fraction")).dead  # zero fraction 0.5
+    (tmp_path / "steps.jsonl").write_text("".join(json.dumps({"step": s, "loss": 2.3}) + "\n" for s in STEPS))
+    assert "no dead_channels was logged" in detect_run_death(tmp_path).reason
 
 
 # -- statistics ------------------------------------------------------------------------------------------------
@@ -469,50 +473,6 @@ def test_sweep_chooses_each_entry_rate_on_held_out_training_images(tmp_path: Pat
         SweepConfig(models=PAIR, lrs=[0.01, 0.03, 0.1], train={}).validate()
     with pytest.raises(ValueError, match="at least 3"):
         SweepConfig(models=PAIR, lrs=[0.01, 0.03]).validate()
-
-
-# -- scaling ---------------------------------------------------------------------------------------------------
-def dying_steps(scale: float) -> list[dict]:
-    """Crafted logs: the unscaled network goes all-zero at step 6 and its loss goes flat; scaled ones live."""
-    return [{"step": s, "loss": 2.303 if (scale == 1.0 and s >= 6) else 2.5 - 0.05 * s,
-             "zero_fraction": 1.0 if (scale == 1.0 and s >= 6) else 0.3} for s in range(1, 13)]
-
-
-def test_scaling_report_counts_dead_runs_per_scale(tmp_path: Path) -> None:
-    def by_scale(config: TrainConfig) -> TrainSummary:
-        return fake_train(steps=dying_steps(config.residual_scale))[0](config)
-
-    config = ScalingConfig(model="inception_resnet_v2_paper", scales=[1.0, 0.1], seeds=[0, 1],
-                           train={"width_multiplier": 0.5, "input_size": 75, "log_every_steps": 1})
-    result = run_scaling(config, tmp_path, train_fn=by_scale, log=None)
-    assert result.dead_share(1.0) == (2, 2) and result.dead_share(0.1) == (0, 2)
-    assert {r.death.step for r in result.runs if r.scale == 1.0} == {6}
-    report = (tmp_path / "report.md").read_text()
-    assert "| 1 | 2 | 2 | 100 % | 6, 6 |" in report and "| 0.1 | 2 | 0 | 0 % | - |" in report
-    assert "1072" in report  # the widest residual stage at width 0.5
-    check_png(tmp_path / "scaling.png")
-    rows = read_csv(tmp_path / "scaling.csv")
-    assert sorted((r["scale"], r["dead"]) for r in rows) == [("0.1", "False")] * 2 + [("1.0", "True")] * 2
-
-
-def test_scaling_refuses_narrow_networks() -> None:
-    config = ScalingConfig(model="inception_resnet_v2_paper", train={"width_multiplier": 0.25})
-    with pytest.raises(ValueError, match="fewer than min_filters=1000"):
-        check_width(config)
-
-
-def test_tiny_real_scaling_run_logs_zero_fractions(tmp_path: Path) -> None:
-    config = ScalingConfig(
-        model="inception_resnet_v2_paper", scales=[1.0], seeds=[0], min_filters=0,
-        train={"data": "synthetic:32", "width_multiplier": 0.25, "model_options": {"blocks": [1, 1, 1]},
-               "input_size": 75, "epochs": 1, "batch_size": 16, "ema_decay": 0.0, "lr": 0.45,
-               "log_every_steps": 1, "keep_last": 1, "progress": False, "tensorboard": False, "threads": 1},
-    )
-    result = run_scaling(config, tmp_path, log=None)
-    (run,) = result.runs
-    assert run.status == "completed" and [s["step"] for s in run.steps] == [1, 2]
-    assert all(0.0 <= s["zero_fraction"] <= 1.0 for s in run.steps)
-    assert "residual scale" in (tmp_path / "report.md").read_text()
 
 
 # -- presets and the command line ------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """``inception-resnet study compare|sweep|scaling|presets``: the paper's residual study, a thin layer over the API.
 
-``study compare``, ``study sweep`` and ``study scaling`` read a preset (``--preset cpu|gpu|imagenet|FILE.json``; default
+``study compare``, ``study sweep`` and ``study scaling`` read a preset (``--preset cpu|gpu|imagenet|scaling-cpu|...``
+or ``FILE.json``; ``study presets`` lists them; default
 ``gpu`` when CUDA is available, else ``cpu``), apply ``--set KEY=VALUE`` changes, train the runs not done
 yet in ``--out`` and write the report there; ``study compare --models NAME ...`` adds baseline models.
 ``study compare`` ends by printing its verdict lines and the report's path; ``study sweep`` the chosen rates.
@@ -34,13 +35,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    "steps and time to fixed error levels, final errors, with paired bootstrap intervals",
         "sweep": "each entry of the comparison at several learning rates, validated on held-out training images: "
                  "the rate per entry that the preset's comparison then uses",
-        "scaling": "wide Inception-ResNets at an aggressive learning rate for residual scales 1.0/0.3/0.2/0.1: "
-                   "the share of runs that died (all zeros before the final pooling) per scale",
+        "scaling": "wide, full-depth Inception-ResNets for a grid of learning rates and residual scales "
+                   "1.0/0.3/0.2/0.1: dead channels before the final pooling and the residual stream measured as "
+                   "they train, the runs that died (with living controls) and every run's validation error",
     }
     for name, text in descriptions.items():
         command = sub.add_parser(name, help=text.split(":")[0], description=text)
         command.add_argument("--preset", default=None,
-                             help="cpu, gpu, imagenet or a JSON file (default: gpu with CUDA, else cpu)")
+                             help="cpu, cpu-long, gpu, imagenet, scaling-cpu or a JSON file (default: gpu with "
+                                  "CUDA, else cpu)")
         command.add_argument("--out", default=None, metavar="DIR",
                              help=f"report directory (default: study-results/<preset>/{name})")
         command.add_argument("--parallel", type=int, default=None, metavar="N",

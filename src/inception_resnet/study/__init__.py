@@ -5,9 +5,11 @@
   one recipe, data order and budget for several paired seeds, each entry at its own learning rate, and
   writes the curves, tables, verdicts with bootstrap intervals and ``report.md`` (:mod:`.compare`).
 * :func:`run_sweep` chooses those learning rates on held-out training images (:mod:`.sweep`).
-* :func:`run_scaling` trains a wide Inception-ResNet at an aggressive learning rate for each residual scale
-  and reports which runs "died" (:mod:`.scaling`, :func:`detect_death`).
-* Presets (``cpu``, ``gpu``, ``imagenet``) are JSON files: :func:`load_preset`, :mod:`.config`.
+* :func:`run_scaling` trains a wide, full-depth Inception-ResNet for each learning rate, residual scale and
+  seed, measures its dead channels and residual stream as it trains (:mod:`.probe`) and reports which runs
+  "died", with living controls (:mod:`.scaling`, :func:`detect_death`).
+* Presets (``cpu``, ``cpu-long``, ``gpu``, ``imagenet``, ``scaling-cpu``) are JSON files: :func:`load_preset`,
+  :mod:`.config`.
 
 Every run is an ordinary, resumable training run; a study started again skips the runs already done.
 
@@ -34,7 +36,8 @@ from .config import (
     preset_path,
     with_overrides,
 )
-from .death import DeathReport, detect_death, detect_run_death
+from .death import DeathReport, detect_death, detect_run_death, rate_label
+from .probe import DeathProbe, ResidualStreamMonitor, dead_channel_share
 from .scaling import ScalingResult, plan_scaling, residual_widths, run_scaling
 from .sweep import SweepResult, plan_sweep, run_sweep
 
@@ -42,13 +45,16 @@ __all__ = [
     "CompareConfig",
     "CompareResult",
     "DeathCriteria",
+    "DeathProbe",
     "DeathReport",
     "PairResult",
     "Preset",
+    "ResidualStreamMonitor",
     "ScalingConfig",
     "ScalingResult",
     "SweepConfig",
     "SweepResult",
+    "dead_channel_share",
     "default_preset_name",
     "detect_death",
     "detect_run_death",
@@ -58,6 +64,7 @@ __all__ = [
     "plan_sweep",
     "preset_names",
     "preset_path",
+    "rate_label",
     "residual_widths",
     "run_compare",
     "run_scaling",

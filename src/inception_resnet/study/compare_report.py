@@ -23,7 +23,7 @@ from ..training import TrainConfig
 from .compare import BASELINE_FIGURE, ModelResult, PairResult
 from .config import CompareConfig
 from .figures import plot_pair
-from .report import PAPER, environment_lines, fmt, md_table, write_csv, write_json
+from .report import PAPER, environment_lines, fmt, md_table, write_csv, write_json, write_report
 from .runs import RunRecord, run_entry
 from .stats import Interval, Spread
 
@@ -301,13 +301,7 @@ def write_compare_report(
               "- `study.json`: the exact study configuration and the environment; `runs/<entry>-seed<k>/` (where "
               "kept): each run's resolved `config.json`, `metrics.csv`, `validation.jsonl`, `steps.jsonl`.",
               "- Redraw the report from the data: `inception-resnet study compare --out DIR --report-only`.", ""]
-    not_run = [r.spec.key for r in records if r.status == "not run"]
-    if not_run:
-        lines += [f"**Incomplete**: {len(not_run)} run(s) not run ({', '.join(not_run)}); start the same command "
-                  "again to train them (finished runs are skipped).", ""]
-    report = out / "report.md"
-    report.write_text("\n".join(lines))
-    return report
+    return write_report(out, lines, [r.spec.key for r in records if r.status == "not run"])
 
 
 def _differences(pair: PairResult) -> list[float | None]:

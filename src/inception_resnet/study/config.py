@@ -25,28 +25,44 @@ from typing import Any
 PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
 WEIGHTS = ("raw", "ema")
 SECTIONS = ("compare", "sweep", "scaling")
+DEATH_MEASURES = ("dead_channels", "zero_fraction")
+PAPER_LR = 0.045  # the paper's learning rate, per 32 images (section 3.3 and the recipe)
 
 
 @dataclass
 class DeathCriteria:
     """When a run counts as dead (paper section 3.3): the input of the final pooling all zeros, for good.
 
-    A run is dead from the first logged step from which every logged step to the end has a zero fraction
-    of at least ``zero_fraction``, provided that there are at least ``min_points`` such steps and that the
-    training loss after that step never falls more than ``loss_tolerance`` (relative) below its value there.
+    ``measure`` is the logged value the verdict reads: ``dead_channels`` (the share of channels entering
+    the final pooling that are zero on every image of the study's fixed probe batch, eval mode) or
+    ``zero_fraction`` (the share of exact zeros in that feature map for the training batch of the step).
+    A run is dead from the first logged step from which every logged step to the end has a measure of at
+    least its threshold (``dead_channels`` or ``zero_fraction``: 1.0 is the paper's "only zeros"), provided
+    that there are at least ``min_points`` such steps and that the training loss after that step never
+    falls more than ``loss_tolerance`` (relative) below its value there.
     """
 
+    measure: str = "dead_channels"
+    dead_channels: float = 1.0
     zero_fraction: float = 1.0
     min_points: int = 3
     loss_tolerance: float = 0.02
 
     def validate(self) -> None:
-        if not 0.0 < self.zero_fraction <= 1.0:
-            raise ValueError(f"death.zero_fraction must be in (0, 1], got {self.zero_fraction}")
+        if self.measure not in DEATH_MEASURES:
+            raise ValueError(f"death.measure must be one of {', '.join(DEATH_MEASURES)}, got {self.measure!r}")
+        for name in DEATH_MEASURES:
+            if not 0.0 < getattr(self, name) <= 1.0:
+                raise ValueError(f"death.{name} must be in (0, 1], got {getattr(self, name)}")
         if self.min_points < 1:
             raise ValueError(f"death.min_points must be at least 1, got {self.min_points}")
         if self.loss_tolerance < 0:
             raise ValueError(f"death.loss_tolerance must be >= 0, got {self.loss_tolerance}")
+
+    @property
+    def threshold(self) -> float:
+        """The threshold of the chosen measure."""
+        return float(getattr(self, self.measure))
 
 
 @dataclass
@@ -178,20 +194,41 @@ class SweepConfig:
 
 @dataclass
 class ScalingConfig:
-    """``study scaling``: a wide Inception-ResNet at an aggressive learning rate, for each residual scale.
+    """``study scaling``: a wide Inception-ResNet for each learning rate, residual scale and seed.
 
-    ``train`` holds the settings all runs share (width, learning rate, warm-up, ``log_every_steps``: the
-    death detector reads the zero fraction of ``steps.jsonl``); every (scale, seed) is one run; ``parallel``
-    runs train at once.
+    ``train`` holds the settings all runs share (width, blocks, input size, data, ``log_every_steps``: the
+    death detector reads ``steps.jsonl``). ``lrs`` are the learning rates of the grid, each per
+    ``reference_batch_size`` images as ``train.lr`` is (the paper's recipe: per 32 images, scaled linearly
+    to the batch); without ``lrs`` every run uses ``train.lr``. Every (lr, scale, seed) is one run.
+
+    At every logged step the study's probe measures the network on ``probe_images`` fixed validation images
+    (dead channels, zero fraction, the residual stream after every block) and, every ``val_every_steps``
+    steps, the validation error (:class:`~inception_resnet.study.probe.DeathProbe`).
+
+    A death at a rate of at least ``rate_factor`` times ``paper_lr`` (per 32 images) is labelled
+    rate-induced. A run that did not die and ends at a validation top-1 error of at most ``trained_top1``
+    (%) trained normally: the living controls the report sets beside every death. ``min_filters`` and
+    ``wide_stages``: at least that many residual stages must have more than ``min_filters`` filters
+    (``wide_stages`` 2: the paper's B and C stages). ``parallel`` runs are trained at once, each in its own
+    process (give each one thread: ``train.threads``). Without ``keep_checkpoints`` a run that completed
+    loses its checkpoints (its logs, which the report reads, stay).
     """
 
     model: str = "inception_resnet_v2_paper"
     scales: list[float] = field(default_factory=lambda: [1.0, 0.3, 0.2, 0.1])
     seeds: list[int] = field(default_factory=lambda: [0, 1])
+    lrs: list[float] | None = None
     train: dict[str, Any] = field(default_factory=dict)
     death: DeathCriteria = field(default_factory=DeathCriteria)
     min_filters: int = 1000
+    wide_stages: int = 1
+    probe_images: int = 64
+    val_every_steps: int = 0
+    paper_lr: float = PAPER_LR
+    rate_factor: float = 4.0
+    trained_top1: float = 50.0
     parallel: int = 1
+    keep_checkpoints: bool = True
     time_limit_s: float | None = None
 
     def validate(self) -> None:
@@ -199,8 +236,21 @@ class ScalingConfig:
 
         if self.model not in list_models():
             raise ValueError(f"scaling.model: unknown model {self.model!r}")
-        if not self.scales or any(not isinstance(s, (int, float)) or s <= 0 for s in self.scales):
+        if not isinstance(self.keep_checkpoints, bool):
+            raise ValueError(f"scaling.keep_checkpoints must be true or false, got {self.keep_checkpoints!r}")
+        if not self.scales or any(not _positive(s) for s in self.scales):
             raise ValueError(f"scaling.scales must be positive numbers, got {self.scales!r}")
+        if len(set(self.scales)) != len(self.scales):
+            raise ValueError(f"scaling.scales has repeated values: {self.scales!r}")
+        if self.lrs is not None:
+            if not isinstance(self.lrs, list) or not self.lrs or any(not _positive(r) for r in self.lrs):
+                raise ValueError(f"scaling.lrs must be a non-empty list of positive learning rates (or null), "
+                                 f"got {self.lrs!r}")
+            if len(set(self.lrs)) != len(self.lrs):
+                raise ValueError(f"scaling.lrs has repeated values: {self.lrs!r}")
+            if "lr" in self.train:
+                raise ValueError("scaling.train sets lr and scaling.lrs is set too; give the rates in lrs only "
+                                 "(--set lrs=[0.045])")
         _check_seeds(self.seeds, "scaling")
         _check_train(self.train, "scaling.train")
         if "residual_scale" in self.train:
@@ -209,12 +259,35 @@ class ScalingConfig:
             raise ValueError("scaling.train.log_every_steps is 0: the death detector needs steps.jsonl")
         self.death.validate()
         _check_parallel(self.parallel, "scaling")
+        for name in ("probe_images", "wide_stages"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"scaling.{name} must be an integer of at least 1, got {value!r}")
+        if not isinstance(self.val_every_steps, int) or self.val_every_steps < 0:
+            raise ValueError(f"scaling.val_every_steps must be an integer >= 0 (0: after each epoch only), got "
+                             f"{self.val_every_steps!r}")
+        for name in ("paper_lr", "rate_factor", "trained_top1"):
+            if not _positive(getattr(self, name)):
+                raise ValueError(f"scaling.{name} must be a positive number, got {getattr(self, name)!r}")
         _check_time_limit(self.time_limit_s, "scaling")
+
+    @property
+    def rates(self) -> list[float | None]:
+        """The learning rates of the grid (``[None]``: the one of ``train``, or the recipe's)."""
+        return list(self.lrs) if self.lrs is not None else [None]
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
 
 
 @dataclass
 class Preset:
-    """A named set of study configurations (compare, sweep, scaling), read from a JSON file."""
+    """A named set of study configurations (compare, sweep, scaling), read from a JSON file.
+
+    ``sections`` names the sections the file holds (a file may hold only one, e.g. ``scaling-cpu``); the
+    others keep their defaults and :meth:`section` refuses them.
+    """
 
     name: str
     description: str
@@ -222,10 +295,14 @@ class Preset:
     scaling: ScalingConfig
     sweep: SweepConfig = field(default_factory=SweepConfig)
     source: str = ""
+    sections: tuple[str, ...] = SECTIONS
 
     def section(self, name: str) -> CompareConfig | SweepConfig | ScalingConfig:
         if name not in SECTIONS:
             raise ValueError(f"unknown study section {name!r}; choose one of {', '.join(SECTIONS)}")
+        if name not in self.sections:
+            raise ValueError(f"preset {self.name} has no {name} section (it holds: {', '.join(self.sections)}); "
+                             f"choose another preset for `study {name}`")
         return getattr(self, name)
 
 
@@ -297,7 +374,7 @@ def _build(cls: type, values: dict[str, Any], where: str) -> Any:
 
 
 def preset_from_dict(data: dict[str, Any], *, name: str = "custom", source: str = "") -> Preset:
-    """A :class:`Preset` from the JSON structure (unknown keys are errors); both sections are validated."""
+    """A :class:`Preset` from the JSON structure (unknown keys are errors); every section is validated."""
     unknown = [k for k in data if k not in ("name", "description", *SECTIONS)]
     if unknown:
         raise ValueError(f"preset {name}: unknown key(s) {', '.join(map(repr, unknown))}")
@@ -308,6 +385,7 @@ def preset_from_dict(data: dict[str, Any], *, name: str = "custom", source: str 
         scaling=_build(ScalingConfig, data.get("scaling", {}), "scaling"),
         sweep=_build(SweepConfig, data.get("sweep", {}), "sweep"),
         source=source,
+        sections=tuple(s for s in SECTIONS if s in data) or SECTIONS,
     )
     preset.compare.validate()
     preset.sweep.validate(preset.compare)

@@ -43,6 +43,16 @@ def write_json(path: str | os.PathLike, data: Any) -> Path:
     return out
 
 
+def write_report(out: str | os.PathLike, lines: list[str], not_run: Sequence[str]) -> Path:
+    """Write ``out/report.md`` from ``lines``; ``not_run`` (the keys of runs not trained yet) adds a note at the end."""
+    if not_run:
+        lines = [*lines, f"**Incomplete**: {len(not_run)} run(s) not run ({', '.join(not_run)}); start the same "
+                 "command again to train them (finished runs are skipped).", ""]
+    report = Path(out) / "report.md"
+    report.write_text("\n".join(lines))
+    return report
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)

@@ -1,106 +1,158 @@
 """``study scaling``: do wide Inception-ResNets die without residual scaling? (the paper's section 3.3)
 
-:func:`run_scaling` trains ``config.model`` (at least ``min_filters`` filters in its widest residual
-stage) for every residual scale and seed, at the aggressive learning rate of ``config.train``, and writes::
+:func:`run_scaling` trains ``config.model`` (with at least ``wide_stages`` residual stages of more than
+``min_filters`` filters) for every learning rate of ``config.lrs``, residual scale and seed. While each run
+trains, :class:`~inception_resnet.study.probe.DeathProbe` measures at every logged step the dead channels
+entering the final pooling, the zero fraction and the residual stream after every block, and the validation
+error at intervals. The study writes::
 
-    report.md        the share of dead runs per scale, the step each died at, the curves, the paper beside
-    scaling.png      per scale: training loss and zero fraction entering the final pooling against the step
-    scaling.csv      one row per run: scale, seed, status, dead, death step, final loss and zero fraction
-    steps.csv        every run's logged steps (the data behind the figure)
-    summary.json, study.json, runs/scale<s>-seed<k>/ as in ``study compare``
+    report.md        the answer (deaths at the paper's rate, per scale), the living controls of every death,
+                     every run's validation error, what reproduces and what does not
+    scaling.png      per learning rate: dead-channel share, residual-stream norm, training loss and
+                     validation error against the step, one line per scale and seed
+    stream.png       per learning rate: the residual stream's norm after every block at the last step
+    scaling.csv      one row per run; steps.csv: every logged step of every run (the figures' data)
+    summary.json, study.json, runs/<key>/ as in ``study compare``
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..environment import environment
-from ..training import TrainConfig, train
+from ..training import TrainConfig, TrainSummary, train
 from ..training.rundir import read_steps
 from .config import ScalingConfig, section_to_dict
-from .death import DeathReport, detect_run_death
-from .figures import plot_scaling
-from .report import PAPER, environment_lines, fmt, md_table, write_csv, write_json
-from .runs import (
-    RunRecord,
-    RunSpec,
-    TrainFn,
-    collect_records,
-    is_main_process,
-    run_entry,
-)
-from .stats import final_value, spread
+from .death import DeathReport, detect_rows_death, rate_label, rate_per_32
+from .probe import DeathProbe, residual_blocks
+from .runs import RunRecord, RunSpec, TrainFn, collect_records, is_main_process
+from .stats import final_value
+
+
+def run_key(lr: float | None, scale: float, seed: int) -> str:
+    """A run's directory name: ``lr<lr>-scale<s>-seed<k>`` (``scale<s>-seed<k>`` without a rate grid)."""
+    return (f"lr{lr:g}-" if lr is not None else "") + f"scale{scale:g}-seed{seed}"
 
 
 def plan_scaling(config: ScalingConfig, out_dir: str | os.PathLike) -> list[RunSpec]:
-    """One run per (seed, scale), seed by seed, so that a study cut short holds every scale of a seed."""
+    """One run per (seed, lr, scale), seed by seed, so that a study cut short holds every setting of a seed."""
     runs_dir = Path(out_dir) / "runs"
     specs = []
     for seed in config.seeds:
-        for scale in config.scales:
-            key = f"scale{scale:g}-seed{seed}"
-            settings = {**config.train, "model": config.model, "residual_scale": float(scale), "seed": seed}
-            specs.append(RunSpec(key, config.model, seed, f"scale {scale:g}", settings, runs_dir / key))
+        for lr in config.rates:
+            for scale in config.scales:
+                key = run_key(lr, scale, seed)
+                settings = {**config.train, "model": config.model, "residual_scale": float(scale), "seed": seed}
+                if lr is not None:
+                    settings["lr"] = float(lr)
+                group = (f"lr {lr:g}, " if lr is not None else "") + f"scale {scale:g}"
+                specs.append(RunSpec(key, config.model, seed, group, settings, runs_dir / key))
     return specs
 
 
-def residual_widths(model: str, settings: dict[str, Any]) -> list[int]:
-    """The channel counts of the model's residual stages (each distinct width of its residual blocks)."""
+def _meta_model(model: str, settings: dict[str, Any]) -> Any:
+    """The model as ``settings`` build it, on the meta device (no memory, no computation)."""
     import torch
 
-    from ..models.layers import ScaledResidual
     from ..weights.factory import create_model
 
     config = TrainConfig.from_dict({**settings, "model": model})
     with torch.device("meta"):
-        net = create_model(model, num_classes=10, in_chans=config.in_chans, **config.model_kwargs())
+        return create_model(model, num_classes=10, in_chans=config.in_chans, **config.model_kwargs())
+
+
+def residual_widths(model: str, settings: dict[str, Any]) -> list[int]:
+    """The channel counts of the model's residual stages (each distinct width of its residual blocks)."""
     widths: list[int] = []
-    for module in net.modules():
-        if isinstance(module, ScaledResidual) and module.out_channels not in widths:
-            widths.append(module.out_channels)
+    for _, block in residual_blocks(_meta_model(model, settings)):
+        if block.out_channels not in widths:
+            widths.append(block.out_channels)
     return widths
 
 
+def residual_stages(model: str, settings: dict[str, Any]) -> list[tuple[str, int]]:
+    """The model's residual stages in forward order: (name of the stage's module, number of blocks)."""
+    stages: list[tuple[str, int]] = []
+    for name, _ in residual_blocks(_meta_model(model, settings)):
+        stage = name.rsplit(".", 1)[0] if "." in name else name
+        if stages and stages[-1][0] == stage:
+            stages[-1] = (stage, stages[-1][1] + 1)
+        else:
+            stages.append((stage, 1))
+    return stages
+
+
 def check_width(config: ScalingConfig) -> list[int]:
-    """The residual widths; a ValueError when the widest is below ``config.min_filters``."""
+    """The residual widths; a ValueError when fewer than ``wide_stages`` stages exceed ``min_filters``."""
     widths = residual_widths(config.model, {**config.train, "residual_scale": 1.0})
     if not widths:
         raise ValueError(f"{config.model} has no residual blocks; the scaling study needs an Inception-ResNet")
-    if max(widths) < config.min_filters:
+    wide = [w for w in widths if w > config.min_filters] if config.min_filters else widths
+    if len(wide) < config.wide_stages:
         raise ValueError(
-            f"{config.model} at these settings has at most {max(widths)} filters in a residual stage (stages: "
-            f"{widths}), fewer than min_filters={config.min_filters} (the paper saw deaths above 1000); raise "
-            "train.width_multiplier, or lower min_filters knowingly"
+            f"{config.model} at these settings has {len(wide)} residual stage(s) of more than min_filters="
+            f"{config.min_filters} filters (stages: {widths}), fewer than wide_stages={config.wide_stages} (the "
+            "paper saw deaths above 1000 filters); raise train.width_multiplier, or lower min_filters or "
+            "wide_stages knowingly"
         )
     return widths
 
 
 @dataclass
-class ScalingRun:
-    """One run's outcome: status, the death detector's verdict and the last logged values."""
+class ProbedTrain:
+    """The study's training function: :func:`~inception_resnet.training.train` with the death probe
+    (picklable, for runs in other processes). Without ``keep_checkpoints`` a run that completed loses its
+    ``checkpoints/`` directory (a finished run is never resumed; its logs stay)."""
 
+    probe: DeathProbe
+    keep_checkpoints: bool = True
+
+    def __call__(self, config: TrainConfig) -> TrainSummary:
+        summary = train(config, step_probe=dataclasses.replace(self.probe))  # a fresh probe batch per run
+        if not self.keep_checkpoints and summary.status == "completed" and is_main_process():
+            shutil.rmtree(Path(summary.run_dir) / "checkpoints", ignore_errors=True)
+            summary.last_checkpoint = summary.best_checkpoint = None
+        return summary
+
+
+@dataclass
+class ScalingRun:
+    """One run's outcome: settings, status, the death verdict and its label, and what the probe measured."""
+
+    key: str
+    lr: float | None
+    lr_per_32: float
     scale: float
     seed: int
     status: str
     message: str
     death: DeathReport
+    label: str
     steps: list[dict[str, Any]]
     total_steps: int | None
     final_loss: float | None
-    final_zero_fraction: float | None
     final_top1: float | None
+    trained: bool = False
+    measures: dict[str, Any] = field(default_factory=dict)
+    val: list[tuple[int, float]] = field(default_factory=list)
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("completed", "diverged")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"scale": self.scale, "seed": self.seed, "status": self.status, "message": self.message,
-                "dead": self.death.dead, "death_step": self.death.step, "death_reason": self.death.reason,
-                "logged_steps": len(self.steps), "last_step": self.steps[-1]["step"] if self.steps else None,
-                "total_steps": self.total_steps, "final_loss": self.final_loss,
-                "final_zero_fraction": self.final_zero_fraction, "final_val_top1_error": self.final_top1}
+        return {"key": self.key, "lr": self.lr, "lr_per_32": self.lr_per_32, "scale": self.scale, "seed": self.seed,
+                "status": self.status, "message": self.message, "dead": self.death.dead,
+                "death_step": self.death.step, "death_reason": self.death.reason, "label": self.label,
+                "trained_normally": self.trained, "logged_steps": len(self.steps),
+                "last_step": self.steps[-1]["step"] if self.steps else None, "total_steps": self.total_steps,
+                "final_loss": self.final_loss, "final_val_top1_error": self.final_top1, **self.measures}
 
 
 @dataclass
@@ -113,22 +165,71 @@ class ScalingResult:
     records: list[RunRecord]
     report: Path | None
 
-    def dead_share(self, scale: float) -> tuple[int, int]:
-        """(dead runs, finished runs) at ``scale``."""
-        finished = [r for r in self.runs if r.scale == scale and r.status in ("completed", "diverged")]
+    def dead_share(self, scale: float, lr: float | None = None) -> tuple[int, int]:
+        """(dead runs, finished runs) at ``scale`` (and ``lr``, when given)."""
+        finished = [r for r in self.runs if r.scale == scale and r.finished and (lr is None or r.lr == lr)]
         return sum(r.death.dead for r in finished), len(finished)
+
+
+def _series(steps: Sequence[dict[str, Any]], key: str) -> list[float]:
+    return [float(s[key]) for s in steps if isinstance(s.get(key), (int, float))]
+
+
+def run_measures(steps: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Each probe measure at initialisation (step 0), its highest value during training and its last one."""
+    out: dict[str, Any] = {}
+    trained = [s for s in steps if s.get("step", 0) > 0]
+    for key in ("dead_channels", "probe_zero_fraction", "zero_fraction", "stream_rms_last", "stream_rms_max"):
+        start = _series([s for s in steps if s.get("step", 0) == 0], key)
+        values = _series(trained, key)
+        out[f"init_{key}"] = start[0] if start else None
+        out[f"max_{key}"] = max(values) if values else None
+        out[f"final_{key}"] = values[-1] if values else None
+    return out
+
+
+def val_curve(record: RunRecord, steps: Sequence[dict[str, Any]]) -> list[tuple[int, float]]:
+    """(step, validation top-1 error) from the probe's measurements and the trainer's (per epoch, and per
+    step where the record holds such evaluations)."""
+    points = {}
+    for rows in (steps, getattr(record, "evaluations", None) or [], record.rows):
+        points.update({int(r["step"]): float(r["val_top1_error"]) for r in rows
+                       if isinstance(r.get("val_top1_error"), (int, float)) and "step" in r})
+    return sorted(points.items())
+
+
+def final_val_top1(record: RunRecord, steps: Sequence[dict[str, Any]]) -> float | None:
+    """The validation top-1 error at the end: the trainer's last epoch, else the probe's last measurement."""
+    value = final_value(record.rows, "val_top1_error")
+    if value is None:
+        values = _series(steps, "val_top1_error")
+        value = values[-1] if values else None
+    return value
 
 
 def summarize_run(record: RunRecord, config: ScalingConfig) -> ScalingRun:
     steps = read_steps(record.spec.run_dir) if record.status != "not run" else []
-    death = detect_run_death(record.spec.run_dir, config.death) if steps else DeathReport(False, None, "not run")
-    last = steps[-1] if steps else {}
-    return ScalingRun(
-        scale=float(record.spec.settings["residual_scale"]), seed=record.spec.seed, status=record.status,
-        message=record.message, death=death, steps=steps, total_steps=record.derived.get("total_steps"),
-        final_loss=last.get("loss_window", last.get("loss")), final_zero_fraction=last.get("zero_fraction"),
-        final_top1=final_value(record.rows, "val_top1_error"),
+    death = detect_rows_death(steps, config.death) if steps else DeathReport(False, None, record.status)
+    resolved = TrainConfig.from_dict(record.spec.settings).resolved()
+    per_32 = rate_per_32(resolved.lr, resolved.batch_size, resolved.reference_batch_size, resolved.scale_lr)
+    trained_losses = [s for s in steps if isinstance(s.get("loss"), (int, float))]
+    last = trained_losses[-1] if trained_losses else {}
+    top1 = final_val_top1(record, steps)
+    label = rate_label(death.dead or record.status == "diverged", per_32, config.paper_lr, config.rate_factor)
+    if record.status == "diverged":
+        label = label.replace("dead", "diverged", 1)
+    run = ScalingRun(
+        key=record.spec.key, lr=record.spec.settings.get("lr") if config.lrs is not None else None,
+        lr_per_32=per_32, scale=float(record.spec.settings["residual_scale"]), seed=record.spec.seed,
+        status=record.status, message=record.message, death=death,
+        label=label if record.finished else "not run",
+        steps=steps, total_steps=record.derived.get("total_steps"),
+        final_loss=last.get("loss_window", last.get("loss")), final_top1=top1, measures=run_measures(steps),
+        val=val_curve(record, steps),
     )
+    run.trained = (record.status == "completed" and not death.dead and top1 is not None
+                   and top1 <= config.trained_top1)
+    return run
 
 
 def run_scaling(
@@ -137,11 +238,14 @@ def run_scaling(
     *,
     preset: str = "custom",
     command: str | None = None,
-    train_fn: TrainFn = train,
+    train_fn: TrainFn | None = None,
     log: Callable[[str], None] | None = print,
     report_only: bool = False,
 ) -> ScalingResult:
-    """Train the runs not done yet (all unless ``report_only``), detect deaths, write the report."""
+    """Train the runs not done yet (all unless ``report_only``), detect deaths, write the report.
+
+    ``train_fn`` replaces the study's training function (:class:`ProbedTrain`: training with the probe).
+    """
     config.validate()
     widths = check_width(config)
     out = Path(out_dir)
@@ -149,138 +253,13 @@ def run_scaling(
     env = environment(command or "")  # the command the caller gives, else none
     study = {"study": "scaling", "preset": preset, "config": section_to_dict(config), "residual_widths": widths,
              "environment": env}
-    records = collect_records(specs, out, study, report_only=report_only, train_fn=train_fn,
+    fn = train_fn or ProbedTrain(DeathProbe(config.probe_images, config.val_every_steps), config.keep_checkpoints)
+    records = collect_records(specs, out, study, report_only=report_only, train_fn=fn,
                               time_limit_s=config.time_limit_s, log=log, parallel=config.parallel)
     runs = [summarize_run(r, config) for r in records]
     result = ScalingResult(out, runs, widths, records, None)
     if is_main_process():
+        from .scaling_report import write_scaling_report
+
         result.report = write_scaling_report(config, result, preset)
     return result
-
-
-def scale_table(config: ScalingConfig, result: ScalingResult) -> list[dict[str, Any]]:
-    rows = []
-    for scale in config.scales:
-        mine = [r for r in result.runs if r.scale == scale]
-        finished = [r for r in mine if r.status in ("completed", "diverged")]
-        dead = [r for r in finished if r.death.dead]
-        alive = [r for r in finished if not r.death.dead and r.status == "completed"]
-        loss = spread(r.final_loss for r in alive)
-        top1 = spread(r.final_top1 for r in alive)
-        zeros = spread(r.final_zero_fraction for r in finished)
-        rows.append({
-            "scale": scale, "runs": len(finished), "not_run": len(mine) - len(finished), "dead": len(dead),
-            "dead_share": len(dead) / len(finished) if finished else None,
-            "death_steps": [r.death.step for r in dead],
-            "diverged": sum(r.status == "diverged" for r in finished),
-            "last_zero_fraction": zeros.mean if zeros else None,
-            "max_zero_fraction": max((max((s.get("zero_fraction") or 0.0) for s in r.steps) for r in finished
-                                      if r.steps), default=None),
-            "alive_final_loss": loss.mean if loss else None, "alive_final_val_top1_error": top1.mean if top1 else None,
-        })
-    return rows
-
-
-def verdict(rows: list[dict[str, Any]], steps: int | None) -> str:
-    """How the deaths per scale compare with the paper (unscaled wide networks died; 0.1-0.3 did not)."""
-    measured = [r for r in rows if r["runs"]]
-    if not measured:
-        return "No run finished: nothing to compare."
-    deaths = {r["scale"]: r["dead"] for r in measured}
-    if not any(deaths.values()):
-        return (f"No run died within our budget (up to {steps if steps is not None else '?'} steps per run; the "
-                "paper's networks died after \"a few tens of thousands\" of iterations). The experiment therefore "
-                "neither confirms nor refutes the paper here.")
-    unscaled = [r for r in measured if r["scale"] >= 0.999]
-    scaled = [r for r in measured if r["scale"] <= 0.3]
-    if unscaled and all(r["dead"] for r in unscaled) and not any(r["dead"] for r in scaled):
-        return "As in the paper: the unscaled network died and no run with a scale of 0.3 or less did."
-    if scaled and any(r["dead"] for r in scaled):
-        return ("Unlike the paper, runs with a residual scale of 0.3 or less died too: scaling did not prevent "
-                "death at this learning rate.")
-    return "Partly as in the paper: deaths occurred only above a scale of 0.3, but not in every unscaled run."
-
-
-def write_scaling_report(config: ScalingConfig, result: ScalingResult, preset: str) -> Path:
-    out = result.out_dir
-    rows = scale_table(config, result)
-    per_run = [r.to_dict() for r in result.runs]
-    write_csv(out / "scaling.csv", per_run)
-    step_rows = [{"scale": r.scale, "seed": r.seed, **s} for r in result.runs for s in r.steps]
-    if step_rows:
-        write_csv(out / "steps.csv", step_rows)
-    study = json.loads((out / "study.json").read_text()) if (out / "study.json").is_file() else {}
-    env = study.get("environment") or environment("")
-    write_json(out / "summary.json", {"preset": preset, "residual_widths": result.widths, "scales": rows,
-                                      "runs": [{**entry, **run_entry(record)}
-                                               for entry, record in zip(per_run, result.records, strict=True)]})
-    figure = None
-    if any(r.steps for r in result.runs):
-        by_scale = {s: [{"seed": r.seed, "steps": r.steps, "death_step": r.death.step}
-                        for r in result.runs if r.scale == s and r.steps] for s in config.scales}
-        plot_scaling(by_scale, out / "scaling.png", title=f"{config.model}: loss and zero fraction per residual "
-                     "scale (dashed: the step a run died)")
-        figure = "scaling.png"
-    resolved = TrainConfig.from_dict({**config.train, "model": config.model}).resolved()
-    derived = next((r.derived for r in result.records if r.derived), {})
-    total_steps = derived.get("total_steps")
-    lines = [f"# Residual scaling and dying networks: `{preset}` preset", "",
-             f"Section 3.3 of {PAPER}: Inception-ResNets with more than about 1000 filters \"died\" early in "
-             "training (the layer before the average pooling output only zeros) unless the residuals were scaled "
-             "down by 0.1-0.3 before the addition. Here the same network is trained at an aggressive learning rate "
-             "with each residual scale.", ""]
-    lines += environment_lines(env) + ["", "## What was run", ""]
-    lines += [
-        f"- Network: `{config.model}`, width multiplier {resolved.width_multiplier or 1.0}; residual stages of "
-        f"{', '.join(map(str, result.widths))} filters (the widest: {max(result.widths)}).",
-        f"- Data: {resolved.data or 'fashion-mnist'}, {derived.get('train_images', '?')} training images, input "
-        f"{derived.get('input_size', resolved.input_size)}; {resolved.epochs} epochs of batch {resolved.batch_size} "
-        f"({total_steps if total_steps is not None else '?'} steps per run).",
-        f"- Recipe `{resolved.recipe}` with lr {resolved.lr} per {resolved.reference_batch_size} images (peak "
-        f"{derived.get('peak_lr', '?')}), warm-up {resolved.warmup_epochs} epochs, gradient clipping "
-        f"{resolved.clip_grad_norm}; the paper's recipe uses 0.045 per 32 images.",
-        f"- Scales {config.scales}, seeds {config.seeds}; the zero fraction is logged every "
-        f"{resolved.log_every_steps} steps.",
-        f"- Dead: from some logged step to the end, the fraction of exact zeros entering the final pooling is at "
-        f"least {config.death.zero_fraction} (at {config.death.min_points} or more logged points) and the loss no "
-        f"longer falls (by more than {100 * config.death.loss_tolerance:g} % of its value there). A non-finite loss "
-        "ends a run as *diverged*, which is counted apart.", ""]
-    lines += ["## Dead runs per scale", ""]
-    lines += [md_table(["residual scale", "runs", "dead", "share dead", "died at step", "diverged (NaN/inf)",
-                        "last zero fraction (mean)", "highest zero fraction", "final loss (alive)",
-                        "final val top-1 % (alive)"],
-                       [[f"{r['scale']:g}", r["runs"], r["dead"],
-                         f"{100 * r['dead_share']:.0f} %" if r["dead_share"] is not None else "-",
-                         ", ".join(map(str, r["death_steps"])) or "-", r["diverged"],
-                         fmt(r["last_zero_fraction"], 3), fmt(r["max_zero_fraction"], 3),
-                         fmt(r["alive_final_loss"], 3), fmt(r["alive_final_val_top1_error"])] for r in rows]), ""]
-    if figure:
-        lines += [f"![scaling]({figure})", ""]
-    lines += ["## Every run", "",
-              md_table(["scale", "seed", "status", "dead", "detector", "last step", "last loss", "last zero fraction"],
-                       [[f"{r.scale:g}", r.seed, r.status, "yes" if r.death.dead else "no", r.death.reason,
-                         r.steps[-1]["step"] if r.steps else "-", fmt(r.final_loss, 3),
-                         fmt(r.final_zero_fraction, 4)] for r in result.runs]), ""]
-    measured = [r for r in rows if r["max_zero_fraction"] is not None]
-    zeros_text = ""
-    if measured:
-        zeros_text = ("Highest fraction of exact zeros entering the final pooling, per scale (any run, any logged "
-                      "step): " + ", ".join(f"{r['scale']:g}: {r['max_zero_fraction']:.3f}" for r in measured)
-                      + "; at the last logged step (mean over runs): "
-                      + ", ".join(f"{r['scale']:g}: {r['last_zero_fraction']:.3f}" for r in measured) + ".")
-    lines += ["## Beside the paper", "", verdict(rows, total_steps), "", zeros_text, "",
-              "The paper reports the phenomenon qualitatively (no share of dead runs): networks of more than 1000 "
-              "filters died after a few tens of thousands of iterations; a lower learning rate, extra BatchNorm or "
-              "a low-learning-rate warm-up did not help; scaling the residuals by 0.1-0.3 did, without hurting "
-              "accuracy.", "",
-              "## Files", "", "- `scaling.csv`: one row per run; `steps.csv`: every logged step (the figure's data).",
-              "- `study.json`: the exact configuration and environment; `summary.json`: per scale and per run (with "
-              "each run's settings and derived values); `runs/scale<s>-seed<k>/` (where kept): the training runs.",
-              ""]
-    not_run = [r.spec.key for r in result.records if r.status == "not run"]
-    if not_run:
-        lines += [f"**Incomplete**: {len(not_run)} run(s) not run ({', '.join(not_run)}); start the same command "
-                  "again to train them (finished runs are skipped).", ""]
-    report = out / "report.md"
-    report.write_text("\n".join(lines))
-    return report

@@ -17,6 +17,7 @@ from .control import CRASH_ENV, NonFiniteLossError, StopRequest
 from .ema import ModelEma
 from .finetune import freeze_body, load_pretrained
 from .optimizers import LRSchedule, RMSpropTF, build_optimizer, param_groups, scale_lr
+from .probes import ProbeContext, StepProbe
 from .rundir import RunLog, load_run_config
 from .step import StepRunner, TrainingModule, classification_loss
 from .trainer import Trainer, TrainSummary, train
@@ -29,8 +30,10 @@ __all__ = [
     "LRSchedule",
     "ModelEma",
     "NonFiniteLossError",
+    "ProbeContext",
     "RMSpropTF",
     "RunLog",
+    "StepProbe",
     "StepRunner",
     "StopRequest",
     "TrainConfig",

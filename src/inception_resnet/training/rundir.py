@@ -255,7 +255,8 @@ def read_steps(run_dir: str | os.PathLike, name: str = "steps.jsonl") -> list[di
                 rows.append(json.loads(line))
             except json.JSONDecodeError:
                 continue  # a line cut short by a kill; the checkpointed part is intact
-    return sorted(rows, key=lambda r: r.get("step", 0))
+    by_step = {r.get("step", 0): r for r in rows}  # a step logged twice (a run restarted from scratch): the last
+    return [by_step[step] for step in sorted(by_step)]
 
 
 def read_validations(run_dir: str | os.PathLike) -> list[dict[str, Any]]:

@@ -19,6 +19,7 @@ Run directory::
     metrics.csv/.jsonl   one row per epoch: train loss, lr, images/s, val top-1/top-5 error (raw, EMA),
                          mean fraction of exact zeros entering the final pooling, gradient norms, times
     steps.jsonl          every ``log_every_steps`` steps: loss, gradient norm, lr, zero fraction, clipped or not
+                         (and what a step probe adds: :mod:`inception_resnet.training.probes`)
     validation.jsonl     with ``validate_every_steps``: step 0 and every N steps, the validation errors
                          and the training time so far (validation excluded); see :mod:`.validation`
     checkpoints/         last-e<epoch>-s<step>.pt (the newest ``keep_last``), best.pt
@@ -72,6 +73,7 @@ from .distributed import (
     unwrap_model,
 )
 from .optimizers import set_lr
+from .probes import ProbeContext, StepProbe
 from .rng import restore_rng
 from .rundir import RunLog
 from .setup import RunSetup
@@ -124,10 +126,12 @@ def _short(value: float | None, digits: int = 4) -> str:
 class Trainer(RunSetup, RunState, RunValidation):
     """One training run (internal to :func:`train`): set-up, the epoch loop, validation, checkpoints."""
 
-    def __init__(self, config: TrainConfig, ctx: DistContext, stop: StopRequest) -> None:
+    def __init__(self, config: TrainConfig, ctx: DistContext, stop: StopRequest,
+                 step_probe: StepProbe | None = None) -> None:
         self.config = config
         self.ctx = ctx
         self.stop = stop
+        self.step_probe = step_probe
         self.started = time.perf_counter()
         self.elapsed_before = 0.0  # training time of earlier sessions of this run (resumed)
         self.epoch = 0
@@ -202,6 +206,9 @@ class Trainer(RunSetup, RunState, RunValidation):
             restore_rng(self.rng_to_restore, self.ctx.device)
         if config.validate_every_steps and self.global_step == 0 and not self.evaluations:
             self.validate_at_step()  # the untrained network: the curves' first point is measured
+        if self.global_step == 0 and self.step_probe is not None and self.ctx.is_main:
+            self.log.step({"epoch": 0, "step": 0, "step_in_epoch": 0, "lr": self.schedule(0), "elapsed": 0.0,
+                           **self.probe()})
         while self.epoch < config.epochs:
             finished = self.train_epoch()
             if not finished:
@@ -253,6 +260,7 @@ class Trainer(RunSetup, RunState, RunValidation):
                 if config.log_every_steps and self.global_step % config.log_every_steps == 0:
                     self.log_step(stats, sum(window) / len(window), rate)
                     window = []
+                    tick = time.perf_counter()  # the log (and a step probe) is not training time
                 maybe_crash_for_test(ctx, self.global_step)
                 if config.validate_every_steps and self.global_step % config.validate_every_steps == 0:
                     self.validate_at_step()
@@ -344,7 +352,20 @@ class Trainer(RunSetup, RunState, RunValidation):
             "grad_norm": stats["grad_norm"], "clipped": stats["clipped"], "lr": stats["lr"],
             "zero_fraction": stats["zero_fraction"], "images_per_second": rate, "elapsed": self.elapsed(),
         }
+        if self.step_probe is not None and self.ctx.is_main:
+            row.update(self.probe())
         self.log.step(row)
+
+    def probe(self) -> dict[str, Any]:
+        """The step probe's values for the current step (the network back in training mode afterwards)."""
+        net = unwrap_model(self.net)
+        context = ProbeContext(net=net, step=self.global_step, epoch=self.epoch, device=self.ctx.device,
+                               val_dataset=self.val_loader.dataset if self.val_loader is not None else None,
+                               val_loader=self.val_loader, config=self.config)
+        try:
+            return dict(self.step_probe(context))
+        finally:
+            self.set_train_mode()
 
     def end_epoch(self) -> None:
         config = self.config
@@ -426,11 +447,13 @@ def train(
     *,
     train_dataset: Dataset | None = None,
     val_dataset: Dataset | None = None,
+    step_probe: StepProbe | None = None,
 ) -> TrainSummary:
     """Train as ``config`` says (a :class:`TrainConfig` or a dict of its fields); see the module docstring.
 
     ``train_dataset`` / ``val_dataset`` replace ``config.data`` with ready datasets (tensors of the
-    training size, with ``.classes``). Under torchrun every process calls this; only rank 0 writes files.
+    training size, with ``.classes``). ``step_probe`` adds measurements to the logged steps
+    (:mod:`inception_resnet.training.probes`). Under torchrun every process calls this; only rank 0 writes files.
     """
     if not isinstance(config, TrainConfig):
         config = TrainConfig.from_dict(config)
@@ -439,7 +462,7 @@ def train(
     stop = StopRequest()
     settings = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
                 torch.backends.cudnn.benchmark)
-    trainer = Trainer(config, ctx, stop)
+    trainer = Trainer(config, ctx, stop, step_probe)
     try:
         return trainer.run(train_dataset, val_dataset)
     finally:
