@@ -1,6 +1,7 @@
 """Benchmark suites: our networks against timm's on the CPU or on one GPU, JSON and markdown out.
 
     python benchmarks/bench_models.py --suite cpu --out docs/results          # 2-core CPU, fp32
+    python benchmarks/bench_models.py --suite precision --threads 2 --out docs/results  # fp32/bf16/int8 vs peers
     python benchmarks/bench_models.py --suite gpu --out "$OUT"                # one H200 (gpu_suite.sh)
     python benchmarks/bench_models.py --suite gpu --dry-run                   # the same code paths, tiny, CPU
     python benchmarks/bench_models.py --suite train --device cpu --out docs/results   # training, every model
@@ -39,9 +40,12 @@ from inception_resnet.bench import (  # noqa: E402
     markdown_document,
     parse_candidate,
     run_workload,
+    to_markdown,
     write_results,
 )
-from inception_resnet.environment import environment  # noqa: E402
+from inception_resnet.bench.peak import cpu_flags, gemm_peaks  # noqa: E402
+from inception_resnet.environment import environment, environment_lines  # noqa: E402
+from inception_resnet.markdown import table  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,50 @@ def cpu_suite(models: list[str]) -> list[Stage]:
         stages.append(Stage(Workload(model, "infer", 1, steps=3, warmup=2, rounds=7), specs))
         stages.append(Stage(Workload(model, "infer", 16, steps=1, warmup=1, rounds=5), specs))
     return stages
+
+
+# Ours in each precision (the library's default path, then its torch.compile path) and the peers: timm eager
+# (the baseline), ONNX Runtime and OpenVINO on the ONNX export of our optimised model, OpenVINO in bf16 and
+# NNCF's int8. Ours first within each precision, so that a short budget still times the main rows.
+PRECISION_SPECS = ("timm", "ours+fp32", "ours+fp32+compile", "ours+opt+ort", "ours+opt+ov",
+                   "ours+bf16", "ours+bf16+compile", "ours+opt+ov+bf16", "ours+int8", "ours+opt+ov+int8")
+PEERS = {"fp32": "ours+opt+ov", "bf16": "ours+opt+ov+bf16", "int8": "ours+opt+ov+int8"}
+
+
+def precision_suite(models: list[str]) -> list[Stage]:
+    """CPU inference in fp32, bf16 and int8 at batch 1 and 16: ours against timm eager, ONNX Runtime and
+    OpenVINO (fp32, bf16, NNCF int8), all interleaved within a stage."""
+    stages = []
+    for model in models:
+        stages.append(Stage(Workload(model, "infer", 1, steps=3, warmup=2, rounds=7), PRECISION_SPECS,
+                            compile_estimate_s=90.0))
+        stages.append(Stage(Workload(model, "infer", 16, steps=1, warmup=1, rounds=5), PRECISION_SPECS,
+                            share=1.5, compile_estimate_s=90.0))
+    return stages
+
+
+def precision_summary(results: list[Result]) -> str:
+    """Per workload and precision: our fastest path against OpenVINO's, the target (1.0x) met or missed."""
+    header = ["workload", "precision", "ours (fastest path)", "ours img/s", "OpenVINO img/s", "ours / OpenVINO",
+              "target 1.0x", "ours / timm eager", "% of GEMM peak"]
+    rows = []
+    for key in dict.fromkeys(r.workload for r in results):
+        timed = [r for r in results if r.workload == key and r.img_s]
+        for precision, peer_spec in PEERS.items():
+            ours = [r for r in timed if r.library == "ours" and r.precision == precision
+                    and parse_candidate(r.candidate).runtime == "torch"
+                    and "was asked for" not in r.extra.get("plan", "")]
+            peer = next((r for r in timed if r.candidate == peer_spec), None)
+            if not ours:
+                continue
+            best = max(ours, key=lambda r: r.img_s)
+            ratio = best.img_s / peer.img_s if peer else None
+            verdict = "" if ratio is None else "met" if ratio >= 1.0 else f"missed by {100 * (1 - ratio):.0f}%"
+            rows.append([key, precision, f"`{best.candidate}`", f"{best.img_s:.1f}",
+                         f"{peer.img_s:.1f}" if peer else "", f"{ratio:.2f}x" if ratio else "", verdict,
+                         f"{best.ratio:.2f}x" if best.ratio else "",
+                         f"{100 * best.mfu:.0f}%" if best.mfu else ""])
+    return table(header, rows)
 
 
 def gpu_suite(models: list[str], extended: bool = False) -> list[Stage]:
@@ -112,8 +160,9 @@ def train_suite(models: list[str], device: str = "cpu") -> list[Stage]:
     return stages
 
 
-SUITES = {"cpu": cpu_suite, "gpu": gpu_suite, "train": train_suite}
+SUITES = {"cpu": cpu_suite, "gpu": gpu_suite, "train": train_suite, "precision": precision_suite}
 DEFAULT_MODELS = {"cpu": ["inception_v4", "inception_resnet_v2"], "gpu": ["inception_v4", "inception_resnet_v2"],
+                  "precision": ["inception_v4", "inception_resnet_v2"],
                   "train": ["inception_v3", "inception_v4", "inception_resnet_v1", "inception_resnet_v2"]}
 
 
@@ -128,13 +177,14 @@ def dry_run_stage(stage: Stage) -> Stage:
 
 def dry_run_candidate(spec: str) -> str:
     candidate = parse_candidate(spec)
-    if candidate.compile is not None:  # dynamo only: traces the model the same way, compiles nothing
+    if candidate.compile is not None and candidate.precision is None:  # dynamo only: traces, compiles nothing
         candidate = replace(candidate, compile="default", backend="eager")
     return replace(candidate, cuda_graph=False).spec
 
 
 def run_suite(
-    stages: list[Stage], budget_s: float, write: Callable[[list[Result]], None], log: Callable[[str], None]
+    stages: list[Stage], budget_s: float, write: Callable[[list[Result]], None], log: Callable[[str], None],
+    peaks: dict[str, float] | None = None,
 ) -> list[Result]:
     """Run the stages in order within ``budget_s`` seconds, calling ``write(results)`` after each."""
     start = time.monotonic()
@@ -147,7 +197,7 @@ def run_suite(
         candidates: list[Candidate] = [parse_candidate(spec) for spec in stage.candidates]
         log(f"stage {index + 1}/{len(stages)}: {stage.workload.key}, {deadline - now:.0f} s")
         results += run_workload(stage.workload, candidates, deadline=deadline,
-                                compile_estimate_s=stage.compile_estimate_s, log=log)
+                                compile_estimate_s=stage.compile_estimate_s, log=log, peaks=peaks)
         write(results)
     log(f"suite done in {time.monotonic() - start:.0f} s")
     return results
@@ -177,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     elif args.suite == "train":
         device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
         stages = train_suite(models, "cpu" if args.dry_run else device)
+    elif args.suite == "precision":
+        stages = precision_suite(models)
     else:
         stages = cpu_suite(models)
     if args.candidates:
@@ -187,7 +239,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench_models.py: --suite {args.suite} on cuda needs a CUDA device (or --dry-run)", file=sys.stderr)
         return 2
     on_gpu = any(s.workload.device == "cuda" for s in stages)
-    budget = args.budget_s or (480.0 if args.suite == "gpu" else 540.0 if on_gpu else 1800.0)  # a device call
+    budget = args.budget_s or (480.0 if args.suite == "gpu" else 540.0 if on_gpu else
+                               3600.0 if args.suite == "precision" else 1800.0)  # a device call
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     suite = f"train-{'cuda' if on_gpu else 'cpu'}" if args.suite == "train" else args.suite
@@ -198,17 +251,79 @@ def main(argv: list[str] | None = None) -> int:
         env["note"] = args.note
     title = f"inception-resnet benchmark, {env['suite']} suite"
 
-    def write(results: list[Result]) -> None:
-        write_results(out, stem, markdown_document(results, env, title), document(results, env))
-
     def log(message: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
-    results = run_suite(stages, budget, write, log)
-    print(markdown_document(results, env, title))
+    peaks = None
+    if args.suite == "precision":
+        add_machine_limits(env, log)
+        peaks = env["gemm_peak_tflops"]
+
+    def render(results: list[Result]) -> str:
+        if args.suite == "precision":
+            return precision_document(results, env, title)
+        return markdown_document(results, env, title)
+
+    def write(results: list[Result]) -> None:
+        write_results(out, stem, render(results), document(results, env))
+
+    results = run_suite(stages, budget, write, log, peaks)
+    if args.suite == "precision":
+        add_machine_limits(env, log, again=True)
+        write(results)
+    print(render(results))
     print(f"wrote {out / stem}.json and .md", file=sys.stderr)
     failed = [r for r in results if r.error and not r.error.startswith("skipped")]
     return 1 if failed and args.dry_run else 0
+
+
+def add_machine_limits(env: dict, log: Callable[[str], None], again: bool = False) -> None:
+    """CPU flags, load average and the GEMM peaks into ``env`` (``again``: measured once more at the end; the
+    limit is the higher of the two measurements)."""
+    log("measuring the GEMM peaks" + (" again" if again else ""))
+    measured = {k: round(v, 4) for k, v in gemm_peaks().items()}
+    load = " / ".join(f"{v:.2f}" for v in os.getloadavg())
+    if not again:
+        env.update(cpu_flags=" ".join(cpu_flags()), gemm_peak_start=measured, gemm_peak_tflops=dict(measured),
+                   load_start=load)
+        for module in ("openvino", "nncf", "torchao"):
+            try:
+                env[module] = __import__(module).__version__
+            except ImportError:
+                env[module] = None
+        return
+    env["gemm_peak_end"] = measured
+    env["load_end"] = load
+    peak = env["gemm_peak_tflops"]
+    for key, value in measured.items():  # the same dict run_workload got: later rows use the higher limit too
+        peak[key] = max(peak.get(key, 0.0), value)
+
+
+def precision_document(results: list[Result], env: dict, title: str) -> str:
+    """The precision suite's results file: environment, the machine's limits, the rows, the targets."""
+    def gflops(measurement: dict | None) -> str:
+        parts = [f"{k} {1e3 * v:,.0f}" for k, v in (measurement or {}).items() if k in ("fp32", "bf16", "int8")]
+        details = [f"{k} {1e3 * v:,.0f}" for k, v in (measurement or {}).items() if "_" in k]
+        return ", ".join(parts) + (f" (of {', '.join(details)})" if details else "")
+
+    limits = [
+        f"- CPU flags: `{env.get('cpu_flags', '')}`",
+        "- GEMM peak (2048x2048 matrix product, GFLOP/s; int8: GOP/s), at the start: "
+        + gflops(env.get("gemm_peak_start"))
+        + (f"; at the end: {gflops(env.get('gemm_peak_end'))}" if env.get("gemm_peak_end") else ""),
+        f"- Load average (1 / 5 / 15 min, `uptime`), at the start: {env.get('load_start')}"
+        + (f"; at the end: {env.get('load_end')}" if env.get("load_end") else ""),
+        "- Peers: " + ", ".join(f"{m} {env[m]}" for m in ("openvino", "nncf", "torchao") if env.get(m)),
+    ]
+    notes = [
+        "MFU % = the row's GFLOP/s (2 FLOPs per multiply-add of the network, whatever the precision) as a share "
+        "of the higher GEMM peak of its precision. `ours+P` is `optimize_for_inference(model, precision=P)` "
+        "(int8: PT2E with the x86 quantizer, compiled), `ours+P+compile` the same with `compile=True`; OpenVINO "
+        "and ONNX Runtime run the ONNX export of `optimize_for_inference(model)`; int8 candidates calibrate on "
+        "the same 32 random images. Ratios are within one interleaved run.",
+    ]
+    return "\n".join([f"# {title}", "", *environment_lines(env), *limits, "", to_markdown(results), "",
+                      "## Against OpenVINO", "", *notes, "", precision_summary(results), ""])
 
 
 if __name__ == "__main__":

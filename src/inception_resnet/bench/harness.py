@@ -90,6 +90,7 @@ class Result:
     amp: str | None
     candidate: str
     library: str
+    precision: str = "fp32"
     img_s: float | None = None
     ms_per_batch: float | None = None
     ms_min: float | None = None
@@ -108,7 +109,8 @@ class Result:
 
 def _row(workload: Workload, candidate: Candidate) -> Result:
     return Result(workload.key, workload.model, workload.mode, workload.batch_size, workload.input_size,
-                  workload.device, workload.amp, candidate.spec, candidate.library)
+                  workload.device, workload.amp, candidate.spec, candidate.library,
+                  candidate.precision or workload.amp or "fp32")
 
 
 COMPARED_SAMPLES = 8  # outputs compared with the reference: the first images of the batch (eval is per image)
@@ -135,8 +137,12 @@ def run_workload(
     deadline: float | None = None,
     compile_estimate_s: float = 0.0,
     log: Callable[[str], None] = lambda _m: None,
+    peaks: dict[str, float] | None = None,
 ) -> list[Result]:
     """Prepare every candidate, time them in interleaved rounds, and return one :class:`Result` each.
+
+    ``peaks``: TFLOP/s limits by compute precision (``fp32``, ``bf16``, ``int8``; e.g. a measured GEMM peak);
+    a row's ``mfu`` is then taken against the limit of its own precision instead of ``workload.peak_tflops``.
 
     ``baseline``: the spec the ratios are taken against (default: the first timm candidate, else the first).
     ``deadline`` (a ``time.monotonic()`` value): a candidate is skipped when it would not be ready by then
@@ -153,7 +159,8 @@ def run_workload(
     prepared: list[tuple[int, Prepared]] = []
     for index, candidate in enumerate(candidates):
         row = rows[index]
-        expected_s = compile_estimate_s if candidate.compile is not None else 0.0
+        compiles = candidate.compile is not None or candidate.precision == "int8"
+        expected_s = compile_estimate_s if compiles else 0.0
         if deadline is not None and time.monotonic() + expected_s > deadline:
             row.error = f"skipped: time budget (setup expected to take {expected_s:.0f} s)"
             log(f"skip {workload.key} {candidate.spec}: {row.error}")
@@ -167,11 +174,18 @@ def run_workload(
             _release(workload.device)
             continue
         row.setup_s = round(ready.setup_s, 2)
-        if candidate.compile is not None:
+        if ready.note:
+            row.extra["plan"] = ready.note
+        if compiles:
             compile_estimate_s = max(compile_estimate_s, ready.setup_s)
         prepared.append((index, ready))
+    for index, ready in prepared:  # once more after all are built: building one may drop another's compiled code
+        try:
+            ready.step()
+        except Exception as err:  # noqa: BLE001
+            rows[index].error = f"{type(err).__name__}: {err}"[:300]
     times: dict[int, list[float]] = {i: [] for i, _ in prepared}
-    peaks: dict[int, list[int]] = {i: [] for i, _ in prepared}
+    memory: dict[int, list[int]] = {i: [] for i, _ in prepared}
     for r in range(workload.rounds):
         if r > 0 and deadline is not None and time.monotonic() > deadline:
             break
@@ -180,12 +194,13 @@ def run_workload(
             if rows[index].error:
                 continue
             try:
-                with _peak_memory(workload.device, peaks[index]):
+                with _peak_memory(workload.device, memory[index]):
                     times[index].append(time_steps(ready.step, workload.steps, workload.device))
             except Exception as err:  # noqa: BLE001
                 rows[index].error = f"{type(err).__name__}: {err}"[:300]
     for index, ready in prepared:
-        _fill(rows[index], times[index], peaks[index], ready.resident_bytes, workload, gflops)
+        peak = (peaks or {}).get(rows[index].precision, workload.peak_tflops)
+        _fill(rows[index], times[index], memory[index], ready.resident_bytes, workload, gflops, peak)
         if expected is not None and ready.comparable and times[index]:
             rows[index].max_abs_diff = _max_abs_diff(ready.output(), expected)
         ready.cleanup()
@@ -207,7 +222,7 @@ def _max_abs_diff(out: torch.Tensor | None, expected: torch.Tensor) -> float | N
 
 
 def _fill(row: Result, seconds: list[float], peaks: list[int], resident: int, workload: Workload,
-          gflops: float) -> None:
+          gflops: float, peak_tflops: float | None) -> None:
     if not seconds:
         return
     median = statistics.median(seconds)
@@ -216,8 +231,8 @@ def _fill(row: Result, seconds: list[float], peaks: list[int], resident: int, wo
     row.ms_min, row.ms_max = round(min(seconds) * 1e3, 3), round(max(seconds) * 1e3, 3)
     row.img_s = round(workload.batch_size / median, 2)
     row.tflops = _round_sig(row.img_s * gflops / 1e3)
-    if workload.peak_tflops:
-        row.mfu = _round_sig(row.tflops / workload.peak_tflops)
+    if peak_tflops:
+        row.mfu = _round_sig(row.tflops / peak_tflops)
     if peaks:
         row.peak_mem_gib = round((max(peaks) + max(resident, 0)) / 2**30, 3)
 

@@ -39,6 +39,7 @@ class Prepared:
     resident_bytes: int = 0
     setup_s: float = 0.0
     comparable: bool = True
+    note: str = ""
 
 
 def _autocast(workload: Workload, cache: bool = True) -> contextlib.AbstractContextManager:
@@ -104,15 +105,64 @@ def _tensor_bytes(tensors: Iterator[torch.Tensor]) -> int:
     return total
 
 
+CALIBRATION_IMAGES = 32  # int8 candidates (ours and NNCF) observe the same random images, as many as this
+
+
+def calibration_images(workload: Workload, in_chans: int) -> torch.Tensor:
+    """The images every int8 candidate calibrates on: standard-normal, like the timed input, another seed."""
+    generator = torch.Generator().manual_seed(1)
+    size = (CALIBRATION_IMAGES, in_chans, workload.input_size, workload.input_size)
+    return torch.randn(size, generator=generator)
+
+
+def _export_onnx(model: nn.Module, x: torch.Tensor, folder: str, dynamic_batch: bool = False) -> str:
+    path = os.path.join(folder, "model.onnx")
+    axes = {"input": {0: "batch"}, "logits": {0: "batch"}} if dynamic_batch else None
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's notes on our input checks: constant for a fixed shape
+        torch.onnx.export(model, (x,), path, dynamo=False, input_names=["input"], output_names=["logits"],
+                          opset_version=17, dynamic_axes=axes)
+    return path
+
+
+def _openvino_session(model: nn.Module, x: torch.Tensor, precision: str, calibration: torch.Tensor | None,
+                      ) -> tuple[Callable[[], Any], Callable[[], None]]:
+    """OpenVINO on the CPU: the model's ONNX export, compiled with ``precision`` as the inference precision
+    hint; for int8, first quantized by NNCF (``nncf.quantize``, its default mixed preset) on ``calibration``,
+    with OpenVINO's default precision for the layers NNCF leaves in floating point (bf16 where the CPU has
+    native bfloat16). One infer request, torch's thread count."""
+    import openvino as ov
+
+    folder = tempfile.TemporaryDirectory(prefix="ir-bench-")
+    core = ov.Core()
+    network = core.read_model(_export_onnx(model, x, folder.name, dynamic_batch=True))
+    if precision == "int8":
+        import nncf
+
+        images = [image.unsqueeze(0).numpy() for image in calibration]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            network = nncf.quantize(network, nncf.Dataset(images), subset_size=len(images))
+    network.reshape({0: list(x.shape)})  # static shapes, as the other candidates
+    config = {"INFERENCE_NUM_THREADS": torch.get_num_threads(), "PERFORMANCE_HINT": "LATENCY"}
+    if precision != "int8":  # int8: OpenVINO's own choice for what NNCF left in floating point (as users run it)
+        config["INFERENCE_PRECISION_HINT"] = "bf16" if precision == "bf16" else "f32"
+    compiled = core.compile_model(network, "CPU", config)
+    request = compiled.create_infer_request()
+    feed = {0: x.contiguous().numpy()}
+
+    def run() -> Any:
+        request.infer(feed)
+        return request.get_output_tensor(0).data
+
+    return run, folder.cleanup
+
+
 def _onnx_session(model: nn.Module, x: torch.Tensor) -> tuple[Callable[[], Any], Callable[[], None]]:
     import onnxruntime as ort
 
     folder = tempfile.TemporaryDirectory(prefix="ir-bench-")
-    path = os.path.join(folder.name, "model.onnx")
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the tracer's notes on our input checks: constant for a fixed shape
-        torch.onnx.export(model, (x,), path, dynamo=False, input_names=["input"], output_names=["logits"],
-                          opset_version=17)
+    path = _export_onnx(model, x, folder.name)
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -124,13 +174,35 @@ def _onnx_session(model: nn.Module, x: torch.Tensor) -> tuple[Callable[[], Any],
 def _prepare_inference(candidate: Candidate, workload: Workload, model: nn.Module, x: torch.Tensor) -> Prepared:
     device = torch.device(workload.device)
     model = model.eval()
+    if candidate.precision is not None and device.type != "cpu":
+        raise ValueError("the fp32/bf16/int8 candidates run on the CPU; on a GPU use the workload's autocast")
+    result: list[Any] = [None]
+    calibration = None
+    if candidate.precision == "int8":
+        calibration = calibration_images(workload, int(getattr(model, "in_chans", 3)))
+    if candidate.runtime == "torch" and candidate.precision is not None:
+        optimized = optimize_for_inference(model, precision=candidate.precision, calibration=calibration,
+                                           compile=candidate.compile is not None)
+
+        def run_optimized() -> None:
+            result[0] = optimized(x)
+
+        return Prepared(candidate, run_optimized, lambda: result[0], note=str(optimized.plan))
     if candidate.optimize:
         model = optimize_for_inference(model.to(device), onednn=candidate.onednn)
     model = model.to(device)
     if candidate.channels_last:
         model = model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
-    result: list[Any] = [None]
+    if candidate.runtime == "ov":
+        if workload.amp is not None:
+            raise ValueError("the OpenVINO candidate takes its precision from its spec (ours+opt+ov+bf16), not amp")
+        run_ov, cleanup_ov = _openvino_session(model, x, candidate.precision or "fp32", calibration)
+
+        def run_openvino() -> None:
+            result[0] = run_ov()
+
+        return Prepared(candidate, run_openvino, lambda: torch.from_numpy(result[0].copy()), cleanup=cleanup_ov)
     if candidate.runtime == "ort":
         if device.type != "cpu" or workload.amp is not None:
             raise ValueError("the ONNX Runtime candidate runs fp32 on the CPU only")

@@ -27,6 +27,12 @@ def _sig(value: float | None) -> str:
     return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
 
 
+def _fallback(result: Result) -> str:
+    """The plan of a precision candidate that could not run its precision on this CPU (else nothing)."""
+    plan = str(result.extra.get("plan") or "")
+    return plan if "was asked for" in plan else ""
+
+
 def to_markdown(results: list[Result]) -> str:
     """A markdown table of results, one row per candidate, grouped by workload."""
     header = ["workload", "candidate", "img/s", "ms/batch (min-max)", "TFLOP/s", "MFU %", "peak GiB",
@@ -37,7 +43,7 @@ def to_markdown(results: list[Result]) -> str:
         ratio = f"{r.ratio:.2f}x {r.baseline}" if r.ratio is not None else ""
         diff = f"{r.max_abs_diff:.1e}" if r.max_abs_diff is not None else ""
         rows.append([r.workload, f"`{r.candidate}`", _fmt(r.img_s), spread, _sig(r.tflops), _fmt(r.mfu, 1, 100.0),
-                     _fmt(r.peak_mem_gib, 2), ratio, diff, _fmt(r.setup_s), r.error or ""])
+                     _fmt(r.peak_mem_gib, 2), ratio, diff, _fmt(r.setup_s), r.error or _fallback(r)])
     return table(header, rows)
 
 

@@ -15,7 +15,8 @@ from ..weights.factory import create_model
 
 H200_BF16_TFLOPS = 790.0  # dense bf16 matmul ceiling of one H200 assumed for MFU (see benchmarks/README.md)
 LIBRARIES = ("ours", "timm")
-RUNTIMES = ("torch", "jit", "ort")
+RUNTIMES = ("torch", "jit", "ort", "ov")
+PRECISIONS = ("fp32", "bf16", "int8")  # a candidate's own compute precision (ours: optimize_for_inference)
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
@@ -35,6 +36,7 @@ class Candidate:
     inductor: tuple[tuple[str, Any], ...] = ()
     cuda_graph: bool = False
     onednn: bool = False
+    precision: str | None = None
 
     def __post_init__(self) -> None:
         if self.library not in LIBRARIES:
@@ -53,6 +55,17 @@ class Candidate:
             raise ValueError("'onednn' packs an optimised eager model: use it with 'opt', without jit/ort/compile")
         if self.cuda_graph and (self.compile is not None or self.runtime != "torch"):
             raise ValueError("'graph' captures eager torch inference; compile=reduce-overhead graphs compiled code")
+        if self.precision is not None and self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.runtime == "ort" and self.precision not in (None, "fp32"):
+            raise ValueError("the ONNX Runtime candidate runs fp32; OpenVINO ('ov') runs bf16 and int8")
+        if self.precision is not None and self.runtime == "torch":
+            if self.library != "ours" or self.optimize or self.channels_last or self.cuda_graph:
+                raise ValueError("'fp32', 'bf16' and 'int8' run ours through optimize_for_inference(precision=...), "
+                                 "which chooses the rewrites and the layout: write e.g. ours+int8 or ours+bf16+compile")
+            if self.compile not in (None, "default") or self.inductor or self.backend != "inductor":
+                raise ValueError("with a precision, 'compile' asks optimize_for_inference for torch.compile with "
+                                 "freezing; modes, backends and inductor options do not apply")
 
     @property
     def spec(self) -> str:
@@ -61,6 +74,7 @@ class Candidate:
         parts += ["cl"] if self.channels_last and not self.onednn else []  # onednn implies cl
         parts += ["onednn"] if self.onednn else []
         parts += [self.runtime] if self.runtime != "torch" else []
+        parts += [self.precision] if self.precision is not None else []
         if self.compile is not None:
             parts.append("compile" if self.compile == "default" else f"compile={self.compile}")
         parts += [f"backend={self.backend}"] if self.backend != "inductor" else []
@@ -86,6 +100,11 @@ def parse_candidate(spec: str) -> Candidate:
     * ``cl``: channels_last model and input;
     * ``onednn``: with ``opt``, prepacked oneDNN convolutions (CPU, fp32; implies ``cl``);
     * ``jit``: TorchScript, frozen, ``torch.jit.optimize_for_inference``; ``ort``: ONNX Runtime (CPU);
+      ``ov``: OpenVINO (CPU), both on the ONNX export of the model (after ``opt`` when given);
+    * ``fp32``, ``bf16``, ``int8``: the compute precision. Ours on the torch runtime:
+      ``optimize_for_inference(model, precision=...)`` (with ``compile``: its torch.compile path); OpenVINO:
+      its inference precision hint, and for int8 NNCF's post-training quantization; both calibrate int8 on
+      the same :data:`~inception_resnet.bench.prepare.CALIBRATION_IMAGES` random images;
     * ``compile`` or ``compile=MODE``, ``backend=NAME`` (a torch.compile backend);
     * ``graph``: a CUDA graph of eager inference;
     * any other ``NAME`` or ``NAME=VALUE``: a ``torch._inductor.config`` option (``freezing``,
@@ -102,8 +121,10 @@ def parse_candidate(spec: str) -> Candidate:
             fields["channels_last"] = True
         elif token == "onednn":
             fields["onednn"] = fields["channels_last"] = True
-        elif token in ("jit", "ort"):
+        elif token in ("jit", "ort", "ov"):
             fields["runtime"] = token
+        elif token in PRECISIONS:
+            fields["precision"] = token
         elif token == "graph":
             fields["cuda_graph"] = True
         elif key == "compile":

@@ -2,7 +2,9 @@
 
 A thin layer over :mod:`inception_resnet.bench`. The flags describe one setting (``--channels-last``,
 ``--compile``, ``--precision``...); ``--optimize`` applies our optimisations to our model, ``--timm`` adds
-timm's model with the same settings as the baseline. ``--candidates`` lists candidate specs explicitly instead
+timm's model with the same settings as the baseline. For CPU inference our model runs
+``optimize_for_inference(precision=...)`` for ``--precision fp32|bf16|int8`` (``--compile``: its compiled
+path), unless ``--no-optimize``. ``--candidates`` lists candidate specs explicitly instead
 (``timm+cl+compile ours+opt+cl+compile``; see :func:`inception_resnet.bench.parse_candidate`).
 """
 
@@ -26,23 +28,40 @@ from ..bench import (
 )
 from ..environment import environment
 from ..files import check_output_dir, check_output_file, write_text_atomic
+from .inference import add_inference_flags, uses_fast_path
 from .options import add_flag, resolve_device
 
 DESCRIPTION = (
     "Time our model against timm's (same settings, interleaved rounds; medians reported), for inference or the "
     "trainer's training step. The flags describe one setting (--channels-last, --compile, --precision...); "
     "--optimize applies our optimisations to our model, --timm adds timm's model with the same settings as the "
-    "baseline. --candidates lists candidate specs instead, e.g. 'timm+cl+compile ours+opt+cl+compile' (parts: "
-    "timm or ours, then +cl for channels-last, +compile, +opt for our optimisations, +onednn for the CPU path)."
+    "baseline. For CPU inference our model is the optimised one of --precision fp32, bf16 or int8 (spec "
+    "ours+fp32, ours+bf16, ours+int8) unless --no-optimize. --candidates lists candidate specs instead, e.g. "
+    "'timm+cl+compile ours+opt+cl+compile' (parts: timm or ours, then +cl for channels-last, +compile, +opt for "
+    "our optimisations, +onednn for the CPU path, +fp32/+bf16/+int8 for a precision, +ort or +ov for ONNX "
+    "Runtime or OpenVINO)."
 )
 
 
 def candidates_from_args(args: argparse.Namespace) -> list[Candidate]:
-    """The candidates the flags describe: timm's (with ``--timm``) first, then ours."""
+    """The candidates the flags describe: timm's (with ``--timm``) first, then ours.
+
+    On the CPU (inference, ``--precision`` fp32, bf16 or int8, no ``--no-optimize``) ours is the optimised
+    model of that precision; timm's runs as the flags say (autocast for bf16, fp32 for int8).
+    """
     if args.candidates:
         return [parse_candidate(spec) for spec in args.candidates]
     common = {"channels_last": args.channels_last, "compile": args.compile}
-    ours = Candidate("ours", optimize=args.optimize, **common)
+    device = resolve_device(args.device)
+    if args.mode == "infer" and uses_fast_path(args.precision, device, args.no_optimize):
+        if args.compile not in (None, "default"):
+            raise ValueError(f"--compile {args.compile}: the optimised CPU model compiles in the default mode "
+                             "only; give --compile alone, or --no-optimize")
+        ours = Candidate("ours", precision=args.precision, compile=args.compile)
+    elif args.precision == "int8":
+        raise ValueError("--precision int8 is for inference (--mode infer) on the CPU with the optimised model")
+    else:
+        ours = Candidate("ours", optimize=args.optimize, **common)
     return [Candidate("timm", **common), ours] if args.timm else [ours]
 
 
@@ -50,7 +69,7 @@ def workload_from_args(args: argparse.Namespace) -> Workload:
     device = str(resolve_device(args.device))
     return Workload(
         model=args.model, mode=args.mode, batch_size=args.batch_size, input_size=args.input_size,
-        device=device, amp=None if args.precision == "fp32" else args.precision, steps=args.steps,
+        device=device, amp=None if args.precision in ("fp32", "int8") else args.precision, steps=args.steps,
         warmup=args.warmup, rounds=args.rounds, model_options=tuple(args.model_option),
         peak_tflops=args.peak_tflops,
     )
@@ -64,7 +83,7 @@ def command_line(args: argparse.Namespace) -> str:
         value = getattr(args, flag)
         words += [f"--{flag}", str(value)] if value is not None else []
     words += ["--precision", args.precision] if args.precision != "fp32" else []
-    for flag in ("channels_last", "optimize", "timm"):
+    for flag in ("channels_last", "optimize", "timm", "no_optimize"):
         words += ["--" + flag.replace("_", "-")] if getattr(args, flag) else []
     words += ["--candidates", *args.candidates] if args.candidates else []
     for key, value in args.model_option:
@@ -109,13 +128,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_flag(parser, "batch_size", default=1)
     parser.add_argument("--input-size", type=int, default=299, metavar="N", help="input side in pixels")
     add_flag(parser, "device", default="auto")
-    add_flag(parser, "precision", default="fp32")
+    add_inference_flags(parser, calibration=False)
     parser.add_argument("--channels-last", action="store_true", help="model and input in channels_last")
     parser.add_argument("--compile", nargs="?", const="default", default=None, metavar="MODE",
                         help="torch.compile, optionally with a mode: default, max-autotune, reduce-overhead... "
                              "(default: not compiled)")
     parser.add_argument("--optimize", action="store_true",
-                        help="ours: optimize_for_inference (infer) or fuse_branches (train)")
+                        help="ours: optimize_for_inference's rewrites (infer; on the CPU with --no-optimize or "
+                             "--precision fp16) or fuse_branches (train)")
     parser.add_argument("--timm", action="store_true", help="add timm's model with the same settings (baseline)")
     parser.add_argument("--candidates", nargs="+", metavar="SPEC",
                         help="explicit candidate specs (default: from the flags above)")

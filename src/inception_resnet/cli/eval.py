@@ -3,7 +3,9 @@
 A thin layer over :func:`inception_resnet.evaluation.evaluate.evaluate`: it builds the dataset (to know its
 classes; relabelled by ``--class-map``), the models (``create_model(name, num_classes=<classes of the data>)``,
 then ``load_weights(SOURCE)``, which must fit; random weights drawn with ``--seed``), checks the output files can
-be written before any work starts, runs the evaluation and prints a paper-style table.
+be written before any work starts, runs the evaluation and prints a paper-style table. On the CPU each model is
+first optimised for ``--precision`` (fp32 by default; :mod:`.inference`), unless ``--no-optimize``; int8
+calibrates on ``--calibration``, by default on the training split of ``--data``.
 """
 
 from __future__ import annotations
@@ -18,13 +20,14 @@ from typing import Any
 import torch
 
 from ..data.class_map import apply_class_map, read_class_map
-from ..data.crops import CROP_SETS
+from ..data.crops import CROP_SETS, multi_crop_transform_for
 from ..data.datasets import build_dataset
 from ..data.transforms import EVAL_STYLES
 from ..evaluation.evaluate import EvalResult, evaluate
 from ..files import check_output_file
 from ..weights.factory import create_model
 from ..weights.loading import fetch_weights, load_weights
+from .inference import add_inference_flags, optimize_model, uses_fast_path
 from .options import add_flag, resolve_device
 
 
@@ -100,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
     if args.weights and not args.model:
         raise ValueError("--weights goes with --model; give --model NAME too (or NAME:WEIGHTS to --ensemble)")
     device = resolve_device(args.device)
+    fast = uses_fast_path(args.precision, device, args.no_optimize)
     decode_on_gpu = device.type == "cuda" and not args.no_gpu_decode
     dataset = load_data(args, decode=not decode_on_gpu)
     num_classes = args.num_classes or len(dataset.classes)
@@ -108,10 +112,13 @@ def run(args: argparse.Namespace) -> int:
         fetch_weights(spec.weights, spec.name)  # a missing file or an unreachable hub: fail before the work
     torch.manual_seed(args.seed)  # members without weights get the same random weights on every run
     models = [build_member(spec, num_classes, args.in_chans, options) for spec in members]
+    if fast:
+        models = [optimize_member(model, args) for model in models]
     result = evaluate(
         models, dataset, crops=args.crops, batch_size=args.batch_size,
-        weights_for_ensemble=[spec.weight for spec in members], device=device, amp=args.precision,
-        channels_last=args.channels_last, num_workers=args.workers, strict=args.strict,
+        weights_for_ensemble=[spec.weight for spec in members], device=device,
+        amp=None if fast else args.precision, channels_last=args.channels_last and not fast,
+        num_workers=args.workers, strict=args.strict,
         per_class=args.per_class, limit=args.limit, seed=args.seed, progress=not args.quiet,
         style=args.style, input_size=args.input_size, gpu_decode=decode_on_gpu,
         check_class_names=not args.ignore_class_names,
@@ -119,6 +126,17 @@ def run(args: argparse.Namespace) -> int:
     result.dataset = f"{args.data or 'fashion-mnist'} ({args.split})"
     report(result, args)
     return 0
+
+
+def optimize_member(model: torch.nn.Module, args: argparse.Namespace) -> torch.nn.Module:
+    """One member optimised for ``--precision`` on the CPU; int8 calibrates on ``--calibration`` (default: the
+    training split of ``--data``), through the member's single-crop evaluation transform."""
+    transform = None
+    calibration = args.calibration or [args.data or "fashion-mnist"]
+    if args.precision == "int8":
+        transform = multi_crop_transform_for(model, 1, style=args.style, input_size=args.input_size)
+    return optimize_model(model, args.precision, calibration=calibration, calibration_images=args.calibration_images,
+                          transform=transform, compile=True if args.compile else None, seed=args.seed)
 
 
 def report(result: EvalResult, args: argparse.Namespace) -> None:
@@ -164,8 +182,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_flag(parser, "batch_size", default=32, help="views per forward pass")
     add_flag(parser, "workers", default=min(8, os.cpu_count() or 1))
     add_flag(parser, "device", default="auto")
-    add_flag(parser, "precision", default="fp32")
-    parser.add_argument("--channels-last", action="store_true", help="channels-last memory format")
+    add_inference_flags(parser)
+    parser.add_argument("--compile", action="store_true",
+                        help="on the CPU, also compile the fp32 and bf16 models (torch.compile with freezing: "
+                             "faster per image after a minute or more of compiling; int8 always compiles)")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="channels-last memory format (the optimised CPU model always uses it)")
     parser.add_argument("--no-gpu-decode", action="store_true", help="decode JPEGs on the CPU even with cuda")
     parser.add_argument("--strict", action="store_true", help="stop at the first undecodable file")
     parser.add_argument("--ignore-class-names", action="store_true",

@@ -3,8 +3,10 @@
 A command adds a shared flag with :func:`add_flag` (``add_flag(parser, "batch_size", default=32)``), so the
 same setting has the same spelling, short form, type, choices and metavar everywhere: ``--model``,
 ``--model-option KEY=VALUE``, ``--weights``, ``--num-classes``, ``--class-map FILE``, ``--device`` (default
-``auto`` everywhere), ``-b/--batch-size``, ``-j/--workers``, ``--precision {fp32,bf16,fp16}`` and
-``--data``/``--data-dir``; the names follow timm's scripts where timm users would type them. Spellings of
+``auto`` everywhere), ``-b/--batch-size``, ``-j/--workers``, ``--precision {fp32,bf16,fp16}`` (with ``int8``
+in the inference commands: :data:`INFERENCE_PRECISIONS`), ``--data``/``--data-dir``, and for the inference
+commands ``--no-optimize``, ``--calibration`` and ``--calibration-images``; the names follow timm's scripts
+where timm users would type them. Spellings of
 earlier versions (``--amp``, ``--num-workers``, ``--option``, ``--pretrained``) still work, hidden from the
 help, with a note on stderr naming the flag that replaces them.
 """
@@ -18,6 +20,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+# eval, predict and bench also take int8: post-training static quantization, on the CPU.
+INFERENCE_PRECISIONS = (*PRECISIONS, "int8")
+INFERENCE_PRECISION_HELP = (
+    "on the CPU, our optimised model in fp32, bf16 or int8 (oneDNN kernels; int8: calibrated with "
+    "--calibration); fp16 and, with --no-optimize or on a GPU, bf16 run the plain model under autocast"
+)
 
 
 def parse_option(text: str) -> tuple[str, Any]:
@@ -92,6 +100,18 @@ SHARED: dict[str, Flag] = {
     "precision": Flag(
         ("--precision",), "fp32, or autocast to bf16 or fp16", {"choices": PRECISIONS},
         deprecated=(("--amp", {"nargs": "?", "const": "bf16", "type": parse_amp}),),
+    ),
+    "no_optimize": Flag(
+        ("--no-optimize",), "on the CPU, run the plain model (under autocast for bf16) instead of the optimised "
+        "one --precision selects", {"action": "store_true"},
+    ),
+    "calibration": Flag(
+        ("--calibration",), "int8: the images to calibrate on, preprocessed as the inputs: image files, a folder "
+        "of images (its train/ split when it has one) or fashion-mnist/mnist", {"nargs": "+", "metavar": "SOURCE"},
+    ),
+    "calibration_images": Flag(
+        ("--calibration-images",), "int8: how many calibration images to use at most (class-balanced from a "
+        "dataset)", {"type": int, "metavar": "N"},
     ),
     "data": Flag(
         ("--data", "--data-dir"), "an image folder (DIR/train/<class>/*.jpg and DIR/val/<class>/*.jpg, or "

@@ -4,7 +4,8 @@ A thin layer over :func:`inception_resnet.evaluation.predict.predict_files`: bui
 file, a TF-slim checkpoint, a Keras file or a hub tag; notes on adaptations go to stderr), classifies the
 images with the weights' own preprocessing and prints a table per image, or JSON with ``--json``. A file
 that cannot be read is reported on stderr and the others are still classified; the exit status is 1 when
-any file failed.
+any file failed. On the CPU the model is first optimised for ``--precision`` (fp32 by default), unless
+``--no-optimize``; int8 calibrates on ``--calibration``.
 """
 
 from __future__ import annotations
@@ -14,11 +15,14 @@ import json
 import sys
 from typing import Any
 
+import torch
 from torch import nn
 
+from ..data.transforms import eval_transform_for
 from ..evaluation.predict import format_predictions, predict_files
 from ..weights.factory import create_model
 from ..weights.loading import fetch_weights, load_weights
+from .inference import add_inference_flags, optimize_model, uses_fast_path
 from .options import add_flag, resolve_device
 
 
@@ -42,12 +46,37 @@ def build_model(name: str, weights: str | None, num_classes: int | None, options
     return model.eval()
 
 
+class AutocastModel(nn.Module):
+    """The plain model under autocast (``--precision bf16/fp16`` without the optimised CPU model)."""
+
+    def __init__(self, model: nn.Module, precision: str) -> None:
+        super().__init__()
+        self.model = model
+        self.dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+        for name in ("model_name", "metadata", "num_classes", "in_chans", "default_size", "features_only",
+                     "classify_output"):
+            if hasattr(model, name):
+                self.__dict__[name] = getattr(model, name)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, dtype=self.dtype):
+            return self.model(x).float()
+
+
 def run(args: argparse.Namespace) -> int:
     if args.topk < 1:
         raise ValueError(f"--topk must be at least 1, got {args.topk}")
+    device = resolve_device(args.device)
+    fast = uses_fast_path(args.precision, device, args.no_optimize)
     model = build_model(args.model, args.weights, args.num_classes, args.model_option)
+    if fast:
+        model = optimize_model(model, args.precision, calibration=args.calibration,
+                               calibration_images=args.calibration_images,
+                               transform=eval_transform_for(model, input_size=args.input_size))
+    elif args.precision in ("bf16", "fp16"):
+        model = AutocastModel(model, args.precision)
     predictions, failures = predict_files(model, args.images, args.topk, input_size=args.input_size,
-                                          batch_size=args.batch_size, device=resolve_device(args.device))
+                                          batch_size=args.batch_size, device=device)
     for failure in failures:
         print(f"inception-resnet predict: {failure.path}: {failure.error}", file=sys.stderr)
     if args.json:
@@ -78,4 +107,5 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="input side in pixels (default: the weights' own, 299 for the ImageNet models)")
     add_flag(parser, "batch_size", default=8, help="images per forward pass")
     add_flag(parser, "device", default="auto")
+    add_inference_flags(parser)
     parser.set_defaults(func=run)

@@ -10,7 +10,9 @@ once, and with the ReLU that follows it, or the residual add and the ReLU after 
 It is the rewrite inductor's CPU ``freezing`` performs, done once in eager code.
 
 Every rewrite is exact up to floating-point rounding. The packed weights are opaque oneDNN tensors: such a
-model runs fp32 inference on the CPU only and cannot be deep-copied, pickled or moved to another device.
+model runs inference on the CPU only, in the dtype of its weights (fp32, or bfloat16 on CPUs with native
+bfloat16 instructions: see :mod:`inception_resnet.inference.precision`), and cannot be deep-copied, pickled
+or moved to another device.
 It scripts with TorchScript. Keep the original model for everything else.
 """
 
@@ -37,11 +39,11 @@ def _explicit_padding(conv: nn.Conv2d) -> list[int] | None:
 
 
 def is_packable(conv: nn.Module) -> bool:
-    """Whether ``conv`` is a 2-d fp32 CPU convolution oneDNN can run with prepacked weights."""
+    """Whether ``conv`` is a 2-d fp32 or bf16 CPU convolution oneDNN can run with prepacked weights."""
     return (
         type(conv) is nn.Conv2d
         and conv.padding_mode == "zeros"
-        and conv.weight.dtype == torch.float32
+        and conv.weight.dtype in (torch.float32, torch.bfloat16)
         and conv.weight.device.type == "cpu"
         and _explicit_padding(conv) is not None
     )
@@ -60,7 +62,7 @@ class OneDNNConv2d(nn.Module):
         super().__init__()
         padding = _explicit_padding(conv)
         if not is_packable(conv) or padding is None:
-            raise ValueError("OneDNNConv2d needs an fp32 CPU Conv2d with zero padding")
+            raise ValueError("OneDNNConv2d needs an fp32 or bf16 CPU Conv2d with zero padding")
         self.padding = padding
         self.stride = list(conv.stride)
         self.dilation = list(conv.dilation)
@@ -204,7 +206,7 @@ def _input_shapes(model: nn.Module, example: torch.Tensor) -> dict[int, list[int
 
 
 def pack_for_cpu(model: nn.Module, example_input: torch.Tensor | None = None) -> int:
-    """Rewrite an eval-mode fp32 CPU model in place for oneDNN (see the module docstring); returns the count.
+    """Rewrite an eval-mode fp32 or bf16 CPU model in place for oneDNN (see the module docstring); returns the count.
 
     Convolutions whose output feeds a ReLU get it fused; a convolution whose output is only added to
     another tensor (``x + conv(h)``) gets the add, and the ReLU after it, fused. Other convolutions are
@@ -216,7 +218,8 @@ def pack_for_cpu(model: nn.Module, example_input: torch.Tensor | None = None) ->
         raise ValueError("pack_for_cpu needs an eval-mode model: call model.eval() first")
     if example_input is None:
         size = int(getattr(model, "default_size", 224))
-        example_input = torch.zeros(1, int(getattr(model, "in_chans", 3)), size, size)
+        dtype = next((p.dtype for p in model.parameters()), torch.float32)
+        example_input = torch.zeros(1, int(getattr(model, "in_chans", 3)), size, size, dtype=dtype)
     with torch.no_grad():
         shapes = _input_shapes(model, example_input.contiguous(memory_format=torch.channels_last))
         count = _pack_tree(model, set(), shapes)

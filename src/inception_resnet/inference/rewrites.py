@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -407,8 +408,19 @@ def optimize_for_inference(
     project_pools: bool = True,
     channels_last: bool = False,
     onednn: bool = False,
+    precision: str | None = None,
+    calibration: Any = None,
+    compile: bool | None = None,
 ) -> nn.Module:
     """An eval-mode copy of ``model`` that computes the same outputs faster; the original is not touched.
+
+    ``precision`` (``"fp32"``, ``"bf16"`` or ``"int8"``): CPU inference in that precision with the kernels
+    that run fastest on this CPU, falling back to fp32 where the CPU lacks bfloat16 or int8 dot products;
+    the other options are then chosen for you, ``calibration`` holds the images int8 observes and
+    ``compile`` asks for ``torch.compile`` with freezing (default: for int8 only). The result is an
+    :class:`~inception_resnet.inference.precision.InferenceModel` whose ``plan`` says what was chosen; see
+    :func:`~inception_resnet.inference.precision.optimize_for_precision`. Without ``precision``, the
+    rewrites below are applied on any device:
 
     ``fold``: fold BatchNorms and residual scales into the convolutions. ``fuse``: merge the 1x1
     convolutions that read the same input into one convolution with materialised weights, and apply their
@@ -422,6 +434,12 @@ def optimize_for_inference(
     copy's parameters do not require gradients; its state dict has a different layout from the original's.
     The counts of what changed are in ``copy.optimization_report``.
     """
+    if precision is not None:
+        from .precision import optimize_for_precision
+
+        return optimize_for_precision(model, precision, calibration=calibration, compile=compile)
+    if calibration is not None or compile is not None:
+        raise ValueError("calibration= and compile= go with precision=: e.g. precision='int8', calibration=images")
     optimized = copy.deepcopy(model).eval()
     if is_fused(optimized):  # fused at run time (fuse_branches): the plain forwards first, then every rewrite
         unfuse_branches(optimized)

@@ -1,0 +1,87 @@
+"""The machine's limit for a CPU benchmark: its vector instruction sets, and the GEMM peak in fp32, bf16 and int8.
+
+A square matrix product is the most efficient work a CPU does in a given precision; its throughput,
+measured in the same process as the candidates, is the limit each row of a results file is read against
+(:func:`gemm_peaks`, 2 operations per multiply-add). fp32 and bf16 take the better of ``torch.mm`` (MKL for
+fp32, which on some CPUs is not the fastest library) and the same product as a 1x1 convolution through
+oneDNN with prepacked weights (the kernels our convolutions run); int8 is ``torch._int_mm`` (int32
+accumulation). :func:`cpu_flags` lists what the CPU offers for these precisions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+# The /proc/cpuinfo flags that decide which kernels the precisions get (AVX-512 families, VNNI, AMX).
+_RELEVANT = ("avx2", "fma", "avx512", "vnni", "amx", "bf16", "fp16")
+
+
+def cpu_flags() -> list[str]:
+    """The CPU's vector and matrix instruction flags (``/proc/cpuinfo``; torch's capability names elsewhere)."""
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = line.split(":", 1)[1].split()
+                    return sorted(f for f in set(flags) if any(key in f for key in _RELEVANT))
+    get = getattr(torch.cpu, "get_capabilities", None)
+    caps = dict(get()) if get is not None else {}
+    return sorted(k for k, v in caps.items() if v is True and any(key in k for key in _RELEVANT))
+
+
+def _best_seconds(fn: Callable[[], object], repeats: int) -> float:
+    for _ in range(2):
+        fn()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def _onednn_product(size: int, dtype: torch.dtype, generator: torch.Generator) -> Callable[[], object] | None:
+    """A ``size`` x ``size`` x ``size`` product as a 1x1 convolution with prepacked oneDNN weights, or None."""
+    from ..inference.onednn import OneDNNConv2d
+
+    if not torch.backends.mkldnn.is_available():
+        return None
+    conv = nn.Conv2d(size, size, 1, bias=False).to(dtype)
+    with torch.no_grad():
+        conv.weight.copy_(torch.randn(conv.weight.shape, generator=generator))
+    width = 64
+    x = torch.randn(1, size, size // width, width, generator=generator).to(dtype)
+    x = x.contiguous(memory_format=torch.channels_last)
+    packed = OneDNNConv2d(conv, input_size=list(x.shape))
+    return lambda: packed(x)
+
+
+def gemm_peaks(size: int = 2048, repeats: int = 10) -> dict[str, float]:
+    """TFLOP/s (TOP/s for int8) of a ``size`` x ``size`` matrix product, best of ``repeats``, by precision.
+
+    Keys ``fp32``, ``bf16`` and ``int8`` hold the limits; ``fp32_mm``, ``fp32_onednn``, ``bf16_mm`` and
+    ``bf16_onednn`` the two measurements behind each. Runs on the current torch thread count; int8 is left
+    out where ``torch._int_mm`` has no CPU kernel.
+    """
+    flops = 2.0 * size**3
+    generator = torch.Generator().manual_seed(0)
+    peaks: dict[str, float] = {}
+    with torch.inference_mode():
+        for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+            a = torch.randn(size, size, generator=generator).to(dtype)
+            b = torch.randn(size, size, generator=generator).to(dtype)
+            peaks[f"{name}_mm"] = flops / _best_seconds(lambda a=a, b=b: torch.mm(a, b), repeats) / 1e12
+            product = _onednn_product(size, dtype, generator)
+            if product is not None:
+                peaks[f"{name}_onednn"] = flops / _best_seconds(product, repeats) / 1e12
+            peaks[name] = max(peaks[f"{name}_mm"], peaks.get(f"{name}_onednn", 0.0))
+    a8 = torch.randint(-128, 128, (size, size), dtype=torch.int8, generator=generator)
+    b8 = torch.randint(-128, 128, (size, size), dtype=torch.int8, generator=generator)
+    with contextlib.suppress(RuntimeError, NotImplementedError, AttributeError):
+        peaks["int8"] = flops / _best_seconds(lambda: torch._int_mm(a8, b8), repeats) / 1e12
+    return peaks

@@ -1,0 +1,77 @@
+"""The fast CPU path of the inference commands (``eval``, ``predict``, ``bench``), shared by them.
+
+On the CPU, ``--precision fp32|bf16|int8`` runs our optimised model
+(:func:`inception_resnet.inference.rewrites.optimize_for_inference` with ``precision=``) unless
+``--no-optimize`` is given; int8 calibrates on ``--calibration`` (at most ``--calibration-images`` images,
+through the model's own evaluation transform). What was chosen is printed on stderr as a note.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..data.calibration import DEFAULT_CALIBRATION_IMAGES, load_calibration
+from ..inference.rewrites import optimize_for_inference
+from .options import add_flag
+
+FAST_PRECISIONS = ("fp32", "bf16", "int8")
+
+
+def add_inference_flags(parser: argparse.ArgumentParser, calibration: bool = True) -> None:
+    """``--precision`` (with int8), ``--no-optimize`` and, where the command loads images, the calibration flags."""
+    from .options import INFERENCE_PRECISION_HELP, INFERENCE_PRECISIONS
+
+    add_flag(parser, "precision", default="fp32", choices=INFERENCE_PRECISIONS, help=INFERENCE_PRECISION_HELP)
+    add_flag(parser, "no_optimize")
+    if calibration:
+        add_flag(parser, "calibration")
+        add_flag(parser, "calibration_images", default=DEFAULT_CALIBRATION_IMAGES)
+
+
+def uses_fast_path(precision: str, device: torch.device, no_optimize: bool) -> bool:
+    """Whether a command runs the optimised CPU model; a clear error where int8 cannot run as asked."""
+    if precision == "int8":
+        if device.type != "cpu":
+            raise ValueError("--precision int8 runs on the CPU; add --device cpu")
+        if no_optimize:
+            raise ValueError("--precision int8 needs the optimised model; leave out --no-optimize")
+    return device.type == "cpu" and precision in FAST_PRECISIONS and not no_optimize
+
+
+def optimize_model(
+    model: nn.Module,
+    precision: str,
+    *,
+    calibration: Sequence[str] | None = None,
+    calibration_images: int = DEFAULT_CALIBRATION_IMAGES,
+    transform: Callable[[Any], torch.Tensor] | None = None,
+    compile: bool | None = None,
+    seed: int = 0,
+    log: Callable[[str], None] | None = None,
+) -> nn.Module:
+    """The model optimised for ``precision`` on the CPU, its plan logged (default: a note on stderr).
+
+    ``calibration`` (int8): the sources of :func:`~inception_resnet.data.calibration.load_calibration`, one
+    folder or dataset name, or image files; ``transform``: the model's evaluation transform.
+    """
+    log = log or (lambda message: print(f"note: {message}", file=sys.stderr))
+    images = None
+    if precision == "int8":
+        if not calibration:
+            raise ValueError("--precision int8 needs --calibration: a few hundred images like the ones to classify "
+                             "(a folder, image files, or fashion-mnist)")
+        if transform is None:
+            raise ValueError("int8 calibration needs the model's evaluation transform")
+        source: Any = calibration[0] if len(calibration) == 1 else list(calibration)
+        images = load_calibration(source, transform, calibration_images, seed=seed)
+    optimized = optimize_for_inference(model, precision=precision, calibration=images, compile=compile)
+    name = getattr(model, "model_name", type(model).__name__)
+    source_note = f" from {' '.join(calibration)}" if images is not None else ""
+    log(f"{name}: {optimized.plan}{source_note}")
+    return optimized

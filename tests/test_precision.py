@@ -1,0 +1,240 @@
+"""CPU inference in fp32, bf16 and int8: the plan per CPU (fallbacks simulated), the answers against fp32, the
+calibration images, and the accuracy of a network trained on Fashion-MNIST by our own trainer.
+
+Tolerances, stated once here:
+
+* fp32 path: within 1e-4 of the plain model (the rewrites are exact up to rounding);
+* bf16 path on random weights: within 3% of the largest logit;
+* trained network, Fashion-MNIST validation (5,000 of its 10,000 images, class-balanced): top-1 agreement with
+  fp32 at least 98.5% (bf16) and 97% (int8); top-1 error within 0.2 points (bf16) and 0.5 points (int8) of
+  fp32's (issue #17);
+* the same network on photographs (``skimage.data``): the largest logit difference at most 5% (bf16) and
+  15% (int8) of the largest fp32 logit, and the same top-1 class.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+import warnings
+
+import pytest
+import torch
+
+from inception_resnet import create_model
+from inception_resnet.data import build_dataset, multi_crop_transform_for, subset
+from inception_resnet.data.calibration import load_calibration
+from inception_resnet.inference import optimize_for_inference
+from inception_resnet.inference import precision as precision_module
+from inception_resnet.inference.precision import InferenceModel, calibration_batches, cpu_features, plan_inference
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+FULL = {"x86": True, "bf16": True, "vnni": True, "amx": False, "onednn": True}
+NO_BF16_NO_VNNI = {**FULL, "bf16": False, "vnni": False}
+NATIVE = cpu_features()
+needs_bf16 = pytest.mark.skipif(not NATIVE["bf16"], reason="this CPU has no native bfloat16 (fallback tested)")
+needs_int8 = pytest.mark.skipif(not (NATIVE["vnni"] and NATIVE["x86"] and precision_module.have_torchao()),
+                                reason="int8 needs an x86 CPU with VNNI and torchao (fallback tested)")
+
+
+def tiny(name: str = "inception_resnet_v2", width: float = 0.25) -> torch.nn.Module:
+    return create_model(name, width_multiplier=width, num_classes=10).eval()
+
+
+def images(count: int, size: int = 75, seed: int = 0, scale: float = 1.0) -> torch.Tensor:
+    return scale * torch.randn(count, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def logits(model: torch.nn.Module, x: torch.Tensor, chunk: int = 250) -> torch.Tensor:
+    with torch.inference_mode():
+        return torch.cat([model(x[i:i + chunk]).float() for i in range(0, len(x), chunk)])
+
+
+# -- the plan ---------------------------------------------------------------------------------------------------
+def test_the_plan_follows_the_cpu_and_says_what_was_chosen() -> None:
+    assert plan_inference("bf16", features=FULL).precision == "bf16"
+    assert plan_inference("int8", features=FULL).compiled and not plan_inference("fp32", features=FULL).compiled
+    assert plan_inference("fp32", compile=True, features=FULL).compiled
+    bf16 = plan_inference("bf16", features=NO_BF16_NO_VNNI)
+    assert bf16.precision == "fp32" and bf16.fell_back and "AVX512-BF16" in str(bf16)
+    assert str(bf16).startswith("bf16 was asked for") and "running fp32 CPU inference: oneDNN fp32" in str(bf16)
+    int8 = plan_inference("int8", features=NO_BF16_NO_VNNI)
+    assert int8.precision == "fp32" and "VNNI" in str(int8) and not int8.compiled
+    arm = plan_inference("int8", features={**FULL, "x86": False})
+    assert arm.precision == "fp32" and "x86" in str(arm)
+    with pytest.raises(ValueError, match="fp32, bf16, int8"):
+        plan_inference("fp16")
+    assert set(NATIVE) == set(FULL) and all(isinstance(v, bool) for v in NATIVE.values())
+
+
+def test_a_cpu_without_bf16_or_vnni_gets_the_fp32_path_with_a_warning(monkeypatch) -> None:
+    monkeypatch.setattr(precision_module, "cpu_features", lambda: dict(NO_BF16_NO_VNNI))
+    model = tiny("inception_v4")
+    x = images(3)
+    expected = logits(model, x)
+    for asked in ("bf16", "int8"):
+        with pytest.warns(UserWarning, match=f"{asked} was asked for"):
+            fast = optimize_for_inference(model, precision=asked, calibration=images(4, seed=1))
+        assert isinstance(fast, InferenceModel) and fast.precision == "fp32" and fast.input_dtype == torch.float32
+        assert torch.allclose(logits(fast, x), expected, atol=1e-4)
+
+
+def test_precision_arguments_are_checked() -> None:
+    model = tiny("inception_v4")
+    with pytest.raises(ValueError, match="calibration= and compile= go with precision="):
+        optimize_for_inference(model, compile=True)
+    with pytest.raises(ValueError, match="fp32 model"):
+        optimize_for_inference(copy.deepcopy(model).double(), precision="fp32")
+    with pytest.raises(ValueError, match="calibration"):
+        list(calibration_batches(None))
+    with pytest.raises(ValueError, match="4-d"):
+        list(calibration_batches(torch.zeros(3, 75, 75)))
+    with pytest.raises(TypeError, match="image tensors"):
+        list(calibration_batches(["not an image"]))
+
+
+# -- fp32 and bf16 ----------------------------------------------------------------------------------------------
+def test_fp32_path_equals_the_model_and_is_an_inference_only_cpu_module() -> None:
+    model = tiny()
+    x = images(5)
+    fast = optimize_for_inference(model, precision="fp32")
+    assert fast.plan.precision == "fp32" and fast.optimization_report.convs_packed > 0
+    assert torch.allclose(logits(fast, x), logits(model, x), atol=1e-4)
+    assert logits(fast, x.contiguous(memory_format=torch.channels_last)).dtype == torch.float32
+    assert fast.model_name == model.model_name and fast.num_classes == 10 and fast.metadata == model.metadata
+    assert fast.eval() is fast and not fast.training
+    with pytest.raises(ValueError, match="cannot be trained"):
+        fast.train()
+    with pytest.raises(ValueError, match="on the CPU as built"):
+        fast.to(torch.bfloat16)
+    with pytest.raises(TypeError, match="cannot be copied"):
+        copy.deepcopy(fast)
+    with pytest.raises(ValueError, match="4-d batch"):
+        fast(x[0])
+    assert all(p.requires_grad for p in model.parameters())  # the original is untouched
+
+
+@needs_bf16
+def test_bf16_path_runs_bfloat16_onednn_kernels_close_to_fp32() -> None:
+    model = tiny()
+    x = images(4)
+    expected = logits(model, x)
+    fast = optimize_for_inference(model, precision="bf16")
+    assert fast.plan.precision == "bf16" and fast.input_dtype == torch.bfloat16
+    assert fast.optimization_report.convs_packed > 0
+    packed = [m for m in fast.modules() if hasattr(m, "packed_weight")]
+    assert packed and all(m.packed_weight.dtype == torch.bfloat16 for m in packed)
+    out = logits(fast, x)
+    assert out.dtype == torch.float32
+    assert (out - expected).abs().max() <= 0.03 * expected.abs().max()
+
+
+# -- int8 -------------------------------------------------------------------------------------------------------
+@needs_int8
+def test_int8_calibration_observes_exactly_the_images_given() -> None:
+    from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
+        get_default_x86_inductor_quantization_config,
+    )
+
+    model = tiny("googlenet")
+    given = images(40, seed=3, scale=0.5)
+    drawn: list[torch.Tensor] = []
+
+    def batches():  # (images, labels) pairs, as a DataLoader yields them; records what was drawn
+        for chunk in given.split(16):
+            drawn.append(chunk)
+            yield chunk, torch.zeros(len(chunk), dtype=torch.long)
+
+    fast = optimize_for_inference(model, precision="int8", calibration=batches(), compile=False)
+    assert fast.plan.calibration_images == 40 and torch.equal(torch.cat(drawn), given)
+    graph = fast.quantized_graph.graph
+    source = next(n for n in graph.nodes if n.op == "placeholder")
+    first = next(n for n in source.users if "quantize_per_tensor" in str(n.target))
+    scale, zero_point = first.args[1], first.args[2]
+    observer = get_default_x86_inductor_quantization_config().input_activation.observer_or_fake_quant_ctr()
+    for chunk in given.split(16):  # the same observer fed exactly the given images, in the same batches
+        observer(chunk)
+    expected_scale, expected_zero_point = observer.calculate_qparams()
+    assert scale == pytest.approx(float(expected_scale), rel=1e-6) and zero_point == int(expected_zero_point)
+    wider = optimize_for_inference(model, precision="int8", calibration=4 * given, compile=False)
+    wider_first = next(n for n in next(n for n in wider.quantized_graph.graph.nodes if n.op == "placeholder").users
+                       if "quantize_per_tensor" in str(n.target))
+    assert wider_first.args[1] == pytest.approx(4 * scale, rel=0.05)  # the range follows the images, nothing else
+    with pytest.raises(ValueError, match="no images"):
+        optimize_for_inference(model, precision="int8", calibration=iter([]))
+
+
+@needs_int8
+def test_int8_default_path_compiles_once_for_any_batch_size() -> None:
+    model = tiny("inception_v4")
+    x = images(7, seed=5)
+    expected = logits(model, x)
+    fast = optimize_for_inference(model, precision="int8", calibration=images(32, seed=6))
+    assert fast.plan.compiled and fast.plan.precision == "int8" and "PT2E" in str(fast.plan)
+    first = logits(fast, x[:3])  # compiles for batch 3
+    rest = logits(fast, x[3:5]), logits(fast, x)  # padded to 3; split into 3 + 3 + 1 (padded)
+    assert fast.batch_size == 3
+    assert torch.allclose(rest[1][:3], first, atol=1e-5) and torch.allclose(rest[1][3:5], rest[0], atol=1e-5)
+    assert (rest[1] - expected).abs().max() <= 0.1 * expected.abs().max()
+    with pytest.raises(ValueError, match="quantized for inputs of shape"):
+        fast(images(1, size=99))
+
+
+# -- accuracy on a trained network --------------------------------------------------------------------------------
+def photographs(transform) -> torch.Tensor:
+    import skimage.data
+
+    views = []
+    for name in ("astronaut", "coffee", "chelsea", "rocket", "camera", "cat"):
+        image = torch.from_numpy(getattr(skimage.data, name)())
+        views.append(transform(image.permute(2, 0, 1) if image.dim() == 3 else image.unsqueeze(0))[0])
+    return torch.stack(views)
+
+
+@pytest.fixture(scope="module")
+def fashion_network(tmp_path_factory):
+    """GoogLeNet at width 0.25 trained by our trainer on 2,048 Fashion-MNIST images for 3 epochs (75 px)."""
+    from inception_resnet.training import TrainConfig, train
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    run = train(TrainConfig.from_dict(dict(
+        model="googlenet", width_multiplier=0.25, data="fashion-mnist", input_size=75, max_train_images=2048,
+        max_val_images=500, epochs=3, batch_size=32, recipe="sgd", lr=1.6, warmup_epochs=0.0, ema_decay=0.0,
+        color_distortion=False, threads=1, num_workers=0, deterministic=True, progress=False, tensorboard=False,
+        log_every_steps=0, run_dir=str(tmp_path_factory.mktemp("fashion") / "run"),
+    )))
+    torch.set_num_threads(before)
+    model = create_model("googlenet", width_multiplier=0.25, num_classes=10, pretrained=run.best_checkpoint).eval()
+    return model, multi_crop_transform_for(model, 1, input_size=75)
+
+
+def test_bf16_and_int8_keep_the_fp32_answers_of_a_trained_network(fashion_network) -> None:
+    started = time.perf_counter()
+    model, transform = fashion_network
+    val = subset(build_dataset("fashion-mnist", "val", lambda image: transform(image)[0], download=False), 5000)
+    x = torch.stack([val[i][0] for i in range(len(val))])
+    labels = torch.tensor([val[i][1] for i in range(len(val))])
+    photos = photographs(transform)
+    reference, reference_photos = logits(model, x), logits(model, photos)
+    error = 100 * (reference.argmax(1) != labels).float().mean().item()
+    assert error < 45  # the network learned something, so that agreement means something
+    calibration = load_calibration("fashion-mnist", transform, 256, download=False)  # training images
+    bounds = {"bf16": (98.5, 0.2, 0.05), "int8": (97.0, 0.5, 0.15)}
+    for precision, (agreement_min, error_change_max, photo_max) in bounds.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a fallback on CPUs without bf16/VNNI: then fp32 is compared
+            fast = optimize_for_inference(model, precision=precision, calibration=calibration, compile=False)
+        out, out_photos = logits(fast, x), logits(fast, photos)
+        timing = f"{time.perf_counter() - started:.1f} s"
+        agreement = 100 * (out.argmax(1) == reference.argmax(1)).float().mean().item()
+        change = 100 * (out.argmax(1) != labels).float().mean().item() - error
+        photo_diff = (out_photos - reference_photos).abs().max().item()
+        print(f"{fast.plan.precision}: agreement {agreement:.2f}%, top-1 error {error:.2f}% {change:+.2f} points, "
+              f"largest photo logit difference {photo_diff:.4f} (fp32 logits up to "
+              f"{reference_photos.abs().max().item():.2f}); {timing}")
+        assert agreement >= agreement_min and abs(change) <= error_change_max
+        assert photo_diff <= photo_max * reference_photos.abs().max().item()
+        assert torch.equal(out_photos.argmax(1), reference_photos.argmax(1))
+    print(f"accuracy check: {time.perf_counter() - started:.1f} s after training")
