@@ -297,7 +297,7 @@ def test_cli_writes_json_and_markdown(tmp_path: Path, capsys: pytest.CaptureFixt
     out_json, out_md = tmp_path / "r.json", tmp_path / "r.md"
     code = cli_main([
         "bench", "--model", "googlenet", "--model-option", "width_multiplier=0.25",
-        "--input-size", "75", "--batch-size", "2", "--optimize", "--channels-last", "--steps", "1",
+        "--input-size", "75", "--batch-size", "2", "--optimize", "--channels-last", "--no-optimize", "--steps", "1",
         "--rounds", "1", "--warmup", "0", "--device", "cpu", "--json", str(out_json), "--markdown", str(out_md),
     ])
     assert code == 0

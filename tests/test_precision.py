@@ -33,9 +33,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 FULL = {"x86": True, "bf16": True, "vnni": True, "amx": False, "onednn": True}
 NO_BF16_NO_VNNI = {**FULL, "bf16": False, "vnni": False}
 NATIVE = cpu_features()
-needs_bf16 = pytest.mark.skipif(not NATIVE["bf16"], reason="this CPU has no native bfloat16 (fallback tested)")
-needs_int8 = pytest.mark.skipif(not (NATIVE["vnni"] and NATIVE["x86"] and precision_module.have_torchao()),
-                                reason="int8 needs an x86 CPU with VNNI and torchao (fallback tested)")
+# The kernel tests ask for the bf16 and int8 paths as on a CPU that has everything: oneDNN runs them on any
+# x86 CPU with AVX-512 or AVX2 (emulating what the CPU lacks, slower), so they run on every test machine.
 
 
 def tiny(name: str = "inception_resnet_v2", width: float = 0.25) -> torch.nn.Module:
@@ -115,12 +114,11 @@ def test_fp32_path_equals_the_model_and_is_an_inference_only_cpu_module() -> Non
     assert all(p.requires_grad for p in model.parameters())  # the original is untouched
 
 
-@needs_bf16
 def test_bf16_path_runs_bfloat16_onednn_kernels_close_to_fp32() -> None:
     model = tiny()
     x = images(4)
     expected = logits(model, x)
-    fast = optimize_for_inference(model, precision="bf16")
+    fast = precision_module.optimize_for_precision(model, "bf16", features=FULL)
     assert fast.plan.precision == "bf16" and fast.input_dtype == torch.bfloat16
     assert fast.optimization_report.convs_packed > 0
     packed = [m for m in fast.modules() if hasattr(m, "packed_weight")]
@@ -131,7 +129,6 @@ def test_bf16_path_runs_bfloat16_onednn_kernels_close_to_fp32() -> None:
 
 
 # -- int8 -------------------------------------------------------------------------------------------------------
-@needs_int8
 def test_int8_calibration_observes_exactly_the_images_given() -> None:
     from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
         get_default_x86_inductor_quantization_config,
@@ -146,7 +143,8 @@ def test_int8_calibration_observes_exactly_the_images_given() -> None:
             drawn.append(chunk)
             yield chunk, torch.zeros(len(chunk), dtype=torch.long)
 
-    fast = optimize_for_inference(model, precision="int8", calibration=batches(), compile=False)
+    fast = precision_module.optimize_for_precision(model, "int8", calibration=batches(), compile=False,
+                                                   features=FULL)
     assert fast.plan.calibration_images == 40 and torch.equal(torch.cat(drawn), given)
     graph = fast.quantized_graph.graph
     source = next(n for n in graph.nodes if n.op == "placeholder")
@@ -157,28 +155,13 @@ def test_int8_calibration_observes_exactly_the_images_given() -> None:
         observer(chunk)
     expected_scale, expected_zero_point = observer.calculate_qparams()
     assert scale == pytest.approx(float(expected_scale), rel=1e-6) and zero_point == int(expected_zero_point)
-    wider = optimize_for_inference(model, precision="int8", calibration=4 * given, compile=False)
+    wider = precision_module.optimize_for_precision(model, "int8", calibration=4 * given, compile=False,
+                                                    features=FULL)
     wider_first = next(n for n in next(n for n in wider.quantized_graph.graph.nodes if n.op == "placeholder").users
                        if "quantize_per_tensor" in str(n.target))
     assert wider_first.args[1] == pytest.approx(4 * scale, rel=0.05)  # the range follows the images, nothing else
     with pytest.raises(ValueError, match="no images"):
-        optimize_for_inference(model, precision="int8", calibration=iter([]))
-
-
-@needs_int8
-def test_int8_default_path_compiles_once_for_any_batch_size() -> None:
-    model = tiny("inception_v4")
-    x = images(7, seed=5)
-    expected = logits(model, x)
-    fast = optimize_for_inference(model, precision="int8", calibration=images(32, seed=6))
-    assert fast.plan.compiled and fast.plan.precision == "int8" and "PT2E" in str(fast.plan)
-    first = logits(fast, x[:3])  # compiles for batch 3
-    rest = logits(fast, x[3:5]), logits(fast, x)  # padded to 3; split into 3 + 3 + 1 (padded)
-    assert fast.batch_size == 3
-    assert torch.allclose(rest[1][:3], first, atol=1e-5) and torch.allclose(rest[1][3:5], rest[0], atol=1e-5)
-    assert (rest[1] - expected).abs().max() <= 0.1 * expected.abs().max()
-    with pytest.raises(ValueError, match="quantized for inputs of shape"):
-        fast(images(1, size=99))
+        precision_module.optimize_for_precision(model, "int8", calibration=iter([]), features=FULL)
 
 
 # -- accuracy on a trained network --------------------------------------------------------------------------------
@@ -225,8 +208,12 @@ def test_bf16_and_int8_keep_the_fp32_answers_of_a_trained_network(fashion_networ
     for precision, (agreement_min, error_change_max, photo_max) in bounds.items():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a fallback on CPUs without bf16/VNNI: then fp32 is compared
-            fast = optimize_for_inference(model, precision=precision, calibration=calibration, compile=False)
+            fast = optimize_for_inference(model, precision=precision, calibration=calibration)  # as users get it
         out, out_photos = logits(fast, x), logits(fast, photos)
+        if fast.plan.compiled:  # int8: compiled once for batches of 250; smaller ones padded, larger ones split
+            assert fast.batch_size == 250 and torch.allclose(logits(fast, x[:600], chunk=600), out[:600], atol=1e-5)
+            with pytest.raises(ValueError, match="quantized for inputs of shape"):
+                fast(images(1, size=99))
         timing = f"{time.perf_counter() - started:.1f} s"
         agreement = 100 * (out.argmax(1) == reference.argmax(1)).float().mean().item()
         change = 100 * (out.argmax(1) != labels).float().mean().item() - error
@@ -238,3 +225,105 @@ def test_bf16_and_int8_keep_the_fp32_answers_of_a_trained_network(fashion_networ
         assert photo_diff <= photo_max * reference_photos.abs().max().item()
         assert torch.equal(out_photos.argmax(1), reference_photos.argmax(1))
     print(f"accuracy check: {time.perf_counter() - started:.1f} s after training")
+
+
+# -- the command line -----------------------------------------------------------------------------------------
+TINY_EVAL = ["eval", "--model", "inception_v4", "--model-option", "width_multiplier=0.25", "--input-size", "75",
+             "--limit", "2", "--device", "cpu", "--workers", "0", "--quiet", "--no-download"]
+
+
+def test_eval_on_the_cpu_runs_the_optimised_model_by_default_with_144_crops(capsys, monkeypatch, tmp_path) -> None:
+    import inception_resnet.cli.eval as eval_command
+    from inception_resnet.cli import main
+
+    seen = []
+    real_evaluate = eval_command.evaluate
+
+    def spy(models, *args, **kwargs):
+        seen.append((models, kwargs["amp"]))
+        return real_evaluate(models, *args, **kwargs)
+
+    monkeypatch.setattr(eval_command, "evaluate", spy)
+    fast_json, plain_json = tmp_path / "fast.json", tmp_path / "plain.json"
+    assert main([*TINY_EVAL, "--crops", "144", "--batch-size", "96", "--json", str(fast_json)]) == 0
+    err = capsys.readouterr().err
+    assert "note: inception_v4: fp32 CPU inference: oneDNN fp32 convolutions" in err
+    (models, amp), = seen
+    assert isinstance(models[0], InferenceModel) and models[0].precision == "fp32" and amp is None
+    assert main([*TINY_EVAL, "--crops", "144", "--batch-size", "96", "--no-optimize", "--json", str(plain_json)]) == 0
+    assert "CPU inference" not in capsys.readouterr().err and not isinstance(seen[1][0][0], InferenceModel)
+    import json
+
+    fast, plain = json.loads(fast_json.read_text()), json.loads(plain_json.read_text())
+    assert fast["crops"] == plain["crops"] == 144 and fast["top1_error"] == plain["top1_error"]
+    assert fast["loss"] == pytest.approx(plain["loss"], abs=1e-4)
+
+
+def test_precision_and_calibration_flags_reach_the_library(capsys, monkeypatch, tmp_path) -> None:
+    import inception_resnet.cli.inference as inference_cli
+    from inception_resnet.cli import main
+    from inception_resnet.weights import save_weights
+
+    calls = []
+    real = inference_cli.optimize_for_inference
+    quick = []  # True: build the fp32 model instead, once the arguments are recorded
+
+    def spy(model, **kwargs):
+        calls.append(kwargs)
+        if quick:
+            return real(model, precision="fp32")
+        return real(model, **{**kwargs, "compile": False})  # the lowered int8 kernels: no compile wait here
+
+    monkeypatch.setattr(inference_cli, "optimize_for_inference", spy)
+    monkeypatch.setattr(precision_module, "cpu_features", lambda: dict(FULL))  # int8 as planned on any x86 CPU
+    googlenet = [*TINY_EVAL[:2], "googlenet", *TINY_EVAL[3:]]
+    assert main([*googlenet, "--precision", "int8", "--calibration-images", "8"]) == 0
+    assert calls[-1]["precision"] == "int8" and calls[-1]["calibration"].shape == (8, 3, 75, 75)
+    assert "int8 CPU inference" in capsys.readouterr().err
+    quick.append(True)
+    assert main([*TINY_EVAL, "--precision", "bf16", "--compile"]) == 0
+    assert calls[-1]["precision"] == "bf16" and calls[-1]["calibration"] is None and calls[-1]["compile"] is True
+
+    weights = tmp_path / "w.safetensors"
+    save_weights(tiny("inception_v4"), weights)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    import skimage.data
+    from PIL import Image
+
+    Image.fromarray(skimage.data.coffee()).save(photos / "0.png")
+    predict = ["predict", str(photos / "0.png"), "--model", "inception_v4", "--weights", str(weights),
+               "--model-option", "width_multiplier=0.25", "--num-classes", "10", "--input-size", "75", "--device",
+               "cpu", "--json"]
+    assert main([*predict, "--precision", "int8", "--calibration", str(photos)]) == 0
+    assert calls[-1]["precision"] == "int8" and calls[-1]["calibration"].shape == (1, 3, 75, 75)
+    out = capsys.readouterr()
+    assert f"from {photos}" in out.err and '"predictions"' in out.out
+    assert main([*predict, "--precision", "int8"]) == 2
+    assert "--precision int8 needs --calibration" in capsys.readouterr().err
+    assert main([*TINY_EVAL, "--precision", "int8", "--no-optimize"]) == 2
+    assert "leave out --no-optimize" in capsys.readouterr().err
+
+
+def test_bench_flags_choose_our_precision_candidates() -> None:
+    from inception_resnet.cli import build_parser
+    from inception_resnet.cli.bench import candidates_from_args, workload_from_args
+    from inception_resnet.cli.inference import uses_fast_path
+
+    parser = build_parser()
+
+    def specs(*flags: str) -> list[str]:
+        args = parser.parse_args(["bench", "--model", "inception_v4", "--device", "cpu", *flags])
+        return [c.spec for c in candidates_from_args(args)]
+
+    assert specs() == ["ours+fp32"] and specs("--precision", "int8", "--timm") == ["timm", "ours+int8"]
+    assert specs("--precision", "bf16", "--compile") == ["ours+bf16+compile"]
+    assert specs("--no-optimize", "--optimize", "--channels-last") == ["ours+opt+cl"]
+    assert specs("--precision", "fp16") == ["ours"]
+    args = parser.parse_args(["bench", "--model", "inception_v4", "--device", "cpu", "--precision", "bf16", "--timm"])
+    assert workload_from_args(args).amp == "bf16"  # timm's row runs under autocast
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "--precision", "int8"])
+    with pytest.raises(ValueError, match="--device cpu"):
+        uses_fast_path("int8", torch.device("cuda"), False)
+    assert not uses_fast_path("bf16", torch.device("cuda"), False)

@@ -4,8 +4,9 @@ A square matrix product is the most efficient work a CPU does in a given precisi
 measured in the same process as the candidates, is the limit each row of a results file is read against
 (:func:`gemm_peaks`, 2 operations per multiply-add). fp32 and bf16 take the better of ``torch.mm`` (MKL for
 fp32, which on some CPUs is not the fastest library) and the same product as a 1x1 convolution through
-oneDNN with prepacked weights (the kernels our convolutions run); int8 is ``torch._int_mm`` (int32
-accumulation). :func:`cpu_flags` lists what the CPU offers for these precisions.
+oneDNN with prepacked weights (the kernels our convolutions run); int8 the better of ``torch._int_mm`` and
+oneDNN's prepacked uint8 x int8 linear (int32 accumulation). :func:`cpu_flags` lists what the CPU offers for
+these precisions.
 """
 
 from __future__ import annotations
@@ -64,9 +65,9 @@ def _onednn_product(size: int, dtype: torch.dtype, generator: torch.Generator) -
 def gemm_peaks(size: int = 2048, repeats: int = 10) -> dict[str, float]:
     """TFLOP/s (TOP/s for int8) of a ``size`` x ``size`` matrix product, best of ``repeats``, by precision.
 
-    Keys ``fp32``, ``bf16`` and ``int8`` hold the limits; ``fp32_mm``, ``fp32_onednn``, ``bf16_mm`` and
-    ``bf16_onednn`` the two measurements behind each. Runs on the current torch thread count; int8 is left
-    out where ``torch._int_mm`` has no CPU kernel.
+    Keys ``fp32``, ``bf16`` and ``int8`` hold the limits; ``<precision>_mm`` and ``<precision>_onednn`` the
+    measurements behind each. Runs on the current torch thread count; a measurement whose kernel this CPU
+    or torch lacks is left out.
     """
     flops = 2.0 * size**3
     generator = torch.Generator().manual_seed(0)
@@ -83,5 +84,17 @@ def gemm_peaks(size: int = 2048, repeats: int = 10) -> dict[str, float]:
     a8 = torch.randint(-128, 128, (size, size), dtype=torch.int8, generator=generator)
     b8 = torch.randint(-128, 128, (size, size), dtype=torch.int8, generator=generator)
     with contextlib.suppress(RuntimeError, NotImplementedError, AttributeError):
-        peaks["int8"] = flops / _best_seconds(lambda: torch._int_mm(a8, b8), repeats) / 1e12
+        peaks["int8_mm"] = flops / _best_seconds(lambda: torch._int_mm(a8, b8), repeats) / 1e12
+    with contextlib.suppress(RuntimeError, NotImplementedError, AttributeError):
+        u8 = torch.randint(0, 256, (size, size), dtype=torch.uint8, generator=generator)
+        packed = torch.ops.onednn.qlinear_prepack(b8, [size, size])
+        scales, zeros = torch.ones(size), torch.zeros(size, dtype=torch.int32)
+
+        def qlinear() -> torch.Tensor:
+            return torch.ops.onednn.qlinear_pointwise(u8, 1.0, 0, packed, scales, zeros, None, 1.0, 0,
+                                                      torch.float32, "none", [], "")
+
+        peaks["int8_onednn"] = flops / _best_seconds(qlinear, repeats) / 1e12
+    if "int8_mm" in peaks or "int8_onednn" in peaks:
+        peaks["int8"] = max(peaks.get("int8_mm", 0.0), peaks.get("int8_onednn", 0.0))
     return peaks

@@ -282,6 +282,13 @@ def _observe(observed: nn.Module, batches: Iterable[torch.Tensor]) -> int:
     return count
 
 
+def _ceil_mode_pool(node: Any) -> bool:
+    """Whether an exported graph node is a max pool with ``ceil_mode=True``."""
+    if node.target is not torch.ops.aten.max_pool2d.default:
+        return False
+    return bool(node.args[5] if len(node.args) > 5 else node.kwargs.get("ceil_mode", False))
+
+
 def quantize_int8(model: nn.Module, calibration: Any, example: torch.Tensor) -> tuple[nn.Module, int]:
     """PT2E static quantization of an eval-mode fp32 model for x86: ``(quantized graph module, images seen)``.
 
@@ -296,11 +303,26 @@ def quantize_int8(model: nn.Module, calibration: Any, example: torch.Tensor) -> 
         get_default_x86_inductor_quantization_config,
     )
 
+    class Quantizer(X86InductorQuantizer):
+        """The x86 quantizer, leaving ceil-mode max pools (GoogLeNet's, BN-Inception's) in fp32, and the
+        concatenations they read: inductor's int8 max-pool lowering drops ``ceil_mode`` (it pools to a smaller
+        map), and a quantized concatenation that an fp32 operation also reads compiles to outputs further from
+        the quantized graph than rounding explains (torch 2.14, torchao 0.18; the uncompiled lowering is exact).
+        """
+
+        def _annotate_maxpool2d(self, node: Any, quantization_config: Any) -> None:
+            if not _ceil_mode_pool(node):
+                super()._annotate_maxpool2d(node, quantization_config)
+
+        def _annotate_cat(self, node: Any, quantization_config: Any) -> None:
+            if not any(_ceil_mode_pool(user) for user in node.users):
+                super()._annotate_cat(node, quantization_config)
+
     batch = torch.export.Dim("batch", min=1, max=4096)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.export's notes on the deprecated training-IR flag and the like
         exported = torch.export.export(model, (example.repeat(2, 1, 1, 1),), dynamic_shapes=({0: batch},))
-    quantizer = X86InductorQuantizer()
+    quantizer = Quantizer()
     quantizer.set_global(get_default_x86_inductor_quantization_config())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # notes on the ops it leaves in fp32 (a max pool of an fp32 input)
