@@ -320,7 +320,7 @@ def test_per_sample_seeds_give_each_image_its_own_stream_and_leave_the_global_ge
     seeded = PerSampleSeeds(Draws(), seed=3)
     first = [seeded[i] for i in range(3)]
     again = [seeded[i] for i in range(3)]
-    assert all(torch.equal(a[0], b[0]) and a[1:] == b[1:] for a, b in zip(first, again))
+    assert all(torch.equal(a[0], b[0]) and a[1:] == b[1:] for a, b in zip(first, again, strict=True))
     assert not torch.equal(first[0][0], first[1][0])
     seeded.epoch = 1
     assert not torch.equal(seeded[0][0], first[0][0])
