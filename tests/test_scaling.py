@@ -100,13 +100,25 @@ def test_probe_measures_a_network_and_leaves_it_as_it_was() -> None:
                       blocks=(1, 2, 1))
     assert [name for name, _ in residual_blocks(net)] == ["repeat.0", "repeat_1.0", "repeat_1.1", "repeat_2.0"]
     net.train()
+    frozen = next(m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)).eval()  # a frozen layer
+    flags = [m.training for m in net.modules()]
     buffers = {k: v.clone() for k, v in net.state_dict().items()}
     images = torch.randn(4, 1, 75, 75)
     rng = torch.get_rng_state()
     row = DeathProbe(probe_images=4).measure(net, images)
-    assert net.training and all(m.training for m in net.modules())
-    assert all(torch.equal(buffers[k], v) for k, v in net.state_dict().items())  # BatchNorm statistics too
+    assert [m.training for m in net.modules()] == flags and not frozen.training
     assert torch.equal(torch.get_rng_state(), rng)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, torch.tensor([0, 1, 2, 3])),
+                                         batch_size=2)
+    errors = DeathProbe().validate(net, loader, torch.device("cpu"))
+    with torch.no_grad():
+        logits = net.eval()(images)
+    net.train(), frozen.eval()
+    assert errors["val_top1_error"] == 100.0 * (logits.argmax(1) != torch.arange(4)).float().mean().item()
+    assert errors["val_loss"] == pytest.approx(torch.nn.functional.cross_entropy(logits, torch.arange(4)).item(),
+                                               rel=1e-4)
+    assert [m.training for m in net.modules()] == flags
+    assert all(torch.equal(buffers[k], v) for k, v in net.state_dict().items())  # BatchNorm statistics too
     assert 0.0 <= row["dead_channels"] <= row["probe_zero_fraction"] <= 1.0
     assert len(row["stream_rms"]) == 4 and row["stream_rms_last"] == row["stream_rms"][-1] > 0
     assert row["stream_rms_max"] == max(row["stream_rms"])

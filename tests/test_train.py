@@ -277,3 +277,50 @@ def test_googlenet_trains_with_both_auxiliary_losses(tmp_path) -> None:
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["derived"]["aux_loss_weight"] == 0.3
     assert summary.status == "completed"
+
+
+def test_per_sample_seeds_give_each_image_its_own_stream_and_leave_the_global_generators_alone(monkeypatch):
+    """Item i's augmentation draws the stream ``torch.manual_seed`` would give, without calling it.
+
+    ``torch.manual_seed`` also queues a lazy seeding of the accelerator backends, formatting the Python stack
+    each time; once per image that cost more than a small network's training step.
+    """
+    import random
+
+    import numpy as np
+
+    from inception_resnet.training.rng import PerSampleSeeds, isolated_rng
+
+    class Draws(Dataset):
+        classes = ["a"]
+
+        def __len__(self):
+            return 3
+
+        def __getitem__(self, index):
+            return torch.rand(4), np.random.rand(), random.random()
+
+    seed = 12345
+    torch.manual_seed(seed)
+    expected = torch.rand(4)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("isolated_rng must not call torch.manual_seed")
+
+    monkeypatch.setattr(torch, "manual_seed", refuse)
+    torch.default_generator.manual_seed(7)
+    before = torch.get_rng_state()
+    np_before, py_before = np.random.get_state()[1].copy(), random.getstate()
+    with isolated_rng(seed):
+        drawn = torch.rand(4)
+    assert torch.equal(drawn, expected)
+    assert torch.equal(torch.get_rng_state(), before)
+    assert np.array_equal(np.random.get_state()[1], np_before) and random.getstate() == py_before
+
+    seeded = PerSampleSeeds(Draws(), seed=3)
+    first = [seeded[i] for i in range(3)]
+    again = [seeded[i] for i in range(3)]
+    assert all(torch.equal(a[0], b[0]) and a[1:] == b[1:] for a, b in zip(first, again, strict=True))
+    assert not torch.equal(first[0][0], first[1][0])
+    seeded.epoch = 1
+    assert not torch.equal(seeded[0][0], first[0][0])

@@ -193,19 +193,23 @@ def resolve_ema(model: nn.Module, ema: Any) -> nn.Module:
 
 
 class TrainingModeRestored:
-    """Context manager restoring each module's training flag on exit."""
+    """Context manager restoring the training flag of every module and submodule on exit.
+
+    Each submodule gets its own flag back, so a network evaluated in the middle of training returns with
+    its frozen (eval-mode) BatchNorm layers still frozen.
+    """
 
     def __init__(self, *modules: nn.Module) -> None:
         self.modules = modules
-        self.modes: list[bool] = []
+        self.modes: list[tuple[nn.Module, bool]] = []
 
     def __enter__(self) -> TrainingModeRestored:
-        self.modes = [m.training for m in self.modules]
+        self.modes = [(m, m.training) for module in self.modules for m in module.modules()]
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        for module, mode in zip(self.modules, self.modes, strict=True):
-            module.train(mode)
+        for module, mode in self.modes:
+            module.training = mode
 
 
 def progress_bar(total: int | None, enabled: bool, description: str) -> tqdm:

@@ -19,14 +19,13 @@ would without it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from ..evaluation.evaluate import TrainingModeRestored, evaluate_loader
 
 
 def dead_channel_share(features: torch.Tensor) -> float:
@@ -96,19 +95,6 @@ class ResidualStreamMonitor:
         return list(self.values[-1]) if self.values else []
 
 
-@contextmanager
-def eval_mode(net: nn.Module) -> Iterator[nn.Module]:
-    """``net`` in eval mode, without gradients; every module's training flag is restored afterwards."""
-    flags = [(module, module.training) for module in net.modules()]
-    net.eval()
-    try:
-        with torch.no_grad():
-            yield net
-    finally:
-        for module, flag in flags:
-            module.training = flag
-
-
 def features_and_logits(net: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The feature map entering the final pooling and the logits (networks with ``forward_features`` /
     ``forward_head``, as every network of this package and timm's)."""
@@ -166,8 +152,8 @@ class DeathProbe:
 
     def measure(self, net: nn.Module, images: torch.Tensor) -> dict[str, Any]:
         """Dead channels, zero fraction and residual-stream norms of ``net`` (eval mode) on ``images``."""
-        with eval_mode(net), ResidualStreamMonitor(net) as monitor:
-            features = features_and_logits(net, images)[0]
+        with TrainingModeRestored(net), torch.no_grad(), ResidualStreamMonitor(net) as monitor:
+            features = features_and_logits(net.eval(), images)[0]
         stream = monitor.last()
         row: dict[str, Any] = {"dead_channels": dead_channel_share(features),
                                "probe_zero_fraction": zero_fraction(features)}
@@ -177,17 +163,10 @@ class DeathProbe:
 
     def validate(self, net: nn.Module, loader: Any, device: torch.device) -> dict[str, Any]:
         """Top-1 error (%) and mean cross-entropy of ``net`` (eval mode) over a validation loader."""
-        errors, loss, count = 0, 0.0, 0
-        with eval_mode(net):
-            for images, labels in loader:
-                images, labels = images.to(device), labels.to(device)
-                logits = features_and_logits(net, images)[1].float()
-                loss += F.cross_entropy(logits, labels, reduction="sum").item()
-                errors += (logits.argmax(1) != labels).sum().item()
-                count += labels.numel()
-        if not count:
+        if len(getattr(loader, "dataset", ())) == 0:
             return {}
-        return {"val_top1_error": 100.0 * errors / count, "val_loss": loss / count}
+        result = evaluate_loader(net, loader, device=device)
+        return {"val_top1_error": result.top1_error, "val_loss": result.loss}
 
     def __call__(self, context: Any) -> dict[str, Any]:
         row = self.measure(context.net, self.probe_batch(context.val_dataset, context.device))
