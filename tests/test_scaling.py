@@ -111,6 +111,9 @@ def test_probe_measures_a_network_and_leaves_it_as_it_was() -> None:
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, torch.tensor([0, 1, 2, 3])),
                                          batch_size=2)
     errors = DeathProbe().validate(net, loader, torch.device("cpu"))
+    assert DeathProbe().validate(net, list(loader), torch.device("cpu")) == errors  # any iterable of batches
+    empty = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images[:0], torch.tensor([], dtype=int)))
+    assert DeathProbe().validate(net, empty, torch.device("cpu")) == {}
     with torch.no_grad():
         logits = net.eval()(images)
     net.train(), frozen.eval()

@@ -163,7 +163,8 @@ class DeathProbe:
 
     def validate(self, net: nn.Module, loader: Any, device: torch.device) -> dict[str, Any]:
         """Top-1 error (%) and mean cross-entropy of ``net`` (eval mode) over a validation loader."""
-        if len(getattr(loader, "dataset", ())) == 0:
+        dataset = getattr(loader, "dataset", None)
+        if dataset is not None and len(dataset) == 0:
             return {}
         result = evaluate_loader(net, loader, device=device)
         return {"val_top1_error": result.top1_error, "val_loss": result.loss}
