@@ -342,3 +342,19 @@ def test_suites_are_valid_and_the_budget_skips_what_does_not_fit(tmp_path: Path)
     written = []
     results = suites.run_suite([stage], budget_s=60.0, write=written.append, log=lambda _m: None)
     assert results[0].img_s > 0 and results[1].error.startswith("skipped") and written[-1] == results
+
+
+def test_gemm_peaks_measure_each_precision_and_say_which_kernel_is_missing(monkeypatch) -> None:
+    from inception_resnet.bench.peak import gemm_peaks
+
+    peaks = gemm_peaks(size=64, repeats=1)
+    assert peaks["fp32"] == max(peaks["fp32_mm"], peaks.get("fp32_onednn", 0.0)) > 0
+    assert peaks["bf16"] > 0
+
+    def missing(*args, **kwargs):
+        raise RuntimeError("no int8 matmul here")
+
+    monkeypatch.setattr(torch, "_int_mm", missing)
+    with pytest.warns(RuntimeWarning, match="int8_mm left out: RuntimeError: no int8 matmul here"):
+        peaks = gemm_peaks(size=64, repeats=1)
+    assert "int8_mm" not in peaks and peaks["fp32"] > 0

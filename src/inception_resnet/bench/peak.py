@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn
@@ -62,12 +63,22 @@ def _onednn_product(size: int, dtype: torch.dtype, generator: torch.Generator) -
     return lambda: packed(x)
 
 
+@contextlib.contextmanager
+def _kernel_missing_warns(name: str) -> Iterator[None]:
+    """Run a peak measurement; if this CPU or torch lacks its kernel, warn with the reason and go on."""
+    try:
+        yield
+    except (RuntimeError, NotImplementedError, AttributeError) as error:
+        warnings.warn(f"GEMM peak {name} left out: {type(error).__name__}: {error}", RuntimeWarning,
+                      stacklevel=3)
+
+
 def gemm_peaks(size: int = 2048, repeats: int = 10) -> dict[str, float]:
     """TFLOP/s (TOP/s for int8) of a ``size`` x ``size`` matrix product, best of ``repeats``, by precision.
 
     Keys ``fp32``, ``bf16`` and ``int8`` hold the limits; ``<precision>_mm`` and ``<precision>_onednn`` the
     measurements behind each. Runs on the current torch thread count; a measurement whose kernel this CPU
-    or torch lacks is left out.
+    or torch lacks is left out, with a warning that says why.
     """
     flops = 2.0 * size**3
     generator = torch.Generator().manual_seed(0)
@@ -83,9 +94,9 @@ def gemm_peaks(size: int = 2048, repeats: int = 10) -> dict[str, float]:
             peaks[name] = max(peaks[f"{name}_mm"], peaks.get(f"{name}_onednn", 0.0))
     a8 = torch.randint(-128, 128, (size, size), dtype=torch.int8, generator=generator)
     b8 = torch.randint(-128, 128, (size, size), dtype=torch.int8, generator=generator)
-    with contextlib.suppress(RuntimeError, NotImplementedError, AttributeError):
+    with _kernel_missing_warns("int8_mm"):
         peaks["int8_mm"] = flops / _best_seconds(lambda: torch._int_mm(a8, b8), repeats) / 1e12
-    with contextlib.suppress(RuntimeError, NotImplementedError, AttributeError):
+    with _kernel_missing_warns("int8_onednn"):
         u8 = torch.randint(0, 256, (size, size), dtype=torch.uint8, generator=generator)
         packed = torch.ops.onednn.qlinear_prepack(b8, [size, size])
         scales, zeros = torch.ones(size), torch.zeros(size, dtype=torch.int32)
