@@ -327,3 +327,28 @@ def test_bench_flags_choose_our_precision_candidates() -> None:
     with pytest.raises(ValueError, match="--device cpu"):
         uses_fast_path("int8", torch.device("cuda"), False)
     assert not uses_fast_path("bf16", torch.device("cuda"), False)
+
+
+def test_the_benchmark_times_our_precisions_as_the_library_builds_them_by_default(monkeypatch) -> None:
+    import importlib
+
+    from inception_resnet.bench.spec import Workload, parse_candidate
+
+    prepare_module = importlib.import_module("inception_resnet.bench.prepare")  # the module, not the function
+
+    seen: list[dict] = []
+
+    def recording(model, **kwargs):
+        seen.append(kwargs)
+        return precision_module.optimize_for_precision(model, **kwargs, features=FULL)
+
+    monkeypatch.setattr(prepare_module, "optimize_for_inference", recording)
+    workload = Workload("googlenet", batch_size=1, input_size=75, steps=1, warmup=0, rounds=1,
+                        model_options=(("width_multiplier", 0.25), ("num_classes", 5)))
+    notes = {spec: prepare_module.prepare(parse_candidate(spec), workload).note
+             for spec in ("ours+int8", "ours+bf16", "ours+bf16+compile")}
+    # Without '+compile' the library decides: int8 compiled (as eval and predict run it), bf16 prepacked.
+    assert [call["compile"] for call in seen] == [None, None, True]
+    assert "torch.compile with freezing" in notes["ours+int8"] and "not compiled" not in notes["ours+int8"]
+    assert "prepacked" in notes["ours+bf16"] and "torch.compile" in notes["ours+bf16+compile"]
+    assert seen[0]["calibration"].shape[0] == 32 and seen[1]["calibration"] is None

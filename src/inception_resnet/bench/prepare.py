@@ -181,8 +181,9 @@ def _prepare_inference(candidate: Candidate, workload: Workload, model: nn.Modul
     if candidate.precision == "int8":
         calibration = calibration_images(workload, int(getattr(model, "in_chans", 3)))
     if candidate.runtime == "torch" and candidate.precision is not None:
+        # Without 'compile' the library's own default runs (compiled for int8), as eval and predict run it.
         optimized = optimize_for_inference(model, precision=candidate.precision, calibration=calibration,
-                                           compile=candidate.compile is not None)
+                                           compile=True if candidate.compile is not None else None)
 
         def run_optimized() -> None:
             result[0] = optimized(x)

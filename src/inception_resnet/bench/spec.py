@@ -102,7 +102,8 @@ def parse_candidate(spec: str) -> Candidate:
     * ``jit``: TorchScript, frozen, ``torch.jit.optimize_for_inference``; ``ort``: ONNX Runtime (CPU);
       ``ov``: OpenVINO (CPU), both on the ONNX export of the model (after ``opt`` when given);
     * ``fp32``, ``bf16``, ``int8``: the compute precision. Ours on the torch runtime:
-      ``optimize_for_inference(model, precision=...)`` (with ``compile``: its torch.compile path); OpenVINO:
+      ``optimize_for_inference(model, precision=...)`` with the library's defaults (int8 compiled, fp32 and
+      bf16 prepacked oneDNN kernels; with ``compile``: fp32 and bf16 compiled too); OpenVINO:
       its inference precision hint, and for int8 NNCF's post-training quantization; both calibrate int8 on
       the same :data:`~inception_resnet.bench.prepare.CALIBRATION_IMAGES` random images;
     * ``compile`` or ``compile=MODE``, ``backend=NAME`` (a torch.compile backend);
