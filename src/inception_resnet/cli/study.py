@@ -42,8 +42,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     for name, text in descriptions.items():
         command = sub.add_parser(name, help=text.split(":")[0], description=text)
         command.add_argument("--preset", default=None,
-                             help="cpu, cpu-long, gpu, imagenet, scaling-cpu or a JSON file (default: gpu with "
-                                  "CUDA, else cpu)")
+                             help="cpu, cpu-long, gpu, imagenet, scaling-cpu, scaling-cpu-long or a JSON file "
+                                  "(default: gpu with CUDA, else cpu)")
         command.add_argument("--out", default=None, metavar="DIR",
                              help=f"report directory (default: study-results/<preset>/{name})")
         command.add_argument("--parallel", type=int, default=None, metavar="N",

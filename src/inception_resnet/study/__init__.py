@@ -8,8 +8,8 @@
 * :func:`run_scaling` trains a wide, full-depth Inception-ResNet for each learning rate, residual scale and
   seed, measures its dead channels and residual stream as it trains (:mod:`.probe`) and reports which runs
   "died", with living controls (:mod:`.scaling`, :func:`detect_death`).
-* Presets (``cpu``, ``cpu-long``, ``gpu``, ``imagenet``, ``scaling-cpu``) are JSON files: :func:`load_preset`,
-  :mod:`.config`.
+* Presets (``cpu``, ``cpu-long``, ``gpu``, ``imagenet``, ``scaling-cpu``, ``scaling-cpu-long``) are JSON files:
+  :func:`load_preset`, :mod:`.config`.
 
 Every run is an ordinary, resumable training run; a study started again skips the runs already done.
 

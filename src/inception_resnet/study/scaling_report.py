@@ -216,7 +216,8 @@ def write_scaling_report(config: ScalingConfig, result: ScalingResult, preset: s
         f"{', '.join(map(str, result.widths))} filters ({len(wide)} above {config.min_filters}).",
         f"- Data: {resolved.data or 'fashion-mnist'}, {derived.get('train_images', '?')} training images, "
         f"{derived.get('val_images', resolved.max_val_images or '?')} validation images, input "
-        f"{derived.get('input_size', resolved.input_size)}; {resolved.epochs} epoch(s) of batch "
+        f"{derived.get('input_size', resolved.input_size)}, augmentation `{resolved.augmentation}`; "
+        f"{resolved.epochs} epoch(s) of batch "
         f"{resolved.batch_size}: {total_steps if total_steps is not None else '?'} steps "
         f"({images if images else '?'} images) per run.",
         f"- Budget against the paper: {total_steps if total_steps is not None else '?'} steps per run, against "
