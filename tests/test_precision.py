@@ -352,3 +352,23 @@ def test_the_benchmark_times_our_precisions_as_the_library_builds_them_by_defaul
     assert "torch.compile with freezing" in notes["ours+int8"] and "not compiled" not in notes["ours+int8"]
     assert "prepacked" in notes["ours+bf16"] and "torch.compile" in notes["ours+bf16+compile"]
     assert seen[0]["calibration"].shape[0] == 32 and seen[1]["calibration"] is None
+
+
+def test_the_profile_benchmark_splits_the_time_into_convolutions_and_the_rest(tmp_path) -> None:
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "profile_precision.py"
+    spec = importlib.util.spec_from_file_location("profile_precision", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.is_kernel("onednn::qconv_pointwise") and module.is_kernel("mkldnn::_convolution_pointwise")
+    assert not module.is_kernel("aten::cat") and not module.is_kernel("## Call CompiledFxGraph None ##")
+    assert module.main(["--model", "googlenet", "--input-size", "75", "--precisions", "fp32", "--batch-sizes", "2",
+                        "--repeats", "1", "--out", str(tmp_path)]) == 0
+    (written,) = tmp_path.glob("profile-precision-googlenet-*.json")
+    (row,) = json.loads(written.read_text())["rows"]
+    assert row["precision"] == "fp32" and row["batch"] == 2 and row["img_s"] > 0
+    assert 0.5 * row["profiled_ms"] < row["conv_ms"] <= row["profiled_ms"]  # GoogLeNet is mostly convolutions
+    assert "| fp32 | 2 |" in written.with_suffix(".md").read_text()

@@ -169,7 +169,8 @@ def plot_scaling(
     rates = _by_rate(curves)
     scales = sorted({float(c["scale"]) for c in curves}, reverse=True)
     seeds = sorted({int(c["seed"]) for c in curves})
-    figure, axes = _figure(len(SCALING_PANELS), len(rates), (4.6 * len(rates) + 1, 3.0 * len(SCALING_PANELS) + 1))
+    width = max(4.6 * len(rates) + 1, 8.5)  # one rate: still wide enough for the title and the legend
+    figure, axes = _figure(len(SCALING_PANELS), len(rates), (width, 3.0 * len(SCALING_PANELS) + 1))
     for column, (rate, items) in enumerate(rates.items()):
         for curve in items:
             colour = f"C{scales.index(float(curve['scale'])) % 10}"
