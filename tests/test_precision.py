@@ -372,3 +372,36 @@ def test_the_profile_benchmark_splits_the_time_into_convolutions_and_the_rest(tm
     assert row["precision"] == "fp32" and row["batch"] == 2 and row["img_s"] > 0
     assert 0.5 * row["profiled_ms"] < row["conv_ms"] <= row["profiled_ms"]  # GoogLeNet is mostly convolutions
     assert "| fp32 | 2 |" in written.with_suffix(".md").read_text()
+
+
+def test_the_accuracy_benchmark_trains_with_our_trainer_and_compares_every_precision_with_fp32(tmp_path) -> None:
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "precision_accuracy.py"
+    spec = importlib.util.spec_from_file_location("precision_accuracy", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    run_dir = tmp_path / "run"
+    assert module.main(["--model", "googlenet", "--train-images", "64", "--val-images", "40", "--calibration-images",
+                        "8", "--threads", "1", "--run-dir", str(run_dir), "--out", str(tmp_path)]) == 0
+    assert (run_dir / "config.json").is_file()  # our trainer's run directory
+    (written,) = tmp_path.glob("precision-accuracy-googlenet-*.json")
+    rows = {r["precision"]: r for r in json.loads(written.read_text())["rows"]}
+    assert rows["fp32"]["agreement"] == 100.0 and rows["fp32"]["change"] == 0.0
+    for precision in ("bf16", "int8"):
+        row = rows[precision]
+        assert row["ran"] == plan_inference(precision).precision and row["plan"].startswith(
+            f"{row['ran']} CPU inference" if row["ran"] == precision else f"{precision} was asked for")
+        assert 0.0 <= row["agreement"] <= 100.0 and row["bound"] == {"bf16": 0.2, "int8": 0.5}[precision]
+        assert row["change"] == pytest.approx(row["top1_error"] - rows["fp32"]["top1_error"])
+        assert row["photo_diff"] >= 0.0
+    # A run stopped before its last epoch (a signal, a time limit) reports nothing rather than a half-trained network.
+    from types import SimpleNamespace
+
+    module.train = lambda config: SimpleNamespace(status="stopped", best_checkpoint=None, exit_code=143)
+    for stale in tmp_path.glob("precision-accuracy-*"):
+        stale.unlink()
+    assert module.main(["--model", "googlenet", "--out", str(tmp_path)]) == 143
+    assert not list(tmp_path.glob("precision-accuracy-*"))
