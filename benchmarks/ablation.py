@@ -26,7 +26,7 @@ if __package__ in (None, ""):  # run as a script from a checkout: use the packag
     sys.path.insert(1, str(Path(__file__).resolve().parents[1] / "src"))
 
 from inception_resnet import create_model  # noqa: E402
-from inception_resnet.bench import write_results  # noqa: E402
+from inception_resnet.bench import publish  # noqa: E402
 from inception_resnet.environment import (
     environment,  # noqa: E402
     environment_lines,  # noqa: E402
@@ -96,11 +96,7 @@ def main(argv: list[str] | None = None) -> int:
                      "max_abs_diff": diffs[name]})
         lines.append(f"| `{name}` | {median:,.0f} | {min(values):,.0f}-{max(values):,.0f} | "
                      f"{base / median:.2f}x | {diffs[name]:.1e} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        stem = f"ablation-{args.model}-b{args.batch_size}-{time.strftime('%Y-%m-%d')}"
-        write_results(args.out, stem, text, {"environment": env, "rows": rows})
+    publish(lines, args.out, f"ablation-{args.model}-b{args.batch_size}", {"environment": env, "rows": rows})
     return 0
 
 

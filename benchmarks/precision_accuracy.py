@@ -25,7 +25,7 @@ if __package__ in (None, ""):  # run as a script from a checkout: use the packag
     sys.path.insert(1, str(Path(__file__).resolve().parents[1] / "src"))
 
 from inception_resnet import create_model  # noqa: E402
-from inception_resnet.bench import write_results  # noqa: E402
+from inception_resnet.bench import publish  # noqa: E402
 from inception_resnet.data import build_dataset, multi_crop_transform_for, subset  # noqa: E402
 from inception_resnet.data.calibration import load_calibration  # noqa: E402
 from inception_resnet.environment import environment, environment_lines  # noqa: E402
@@ -114,11 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         name = r["precision"] if r["ran"] == r["precision"] else f"{r['precision']} (this CPU ran {r['ran']})"
         lines.append(f"| {name} | {r['agreement']:.2f}% | {r['top1_error']:.2f}% | {r['change']:+.2f} | "
                      f"{bound} | {r['photo_diff']:.4f} | {'yes' if r['photo_top1_same'] else 'no'} | {r['plan']} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        stem = f"precision-accuracy-{args.model}-{time.strftime('%Y-%m-%d')}"
-        write_results(args.out, stem, text, {"environment": env, "rows": rows, "train_seconds": trained_s})
+    publish(lines, args.out, f"precision-accuracy-{args.model}", {"environment": env, "rows": rows,
+                                                                   "train_seconds": trained_s})
     return 0
 
 

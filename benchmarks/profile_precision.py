@@ -25,7 +25,7 @@ if __package__ in (None, ""):  # run as a script from a checkout: use the packag
     sys.path.insert(1, str(Path(__file__).resolve().parents[1] / "src"))
 
 from inception_resnet import create_model  # noqa: E402
-from inception_resnet.bench import write_results  # noqa: E402
+from inception_resnet.bench import publish  # noqa: E402
 from inception_resnet.environment import environment, environment_lines  # noqa: E402
 from inception_resnet.inference import optimize_for_inference  # noqa: E402
 
@@ -91,11 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {r['precision']} | {r['batch']} | {r['img_s']:.1f} | {r['ms_best']:.1f} | "
                      f"{r['profiled_ms']:.1f} | {r['conv_ms']:.1f} | {100 * r['conv_ms'] / r['profiled_ms']:.0f}% | "
                      f"{rest} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        stem = f"profile-precision-{args.model}-{time.strftime('%Y-%m-%d')}"
-        write_results(args.out, stem, text, {"environment": env, "rows": rows})
+    publish(lines, args.out, f"profile-precision-{args.model}", {"environment": env, "rows": rows})
     return 0
 
 

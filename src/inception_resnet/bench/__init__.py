@@ -13,7 +13,7 @@ Its layer, above ``inference/`` and beside ``study/``, and what it may import: d
 
 from .harness import Result, benchmark_inference, compare_with_timm, run_workload, time_steps
 from .prepare import Prepared, check_inductor_options, prepare
-from .report import document, markdown_document, to_markdown, write_results
+from .report import document, markdown_document, publish, to_markdown, write_results
 from .spec import H200_BF16_TFLOPS, Candidate, Workload, forward_gflops, parse_candidate, with_workload
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "forward_gflops",
     "markdown_document",
     "parse_candidate",
+    "publish",
     "prepare",
     "run_workload",
     "time_steps",

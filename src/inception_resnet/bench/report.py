@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -65,3 +66,13 @@ def write_results(out: str | os.PathLike, stem: str, markdown: str, data: dict[s
     path = folder / f"{stem}.md"
     path.write_text(markdown)
     return path
+
+
+def publish(lines: list[str], out: str | os.PathLike | None, stem: str, data: dict[str, Any]) -> str:
+    """A benchmark script's markdown from ``lines``: printed, and with ``out`` written beside ``data`` as
+    ``<stem>-<date>.md`` and ``.json`` (:func:`write_results`); returns the markdown."""
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if out:
+        write_results(out, f"{stem}-{time.strftime('%Y-%m-%d')}", text, data)
+    return text
