@@ -1,8 +1,12 @@
-"""Shared test settings: a fixed seed, no network, and an import order that keeps TensorFlow and torch apart."""
+"""Shared test settings: a fixed seed, no network, and an import order that keeps TensorFlow and torch apart;
+the loader of the scripts in ``benchmarks/``."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -23,3 +27,18 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def benchmark_script():
+    """Load a script of ``benchmarks/`` as a module: ``benchmark_script("ablation")``."""
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "benchmarks" /
+                                                      f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # its dataclasses look their module up by name
+        spec.loader.exec_module(module)
+        return module
+
+    return load

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -312,16 +310,8 @@ def test_cli_writes_json_and_markdown(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "ours+opt+cl" in capsys.readouterr().out
 
 
-def load_suite_script():
-    spec = importlib.util.spec_from_file_location("bench_models", ROOT / "benchmarks" / "bench_models.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_models"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_suites_are_valid_and_the_budget_skips_what_does_not_fit(tmp_path: Path) -> None:
-    suites = load_suite_script()
+def test_suites_are_valid_and_the_budget_skips_what_does_not_fit(tmp_path: Path, benchmark_script) -> None:
+    suites = benchmark_script("bench_models")
     for stages in (suites.cpu_suite(["inception_v4"]), suites.gpu_suite(["inception_v4", "inception_resnet_v2"], True)):
         for stage in stages:
             for spec in stage.candidates:

@@ -354,15 +354,10 @@ def test_the_benchmark_times_our_precisions_as_the_library_builds_them_by_defaul
     assert seen[0]["calibration"].shape[0] == 32 and seen[1]["calibration"] is None
 
 
-def test_the_profile_benchmark_splits_the_time_into_convolutions_and_the_rest(tmp_path) -> None:
-    import importlib.util
+def test_the_profile_benchmark_splits_the_time_into_convolutions_and_the_rest(tmp_path, benchmark_script) -> None:
     import json
-    from pathlib import Path
 
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "profile_precision.py"
-    spec = importlib.util.spec_from_file_location("profile_precision", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = benchmark_script("profile_precision")
     assert module.is_kernel("onednn::qconv_pointwise") and module.is_kernel("mkldnn::_convolution_pointwise")
     assert not module.is_kernel("aten::cat") and not module.is_kernel("## Call CompiledFxGraph None ##")
     assert module.main(["--model", "googlenet", "--input-size", "75", "--precisions", "fp32", "--batch-sizes", "2",
@@ -374,15 +369,11 @@ def test_the_profile_benchmark_splits_the_time_into_convolutions_and_the_rest(tm
     assert "| fp32 | 2 |" in written.with_suffix(".md").read_text()
 
 
-def test_the_accuracy_benchmark_trains_with_our_trainer_and_compares_every_precision_with_fp32(tmp_path) -> None:
-    import importlib.util
+def test_the_accuracy_benchmark_trains_with_our_trainer_and_compares_every_precision_with_fp32(
+        tmp_path, benchmark_script) -> None:
     import json
-    from pathlib import Path
 
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "precision_accuracy.py"
-    spec = importlib.util.spec_from_file_location("precision_accuracy", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = benchmark_script("precision_accuracy")
     run_dir = tmp_path / "run"
     assert module.main(["--model", "googlenet", "--train-images", "64", "--val-images", "40", "--calibration-images",
                         "8", "--threads", "1", "--run-dir", str(run_dir), "--out", str(tmp_path)]) == 0
