@@ -26,6 +26,7 @@ PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
 WEIGHTS = ("raw", "ema")
 SECTIONS = ("compare", "sweep", "scaling")
 DEATH_MEASURES = ("dead_channels", "zero_fraction")
+SWEEP_MEASURES = ("mean_error", "final_error")
 PAPER_LR = 0.045  # the paper's learning rate, per 32 images (section 3.3 and the recipe)
 
 
@@ -152,13 +153,19 @@ class SweepConfig:
     replaced), then ``train`` (which must hold out part of the training split: ``holdout_fraction`` > 0, so
     that the choice never sees a validation image). ``lrs`` lists the learning rates (per the recipe's
     reference batch), for every entry or as ``{entry: [...]}``. The chosen rate of an entry is the one with
-    the lowest final held-out top-1 error, averaged over ``seeds``.
+    the lowest held-out top-1 error averaged over ``seeds``, by ``choose_by``: ``mean_error`` (the mean error
+    over training, the area under the curve: the study's own speed measure) or ``final_error``. When the
+    chosen rate is the lowest or the highest of the grid, the sweep widens it by one rate beyond that edge
+    (the edge's neighbour ratio further out) and trains those runs, up to ``widen`` times per side, so that
+    every chosen rate ends inside its grid or the report says it could not.
     """
 
     models: list[str] = field(default_factory=list)
     lrs: list[float] | dict[str, list[float]] = field(default_factory=list)
     seeds: list[int] = field(default_factory=lambda: [0])
     train: dict[str, Any] = field(default_factory=lambda: {"holdout_fraction": 0.1})
+    choose_by: str = "mean_error"
+    widen: int = 0
     parallel: int = 1
     time_limit_s: float | None = None
 
@@ -178,6 +185,10 @@ class SweepConfig:
             if extra:
                 raise ValueError(f"sweep.lrs names {', '.join(extra)}, not in sweep.models")
         _check_seeds(self.seeds, "sweep")
+        if self.choose_by not in SWEEP_MEASURES:
+            raise ValueError(f"sweep.choose_by must be one of {', '.join(SWEEP_MEASURES)}, got {self.choose_by!r}")
+        if not isinstance(self.widen, int) or isinstance(self.widen, bool) or not 0 <= self.widen <= 10:
+            raise ValueError(f"sweep.widen must be an integer from 0 to 10 (extra rates per edge), got {self.widen!r}")
         _check_train(self.train, "sweep.train")
         if not 0.0 < float(self.train.get("holdout_fraction") or 0.0) < 1.0:
             raise ValueError("sweep.train.holdout_fraction must lie in (0, 1): the sweep chooses on held-out "
@@ -188,7 +199,7 @@ class SweepConfig:
         _check_time_limit(self.time_limit_s, "sweep")
 
     def rates(self, name: str) -> list[float]:
-        """The learning rates tried for ``name``."""
+        """The learning rates of ``name``'s grid as given (the sweep may widen it: :func:`widened`)."""
         return list(self.lrs.get(name, []) if isinstance(self.lrs, dict) else self.lrs)
 
 

@@ -105,8 +105,10 @@ def plot_sweep(
     *,
     chosen: Mapping[str, float] | None = None,
     title: str | None = None,
+    ylabel: str = "final held-out top-1 error (%)",
 ) -> Path:
-    """Final held-out top-1 error against the learning rate (log axis), one line per entry; chosen rates circled."""
+    """The sweep's measure (``ylabel``) against the learning rate (log axis), one line per entry; chosen rates
+    circled."""
     figure, axes = _figure(1, 1, (7, 5))
     axis = axes[0][0]
     for index, (model, by_lr) in enumerate(errors.items()):
@@ -120,7 +122,7 @@ def plot_sweep(
             axis.plot([best], [by_lr[best]], "o", markersize=14, markerfacecolor="none", color=colour)
     axis.set_xscale("log")
     axis.set_xlabel("learning rate (per reference batch)")
-    axis.set_ylabel("final held-out top-1 error (%)")
+    axis.set_ylabel(ylabel)
     axis.grid(True, alpha=0.3)
     axis.legend(fontsize=8)
     figure.suptitle(title or "learning-rate sweep (circled: chosen)")

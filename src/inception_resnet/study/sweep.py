@@ -31,18 +31,36 @@ from .report import environment_lines, fmt, md_table, write_csv, write_json
 from .runs import RunRecord, RunSpec, TrainFn, collect_records, is_main_process, run_entry
 from .stats import clipped_share, curve_of, mean_error
 
+MEASURE_TEXT = {"mean_error": "mean held-out top-1 error over training (%)",
+                "final_error": "final held-out top-1 error (%)"}
 
-def plan_sweep(sweep: SweepConfig, compare: CompareConfig, out_dir: str | os.PathLike) -> list[RunSpec]:
-    """One run per (seed, entry, rate): the entry's compare settings, then ``sweep.train``, then the rate."""
+
+def plan_sweep(sweep: SweepConfig, compare: CompareConfig, out_dir: str | os.PathLike,
+               grids: dict[str, list[float]] | None = None) -> list[RunSpec]:
+    """One run per (seed, entry, rate): the entry's compare settings, then ``sweep.train``, then the rate.
+
+    ``grids`` gives each entry's rates (default: the configured ones, :meth:`SweepConfig.rates`).
+    """
     runs_dir = Path(out_dir) / "runs"
     specs = []
     for seed in sweep.seeds:
         for name in sweep.models:
-            for lr in sweep.rates(name):
+            for lr in (grids or {}).get(name, sweep.rates(name)):
                 key = f"{name}-lr{lr:g}-seed{seed}"
                 settings = {**compare.settings(name), **sweep.train, "lr": float(lr), "seed": seed}
                 specs.append(RunSpec(key, name, seed, f"lr {lr:g}", settings, runs_dir / key))
     return specs
+
+
+def widened(rates: list[float], chosen: float) -> list[float] | None:
+    """The grid with one more rate beyond the edge ``chosen`` sits on (the neighbour's ratio further out),
+    or None when ``chosen`` is inside the grid."""
+    grid = sorted(rates)
+    if chosen == grid[0]:
+        return [grid[0] * grid[0] / grid[1], *grid]
+    if chosen == grid[-1]:
+        return [*grid, grid[-1] * grid[-1] / grid[-2]]
+    return None
 
 
 @dataclass
@@ -60,15 +78,28 @@ class SweepPoint:
     @property
     def final_error(self) -> float | None:
         """Mean final held-out top-1 error over the seeds; None when any run failed or has no validation."""
-        if not self.final_errors or any(e is None for e in self.final_errors):
-            return None
-        return statistics.fmean(e for e in self.final_errors if e is not None)
+        return _mean_of_all(self.final_errors)
+
+    @property
+    def mean_error(self) -> float | None:
+        """Mean over the seeds of the mean held-out top-1 error over training; None when any run failed."""
+        return _mean_of_all(self.mean_errors)
+
+    def measure(self, name: str) -> float | None:
+        """The choice's measure: ``mean_error`` or ``final_error``."""
+        return self.mean_error if name == "mean_error" else self.final_error
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "lr": self.lr, "final_errors": self.final_errors,
                 "start_errors": self.start_errors,
                 "mean_errors": self.mean_errors, "clipped_percent": self.clipped, "statuses": self.statuses,
-                "final_error": self.final_error}
+                "final_error": self.final_error, "mean_error": self.mean_error}
+
+
+def _mean_of_all(values: list[float | None]) -> float | None:
+    if not values or any(v is None for v in values):
+        return None
+    return statistics.fmean(v for v in values if v is not None)
 
 
 @dataclass
@@ -82,6 +113,7 @@ class SweepResult:
     report: Path | None
     source: str = ""
     notes: list[str] = field(default_factory=list)
+    grids: dict[str, list[float]] = field(default_factory=dict)
 
     def preset_models(self) -> dict[str, dict[str, float]]:
         """The ``compare.models`` entries that carry the chosen rates (merge them into the preset)."""
@@ -104,20 +136,42 @@ def run_sweep(
         raise ValueError(f"preset {preset} has no sweep (sweep.models is empty); add a sweep section")
     sweep.validate(compare)
     out = Path(out_dir)
-    specs = plan_sweep(sweep, compare, out)
     env = environment(command or "")
     study = {"study": "sweep", "preset": preset, "config": section_to_dict(sweep),
              "compare_settings": {name: compare.settings(name) for name in sweep.models}, "environment": env}
-    records = collect_records(specs, out, study, report_only=report_only, train_fn=train_fn,
-                              time_limit_s=sweep.time_limit_s, log=log, parallel=sweep.parallel)
-    if not is_main_process():
-        return SweepResult(out, [], {}, records, None)
-    points = summarize_sweep(sweep, records)
-    chosen, notes = choose_rates(sweep, points)
+    grids = {name: sorted(sweep.rates(name)) for name in sweep.models}
+    for _ in range(sweep.widen + 1):  # each round trains what the grid lacks, then widens edge choices
+        specs = plan_sweep(sweep, compare, out, grids)
+        records = collect_records(specs, out, study, report_only=report_only, train_fn=train_fn,
+                                  time_limit_s=sweep.time_limit_s, log=log, parallel=sweep.parallel)
+        if not is_main_process():
+            return SweepResult(out, [], {}, records, None)
+        points = summarize_sweep(sweep, records, grids)
+        chosen, notes = choose_rates(sweep, points, grids)
+        wider = {name: grid for name, lr in chosen.items()
+                 if (grid := widened(grids[name], lr)) is not None
+                 and _widening_allowed(grid, sweep.rates(name), sweep.widen)}
+        if report_only or not wider:
+            break
+        for name, grid in wider.items():
+            _say_widen(log, name, grids[name], grid)
+        grids.update(wider)
     source = f"the `{preset}` sweep ({_relative(out / 'report.md')})"
-    result = SweepResult(out, points, chosen, records, None, source, notes)
+    result = SweepResult(out, points, chosen, records, None, source, notes, grids)
     result.report = write_sweep_report(sweep, compare, result, preset, env)
     return result
+
+
+def _widening_allowed(grid: list[float], given: list[float], widen: int) -> bool:
+    """Whether ``grid`` adds at most ``widen`` rates on each side of the configured ones."""
+    low, high = min(given), max(given)
+    return sum(r < low for r in grid) <= widen and sum(r > high for r in grid) <= widen
+
+
+def _say_widen(log: Callable[[str], None] | None, name: str, old: list[float], new: list[float]) -> None:
+    if log is not None:
+        added = ", ".join(f"{r:g}" for r in new if r not in old)
+        log(f"sweep: {name}'s best rate is at the edge of {[float(f'{r:g}') for r in old]}; adding {added}")
 
 
 def _relative(path: Path) -> str:
@@ -127,10 +181,11 @@ def _relative(path: Path) -> str:
         return str(path)
 
 
-def summarize_sweep(sweep: SweepConfig, records: list[RunRecord]) -> list[SweepPoint]:
+def summarize_sweep(sweep: SweepConfig, records: list[RunRecord],
+                    grids: dict[str, list[float]] | None = None) -> list[SweepPoint]:
     points = []
     for name in sweep.models:
-        for lr in sweep.rates(name):
+        for lr in (grids or {}).get(name, sweep.rates(name)):
             mine = [r for r in records if r.spec.model == name and r.spec.settings.get("lr") == float(lr)]
             curves = [curve_of(r.evaluations, r.rows) if r.status == "completed" else None for r in mine]
             points.append(SweepPoint(
@@ -144,26 +199,29 @@ def summarize_sweep(sweep: SweepConfig, records: list[RunRecord]) -> list[SweepP
     return points
 
 
-def choose_rates(sweep: SweepConfig, points: list[SweepPoint]) -> tuple[dict[str, float], list[str]]:
-    """The rate of lowest mean final held-out error per entry, and notes (a choice at the grid's edge)."""
+def choose_rates(sweep: SweepConfig, points: list[SweepPoint],
+                 grids: dict[str, list[float]] | None = None) -> tuple[dict[str, float], list[str]]:
+    """The rate of lowest ``sweep.choose_by`` per entry (mean over seeds), and notes (a choice at an edge)."""
     chosen: dict[str, float] = {}
     notes: list[str] = []
+    measure = sweep.choose_by
     for name in sweep.models:
-        mine = [p for p in points if p.model == name and p.final_error is not None]
+        mine = [p for p in points if p.model == name and p.measure(measure) is not None]
         if not mine:
             notes.append(f"`{name}`: no rate gave a finished run; nothing chosen.")
             continue
-        best = min(mine, key=lambda p: (p.final_error, p.lr))
+        best = min(mine, key=lambda p: (p.measure(measure), p.lr))
         chosen[name] = best.lr
         starts = [e for p in mine for e in p.start_errors if e is not None]
-        if starts and best.final_error >= 0.95 * statistics.fmean(starts):
+        if starts and best.final_error is not None and best.final_error >= 0.95 * statistics.fmean(starts):
             notes.append(f"`{name}`: no rate tried took the held-out error clearly below its step-0 value "
                          f"({statistics.fmean(starts):.1f} %): the entry did not learn in this budget, and the "
                          "choice among the rates is noise.")
-        rates = sorted(sweep.rates(name))
+        rates = sorted((grids or {}).get(name, sweep.rates(name)))
         if best.lr in (rates[0], rates[-1]):
-            notes.append(f"`{name}`: the chosen rate {best.lr:g} is at the edge of the grid; a wider grid might "
-                         "find a better one.")
+            notes.append(f"`{name}`: the chosen rate {best.lr:g} is at the edge of the grid "
+                         f"({', '.join(f'{r:g}' for r in rates)}) after widening it {sweep.widen} time(s) at most; "
+                         "a wider grid might find a better one.")
     return chosen, notes
 
 
@@ -183,9 +241,11 @@ def write_sweep_report(sweep: SweepConfig, compare: CompareConfig, result: Sweep
                                       "chosen": result.chosen, "notes": result.notes,
                                       "runs": [run_entry(r) for r in result.records]})
     figure = None
-    errors = {name: {p.lr: p.final_error for p in result.points if p.model == name} for name in sweep.models}
+    errors = {name: {p.lr: p.measure(sweep.choose_by) for p in result.points if p.model == name}
+              for name in sweep.models}
     if any(v is not None for by_lr in errors.values() for v in by_lr.values()):
-        plot_sweep(errors, out / "sweep.png", chosen=result.chosen, title=f"learning-rate sweep, `{preset}` preset")
+        plot_sweep(errors, out / "sweep.png", chosen=result.chosen, title=f"learning-rate sweep, `{preset}` preset",
+                   ylabel=MEASURE_TEXT[sweep.choose_by])
         figure = "sweep.png"
     first = sweep.models[0]
     resolved = TrainConfig.from_dict({**compare.settings(first), **sweep.train, "lr": sweep.rates(first)[0]})
@@ -206,8 +266,9 @@ def write_sweep_report(sweep: SweepConfig, compare: CompareConfig, result: Sweep
         + (", so the schedule is compressed here: a proxy that saves time" if "epochs" in sweep.train else "")
         + f"), recipe `{resolved.recipe}`, schedule {resolved.schedule}, clipping at norm {resolved.clip_grad_norm}; "
         f"learning rates per {resolved.reference_batch_size} images.",
-        "- Choice: the rate with the lowest final held-out top-1 error (mean over seeds); a run whose loss became "
-        "non-finite fails its rate.", ""]
+        f"- Choice: the rate with the lowest {MEASURE_TEXT[sweep.choose_by]} (mean over seeds); a run whose loss "
+        "became non-finite fails its rate. A choice at the edge of the grid widens it by one rate beyond that edge "
+        f"(up to {sweep.widen} time(s) per side).", ""]
     if figure:
         lines += [f"![sweep]({figure})", ""]
     table = []

@@ -123,6 +123,8 @@ class TrainConfig:
     log_every_steps: int = _opt(10, "write steps.jsonl every N steps (0: never)")
     validate_every_epochs: int = _opt(1, "validate every N epochs (and after the last)")
     validate_every_steps: int = _opt(0, "also validate at step 0 and every N optimiser steps (validation.jsonl)")
+    validate_spacing: float = _opt(0.0, "with validate_every_steps: the gap between two validations grows to this "
+                                   "fraction of the step (0.1: a crossing is bracketed within 10 percent of its step)")
     bn_recompute_images: int = _opt(0, "validate a copy of the network whose BatchNorm statistics are recomputed "
                                     "on this many clean training images (0: the running statistics)")
     val_batch_size: int | None = _opt(None, "validation batch per process (default: twice the training one)")
@@ -196,6 +198,8 @@ class TrainConfig:
         for name in ("validate_every_steps", "bn_recompute_images"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.validate_spacing <= 1.0:
+            raise ValueError(f"validate_spacing must lie in [0, 1], got {self.validate_spacing}")
         for name in ("label_smoothing", "drop_rate", "ema_decay", "momentum", "rmsprop_decay"):
             value = getattr(self, name)
             if value is not None and not 0.0 <= value < 1.0:

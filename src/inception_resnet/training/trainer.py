@@ -262,7 +262,7 @@ class Trainer(RunSetup, RunState, RunValidation):
                     window = []
                     tick = time.perf_counter()  # the log (and a step probe) is not training time
                 maybe_crash_for_test(ctx, self.global_step)
-                if config.validate_every_steps and self.global_step % config.validate_every_steps == 0:
+                if self.validation_due():
                     self.validate_at_step()
                     tick = time.perf_counter()  # validation is not training time
                 if stats["stop"]:

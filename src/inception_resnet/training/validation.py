@@ -3,8 +3,10 @@ residual study needs (:mod:`inception_resnet.study`).
 
 * :meth:`RunValidation.validate`: top-1/top-5 error and loss of the raw and the averaged weights, on rank 0.
 * ``validate_every_steps``: :meth:`RunValidation.validate_at_step` measures the untrained network (step 0)
-  and then every N steps; each row of ``validation.jsonl`` holds the step, the training time so far
-  (validation excluded) and the errors, and the checkpoints keep the rows so a resumed run continues them.
+  and then every N steps (with ``validate_spacing`` the gap grows to that fraction of the step, so that a
+  level crossed at step s lies between validations at most that fraction of s apart); each row of
+  ``validation.jsonl`` holds the step, the training time so far (validation excluded) and the errors, and
+  the checkpoints keep the rows so a resumed run continues them.
 * ``bn_recompute_images``: each validation evaluates a copy of the network whose BatchNorm statistics were
   recomputed on that many clean (unaugmented) training images (:func:`recompute_batchnorm`); the live
   network and its running statistics are untouched, so training is the same with or without it.
@@ -87,6 +89,18 @@ class RunValidation:
         self.evaluations.append(row)
         if self.ctx.is_main:
             self.log.validation(row)
+
+    def validation_due(self) -> bool:
+        """Whether this step validates: every ``validate_every_steps`` steps, or, with ``validate_spacing``,
+        once the gap since the last validation reaches the larger of ``validate_every_steps`` and
+        ``validate_spacing`` x the last validated step (rounded down)."""
+        every, spacing = self.config.validate_every_steps, self.config.validate_spacing
+        if not every:
+            return False
+        if not spacing:
+            return self.global_step % every == 0
+        last = self.evaluations[-1]["step"] if self.evaluations else 0
+        return self.global_step - last >= max(every, int(spacing * last))
 
     def epoch_results(self) -> dict[str, Any]:
         """The validation of an epoch's end: with ``validate_every_steps`` also a point of the curve (validated
