@@ -1,4 +1,5 @@
-"""The residual study: a miniature ``study compare`` end to end, verdicts with bootstrap intervals, the sweep,
+"""The residual study: a miniature ``study compare`` end to end, verdicts with t-intervals and sign-flip tests,
+the sweep,
 fixed levels, variants without shortcuts, the death detector, skipping and resuming runs."""
 
 from __future__ import annotations
@@ -26,20 +27,12 @@ from inception_resnet.study import (
     run_sweep,
     with_overrides,
 )
-from inception_resnet.study.compare import judge_lower, judge_steps
 from inception_resnet.study.config import preset_from_dict
 from inception_resnet.study.runs import RunSpec, execute, run_all
 from inception_resnet.study.scaling import check_width
-from inception_resnet.study.stats import (
-    Curve,
-    bootstrap_mean,
-    difference_interval,
-    first_crossing,
-    mean_error,
-    ratio_interval,
-    spread,
-    time_to_level,
-)
+from inception_resnet.study.significance import difference_interval, ratio_interval
+from inception_resnet.study.stats import Curve, crossing_bracket, first_crossing, mean_error, spread, time_to_level
+from inception_resnet.study.verdicts import judge_error, judge_time
 from inception_resnet.training import NonFiniteLossError, TrainConfig, TrainSummary
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -72,7 +65,8 @@ def check_png(path: Path) -> None:
 def mini_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("study")
     preset = {"name": "mini", "description": "test", "compare": {"pairs": [PAIR], "seeds": [0, 1], "parallel": 2,
-                                                              "levels": [85.0, 60.0], "train": MINI_TRAIN}}
+                                                              "levels": [85.0, 60.0], "train": MINI_TRAIN,
+                                                              "time_steps": 4}}
     (root / "mini.json").write_text(json.dumps(preset))
     out = root / "compare"
     assert main(["study", "compare", "--preset", str(root / "mini.json"), "--out", str(out)]) == 0
@@ -86,12 +80,13 @@ def test_mini_study_report_names_both_models_and_the_paper(mini_study: Path) -> 
     assert "## inception_v3 vs inception_resnet_v1" in report
     assert "![inception_v3-vs-inception_resnet_v1](curves-inception_v3-vs-inception_resnet_v1.png)" in report
     assert "21.2" in report and "21.3" in report  # the paper's Table 2 top-1 errors beside ours
-    assert "paired bootstrap" in report and "## Verdicts" in report
+    assert "t-interval" in report and "sign-flip" in report and "## Verdicts" in report
+    assert "## Gradient norms at the start" in report and "multiply-accumulates per image" in report
     assert "- Command: `inception-resnet study compare --preset" in report
     assert "final top-1 error %" in report and "BatchNorm statistics recomputed" in report
     verdicts = (mini_study / "verdicts.txt").read_text()
     assert verdicts.startswith("inception_resnet_v1 vs inception_v3 (2 paired seeds")
-    assert "not shown (fewer than 3 paired seeds)" in verdicts  # two seeds give no verdict
+    assert "not shown (2 paired seeds: no interval below 3)" in verdicts  # two seeds give no verdict
 
 
 def test_mini_study_figure_is_a_drawn_png(mini_study: Path) -> None:
@@ -103,9 +98,9 @@ def test_mini_study_tables_have_finite_numbers_for_both_models(mini_study: Path)
     assert set(models) == set(PAIR)
     for row in models.values():
         assert row["seeds"] == "2"
-        for key in ("final_top1_mean", "final_top5_mean", "final_loss_mean", "images_per_second_mean", "gmacs"):
+        for key in ("final_top1_mean", "final_top5_mean", "final_loss_mean", "step_seconds_alone"):
             assert math.isfinite(float(row[key])), key
-        assert 0.0 <= float(row["final_top1_mean"]) <= 100.0
+        assert 0.0 <= float(row["final_top1_mean"]) <= 100.0 and int(row["macs"]) > 1_000_000
         assert int(row["parameters"]) > 100_000
     levels = read_csv(mini_study / "levels.csv")
     assert [float(row["level_top1_error"]) for row in levels] == [85.0, 60.0]  # the preset's, whatever the runs did
@@ -133,7 +128,8 @@ def test_mini_study_skips_finished_runs_when_started_again(mini_study: Path) -> 
     def must_not_train(config: TrainConfig) -> TrainSummary:
         raise AssertionError(f"trained {config.run_dir} again")
 
-    config = CompareConfig(pairs=[PAIR], seeds=[0, 1], train=dict(MINI_TRAIN, progress=True))  # progress: neutral
+    config = CompareConfig(pairs=[PAIR], seeds=[0, 1], train=dict(MINI_TRAIN, progress=True),  # progress: neutral
+                           time_steps=4)
     result = run_compare(config, mini_study, train_fn=must_not_train, log=None)
     assert [r.status for r in result.records] == ["completed"] * 4
     assert not any(r.trained_now for r in result.records)
@@ -147,7 +143,8 @@ def test_mini_study_refuses_to_mix_configurations(mini_study: Path) -> None:
 
 
 def test_study_with_a_baseline_trains_it_alike_and_reports_it(tmp_path: Path) -> None:
-    preset = {"name": "mini", "description": "test", "compare": {"pairs": [PAIR], "seeds": [0], "train": MINI_TRAIN}}
+    preset = {"name": "mini", "description": "test", "compare": {"pairs": [PAIR], "seeds": [0], "train": MINI_TRAIN,
+                                                              "time_steps": 0}}
     (tmp_path / "mini.json").write_text(json.dumps(preset))
     out = tmp_path / "compare"
     assert main(["study", "compare", "--preset", str(tmp_path / "mini.json"), "--out", str(out),
@@ -161,7 +158,7 @@ def test_study_with_a_baseline_trains_it_alike_and_reports_it(tmp_path: Path) ->
         {k: v for k, v in pair_settings.items() if k not in ("model", "run_dir")}
     models = {row["model"]: row for row in read_csv(out / "models.csv")}
     assert set(models) == {*PAIR, "googlenet"} and models["googlenet"]["role"] == "baseline"
-    for key in ("final_top1_mean", "final_top5_mean", "final_loss_mean", "images_per_second_mean", "gmacs"):
+    for key in ("final_top1_mean", "final_top5_mean", "final_loss_mean", "macs"):
         assert math.isfinite(float(models["googlenet"][key])), key
     assert models["googlenet"]["input_size"] == "75" and int(models["googlenet"]["parameters"]) > 10_000
     rows = [r for r in read_csv(out / "epochs.csv") if r["model"] == "googlenet"]
@@ -286,47 +283,87 @@ def test_level_table_and_verdicts_follow_the_curves(tmp_path: Path, residual_fas
         drop = 20.0 if fast else 10.0
         return [90.0] + [max(10.0, 80.0 - drop * i - 0.7 * config.seed) for i in range(5)]
 
-    train_fn, calls = fake_train(errors=errors)
-    config = CompareConfig(pairs=[PAIR], seeds=[0, 1, 2, 3], levels=[60.0, 45.0], train={"input_size": 75})
+    steps = [{"step": s, "grad_norm": 10.0 / s, "clipped": s <= 5, "elapsed": 0.1 * s} for s in range(1, 41)]
+    train_fn, calls = fake_train(errors=errors, steps=steps)
+    config = CompareConfig(pairs=[PAIR], seeds=list(range(6)), levels=[60.0, 45.0], train={"input_size": 75},
+                           time_steps=8)
     result = run_compare(config, tmp_path, train_fn=train_fn, log=None)
-    assert len(calls) == 8
+    assert len(calls) == 12 + 2  # 6 seeds x 2 entries, then each network timed alone
+    timing_calls = calls[12:]
+    assert all(c.validate_every_steps == 0 and c.seed == 0 for c in timing_calls)
     levels = read_csv(tmp_path / "levels.csv")
     assert [float(r["level_top1_error"]) for r in levels] == [60.0, 45.0]
     pair = result.pairs[0]
     for level in pair.levels:
         assert level.steps.verdict == ("faster" if residual_faster else "slower")
         assert (level.steps.interval.estimate > 1.0) == residual_faster
+        assert level.steps.interval.p_value == pytest.approx(2 / 2 ** 6)  # every seed the same way: the least p
         assert all(v is not None for v in level.steps.partner + level.steps.residual)
+        # the crossings are bracketed by the validations around them (every 10 steps here)
+        assert all(c is not None and c.after - c.before == 10 for c in level.partner_crossings)
+        # seconds from the isolated step time (0.1 s per step in the timing runs' steps.jsonl)
+        assert level.seconds.partner == pytest.approx([s * 0.1 for s in level.steps.partner])
+    assert pair.partner.step_seconds == pytest.approx(0.1) and pair.residual.step_seconds == pytest.approx(0.1)
+    assert pair.partner.grad_norm_at(1).mean == pytest.approx(10.0)
     assert pair.mean_error.verdict == ("lower" if residual_faster else "higher")
     lines = result.verdict_lines()
-    assert lines[0] == "inception_resnet_v1 vs inception_v3 (4 paired seeds, 95 % bootstrap intervals):"
+    assert lines[0] == ("inception_resnet_v1 vs inception_v3 (6 paired seeds; 95 % t-intervals, exact sign-flip "
+                        "p-values):")
     assert ("-> faster" in lines[1]) == residual_faster
     report = (tmp_path / "report.md").read_text()
     assert "\n".join(lines) in report and (tmp_path / "verdicts.txt").read_text() == "\n".join(lines) + "\n"
+    assert "## Gradient norms at the start" in report
     models = {row["model"]: row for row in read_csv(tmp_path / "models.csv")}
     assert float(models["inception_v3"]["clipped_percent_mean"]) == pytest.approx(50.0)  # 5 of 10 steps
+    assert float(models["inception_v3"]["step_seconds_alone"]) == pytest.approx(0.1)
+    assert {row["entry"] for row in read_csv(tmp_path / "timing.csv")} == set(PAIR)
     check_png(tmp_path / "curves-inception_v3-vs-inception_resnet_v1.png")
 
 
-def test_verdicts_say_not_shown_when_the_interval_includes_no_difference() -> None:
-    mixed = judge_steps([100.0, 80.0, 120.0, 90.0], [90.0, 100.0, 100.0, 95.0], 500)
+def test_sensitivity_variants_are_trained_for_their_seeds_and_reported(tmp_path: Path) -> None:
+    train_fn, calls = fake_train(errors=lambda config: [90.0, 70.0 - (config.lr or 0.0), 50.0, 40.0])
+    variant = {"label": "both at 0.09", "question": "Does the rate decide it?",
+               "pair": ["inception_v3_fast", "inception_resnet_v1"], "seeds": [0, 1, 2]}
+    config = CompareConfig(pairs=[PAIR], seeds=[0, 1, 2, 3], levels=[60.0], train={"input_size": 75},
+                           models={"inception_v3_fast": {"model": "inception_v3", "lr": 0.09}},
+                           sensitivity=[variant], time_steps=0)
+    keys = [s.key for s in plan_compare(config, tmp_path)]
+    assert keys[-3:] == [f"inception_v3_fast-seed{k}" for k in range(3)] and len(keys) == 11
+    result = run_compare(config, tmp_path, train_fn=train_fn, log=None)
+    assert len(calls) == 11 and result.variants[0].pair.seeds == [0, 1, 2]
+    report = (tmp_path / "report.md").read_text()
+    assert "## Sensitivity" in report and "### both at 0.09" in report and "Does the rate decide it?" in report
+    assert any(r["group"] == "sensitivity: both at 0.09" for r in read_csv(tmp_path / "levels.csv"))
+    with pytest.raises(ValueError, match="pair must be two known entries"):
+        CompareConfig(pairs=[PAIR], sensitivity=[{"label": "x", "pair": ["inception_v3", "nope"]}]).validate()
+
+
+def test_verdicts_need_the_interval_and_the_sign_flip_test() -> None:
+    budget = {"budget_partner": 500.0, "budget_residual": 500.0}
+    mixed = judge_time([100.0, 80.0, 120.0, 90.0, 110.0, 95.0], [90.0, 100.0, 100.0, 95.0, 100.0, 96.0], **budget)
     assert mixed.verdict == "not shown" and mixed.interval.low < 1.0 < mixed.interval.high
-    assert judge_steps([200.0, 210.0, 190.0, 205.0], [100.0, 100.0, 95.0, 102.0], 500).verdict == "faster"
-    assert judge_steps([None] * 4, [100.0, 100.0, 95.0, 102.0], 500).verdict.startswith(
-        "faster (only the residual network reached it within 500 steps)")
-    assert judge_steps([None, 100.0, None, None], [100.0, 100.0, 95.0, 102.0], None).verdict.startswith("not shown")
-    # partner runs that never got there count as the whole run: a lower bound of the speed-up
-    bound = judge_steps([None, 300.0, None, None], [100.0, 100.0, 95.0, 102.0], 500)
-    assert bound.verdict.startswith("faster (at least: 3 partner run(s) never reached it within 500 steps")
-    assert bound.interval.low > 1.0 and bound.interval.estimate == pytest.approx((5 * 3 * 500 / 95 * 500 / 102) ** 0.25,
-                                                                                rel=1e-3)
-    assert judge_steps([None, 90.0, None, None], [400.0, 450.0, 480.0, 470.0], 500).verdict.startswith("not shown")
-    assert judge_steps([100.0, 120.0, 90.0, 95.0], [None, 400.0, None, 450.0], 500).verdict.startswith(
-        "slower (at least: 2 residual run(s)")
-    assert judge_lower([20.0, 21.0, 19.5, 20.5], [18.0, 18.5, 17.9, 18.2], ratio=False).verdict == "lower"
-    assert judge_lower([20.0, 21.0, 19.5, 20.5], [21.0, 20.0, 20.5, 19.5], ratio=False).verdict == "not shown"
-    assert judge_lower([20.0, 21.0, 19.5], [22.0, 23.0, 21.0], ratio=False).verdict == "higher"
-    assert judge_lower([20.0, 21.0], [18.0, 19.0], ratio=False).verdict.startswith("not shown (fewer than 3")
+    six = judge_time([200.0, 210.0, 190.0, 205.0, 198.0, 220.0], [100.0, 100.0, 95.0, 102.0, 99.0, 104.0], **budget)
+    assert six.verdict == "faster" and six.interval.p_value == pytest.approx(2 / 64)
+    # four seeds, all the same way: the t-interval excludes 1 but no sign-flip test can reach p < 0.05
+    four = judge_time([200.0, 210.0, 190.0, 205.0], [100.0, 100.0, 95.0, 102.0], **budget)
+    assert four.interval.low > 1.0 and four.interval.p_value == pytest.approx(0.125) and four.verdict == "not shown"
+    assert judge_time([100.0, 90.0], [50.0, 45.0], **budget).verdict.startswith("not shown (2 paired seeds")
+    # partner runs that never got there count as their whole budget: a one-sided lower bound, no upper end
+    partner = [None, 300.0, None, None, None, None]
+    bound = judge_time(partner, [100.0, 100.0, 95.0, 102.0, 98.0, 101.0], **budget)
+    assert bound.verdict.startswith("faster (at least") and "5 of 6 partner runs never reached it" in bound.verdict
+    assert bound.interval.high is None and bound.interval.low > 1.0 and ">=" in bound.interval.text()
+    assert judge_time([None, 90.0, None, None, None, None], [400.0, 450.0, 480.0, 470.0, 490.0, 495.0],
+                      **budget).verdict.startswith("not shown")
+    slower = judge_time([100.0, 120.0, 90.0, 95.0, 100.0, 110.0], [None, 400.0, None, 450.0, None, None], **budget)
+    assert slower.verdict.startswith("slower (at most") and slower.interval.low is None
+    assert judge_time([None, 100.0, 90.0], [90.0, None, 80.0], **budget).verdict.startswith(
+        "not shown (reached in 2/3 partner and 2/3 residual runs: censored on both sides)")
+    first = [20.0, 21.0, 19.5, 20.5, 20.2, 19.8]
+    assert judge_error(first, [18.0, 18.5, 17.9, 18.2, 18.1, 18.4], ratio=False).verdict == "lower"
+    assert judge_error(first, [21.0, 20.0, 20.5, 19.5, 20.1, 20.3], ratio=False).verdict == "not shown"
+    assert judge_error(first, [22.0, 23.0, 21.0, 22.5, 22.1, 21.7], ratio=False).verdict == "higher"
+    assert judge_error([20.0, 21.0], [18.0, 19.0], ratio=False).verdict.startswith("not shown (2 paired seeds")
 
 
 # -- the death detector --------------------------------------------------------------------------------------
@@ -389,25 +426,23 @@ def test_time_to_level_interpolates_between_measured_points_from_step_zero() -> 
     assert mean_error(curve) == pytest.approx(((88 + 50) / 2 + (50 + 30) / 2) / 2)
 
 
-def test_bootstrap_interval_on_cases_with_a_known_answer() -> None:
+def test_crossing_brackets_are_the_validations_around_the_first_crossing() -> None:
+    curve = Curve(steps=[0, 10, 20, 22, 24], seconds=[0.0] * 5, top1=[90.0, 70.0, 52.0, 49.0, 30.0], top5=[0.0] * 5)
+    assert crossing_bracket(curve, 50.0) == (20, 22) and crossing_bracket(curve, 80.0) == (0, 10)
+    assert crossing_bracket(curve, 95.0) == (0, 0) and crossing_bracket(curve, 10.0) is None
+
+
+def test_paired_intervals_on_cases_with_a_known_answer() -> None:
     constant = ratio_interval([2.0, 4.0, 6.0, 8.0], [1.0, 2.0, 3.0, 4.0])
     assert constant.estimate == pytest.approx(2.0) and constant.low == pytest.approx(2.0)
     assert constant.high == pytest.approx(2.0) and constant.n == 4 and constant.excludes(1.0)
-    # the mean of 2,000 normal differences (mean 0.5, sd 1): the interval is mean +- 1.96 / sqrt(2000)
-    values = np.random.default_rng(1).normal(0.5, 1.0, 2000)
-    interval = bootstrap_mean(values, samples=4000)
-    half_width = 1.96 * values.std(ddof=1) / math.sqrt(values.size)
-    assert interval.estimate == pytest.approx(values.mean())
-    assert interval.low == pytest.approx(values.mean() - half_width, abs=0.15 * half_width)
-    assert interval.high == pytest.approx(values.mean() + half_width, abs=0.15 * half_width)
-    assert interval.excludes(0.0) and not interval.excludes(0.5)
     # pairing: a shift shared by both networks cancels; differences 1, 1, 1, 1 whatever each seed's level
     paired = difference_interval([10.0, 50.0, 30.0, 70.0], [11.0, 51.0, 31.0, 71.0])
     assert (paired.estimate, paired.low, paired.high) == pytest.approx((1.0, 1.0, 1.0))
-    assert bootstrap_mean([]) is None and ratio_interval([None, 1.0], [1.0, None]) is None
-    assert bootstrap_mean([1.0, 2.0, 3.0]) == bootstrap_mean([1.0, 2.0, 3.0])  # seeded: the same every time
+    assert ratio_interval([None, 1.0], [1.0, None]) is None
     a, b = spread([1.0, 2.0, 3.0]), spread([3.5, 4.0])
     assert a.std == pytest.approx(1.0) and not a.overlaps(b) and a.overlaps(spread([2.5]))
+    assert np.isfinite(paired.detectable)
 
 
 def test_levels_are_fixed_in_advance() -> None:
@@ -477,8 +512,8 @@ def test_sweep_chooses_each_entry_rate_on_held_out_training_images(tmp_path: Pat
 
 # -- presets and the command line ------------------------------------------------------------------------------
 def test_presets_are_valid_and_wide_enough() -> None:
-    assert {"cpu", "cpu-long", "gpu", "imagenet"} <= set(preset_names())
-    for name in ("cpu", "cpu-long", "gpu", "imagenet"):
+    assert {"cpu", "cpu-evidence", "gpu", "imagenet"} <= set(preset_names())
+    for name in ("cpu", "cpu-evidence", "gpu", "imagenet"):
         preset = load_preset(name)
         compare = preset.compare
         assert len(compare.seeds) >= 3 and compare.levels
@@ -490,30 +525,42 @@ def test_presets_are_valid_and_wide_enough() -> None:
             assert any(compare.settings(p)["model"] == residual and
                        compare.settings(p)["model_options"].get("shortcut") is False for p in partners)
             assert any(p.startswith("inception_v") for p in partners)
-        assert max(check_width(preset.scaling)) >= 1000
-        assert sorted(preset.scaling.scales) == [0.1, 0.2, 0.3, 1.0]
+        if "scaling" in preset.sections:
+            assert max(check_width(preset.scaling)) >= 1000
+            assert sorted(preset.scaling.scales) == [0.1, 0.2, 0.3, 1.0]
         assert set(preset.sweep.models) == set(compare.model_names)
         if compare.lr_source:  # rates chosen by a sweep: every entry carries its own
             assert all("lr" in compare.models.get(m, {}) for m in compare.model_names)
 
 
-def test_cpu_preset_is_large_enough_to_mean_something() -> None:
-    compare = load_preset("cpu").compare
+def test_demo_preset_is_the_evidence_design_with_fewer_seeds() -> None:
+    demo, evidence = load_preset("cpu").compare, load_preset("cpu-evidence").compare
+    assert len(demo.seeds) >= 6 and len(evidence.seeds) >= 12 and demo.parallel == 2
+    assert demo.train == evidence.train and demo.levels == evidence.levels  # the same runs, fewer of them
+    assert all(demo.settings(m) == evidence.settings(m) for m in demo.model_names)
+    assert demo.pairs[0] == ["inception_v3", "inception_resnet_v1"]
+    assert "scaling" not in load_preset("cpu").sections  # the old scaling regime is gone from the demo
+
+
+def test_evidence_preset_holds_both_pairs_the_fair_control_and_dense_validation() -> None:
+    preset = load_preset("cpu-evidence")
+    compare, sweep = preset.compare, preset.sweep
+    assert ["inception_v3", "inception_resnet_v1"] in compare.pairs
+    assert ["inception_v4", "inception_resnet_v2_paper"] in compare.pairs
+    fair = [p for p, r in compare.pairs if compare.settings(p)["model_options"].get("residual_scale") == 1.0]
+    assert {compare.settings(p)["model"] for p in fair} == {"inception_resnet_v1", "inception_resnet_v2_paper"}
+    assert all(compare.settings(p)["model_options"]["shortcut"] is False for p in fair)
     train = compare.train
-    assert train["max_train_images"] >= 5000 and train["max_val_images"] >= 2000
-    assert len(compare.seeds) >= 4 and compare.parallel == 2 and train["threads"] == 1
-    assert train["augmentation"] == "pad-crop" and train["bn_recompute_images"] > 0
-    steps = train["max_train_images"] // train["batch_size"] * train["epochs"]
-    assert steps // train["validate_every_steps"] + 1 >= 8  # at least 8 points per curve, step 0 included
-    assert compare.levels == [50.0, 30.0, 20.0]
-    assert compare.pairs == [["inception_v3", "inception_resnet_v1"],
-                             ["inception_resnet_v1_no_shortcut", "inception_resnet_v1"]]
+    assert train["validate_every_steps"] <= 10 and train["validate_spacing"] <= 0.1 and train["log_every_steps"] == 1
+    assert compare.time_steps > 0 and train["threads"] == 1
+    assert len(sweep.seeds) >= 2 and sweep.choose_by == "mean_error" and sweep.widen >= 1
+    assert set(sweep.models) == {name for pair in compare.pairs for name in pair}
 
 
 def test_overrides_reach_the_right_section() -> None:
     section = with_overrides(load_preset("cpu").compare, ["epochs=2", "seeds=[4]", "train.lr=0.01"])
     assert section.train["epochs"] == 2 and section.seeds == [4] and section.train["lr"] == 0.01
-    scaling = with_overrides(load_preset("cpu").scaling, ["death.min_points=5", "scales=[1.0]"])
+    scaling = with_overrides(load_preset("scaling-cpu").scaling, ["death.min_points=5", "scales=[1.0]"])
     assert scaling.death.min_points == 5 and scaling.scales == [1.0]
     with pytest.raises(ValueError, match="neither a study setting"):
         with_overrides(section, ["no_such_thing=1"])
@@ -527,6 +574,8 @@ def test_cli_presets_and_print_config(capsys: pytest.CaptureFixture[str]) -> Non
     assert all(name in listing for name in ("cpu", "gpu", "imagenet"))
     assert main(["study", "presets", "gpu"]) == 0
     assert json.loads(capsys.readouterr().out)["name"] == "gpu"
-    assert main(["study", "scaling", "--preset", "cpu", "--print-config", "--seeds", "3,4", "--set", "lr=1.0"]) == 0
+    assert main(["study", "scaling", "--preset", "scaling-cpu", "--print-config", "--seeds", "3,4", "--set",
+                 "lrs=[1.0]"]) == 0
     printed = json.loads(capsys.readouterr().out)
-    assert printed["seeds"] == [3, 4] and printed["train"]["lr"] == 1.0
+    assert printed["seeds"] == [3, 4] and printed["lrs"] == [1.0]
+    assert main(["study", "scaling", "--preset", "cpu", "--print-config"]) == 2  # the demo preset has no scaling

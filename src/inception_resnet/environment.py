@@ -29,6 +29,23 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
+# The /proc/cpuinfo flags that decide which kernels the precisions get (AVX-512 families, VNNI, AMX).
+_RELEVANT_FLAGS = ("avx2", "fma", "avx512", "vnni", "amx", "bf16", "fp16")
+
+
+def cpu_flags() -> list[str]:
+    """The CPU's vector and matrix instruction flags (``/proc/cpuinfo``; torch's capability names elsewhere)."""
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = line.split(":", 1)[1].split()
+                    return sorted(f for f in set(flags) if any(key in f for key in _RELEVANT_FLAGS))
+    get = getattr(torch.cpu, "get_capabilities", None)
+    caps = dict(get()) if get is not None else {}
+    return sorted(k for k, v in caps.items() if v is True and any(key in k for key in _RELEVANT_FLAGS))
+
+
 def nvidia_driver() -> str | None:
     """The NVIDIA driver version from ``nvidia-smi``, or None without one."""
     with contextlib.suppress(OSError, subprocess.SubprocessError, IndexError):
@@ -66,6 +83,7 @@ def environment(command: str | None = None) -> dict[str, Any]:
         "platform": platform.platform(),
         "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
+        "cpu_flags": cpu_flags(),
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
         "torch": torch.__version__,
@@ -96,6 +114,8 @@ def environment_lines(env: dict[str, Any]) -> list[str]:
     cpu = f"CPU: {env.get('cpu')}, {env.get('cpu_count')} logical cores"
     if env.get("torch_threads") is not None:
         cpu += f", {env['torch_threads']} torch threads"
+    if env.get("cpu_flags"):
+        cpu += f" (flags: {' '.join(env['cpu_flags'])})"
     names = [("inception-resnet", "inception_resnet"), ("torch", "torch"), ("torchvision", "torchvision"),
              ("timm", "timm"), ("onnxruntime", "onnxruntime"), ("Python", "python")]
     versions = ", ".join(f"{label} {env[key]}" for label, key in names if env.get(key) is not None)

@@ -19,21 +19,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import nn
 
-# The /proc/cpuinfo flags that decide which kernels the precisions get (AVX-512 families, VNNI, AMX).
-_RELEVANT = ("avx2", "fma", "avx512", "vnni", "amx", "bf16", "fp16")
-
-
-def cpu_flags() -> list[str]:
-    """The CPU's vector and matrix instruction flags (``/proc/cpuinfo``; torch's capability names elsewhere)."""
-    with contextlib.suppress(OSError):
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = line.split(":", 1)[1].split()
-                    return sorted(f for f in set(flags) if any(key in f for key in _RELEVANT))
-    get = getattr(torch.cpu, "get_capabilities", None)
-    caps = dict(get()) if get is not None else {}
-    return sorted(k for k, v in caps.items() if v is True and any(key in k for key in _RELEVANT))
+from ..environment import cpu_flags  # noqa: F401  (the benchmarks name the CPU's flags)
 
 
 def _best_seconds(fn: Callable[[], object], repeats: int) -> float:

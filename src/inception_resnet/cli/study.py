@@ -32,7 +32,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     descriptions = {
         "compare": "residual networks against their partners (Inception-v3 vs Inception-ResNet-v1 and "
                    "Inception-ResNet-v1 without vs with its shortcuts; likewise v4 / Inception-ResNet-v2): curves, "
-                   "steps and time to fixed error levels, final errors, with paired bootstrap intervals",
+                   "steps and time to fixed error levels, final errors, with t-intervals and sign-flip p-values",
         "sweep": "each entry of the comparison at several learning rates, validated on held-out training images: "
                  "the rate per entry that the preset's comparison then uses",
         "scaling": "wide, full-depth Inception-ResNets for a grid of learning rates and residual scales "
@@ -42,7 +42,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     for name, text in descriptions.items():
         command = sub.add_parser(name, help=text.split(":")[0], description=text)
         command.add_argument("--preset", default=None,
-                             help="cpu, cpu-long, gpu, imagenet, scaling-cpu, scaling-cpu-long or a JSON file "
+                             help="cpu, cpu-evidence, gpu, imagenet, scaling-cpu, scaling-cpu-long or a JSON file "
                                   "(default: gpu with CUDA, else cpu)")
         command.add_argument("--out", default=None, metavar="DIR",
                              help=f"report directory (default: study-results/<preset>/{name})")

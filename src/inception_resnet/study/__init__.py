@@ -2,14 +2,17 @@
 
 * :func:`run_compare` trains each pair (partner, residual network: Inception-v3 vs Inception-ResNet-v1,
   and Inception-ResNet-v1 without its shortcuts vs with them; likewise for v4 and Inception-ResNet-v2) under
-  one recipe, data order and budget for several paired seeds, each entry at its own learning rate, and
-  writes the curves, tables, verdicts with bootstrap intervals and ``report.md`` (:mod:`.compare`).
-* :func:`run_sweep` chooses those learning rates on held-out training images (:mod:`.sweep`).
+  one recipe, data order and budget for many paired seeds, each entry at its own learning rate, times each
+  network alone, and writes the curves, tables, verdicts (t-intervals, exact sign-flip p-values:
+  :mod:`.significance`, :mod:`.verdicts`) and ``report.md`` (:mod:`.compare`, :mod:`.compare_report`).
+* :func:`run_sweep` chooses those learning rates on held-out training images, by the mean error over
+  training, widening its grid until each choice is inside it (:mod:`.sweep`).
 * :func:`run_scaling` trains a wide, full-depth Inception-ResNet for each learning rate, residual scale and
   seed, measures its dead channels and residual stream as it trains (:mod:`.probe`) and reports which runs
   "died", with living controls (:mod:`.scaling`, :func:`detect_death`).
-* Presets (``cpu``, ``cpu-long``, ``gpu``, ``imagenet``, ``scaling-cpu``, ``scaling-cpu-long``) are JSON files:
-  :func:`load_preset`, :mod:`.config`.
+* Presets (``cpu``: the demo, ``cpu-evidence``: the committed evidence, ``gpu``, ``imagenet``, ``scaling-cpu``,
+  ``scaling-cpu-long``) are JSON files: :func:`load_preset`, :mod:`.config`. The result types are in
+  :mod:`.results`; the layers of the package are described in docs/architecture.md.
 
 Every run is an ordinary, resumable training run; a study started again skips the runs already done.
 
@@ -23,7 +26,7 @@ Example::
 
 from __future__ import annotations
 
-from .compare import CompareResult, PairResult, plan_compare, run_compare
+from .compare import plan_compare, run_compare
 from .config import (
     CompareConfig,
     DeathCriteria,
@@ -38,8 +41,9 @@ from .config import (
 )
 from .death import DeathReport, detect_death, detect_run_death, rate_label
 from .probe import DeathProbe, ResidualStreamMonitor, dead_channel_share
-from .scaling import ScalingResult, plan_scaling, residual_widths, run_scaling
-from .sweep import SweepResult, plan_sweep, run_sweep
+from .results import CompareResult, PairResult, ScalingResult, SweepResult
+from .scaling import plan_scaling, residual_widths, run_scaling
+from .sweep import plan_sweep, run_sweep
 
 __all__ = [
     "CompareConfig",

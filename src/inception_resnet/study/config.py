@@ -81,7 +81,11 @@ class CompareConfig:
     the runs). ``parallel`` runs train at once, each in its own process (with ``train.threads`` threads).
     ``baselines`` names extra entries (e.g. ``googlenet``, ``bn_inception``) trained exactly like the pairs'
     networks (same settings, data order, budget and seeds); they have no partner, so the report lists their
-    errors and curves without a verdict.
+    errors and curves without a verdict. ``sensitivity`` lists variants of the study that check whether a
+    verdict depends on a choice: each ``{"label", "question", "pair": [partner, residual], "seeds"}`` (seeds
+    default to ``seeds``) is trained and judged like a pair and reported in the sensitivity section (e.g. both
+    networks at one network's rate, or without gradient clipping). ``time_steps`` optimiser steps of every
+    distinct network are timed alone after the runs (:mod:`.timing`; 0: no timing, no seconds verdicts).
     """
 
     pairs: list[list[str]] = field(default_factory=lambda: [["inception_v3", "inception_resnet_v1"]])
@@ -94,9 +98,15 @@ class CompareConfig:
     parallel: int = 1
     time_limit_s: float | None = None
     baselines: list[str] = field(default_factory=list)
+    sensitivity: list[dict[str, Any]] = field(default_factory=list)
+    time_steps: int = 40
 
     def validate(self) -> None:
         known = self.known_entries()
+        _check_sensitivity(self.sensitivity, known)
+        steps = self.time_steps
+        if not isinstance(steps, int) or isinstance(steps, bool) or not 0 <= steps <= 10_000:
+            raise ValueError(f"compare.time_steps must be an integer from 0 to 10000, got {self.time_steps!r}")
         if not self.pairs:
             raise ValueError("compare.pairs is empty; give at least one [partner, residual] pair")
         for pair in self.pairs:
@@ -141,8 +151,13 @@ class CompareConfig:
 
     @property
     def model_names(self) -> list[str]:
-        """Every entry of the pairs, once, in order of appearance, then the baselines."""
-        return list(dict.fromkeys([*(name for pair in self.pairs for name in pair), *self.baselines]))
+        """Every entry of the pairs, once, in order of appearance, then the baselines and the variants' entries."""
+        variants = [name for variant in self.sensitivity for name in variant["pair"]]
+        return list(dict.fromkeys([*(name for pair in self.pairs for name in pair), *self.baselines, *variants]))
+
+    def variant_seeds(self, variant: dict[str, Any]) -> list[int]:
+        """The seeds of a sensitivity variant (the study's unless it gives its own)."""
+        return list(variant.get("seeds") or self.seeds)
 
 
 @dataclass
@@ -335,6 +350,26 @@ def _check_baselines(baselines: Any, known: list[str], paired: set[str]) -> None
             raise ValueError(f"compare.baselines: {name!r} is already in a pair; a model is trained once per seed")
     if len(set(baselines)) != len(baselines):
         raise ValueError(f"compare.baselines has repeated models: {baselines!r}")
+
+
+def _check_sensitivity(variants: Any, known: list[str]) -> None:
+    """Each variant: a label, a question, a [partner, residual] pair of known entries, optional seeds."""
+    if not isinstance(variants, list):
+        raise ValueError(f"compare.sensitivity must be a list of variants, got {variants!r}")
+    labels = []
+    for variant in variants:
+        if not isinstance(variant, dict) or set(variant) - {"label", "question", "pair", "seeds"} or not isinstance(
+                variant.get("label"), str) or not isinstance(variant.get("question", ""), str):
+            raise ValueError("compare.sensitivity: each variant is {\"label\": ..., \"question\": ..., \"pair\": "
+                             f"[partner, residual], \"seeds\": [...] (optional)}}, got {variant!r}")
+        pair = variant.get("pair")
+        if not isinstance(pair, list) or len(pair) != 2 or any(name not in known for name in pair):
+            raise ValueError(f"compare.sensitivity {variant['label']!r}: pair must be two known entries, got {pair!r}")
+        if "seeds" in variant:
+            _check_seeds(variant["seeds"], f"compare.sensitivity {variant['label']!r}")
+        labels.append(variant["label"])
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"compare.sensitivity has repeated labels: {labels!r}")
 
 
 def _check_train(values: dict[str, Any], where: str, *, variant: bool = False) -> None:

@@ -1,8 +1,13 @@
-"""Small writers shared by the study reports: Markdown tables, number formatting, CSV/JSON files, headers."""
+"""Small writers shared by the study reports: Markdown tables, number formatting, CSV/JSON files, headers.
+
+Every file goes through :func:`inception_resnet.files.write_text_atomic`: a reader (or a study stopped
+half-way) sees the old file or the new one, never a part.
+"""
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -11,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..environment import environment_lines  # noqa: F401  (used by the study's reports)
+from ..files import write_text_atomic
 from ..markdown import table as md_table  # noqa: F401  (the study's name for it)
 
 PAPER = "Szegedy, Ioffe, Vanhoucke, Alemi 2016, \"Inception-v4, Inception-ResNet and the Impact of Residual " \
@@ -29,18 +35,20 @@ def write_csv(path: str | os.PathLike, rows: Sequence[dict[str, Any]]) -> Path:
     columns: list[str] = []
     for row in rows:
         columns += [k for k in row if k not in columns]
-    out = Path(path)
-    with open(out, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    return out
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    return write_text_atomic(path, buffer.getvalue(), "study table")
 
 
 def write_json(path: str | os.PathLike, data: Any) -> Path:
-    out = Path(path)
-    out.write_text(json.dumps(data, indent=2, default=_jsonable) + "\n")
-    return out
+    return write_text_atomic(path, json.dumps(data, indent=2, default=_jsonable) + "\n", "study data")
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """A text file of a study (a report, the verdict lines), written whole or not at all."""
+    return write_text_atomic(path, text, "study report")
 
 
 def write_report(out: str | os.PathLike, lines: list[str], not_run: Sequence[str]) -> Path:
@@ -48,9 +56,7 @@ def write_report(out: str | os.PathLike, lines: list[str], not_run: Sequence[str
     if not_run:
         lines = [*lines, f"**Incomplete**: {len(not_run)} run(s) not run ({', '.join(not_run)}); start the same "
                  "command again to train them (finished runs are skipped).", ""]
-    report = Path(out) / "report.md"
-    report.write_text("\n".join(lines))
-    return report
+    return write_text(Path(out) / "report.md", "\n".join(lines))
 
 
 def _jsonable(value: Any) -> Any:

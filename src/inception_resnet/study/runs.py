@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..training import NonFiniteLossError, TrainConfig, TrainSummary, train
-from ..training.rundir import read_config_document, read_derived, read_metrics, read_validations
+from ..training.rundir import read_config_document, read_derived, read_metrics, read_steps, read_validations
 from .report import write_json
 
 MARKER = "study_run.json"
@@ -54,10 +54,18 @@ class RunRecord:
     derived: dict[str, Any] = field(default_factory=dict)
     trained_now: bool = False
     evaluations: list[dict[str, Any]] = field(default_factory=list)
+    _steps: list[dict[str, Any]] | None = field(default=None, repr=False)
 
     @property
     def finished(self) -> bool:
         return self.status in ("completed", "diverged")
+
+    @property
+    def steps(self) -> list[dict[str, Any]]:
+        """The run's ``steps.jsonl`` rows (read once, when first asked for; empty when it has none)."""
+        if self._steps is None:
+            self._steps = read_steps(self.spec.run_dir) if self.spec.run_dir.is_dir() else []
+        return self._steps
 
 
 def run_entry(record: RunRecord) -> dict[str, Any]:
@@ -93,14 +101,13 @@ def read_marker(run_dir: Path) -> dict[str, Any] | None:
 
 
 def write_marker(spec: RunSpec, status: str, message: str, summary: dict[str, Any]) -> None:
+    """Write the run's ``study_run.json`` (whole or not at all): its key, status, settings and summary."""
     if not is_main_process():
         return
     spec.run_dir.mkdir(parents=True, exist_ok=True)
     document = {"key": spec.key, "status": status, "message": message, "settings": comparable(spec.settings),
                 "summary": summary, "finished_at": time.strftime("%Y-%m-%d %H:%M:%S")}
-    tmp = spec.run_dir / f".{MARKER}.tmp"
-    tmp.write_text(json.dumps(document, indent=2) + "\n")
-    os.replace(tmp, spec.run_dir / MARKER)
+    write_json(spec.run_dir / MARKER, document)
 
 
 def load_rows(run_dir: Path) -> list[dict[str, Any]]:

@@ -21,7 +21,7 @@ import dataclasses
 import os
 import shutil
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,9 @@ from ..training.rundir import read_steps
 from .config import ScalingConfig, section_to_dict
 from .death import DeathReport, detect_rows_death, rate_label, rate_per_32
 from .probe import DeathProbe, residual_blocks
+from .results import ScalingResult, ScalingRun
 from .runs import RunRecord, RunSpec, TrainFn, collect_records, is_main_process
+from .scaling_report import write_scaling_report
 from .stats import final_value
 
 
@@ -119,56 +121,6 @@ class ProbedTrain:
             shutil.rmtree(Path(summary.run_dir) / "checkpoints", ignore_errors=True)
             summary.last_checkpoint = summary.best_checkpoint = None
         return summary
-
-
-@dataclass
-class ScalingRun:
-    """One run's outcome: settings, status, the death verdict and its label, and what the probe measured."""
-
-    key: str
-    lr: float | None
-    lr_per_32: float
-    scale: float
-    seed: int
-    status: str
-    message: str
-    death: DeathReport
-    label: str
-    steps: list[dict[str, Any]]
-    total_steps: int | None
-    final_loss: float | None
-    final_top1: float | None
-    trained: bool = False
-    measures: dict[str, Any] = field(default_factory=dict)
-    val: list[tuple[int, float]] = field(default_factory=list)
-
-    @property
-    def finished(self) -> bool:
-        return self.status in ("completed", "diverged")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"key": self.key, "lr": self.lr, "lr_per_32": self.lr_per_32, "scale": self.scale, "seed": self.seed,
-                "status": self.status, "message": self.message, "dead": self.death.dead,
-                "death_step": self.death.step, "death_reason": self.death.reason, "label": self.label,
-                "trained_normally": self.trained, "logged_steps": len(self.steps),
-                "last_step": self.steps[-1]["step"] if self.steps else None, "total_steps": self.total_steps,
-                "final_loss": self.final_loss, "final_val_top1_error": self.final_top1, **self.measures}
-
-
-@dataclass
-class ScalingResult:
-    """What :func:`run_scaling` produced."""
-
-    out_dir: Path
-    runs: list[ScalingRun]
-    widths: list[int]
-    records: list[RunRecord]
-    report: Path | None
-
-    def dead_share(self, scale: float, lr: float | None = None) -> tuple[int, int]:
-        """(dead runs, finished runs) at ``scale`` (and ``lr``, when given)."""
-        finished = [r for r in self.runs if r.scale == scale and r.finished and (lr is None or r.lr == lr)]
-        return sum(r.death.dead for r in finished), len(finished)
 
 
 def _series(steps: Sequence[dict[str, Any]], key: str) -> list[float]:
@@ -259,7 +211,5 @@ def run_scaling(
     runs = [summarize_run(r, config) for r in records]
     result = ScalingResult(out, runs, widths, records, None)
     if is_main_process():
-        from .scaling_report import write_scaling_report
-
         result.report = write_scaling_report(config, result, preset)
     return result

@@ -10,18 +10,16 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..environment import environment
 from ..training import TrainConfig
 from .config import ScalingConfig
 from .figures import plot_scaling, plot_stream
 from .report import PAPER, environment_lines, fmt, md_table, write_csv, write_json, write_report
+from .results import ScalingResult, ScalingRun
 from .runs import run_entry
 from .stats import Spread, spread
-
-if TYPE_CHECKING:
-    from .scaling import ScalingResult, ScalingRun
 
 PAPER_ITERATIONS = 20_000  # "a few tens of thousands" of iterations (section 3.3): the low end, for comparison
 

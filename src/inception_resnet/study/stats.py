@@ -1,4 +1,5 @@
-"""Statistics of the studies: spread over seeds, learning curves, time to an error level, paired bootstrap.
+"""Statistics of the studies: spread over seeds, learning curves, time to an error level (the paired tests
+are in :mod:`.significance`).
 
 Conventions (the reports repeat them):
 
@@ -9,10 +10,6 @@ Conventions (the reports repeat them):
   the measured validations, gets down to the level; ``None`` when the run never gets there.
 * Area under the error curve: the mean error over training (trapezoids over the steps, divided by the
   steps), a summary of the whole curve that no choice of level can tilt.
-* Paired comparisons are made seed by seed (the two networks of a pair share a seed's data, order and
-  augmentation). A ratio is the geometric mean of the per-seed ratios; a difference the mean of the
-  per-seed differences. Their 95 % intervals are percentile intervals of a paired bootstrap: the seeds are
-  resampled with replacement (Efron and Tibshirani 1993, "An Introduction to the Bootstrap", ch. 13).
 """
 
 from __future__ import annotations
@@ -23,15 +20,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 METRICS = {
     "raw": {"top1": "val_top1_error", "top5": "val_top5_error", "loss": "val_loss"},
     "ema": {"top1": "ema_val_top1_error", "top5": "ema_val_top5_error", "loss": "ema_val_loss"},
 }
 Rows = list[dict[str, Any]]
-BOOTSTRAP_SAMPLES = 10_000
-CONFIDENCE = 0.95
 
 
 @dataclass(frozen=True)
@@ -125,6 +118,22 @@ def first_crossing(curve: Sequence[tuple[float, float]], level: float) -> float 
     return None
 
 
+def crossing_bracket(curve: Curve, level: float) -> tuple[float, float] | None:
+    """The steps of the two validations around the curve's first crossing of ``level``: the last one above it
+    and the first one at or below it (the same step twice when the very first validation is below it)."""
+    for index, (step, error) in enumerate(zip(curve.steps, curve.top1, strict=True)):
+        if error <= level:
+            return (curve.steps[index - 1] if index else step), step
+    return None
+
+
+def with_step_seconds(curve: Curve, seconds_per_step: float | None) -> Curve:
+    """The curve with its seconds recomputed as steps x ``seconds_per_step`` (unchanged when that is None)."""
+    if seconds_per_step is None:
+        return curve
+    return Curve(curve.steps, [s * seconds_per_step for s in curve.steps], curve.top1, curve.top5)
+
+
 def time_to_level(curve: Curve, level: float) -> tuple[float | None, float | None]:
     """``(steps, seconds)`` of training until the curve reaches ``level`` (interpolated; None: never)."""
     return (first_crossing(list(zip(curve.steps, curve.top1, strict=True)), level),
@@ -196,71 +205,3 @@ def clipped_share(rows: Rows) -> float | None:
     if not counted or steps <= 0:
         return None
     return 100.0 * sum(r["clipped_steps"] for r in counted) / steps
-
-
-# -- paired bootstrap ---------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Interval:
-    """An estimate with its bootstrap interval (``low``, ``high``) over ``n`` paired seeds."""
-
-    estimate: float
-    low: float
-    high: float
-    n: int
-    confidence: float = CONFIDENCE
-
-    def excludes(self, value: float) -> bool:
-        """Whether ``value`` (no difference: 1 for a ratio, 0 for a difference) lies outside the interval."""
-        return self.low > value or self.high < value
-
-    def text(self, digits: int = 2, suffix: str = "") -> str:
-        return (f"{self.estimate:.{digits}f}{suffix} [{self.low:.{digits}f}, {self.high:.{digits}f}]")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"estimate": self.estimate, "low": self.low, "high": self.high, "n": self.n,
-                "confidence": self.confidence}
-
-
-def bootstrap_mean(values: Sequence[float], *, samples: int = BOOTSTRAP_SAMPLES, confidence: float = CONFIDENCE,
-                   seed: int = 0) -> Interval | None:
-    """The mean of ``values`` and its percentile bootstrap interval (None without values).
-
-    ``samples`` resamples of the values, drawn with replacement by a generator seeded with ``seed`` (the same
-    data always give the same interval).
-    """
-    data = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64)
-    if data.size == 0:
-        return None
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
-    rng = np.random.default_rng(seed)
-    means = data[rng.integers(0, data.size, size=(samples, data.size))].mean(axis=1)
-    tail = (1.0 - confidence) / 2
-    low, high = np.quantile(means, [tail, 1.0 - tail])
-    return Interval(float(data.mean()), float(low), float(high), int(data.size), confidence)
-
-
-def paired(first: Sequence[float | None], second: Sequence[float | None]) -> list[tuple[float, float]]:
-    """The (first, second) pairs, seed by seed, where both values exist and are finite."""
-    return [(float(a), float(b)) for a, b in zip(first, second, strict=True)
-            if a is not None and b is not None and math.isfinite(a) and math.isfinite(b)]
-
-
-def ratio_interval(numerators: Sequence[float | None], denominators: Sequence[float | None],
-                   **options: Any) -> Interval | None:
-    """Geometric mean over seeds of ``numerator / denominator`` with its paired bootstrap interval.
-
-    The bootstrap resamples the seeds' log-ratios; seeds where a value is missing or not positive are left out.
-    """
-    logs = [math.log(a / b) for a, b in paired(numerators, denominators) if a > 0 and b > 0]
-    interval = bootstrap_mean(logs, **options)
-    if interval is None:
-        return None
-    return Interval(math.exp(interval.estimate), math.exp(interval.low), math.exp(interval.high), interval.n,
-                    interval.confidence)
-
-
-def difference_interval(first: Sequence[float | None], second: Sequence[float | None],
-                        **options: Any) -> Interval | None:
-    """Mean over seeds of ``second - first`` with its paired bootstrap interval."""
-    return bootstrap_mean([b - a for a, b in paired(first, second)], **options)

@@ -15,24 +15,18 @@ run whose loss became non-finite counts as failed. :func:`run_sweep` writes to `
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from ..environment import environment
-from ..training import TrainConfig, train
+from ..training import train
 from .config import CompareConfig, SweepConfig, section_to_dict
-from .figures import plot_sweep
-from .report import environment_lines, fmt, md_table, write_csv, write_json
-from .runs import RunRecord, RunSpec, TrainFn, collect_records, is_main_process, run_entry
+from .results import SweepPoint, SweepResult
+from .runs import RunRecord, RunSpec, TrainFn, collect_records, is_main_process
 from .stats import clipped_share, curve_of, mean_error
-
-MEASURE_TEXT = {"mean_error": "mean held-out top-1 error over training (%)",
-                "final_error": "final held-out top-1 error (%)"}
+from .sweep_report import write_sweep_report
 
 
 def plan_sweep(sweep: SweepConfig, compare: CompareConfig, out_dir: str | os.PathLike,
@@ -61,63 +55,6 @@ def widened(rates: list[float], chosen: float) -> list[float] | None:
     if chosen == grid[-1]:
         return [*grid, grid[-1] * grid[-1] / grid[-2]]
     return None
-
-
-@dataclass
-class SweepPoint:
-    """One entry at one learning rate, over the sweep's seeds."""
-
-    model: str
-    lr: float
-    final_errors: list[float | None]
-    mean_errors: list[float | None]
-    start_errors: list[float | None]
-    clipped: list[float | None]
-    statuses: list[str]
-
-    @property
-    def final_error(self) -> float | None:
-        """Mean final held-out top-1 error over the seeds; None when any run failed or has no validation."""
-        return _mean_of_all(self.final_errors)
-
-    @property
-    def mean_error(self) -> float | None:
-        """Mean over the seeds of the mean held-out top-1 error over training; None when any run failed."""
-        return _mean_of_all(self.mean_errors)
-
-    def measure(self, name: str) -> float | None:
-        """The choice's measure: ``mean_error`` or ``final_error``."""
-        return self.mean_error if name == "mean_error" else self.final_error
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "lr": self.lr, "final_errors": self.final_errors,
-                "start_errors": self.start_errors,
-                "mean_errors": self.mean_errors, "clipped_percent": self.clipped, "statuses": self.statuses,
-                "final_error": self.final_error, "mean_error": self.mean_error}
-
-
-def _mean_of_all(values: list[float | None]) -> float | None:
-    if not values or any(v is None for v in values):
-        return None
-    return statistics.fmean(v for v in values if v is not None)
-
-
-@dataclass
-class SweepResult:
-    """What :func:`run_sweep` produced: the points, the chosen rate per entry, the records and the report."""
-
-    out_dir: Path
-    points: list[SweepPoint]
-    chosen: dict[str, float]
-    records: list[RunRecord]
-    report: Path | None
-    source: str = ""
-    notes: list[str] = field(default_factory=list)
-    grids: dict[str, list[float]] = field(default_factory=dict)
-
-    def preset_models(self) -> dict[str, dict[str, float]]:
-        """The ``compare.models`` entries that carry the chosen rates (merge them into the preset)."""
-        return {name: {"lr": lr} for name, lr in self.chosen.items()}
 
 
 def run_sweep(
@@ -223,67 +160,3 @@ def choose_rates(sweep: SweepConfig, points: list[SweepPoint],
                          f"({', '.join(f'{r:g}' for r in rates)}) after widening it {sweep.widen} time(s) at most; "
                          "a wider grid might find a better one.")
     return chosen, notes
-
-
-def write_sweep_report(sweep: SweepConfig, compare: CompareConfig, result: SweepResult, preset: str,
-                       env: dict[str, Any]) -> Path:
-    out = result.out_dir
-    rows = []
-    for record in result.records:
-        curve = curve_of(record.evaluations, record.rows)
-        rows.append({"model": record.spec.model, "lr": record.spec.settings.get("lr"), "seed": record.spec.seed,
-                     "status": record.status, "final_heldout_top1_error": curve.top1[-1] if curve.top1 else None,
-                     "mean_heldout_top1_error": mean_error(curve), "clipped_percent": clipped_share(record.rows)})
-    if rows:
-        write_csv(out / "sweep.csv", rows)
-    write_json(out / "chosen.json", {"models": result.preset_models(), "source": result.source})
-    write_json(out / "summary.json", {"preset": preset, "points": [p.to_dict() for p in result.points],
-                                      "chosen": result.chosen, "notes": result.notes,
-                                      "runs": [run_entry(r) for r in result.records]})
-    figure = None
-    errors = {name: {p.lr: p.measure(sweep.choose_by) for p in result.points if p.model == name}
-              for name in sweep.models}
-    if any(v is not None for by_lr in errors.values() for v in by_lr.values()):
-        plot_sweep(errors, out / "sweep.png", chosen=result.chosen, title=f"learning-rate sweep, `{preset}` preset",
-                   ylabel=MEASURE_TEXT[sweep.choose_by])
-        figure = "sweep.png"
-    first = sweep.models[0]
-    resolved = TrainConfig.from_dict({**compare.settings(first), **sweep.train, "lr": sweep.rates(first)[0]})
-    resolved = resolved.resolved()
-    derived = next((r.derived for r in result.records if r.derived), {})
-    lines = [f"# Learning-rate sweep: `{preset}` preset", "",
-             "Each entry of the residual study trained at several learning rates under the settings `study compare` "
-             "gives it, validated on held-out *training* images; the validation split, on which the comparison is "
-             "judged, is not read.", ""]
-    lines += environment_lines(env) + ["", "## What was run", ""]
-    lines += [
-        f"- Entries: {', '.join(f'`{m}`' for m in sweep.models)}; seeds {sweep.seeds}.",
-        f"- Data: {derived.get('train_images', '?')} training images; {derived.get('val_images', '?')} held-out "
-        f"images for validation, a class-balanced {resolved.holdout_fraction:g} of the training split set aside "
-        "before the training subset is drawn (the same images for every run).",
-        f"- Budget: {resolved.epochs} epochs ({derived.get('total_steps', '?')} steps of {resolved.batch_size} "
-        f"images; the comparison trains {compare.train.get('epochs', resolved.epochs)} epochs"
-        + (", so the schedule is compressed here: a proxy that saves time" if "epochs" in sweep.train else "")
-        + f"), recipe `{resolved.recipe}`, schedule {resolved.schedule}, clipping at norm {resolved.clip_grad_norm}; "
-        f"learning rates per {resolved.reference_batch_size} images.",
-        f"- Choice: the rate with the lowest {MEASURE_TEXT[sweep.choose_by]} (mean over seeds); a run whose loss "
-        "became non-finite fails its rate. A choice at the edge of the grid widens it by one rate beyond that edge "
-        f"(up to {sweep.widen} time(s) per side).", ""]
-    if figure:
-        lines += [f"![sweep]({figure})", ""]
-    table = []
-    for point in result.points:
-        mark = " (chosen)" if result.chosen.get(point.model) == point.lr else ""
-        table.append([f"`{point.model}`", f"{point.lr:g}{mark}",
-                      ", ".join(fmt(e) for e in point.final_errors) or "-",
-                      ", ".join(fmt(e) for e in point.mean_errors) or "-",
-                      ", ".join(fmt(c, 1) for c in point.clipped) or "-", "; ".join(point.statuses)])
-    lines += [md_table(["entry", "learning rate", "final held-out top-1 error % (per seed)",
-                        "mean held-out top-1 error over training % (per seed)", "clipped steps %", "runs"], table), ""]
-    lines += ["## Chosen rates", ""]
-    lines += [f"- `{name}`: {lr:g}" for name, lr in result.chosen.items()] + [f"- {note}" for note in result.notes]
-    lines += ["", "In the preset, `compare.models` takes them (and `compare.lr_source` names this report):", "",
-              "```json", json.dumps(result.preset_models(), indent=2), "```", ""]
-    report = out / "report.md"
-    report.write_text("\n".join(lines))
-    return report
