@@ -47,6 +47,16 @@ def test_validation_at_step_zero_and_every_n_steps(tmp_path: Path) -> None:
     assert "val_top1_error" not in summary.history[0]  # validate_every_epochs=100: only after the last epoch
 
 
+def test_validation_gap_grows_with_the_step_under_validate_spacing(tmp_path: Path) -> None:
+    train(small(tmp_path / "run", validate_every_steps=1, validate_spacing=0.5, epochs=5, validate_every_epochs=100,
+                max_train_images=16))  # 2 steps per epoch, 10 in all
+    steps = [r["step"] for r in read_jsonl(tmp_path / "run" / "validation.jsonl")]
+    # gap = max(1, int(0.5 x last validated step)): 0, 1, 2, 3, 4, 6, 9, then the end of the run
+    assert steps == [0, 1, 2, 3, 4, 6, 9, 10]
+    for before, after in zip(steps[1:], steps[2:-1], strict=False):
+        assert after - before <= max(1, 0.5 * before)  # every crossing bracketed within half its step
+
+
 def test_step_zero_measures_the_untrained_network(tmp_path: Path) -> None:
     from inception_resnet import create_model
     from inception_resnet.data import build_loader
@@ -164,3 +174,21 @@ def test_validations_survive_a_resumed_run(tmp_path: Path) -> None:
     assert [r["step"] for r in resumed.evaluations] == [0, 2, 4, 6, 8]
     assert [r["val_loss"] for r in resumed.evaluations] == pytest.approx([r["val_loss"] for r in whole.evaluations])
     assert read_jsonl(tmp_path / "split" / "validation.jsonl") == resumed.evaluations
+
+
+def test_profile_of_a_study_run_splits_its_time(benchmark_script, tmp_path, capsys) -> None:
+    """benchmarks/profile_study_run.py trains a few steps of the demo's entry and accounts for its time."""
+    script = benchmark_script("profile_study_run")
+    preset = {"name": "tiny", "description": "test", "compare": {
+        "pairs": [["inception_v3", "inception_resnet_v1"]],
+        "train": {"data": "synthetic:64", "width_multiplier": 0.25, "input_size": 75, "batch_size": 16,
+                  "validate_every_steps": 1, "validate_spacing": 0.1, "bn_recompute_images": 16, "threads": 1,
+                  "max_val_images": 16, "tensorboard": False, "ema_decay": 0.0}}}
+    (tmp_path / "tiny.json").write_text(json.dumps(preset))
+    assert script.main(["--preset", str(tmp_path / "tiny.json"), "--steps", "3", "--out", str(tmp_path)]) == 0
+    data = json.loads(next(tmp_path.glob("profile-study-*.json")).read_text())
+    parts = data["parts"]
+    assert 0 < parts["training steps"] < data["total_seconds"] and parts["validations"] > 0
+    assert parts["  forward and backward"] <= parts["training steps"]
+    assert parts["  BatchNorm recomputation"] <= parts["validations"]
+    assert "| whole run |" in capsys.readouterr().out
