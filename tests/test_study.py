@@ -301,6 +301,8 @@ def test_level_table_and_verdicts_follow_the_curves(tmp_path: Path, residual_fas
         assert all(v is not None for v in level.steps.partner + level.steps.residual)
         # the crossings are bracketed by the validations around them (every 10 steps here)
         assert all(c is not None and c.after - c.before == 10 for c in level.partner_crossings)
+        # without interpolation (partner's bracket start, residual's bracket end) the speed-up can only shrink
+        assert level.conservative.interval.estimate <= level.steps.interval.estimate + 1e-9
         # seconds from the isolated step time (0.1 s per step in the timing runs' steps.jsonl)
         assert level.seconds.partner == pytest.approx([s * 0.1 for s in level.steps.partner])
     assert pair.partner.step_seconds == pytest.approx(0.1) and pair.residual.step_seconds == pytest.approx(0.1)

@@ -210,10 +210,12 @@ def summarize_pair(config: CompareConfig, pair: list[str], records: list[RunReco
                                     budget_residual=budget_r * residual.step_seconds if budget_r else None)
         else:
             by_seconds = Judged(steps_p, steps_r, None, "not shown (no isolated step times measured)")
-        levels.append(LevelResult(
-            float(level), by_steps, by_seconds,
-            [crossing(c, level, f) for c, f in zip(curves_p, clipped_p, strict=True)],
-            [crossing(c, level, f) for c, f in zip(curves_r, clipped_r, strict=True)]))
+        crossings_p = [crossing(c, level, f) for c, f in zip(curves_p, clipped_p, strict=True)]
+        crossings_r = [crossing(c, level, f) for c, f in zip(curves_r, clipped_r, strict=True)]
+        conservative = judge_time([c.before if c and c.before > 0 else None for c in crossings_p],
+                                  [c.after if c else None for c in crossings_r],
+                                  budget_partner=budget_p, budget_residual=budget_r)
+        levels.append(LevelResult(float(level), by_steps, by_seconds, crossings_p, crossings_r, conservative))
     mean = judge_error([mean_error(c) if c else None for c in curves_p],
                        [mean_error(c) if c else None for c in curves_r], ratio=True)
     final = judge_error([c.top1[-1] if c and c.top1 else None for c in curves_p],

@@ -115,6 +115,9 @@ def level_table_rows(pairs: list[tuple[str, PairResult]]) -> list[dict[str, Any]
                 row[f"{side}_brackets"] = [[c.before, c.after] if c else None for c in crossings]
                 row[f"{side}_clipped_percent_before"] = [c.clipped_percent if c else None for c in crossings]
             row["widest_relative_bracket"] = level.widest_gap()
+            if level.conservative is not None:
+                row.update(_interval_columns("conservative_speedup_steps", level.conservative.interval))
+                row["verdict_conservative"] = level.conservative.verdict
             out.append(row)
     return out
 
@@ -170,12 +173,15 @@ def _level_md(pair: PairResult) -> str:
                      _interval_cell(level.steps), _detectable(level.steps), level.steps.verdict,
                      _interval_cell(level.seconds), level.seconds.verdict,
                      f"{_bracket_cell(level.partner_crossings)} / {_bracket_cell(level.residual_crossings)}",
+                     (f"{_interval_cell(level.conservative)} -> {level.conservative.verdict}"
+                      if level.conservative else "-"),
                      f"{_clipped_cell(level.mean_clipped(level.partner_crossings))} / "
                      f"{_clipped_cell(level.mean_clipped(level.residual_crossings))}"])
     return md_table(["top-1 error level %", f"steps {p} (per seed)", f"steps {r} (per seed)",
                      f"speed-up in steps {p}/{r} [95 % t-CI], p", "detectable at 80 % power", "verdict",
                      "speed-up in seconds (isolated step times) [95 % t-CI], p", "verdict",
                      "widest bracket of a crossing (partner / residual)",
+                     "speed-up without interpolation (partner's bracket start / residual's bracket end)",
                      "clipped steps % before the crossing (partner / residual)"], rows)
 
 
@@ -254,7 +260,9 @@ def _setup_lines(config: CompareConfig, records: list[RunRecord], timings: dict[
 READING = (
     "How to read the tables: steps to a level are interpolated linearly between the two validations that "
     "bracket the first crossing; the bracket's width relative to its step is given per level (flagged "
-    f"\"wide\" above {WIDE_BRACKET:.0%}), so no crossing hides in a wide gap. \"never\": the run did not reach "
+    f"\"wide\" above {WIDE_BRACKET:.0%}), and the speed-up is judged once more without interpolation: each "
+    "partner run at the validation before its crossing against each residual run at the validation at or after "
+    "its own, which no placement within a bracket can beat. \"never\": the run did not reach "
     "the level. The speed-up is the partner's steps over the residual network's, seed by seed, analysed as "
     "log-ratios (geometric mean); above 1 the residual network got there sooner. Each comparison gives the "
     "mean with its two-sided 95 % Student t-interval over the paired seeds, the exact sign-flip "

@@ -114,13 +114,16 @@ class Crossing:
 @dataclass
 class LevelResult:
     """Steps and seconds each entry of a pair took to reach one top-1 error level, per seed, judged, with the
-    validations bracketing each crossing."""
+    validations bracketing each crossing. ``conservative`` judges the speed-up that no interpolation can
+    have inflated: each partner run at the validation before its crossing against each residual run at the
+    validation at or after its own."""
 
     level: float
     steps: Judged
     seconds: Judged
     partner_crossings: list[Crossing | None] = field(default_factory=list)
     residual_crossings: list[Crossing | None] = field(default_factory=list)
+    conservative: Judged | None = None  # the partner's bracket start against the residual's bracket end
 
     def widest_gap(self) -> float | None:
         """The widest relative bracket of any crossing of this level (None: no run reached it)."""
@@ -134,6 +137,7 @@ class LevelResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"level": self.level, "steps": self.steps.to_dict(), "seconds": self.seconds.to_dict(),
+                "conservative": self.conservative.to_dict() if self.conservative else None,
                 "partner_crossings": [c.to_dict() if c else None for c in self.partner_crossings],
                 "residual_crossings": [c.to_dict() if c else None for c in self.residual_crossings]}
 

@@ -4,17 +4,20 @@ A comparison of two networks at one learning rate partly measures which network 
 trains every entry of ``sweep.models`` with the settings ``study compare`` gives it, at each rate of
 ``sweep.lrs``, validating on a class-balanced part of the *training* split held out from training
 (``holdout_fraction``; the validation split, on which the comparison is judged, is never read). The chosen
-rate of an entry is the one with the lowest final held-out top-1 error (mean over the sweep's seeds); a
-run whose loss became non-finite counts as failed. :func:`run_sweep` writes to ``out_dir``::
+rate of an entry is the one with the lowest mean held-out error over training (``choose_by``; or the final
+error), averaged over the sweep's seeds; a choice at the edge of the grid widens it (``widen``) and trains the
+new rate, so that every chosen rate ends inside its grid. A run whose loss became non-finite counts as
+failed. :func:`run_sweep` writes to ``out_dir`` (through :mod:`.sweep_report`)::
 
     report.md       the grid, each entry's errors per rate, the chosen rates and the preset lines to paste
     chosen.json     {"models": {entry: {"lr": rate}}, "source": ...}: what the preset's compare.models take
-    sweep.png       final held-out error against the learning rate, per entry
+    sweep.png       the choice's measure against the learning rate, per entry
     sweep.csv       one row per run; summary.json, study.json, runs/<entry>-lr<rate>-seed<k>/ as in compare
 """
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 from collections.abc import Callable
@@ -95,6 +98,9 @@ def run_sweep(
         grids.update(wider)
     source = f"the `{preset}` sweep ({_relative(out / 'report.md')})"
     result = SweepResult(out, points, chosen, records, None, source, notes, grids)
+    if report_only and (out / "study.json").is_file():  # the runs' date, machine and command, not this call's
+        env = json.loads((out / "study.json").read_text()).get("environment") or env
+        env = {**env, "note": f"report redrawn on {environment('').get('date', '?')} (--report-only)"}
     result.report = write_sweep_report(sweep, compare, result, preset, env)
     return result
 
