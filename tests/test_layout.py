@@ -34,7 +34,7 @@ LONG_MODULES = {
 
 
 def module_name(path: Path) -> str:
-    """``src/inception_resnet/data/loading.py`` -> ``inception_resnet.data.loading`` (a package: its name)."""
+    """``src/inception_resnet/data/subsets.py`` -> ``inception_resnet.data.subsets`` (a package: its name)."""
     parts = list(path.relative_to(SRC.parent).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts.pop()
@@ -113,8 +113,8 @@ def test_the_check_sees_imports_inside_functions_and_relative_ones() -> None:
         "inception_resnet.models.base:5 imports inception_resnet.training.step (layer 4 > 1)",
     ]
     assert upward_imports("from . import version\n", "inception_resnet.environment", package=False) == []
-    assert imported_modules("from . import loading\n", "inception_resnet.data", package=True) == [
-        (1, "inception_resnet.data.loading")
+    assert imported_modules("from . import subsets\n", "inception_resnet.data", package=True) == [
+        (1, "inception_resnet.data.subsets")
     ]
     with pytest.raises(AssertionError, match="add 'newpart' to LAYERS"):
         layer("inception_resnet.newpart.x")

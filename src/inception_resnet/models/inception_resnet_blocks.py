@@ -3,7 +3,7 @@
 Inception-ResNet-v1 and -v2 share the block shapes and differ only in widths, so each block is one
 function; the networks pass the widths of their figure. Branch names follow TF-slim (``Branch_0`` ->
 ``branch0``) and the residual up-projection is ``conv2d``, as in timm and facenet-pytorch. Every block takes
-``shortcut`` (see :class:`~inception_resnet.layers.ScaledResidual`): ``False`` removes its identity path and
+``shortcut`` (see :class:`~inception_resnet.models.layers.ScaledResidual`): ``False`` removes its identity path and
 nothing else, the networks' ``shortcut`` option.
 """
 

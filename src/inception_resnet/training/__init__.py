@@ -4,8 +4,8 @@
 * :mod:`.setup`, :mod:`.state`, :mod:`.validation` - the trainer's set-up, checkpoint and validation parts
   (step-0 and every-N-step validation, BatchNorm statistics recomputed); :mod:`.step` - one optimiser step;
 * :mod:`.rundir` - the run directory's files; :mod:`.checkpoint` - checkpoint files;
-* :mod:`.optimizers`, :mod:`.ema`, :mod:`.distributed`, :mod:`.rng`, :mod:`.control`, :mod:`.finetune`,
-  :mod:`.curves` (plots of a run).
+* :mod:`.optimizers`, :mod:`.ema`, :mod:`.distributed`, :mod:`.rng`, :mod:`.stopping` (signals, non-finite errors), :mod:`.finetune`,
+  :mod:`.plots` (training curves of runs, drawn).
 
 Its layer (beside ``evaluation/``, above ``data/``) and the path from a model name to a trained
 checkpoint: docs/architecture.md.
@@ -13,13 +13,13 @@ checkpoint: docs/architecture.md.
 
 from .checkpoint import CheckpointManager, load_checkpoint, save_checkpoint
 from .config import RECIPES, TrainConfig, config_for_resume, field_help, field_types
-from .control import CRASH_ENV, NonFiniteLossError, StopRequest
 from .ema import ModelEma
 from .finetune import freeze_body, load_pretrained
 from .optimizers import LRSchedule, RMSpropTF, build_optimizer, param_groups, scale_lr
 from .probes import ProbeContext, StepProbe
 from .rundir import RunLog, load_run_config
 from .step import StepRunner, TrainingModule, classification_loss
+from .stopping import CRASH_ENV, NonFiniteLossError, StopRequest
 from .trainer import Trainer, TrainSummary, train
 from .validation import recompute_batchnorm
 

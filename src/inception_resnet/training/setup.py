@@ -246,7 +246,7 @@ class RunSetup:
     ) -> tuple[Dataset, Dataset, bool]:
         """``holdout_fraction``: the training split, less a held-out part that becomes the validation set."""
         from ..data.datasets import build_dataset
-        from ..data.loading import holdout_split
+        from ..data.subsets import holdout_split
 
         config = self.config
         if val_dataset is not None:
@@ -289,7 +289,7 @@ class RunSetup:
         return train_dataset, val_dataset
 
     def limit_data(self, train_dataset: Dataset, val_dataset: Dataset | None) -> tuple[Dataset, Dataset | None]:
-        from ..data.loading import subset
+        from ..data.subsets import subset
 
         config = self.config
         for name, dataset in (("training", train_dataset), ("validation", val_dataset)):
@@ -331,7 +331,7 @@ class RunSetup:
 
     def setup_training(self, net: nn.Module, train_dataset: Dataset, val_dataset: Dataset | None) -> None:
         """Device, wrappers, sampler and loaders, optimizer, schedule, EMA."""
-        from ..data.loading import build_loader
+        from ..data.loaders import build_loader
 
         config, ctx = self.config, self.ctx
         net.to(ctx.device)
@@ -353,7 +353,7 @@ class RunSetup:
                                            seed=config.seed)
         self.bn_loader = None
         if config.bn_recompute_images and self.val_loader is not None:
-            from ..data.loading import subset
+            from ..data.subsets import subset
 
             clean = subset(self.clean_train, config.bn_recompute_images, config.seed)
             self.bn_loader = build_loader(clean, self.val_loader.batch_size, num_workers=workers, pin_memory=pin,

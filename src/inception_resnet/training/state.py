@@ -11,7 +11,6 @@ from typing import Any
 import torch
 
 from .checkpoint import FORMAT, FORMAT_VERSION
-from .control import NonFiniteWeightsError
 from .distributed import (
     broadcast_object,
     gather_objects,
@@ -20,6 +19,7 @@ from .distributed import (
 from .ema import ModelEma
 from .rng import capture_rng
 from .rundir import write_run_config
+from .stopping import NonFiniteWeightsError
 
 
 def non_finite_weights(state: dict[str, Any]) -> str | None:
@@ -83,7 +83,7 @@ class RunState:
         """Write a checkpoint (rank 0); every rank takes part, as the random states are gathered.
 
         Only finite weights are saved: NaN or infinite values (raw or averaged) stop the run with a
-        :class:`~.control.NonFiniteWeightsError` naming the newest checkpoint, which is finite.
+        :class:`~.stopping.NonFiniteWeightsError` naming the newest checkpoint, which is finite.
         """
         rng_states = gather_objects(capture_rng(self.ctx.device), self.ctx)
         path, failure = None, None

@@ -35,7 +35,7 @@ killed anywhere and resumed ends with bit-identical weights to an uninterrupted 
 Faults: SIGTERM/SIGINT finish the current step, save a checkpoint and return (the CLI exits with
 128 + signal number); a NaN or infinite loss raises :class:`NonFiniteLossError` before the weights are
 updated, naming the epoch, the step and the newest checkpoint; weights that became NaN or infinite are never
-saved (:class:`~.control.NonFiniteWeightsError`, naming the newest finite checkpoint). The run directory is
+saved (:class:`~.stopping.NonFiniteWeightsError`, naming the newest finite checkpoint). The run directory is
 locked for the run's lifetime (:class:`~.rundir.RunLock`): a second run on it stops at once naming the first.
 Before the first step the directory is checked for writability and for room for a checkpoint; a failed write
 names the cause. ``--resume auto`` never silently starts over: with checkpoints present but none intact it
@@ -64,7 +64,6 @@ from torch.utils.data import Dataset
 
 from .checkpoint import load_checkpoint
 from .config import TrainConfig
-from .control import NonFiniteLossError, StopRequest, maybe_crash_for_test
 from .distributed import (
     DistContext,
     all_reduce,
@@ -78,6 +77,7 @@ from .rng import restore_rng
 from .rundir import RunLog
 from .setup import RunSetup
 from .state import RunState
+from .stopping import NonFiniteLossError, StopRequest, maybe_crash_for_test
 from .validation import RunValidation
 
 
