@@ -134,6 +134,25 @@ def test_no_module_is_longer_than_a_reader_takes_in_at_once() -> None:
     assert not too_long, f"over {MAX_LINES} lines (split them, or list them in LONG_MODULES with a reason): {too_long}"
 
 
+def test_the_trainer_is_composed_of_parts_not_mixins() -> None:
+    """docs/architecture.md: the loop holds one dataclass of the run's parts; no class of training/ inherits from
+    several classes, and none from another class defined in training/ (the way mixins share state); an error
+    may refine another error."""
+    training = sorted((SRC / "training").glob("*.py"))
+    classes = {node.name: path.name for path in training for node in ast.walk(ast.parse(path.read_text()))
+               if isinstance(node, ast.ClassDef)}
+    mixed = [
+        f"{path.name}: {node.name}({', '.join(ast.unparse(b) for b in node.bases)})"
+        for path in training
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ClassDef)
+        and (len(node.bases) > 1 or any(ast.unparse(b) in classes and not ast.unparse(b).endswith("Error")
+                                        for b in node.bases))
+    ]
+    assert "RunParts" in classes and "Trainer" in classes
+    assert not mixed, mixed
+
+
 # study/ is rewritten on its own branch, which adds the pointer there; until it lands it is left as it is.
 PACKAGES_WITHOUT_POINTER = {"study"}
 
