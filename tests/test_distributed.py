@@ -189,11 +189,11 @@ def test_a_two_node_job_that_loses_a_node_restarts_and_ends_where_an_uninterrupt
 
 def test_a_restart_seen_on_any_node_makes_every_node_resume(tmp_path, monkeypatch, one_thread):
     """After a node comes back, rank 0 may run on its fresh agent (restart count 0) while the others count 1."""
-    from inception_resnet.training import setup
+    from inception_resnet.training import resume
 
     settings = {**SETTINGS, "width_multiplier": 0.125, "data": "synthetic:16:2", "run_dir": str(tmp_path / "run")}
     train(TrainConfig.from_dict(settings))
-    monkeypatch.setattr(setup, "gather_objects", lambda value, ctx: [value, 1])  # another rank was restarted
+    monkeypatch.setattr(resume, "gather_objects", lambda value, ctx: [value, 1])  # another rank was restarted
     summary = train(TrainConfig.from_dict({**settings, "epochs": 2}))
     assert summary.epochs_completed == 2 and summary.history[0]["step"] == 2
     config = json.loads((tmp_path / "run" / "config.json").read_text())["derived"]

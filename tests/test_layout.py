@@ -34,7 +34,7 @@ LONG_MODULES = {
 
 
 def module_name(path: Path) -> str:
-    """``src/inception_resnet/data/loading.py`` -> ``inception_resnet.data.loading`` (a package: its name)."""
+    """``src/inception_resnet/data/subsets.py`` -> ``inception_resnet.data.subsets`` (a package: its name)."""
     parts = list(path.relative_to(SRC.parent).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts.pop()
@@ -113,8 +113,8 @@ def test_the_check_sees_imports_inside_functions_and_relative_ones() -> None:
         "inception_resnet.models.base:5 imports inception_resnet.training.step (layer 4 > 1)",
     ]
     assert upward_imports("from . import version\n", "inception_resnet.environment", package=False) == []
-    assert imported_modules("from . import loading\n", "inception_resnet.data", package=True) == [
-        (1, "inception_resnet.data.loading")
+    assert imported_modules("from . import subsets\n", "inception_resnet.data", package=True) == [
+        (1, "inception_resnet.data.subsets")
     ]
     with pytest.raises(AssertionError, match="add 'newpart' to LAYERS"):
         layer("inception_resnet.newpart.x")
@@ -132,6 +132,25 @@ def test_no_module_is_longer_than_a_reader_takes_in_at_once() -> None:
     assert all(name in lengths for name in LONG_MODULES)  # the exceptions name real modules
     too_long = {name: n for name, n in lengths.items() if n > MAX_LINES and name not in LONG_MODULES}
     assert not too_long, f"over {MAX_LINES} lines (split them, or list them in LONG_MODULES with a reason): {too_long}"
+
+
+def test_the_trainer_is_composed_of_parts_not_mixins() -> None:
+    """docs/architecture.md: the loop holds one dataclass of the run's parts; no class of training/ inherits from
+    several classes, and none from another class defined in training/ (the way mixins share state); an error
+    may refine another error."""
+    training = sorted((SRC / "training").glob("*.py"))
+    classes = {node.name: path.name for path in training for node in ast.walk(ast.parse(path.read_text()))
+               if isinstance(node, ast.ClassDef)}
+    mixed = [
+        f"{path.name}: {node.name}({', '.join(ast.unparse(b) for b in node.bases)})"
+        for path in training
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ClassDef)
+        and (len(node.bases) > 1 or any(ast.unparse(b) in classes and not ast.unparse(b).endswith("Error")
+                                        for b in node.bases))
+    ]
+    assert "RunParts" in classes and "Trainer" in classes
+    assert not mixed, mixed
 
 
 # study/ is rewritten on its own branch, which adds the pointer there; until it lands it is left as it is.

@@ -17,6 +17,8 @@ from torch import nn
 import inception_resnet.data.datasets as datasets_module
 from inception_resnet.data import IdxDataset, PadCropTransform, holdout_split, whole_image_transform
 from inception_resnet.training import TrainConfig, recompute_batchnorm, train
+from inception_resnet.training.progress import RunProgress
+from inception_resnet.training.validation import validation_due
 
 SMALL = dict(
     model="inception_resnet_v1", width_multiplier=0.125, data="synthetic:32:4", input_size=75, batch_size=8,
@@ -31,6 +33,24 @@ def small(run_dir: Path, **changes) -> TrainConfig:
 
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def validated_steps(config: TrainConfig, last_step: int) -> list[int]:
+    """The steps up to ``last_step`` at which a run validates after step 0, as the loop asks ``validation_due``."""
+    progress = RunProgress(evaluations=[{"step": 0}])
+    for step in range(1, last_step + 1):
+        progress.global_step = step
+        if validation_due(config, progress):
+            progress.evaluations.append({"step": step})
+    return [row["step"] for row in progress.evaluations[1:]]
+
+
+def test_validate_spacing_widens_the_gap_to_a_fraction_of_the_last_validated_step() -> None:
+    assert validated_steps(small(Path("unused"), validate_every_steps=2), 12) == [2, 4, 6, 8, 10, 12]
+    # the gap is the larger of 2 and half the last validated step: 2, 2, 2, then 3 (after 6), 4, 6, 9, 14
+    spaced = small(Path("unused"), validate_every_steps=2, validate_spacing=0.5)
+    assert validated_steps(spaced, 45) == [2, 4, 6, 9, 13, 19, 28, 42]
+    assert validated_steps(small(Path("unused")), 12) == []  # validate_every_steps=0: only the epochs' ends
 
 
 def test_validation_at_step_zero_and_every_n_steps(tmp_path: Path) -> None:

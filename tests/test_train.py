@@ -25,8 +25,8 @@ from inception_resnet import create_model
 from inception_resnet.cli import main
 from inception_resnet.training import NonFiniteLossError, RunLog, TrainConfig, config_for_resume, train
 from inception_resnet.training.checkpoint import checkpoint_step, load_checkpoint
-from inception_resnet.training.curves import plot_run, read_metrics
 from inception_resnet.training.distributed import GlobalBatchSampler
+from inception_resnet.training.plots import plot_run, read_metrics
 from inception_resnet.weights import save_weights
 
 TINY = dict(

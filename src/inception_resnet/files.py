@@ -1,6 +1,7 @@
 """Writing output files safely: checked before the work starts, written whole or not at all, failures named.
 
-Every command that writes a file (checkpoints, exports, evaluation results, weights) goes through here:
+The writers for checkpoints, exports, evaluation results and weights use it (some study and benchmark
+reports still write directly):
 
 * :func:`check_output_file` / :func:`check_output_dir` run before long work starts: the folder exists, is a
   folder, can be written (a probe file is created and removed, which also catches read-only mounts and

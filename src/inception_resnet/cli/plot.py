@@ -20,7 +20,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..training.curves import plot_run
+    from ..training.plots import plot_run
 
     path = plot_run(args.runs, args.output, labels=args.labels, title=args.title)
     print(f"wrote {path}")

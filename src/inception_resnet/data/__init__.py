@@ -3,7 +3,8 @@
 * :mod:`.datasets` - ``build_dataset(data, split)`` and the datasets it returns, ``train_val_datasets`` (a
   held-out validation share where a folder has no ``val/``), class maps;
 * :mod:`.decoding` - decoding files, and skipping (or refusing) the ones that cannot be decoded;
-* :mod:`.loading` - class-balanced subsets, held-out parts and ``build_loader``;
+* :mod:`.subsets` - class-balanced subsets and held-out parts; :mod:`.loaders` - ``build_loader`` (skips
+  the samples that could not be decoded, seeds its workers);
 * :mod:`.synthetic` - ``synthetic:N[:CLASSES]`` noise images for smoke tests;
 * :mod:`.transforms` - training augmentation and evaluation preprocessing; :mod:`.pad_crop` - the same for
   small images (pad, random crop, flip);
@@ -33,8 +34,9 @@ from .decoding import (
     decode_encoded,
     decode_file,
 )
-from .loading import DatasetSubset, SkippingDataLoader, build_loader, collate_skipping, holdout_split, subset
+from .loaders import SkippingDataLoader, build_loader, collate_skipping
 from .pad_crop import PadCropTransform, whole_image_transform
+from .subsets import DatasetSubset, holdout_split, subset
 from .synthetic import SyntheticDataset, parse_synthetic
 from .transforms import (
     EVAL_STYLES,

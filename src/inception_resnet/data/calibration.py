@@ -3,7 +3,7 @@
 :func:`load_calibration` reads them from what a user has at hand: image files, a folder of images (loose,
 or one sub-folder per class, in which case its ``train/`` split is used when there is one), or a built-in
 dataset (``fashion-mnist``, ``mnist``: the training split). Datasets give a class-balanced subset
-(:func:`~inception_resnet.data.loading.subset`), files the first ones in sorted order; every image goes
+(:func:`~inception_resnet.data.subsets.subset`), files the first ones in sorted order; every image goes
 through the given transform (the model's evaluation transform), and the result is one ``(N, C, H, W)``
 tensor. Only these images are observed by the quantizer
 (:func:`inception_resnet.inference.precision.quantize_int8`).
@@ -21,7 +21,7 @@ import torch
 
 from .datasets import BUILTIN_ALIASES, build_dataset, image_files, is_image_file
 from .decoding import CorruptImageError, SkippedSample, decode_file
-from .loading import subset
+from .subsets import subset
 
 DEFAULT_CALIBRATION_IMAGES = 256
 

@@ -13,7 +13,7 @@
   with torchvision's downloader when allowed. MNIST has only the cache and the downloader.
 * :func:`train_val_datasets` gives a training run its two sets: the ``train/`` and ``val/`` splits where the
   folder has both, else a stated, class-balanced, seeded fraction of the training images held out for
-  validation (:func:`inception_resnet.data.loading.holdout_split`), never the training images themselves.
+  validation (:func:`inception_resnet.data.subsets.holdout_split`), never the training images themselves.
 * Class maps (relabelling a folder by class name) live in :mod:`inception_resnet.data.class_map`.
 * A file that cannot be decoded (corrupt, truncated, not an image) is skipped with a warning and counted by
   the loader of :func:`build_loader`; with ``strict=True`` it raises :class:`CorruptImageError` naming the
@@ -49,7 +49,7 @@ from .decoding import (
     read_encoded,
     skip_or_raise,
 )
-from .loading import holdout_split
+from .subsets import holdout_split
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".ppm", ".pgm")
 SPLITS = ("train", "val")

@@ -13,20 +13,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torch import nn
 
 from .base import FeatureInfo, InceptionNet, ModelMetadata
-from .inception_resnet_blocks import block8, block17, block35, residual_reduction_b, resolve_scales
-from .inception_v4 import reduction_a
+from .inception_resnet_blocks import ResidualWidths, residual_stages
 from .layers import Widths, conv, init_weights, max_pool_reduce
 from .registry import register_model
 
-# Widths of the v1 blocks (Figs 10-13; facenet's block35 / block17 / block8 / Mixed_7a).
-BLOCK_A = {"b0": 32, "b1": (32, 32), "b2": (32, 32, 32)}
-BLOCK_B = {"b0": 128, "b1": (128, 128, 128)}
-BLOCK_C = {"b0": 192, "b1": (192, 192, 192)}
-REDUCTION_A = {"k": 192, "l": 192, "m": 256, "n": 384}
-REDUCTION_B = {"b0": 384, "b1": 256, "b2": (256, 256)}
+# Widths of the v1 blocks (Figs 10-13; facenet's block35 / block17 / block8 / Mixed_7a) and Reduction-A (Fig 7).
+WIDTHS = ResidualWidths(
+    block_a={"b0": 32, "b1": (32, 32), "b2": (32, 32, 32)},
+    block_b={"b0": 128, "b1": (128, 128, 128)},
+    block_c={"b0": 192, "b1": (192, 192, 192)},
+    reduction_a={"k": 192, "l": 192, "m": 256, "n": 384},
+    reduction_b={"b0": 384, "b1": 256, "b2": (256, 256)},
+)
 SCALES = (0.17, 0.10, 0.20)
 
 METADATA = ModelMetadata(
@@ -53,8 +53,12 @@ class InceptionResNetStem(InceptionNet):
         return c(192)
 
     def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.maxpool_3a(self.conv2d_2b(self.conv2d_2a(self.conv2d_1a(x))))
-        return self.conv2d_4a(self.conv2d_3b(x))
+        x = self.conv2d_1a(x)
+        x = self.conv2d_2a(x)
+        x = self.conv2d_2b(x)
+        x = self.maxpool_3a(x)
+        x = self.conv2d_3b(x)
+        return self.conv2d_4a(x)
 
 
 class InceptionResNetV1(InceptionResNetStem):
@@ -73,19 +77,10 @@ class InceptionResNetV1(InceptionResNetStem):
     ) -> None:
         super().__init__(metadata=metadata, num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate)
         c = Widths(width_multiplier)
-        scale_a, scale_b, scale_c = resolve_scales(residual_scale)
         self.conv2d_4b = conv(self._build_stem(in_chans, c), c(256), 3, 2)
-        cin_a = c(256)
-        self.repeat_1 = nn.Sequential(*[block35(cin_a, c, **BLOCK_A, scale=scale_a, shortcut=shortcut)
-                                       for _ in range(blocks[0])])
-        self.mixed_6a = reduction_a(cin_a, c, **REDUCTION_A)
-        cin_b = self.mixed_6a.out_channels
-        self.repeat_2 = nn.Sequential(*[block17(cin_b, c, **BLOCK_B, scale=scale_b, shortcut=shortcut)
-                                       for _ in range(blocks[1])])
-        self.mixed_7a = residual_reduction_b(cin_b, c, **REDUCTION_B)
-        cin_c = self.mixed_7a.out_channels
-        self.repeat_3 = nn.Sequential(*[block8(cin_c, c, **BLOCK_C, scale=scale_c, shortcut=shortcut)
-                                       for _ in range(blocks[2])])
+        stages = residual_stages(c(256), c, WIDTHS, residual_scale, blocks, shortcut)
+        self.repeat_1, self.mixed_6a, self.repeat_2, self.mixed_7a, self.repeat_3 = stages
+        cin_a, cin_b, cin_c = stages.channels
         self.widths = c
         self.feature_info = [
             FeatureInfo("conv2d_2b", c(64), 2),
@@ -99,8 +94,13 @@ class InceptionResNetV1(InceptionResNetStem):
 
     def forward_blocks(self, x: torch.Tensor) -> torch.Tensor:
         """Stem, the A, B and C blocks and the two reductions (what the facenet variant builds on)."""
-        x = self.repeat_2(self.mixed_6a(self.repeat_1(self.conv2d_4b(self.forward_stem(x)))))
-        return self.repeat_3(self.mixed_7a(x))
+        x = self.forward_stem(x)
+        x = self.conv2d_4b(x)
+        x = self.repeat_1(x)
+        x = self.mixed_6a(x)
+        x = self.repeat_2(x)
+        x = self.mixed_7a(x)
+        return self.repeat_3(x)
 
     def forward_body(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         return self.forward_blocks(x), None

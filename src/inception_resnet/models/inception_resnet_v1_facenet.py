@@ -21,7 +21,7 @@ from torch import nn
 
 from .base import FeatureInfo, ModelMetadata
 from .inception_resnet_blocks import block8
-from .inception_resnet_v1 import BLOCK_C, InceptionResNetV1
+from .inception_resnet_v1 import WIDTHS, InceptionResNetV1
 from .layers import BN_EPS, Widths, init_weights
 from .registry import register_model
 
@@ -62,7 +62,7 @@ class InceptionResNetV1Facenet(InceptionResNetV1):
         c = Widths(width_multiplier)
         del self.classif
         cin = self.mixed_7a.out_channels
-        self.block8 = block8(cin, c, **BLOCK_C, scale=1.0, activate=False, shortcut=shortcut)
+        self.block8 = block8(cin, c, **WIDTHS.block_c, scale=1.0, activate=False, shortcut=shortcut)
         self.last_linear = nn.Linear(cin, embedding_size, bias=False)
         self.last_bn = nn.BatchNorm1d(embedding_size, eps=BN_EPS)
         self.classifier_name = "logits"
@@ -74,14 +74,18 @@ class InceptionResNetV1Facenet(InceptionResNetV1):
         init_weights(self)
 
     def forward_body(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        return self.block8(self.forward_blocks(x)), None
+        x = self.forward_blocks(x)
+        return self.block8(x), None
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Pool, dropout, ``last_linear``, ``last_bn``; then logits (``classify``) or the L2-normalised embedding.
 
         ``pre_logits=True`` returns the embedding before normalisation (the logits layer's input).
         """
-        x = self.last_bn(self.last_linear(self.head_drop(self.forward_pool(x))))
+        x = self.forward_pool(x)
+        x = self.head_drop(x)
+        x = self.last_linear(x)
+        x = self.last_bn(x)
         if pre_logits:
             return x
         if self.classify_output:

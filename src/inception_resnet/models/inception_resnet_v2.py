@@ -23,18 +23,20 @@ import torch
 from torch import nn
 
 from .base import FeatureInfo, InceptionNet, ModelMetadata
-from .inception_resnet_blocks import block8, block17, block35, residual_reduction_b, resolve_scales
+from .inception_resnet_blocks import ResidualWidths, block8, residual_stages
 from .inception_resnet_v1 import InceptionResNetStem
-from .inception_v4 import reduction_a, stem
+from .inception_v4 import stem
 from .layers import Mixed, Widths, avg_pool_same, chain, conv, init_weights, max_pool_reduce
 from .registry import register_model
 
-# Widths of the v2 blocks (Figs 16-19; TF-slim block35 / block17 / block8 / Mixed_7a).
-BLOCK_A = {"b0": 32, "b1": (32, 32), "b2": (32, 48, 64)}
-BLOCK_B = {"b0": 192, "b1": (128, 160, 192)}
-BLOCK_C = {"b0": 192, "b1": (192, 224, 256)}
-REDUCTION_A = {"k": 256, "l": 256, "m": 384, "n": 384}
-REDUCTION_B = {"b0": 384, "b1": 288, "b2": (288, 320)}
+# Widths of the v2 blocks (Figs 16-19; TF-slim block35 / block17 / block8 / Mixed_7a) and Reduction-A (Fig 7).
+WIDTHS = ResidualWidths(
+    block_a={"b0": 32, "b1": (32, 32), "b2": (32, 48, 64)},
+    block_b={"b0": 192, "b1": (128, 160, 192)},
+    block_c={"b0": 192, "b1": (192, 224, 256)},
+    reduction_a={"k": 256, "l": 256, "m": 384, "n": 384},
+    reduction_b={"b0": 384, "b1": 288, "b2": (288, 320)},
+)
 RELEASED_SCALES = (0.17, 0.10, 0.20)
 
 
@@ -74,28 +76,20 @@ class InceptionResNetV2(InceptionResNetStem):
         if blocks[2] < 1:
             raise ValueError(f"blocks[2] must be at least 1 (the last Block C is the unactivated one), got {blocks[2]}")
         c = Widths(width_multiplier)
-        scale_a, scale_b, scale_c = resolve_scales(residual_scale)
         stem_channels = self._build_stem(in_chans, c)
         self.maxpool_5a = max_pool_reduce()
         self.mixed_5b = mixed_5b(stem_channels, c)
-        cin = self.mixed_5b.out_channels
-        self.repeat = nn.Sequential(*[block35(cin, c, **BLOCK_A, scale=scale_a, shortcut=shortcut)
-                                     for _ in range(blocks[0])])
-        self.mixed_6a = reduction_a(cin, c, **REDUCTION_A)
-        cin = self.mixed_6a.out_channels
-        self.repeat_1 = nn.Sequential(*[block17(cin, c, **BLOCK_B, scale=scale_b, shortcut=shortcut)
-                                       for _ in range(blocks[1])])
-        aux_channels = cin
-        self.mixed_7a = residual_reduction_b(cin, c, **REDUCTION_B)
-        cin = self.mixed_7a.out_channels
-        self.repeat_2 = nn.Sequential(*[block8(cin, c, **BLOCK_C, scale=scale_c, shortcut=shortcut)
-                                       for _ in range(blocks[2] - 1)])
-        self.block8 = block8(cin, c, **BLOCK_C, scale=1.0, activate=False, shortcut=shortcut)
+        # the last C block is the unscaled, unactivated block8 below
+        stages = residual_stages(self.mixed_5b.out_channels, c, WIDTHS, residual_scale,
+                                 (blocks[0], blocks[1], blocks[2] - 1), shortcut)
+        self.repeat, self.mixed_6a, self.repeat_1, self.mixed_7a, self.repeat_2 = stages
+        cin_a, aux_channels, cin = stages.channels
+        self.block8 = block8(cin, c, **WIDTHS.block_c, scale=1.0, activate=False, shortcut=shortcut)
         self.conv2d_7b = conv(cin, c(1536))
         self.feature_info = [
             FeatureInfo("conv2d_2b", c(64), 2),
             FeatureInfo("conv2d_4a", c(192), 4),
-            FeatureInfo("repeat", self.mixed_5b.out_channels, 8),
+            FeatureInfo("repeat", cin_a, 8),
             FeatureInfo("repeat_1", aux_channels, 16),
             FeatureInfo("conv2d_7b", c(1536), 32),
         ]
@@ -103,10 +97,16 @@ class InceptionResNetV2(InceptionResNetStem):
         init_weights(self)
 
     def forward_body(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        x = self.repeat(self.mixed_5b(self.maxpool_5a(self.forward_stem(x))))
-        x = self.repeat_1(self.mixed_6a(x))
+        x = self.forward_stem(x)
+        x = self.maxpool_5a(x)
+        x = self.mixed_5b(x)
+        x = self.repeat(x)
+        x = self.mixed_6a(x)
+        x = self.repeat_1(x)
         aux_input: torch.Tensor | None = x if self.aux_logits else None
-        x = self.block8(self.repeat_2(self.mixed_7a(x)))
+        x = self.mixed_7a(x)
+        x = self.repeat_2(x)
+        x = self.block8(x)
         return self.conv2d_7b(x), aux_input
 
     def classify(self, x: torch.Tensor) -> torch.Tensor:
@@ -136,23 +136,14 @@ class InceptionResNetV2Paper(InceptionNet):
         super().__init__(metadata=PAPER_METADATA, num_classes=num_classes, in_chans=in_chans,
                          drop_rate=drop_rate)
         c = Widths(width_multiplier)
-        scale_a, scale_b, scale_c = resolve_scales(residual_scale)
         self.stem = nn.Sequential(*stem(in_chans, c))
-        cin = self.stem[-1].out_channels
-        self.repeat = nn.Sequential(*[block35(cin, c, **BLOCK_A, scale=scale_a, shortcut=shortcut)
-                                     for _ in range(blocks[0])])
-        self.mixed_6a = reduction_a(cin, c, **REDUCTION_A)
-        cin_b = self.mixed_6a.out_channels
-        self.repeat_1 = nn.Sequential(*[block17(cin_b, c, **BLOCK_B, scale=scale_b, shortcut=shortcut)
-                                       for _ in range(blocks[1])])
-        self.mixed_7a = residual_reduction_b(cin_b, c, **REDUCTION_B)
-        cin_c = self.mixed_7a.out_channels
-        self.repeat_2 = nn.Sequential(*[block8(cin_c, c, **BLOCK_C, scale=scale_c, shortcut=shortcut)
-                                       for _ in range(blocks[2])])
+        stages = residual_stages(self.stem[-1].out_channels, c, WIDTHS, residual_scale, blocks, shortcut)
+        self.repeat, self.mixed_6a, self.repeat_1, self.mixed_7a, self.repeat_2 = stages
+        cin_a, cin_b, cin_c = stages.channels
         self.feature_info = [
             FeatureInfo("stem.2", self.stem[2].out_channels, 2),
             FeatureInfo("stem.3", self.stem[3].out_channels, 4),
-            FeatureInfo("repeat", cin, 8),
+            FeatureInfo("repeat", cin_a, 8),
             FeatureInfo("repeat_1", cin_b, 16),
             FeatureInfo("repeat_2", cin_c, 32),
         ]
@@ -160,8 +151,12 @@ class InceptionResNetV2Paper(InceptionNet):
         init_weights(self)
 
     def forward_body(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        x = self.repeat_1(self.mixed_6a(self.repeat(self.stem(x))))
-        return self.repeat_2(self.mixed_7a(x)), None
+        x = self.stem(x)
+        x = self.repeat(x)
+        x = self.mixed_6a(x)
+        x = self.repeat_1(x)
+        x = self.mixed_7a(x)
+        return self.repeat_2(x), None
 
     def classify(self, x: torch.Tensor) -> torch.Tensor:
         return self.classif(x)

@@ -186,13 +186,25 @@ class InceptionV3(InceptionNet):
         init_weights(self)
 
     def forward_body(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        x = self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x)))
-        x = self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(self.Pool1(x)))
-        x = self.Mixed_5d(self.Mixed_5c(self.Mixed_5b(self.Pool2(x))))
+        x = self.Conv2d_1a_3x3(x)
+        x = self.Conv2d_2a_3x3(x)
+        x = self.Conv2d_2b_3x3(x)
+        x = self.Pool1(x)
+        x = self.Conv2d_3b_1x1(x)
+        x = self.Conv2d_4a_3x3(x)
+        x = self.Pool2(x)
+        x = self.Mixed_5b(x)
+        x = self.Mixed_5c(x)
+        x = self.Mixed_5d(x)
         x = self.Mixed_6a(x)
-        x = self.Mixed_6e(self.Mixed_6d(self.Mixed_6c(self.Mixed_6b(x))))
+        x = self.Mixed_6b(x)
+        x = self.Mixed_6c(x)
+        x = self.Mixed_6d(x)
+        x = self.Mixed_6e(x)
         aux_input: torch.Tensor | None = x if self.aux_logits else None
-        x = self.Mixed_7c(self.Mixed_7b(self.Mixed_7a(x)))
+        x = self.Mixed_7a(x)
+        x = self.Mixed_7b(x)
+        x = self.Mixed_7c(x)
         return x, aux_input
 
     def classify(self, x: torch.Tensor) -> torch.Tensor:

@@ -187,7 +187,8 @@ class ScaledResidual(nn.ModuleDict):
             if name != "conv2d":
                 outputs.append(branch(x))
         up = self.conv2d(torch.cat(outputs, 1))
-        if self.scale != 1.0:  # a scale folded into the up-projection (optimize.py) costs no extra pass
+        # a scale folded into the up-projection (inference.rewrites.fold_residual_scale) costs no extra pass
+        if self.scale != 1.0:
             up = up * self.scale
         out = x + up if self.shortcut else up
         return F.relu(out) if self.activate else out

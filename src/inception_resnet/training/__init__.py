@@ -1,11 +1,15 @@
 """Training: ``train(TrainConfig(...))`` and its parts (see :mod:`.trainer` for the recipes and the run directory).
 
 * :mod:`.config` - :class:`TrainConfig` and the recipes; :mod:`.trainer` - ``train`` and the loop;
-* :mod:`.setup`, :mod:`.state`, :mod:`.validation` - the trainer's set-up, checkpoint and validation parts
-  (step-0 and every-N-step validation, BatchNorm statistics recomputed); :mod:`.step` - one optimiser step;
-* :mod:`.rundir` - the run directory's files; :mod:`.checkpoint` - checkpoint files;
-* :mod:`.optimizers`, :mod:`.ema`, :mod:`.distributed`, :mod:`.rng`, :mod:`.control`, :mod:`.finetune`,
-  :mod:`.curves` (plots of a run).
+* :mod:`.setup` - from a configuration to the run's parts (:mod:`.parts`: network, loaders, optimiser,
+  schedule, averaged weights, :mod:`.progress`), with :mod:`.run_data` (the datasets and their checks) and
+  :mod:`.resume` (the run directory and what to resume from);
+* :mod:`.checkpoint_state` - what a checkpoint holds, saved and restored; :mod:`.checkpoint` - checkpoint files;
+* :mod:`.validation` - validation during training (step-0 and every-N-step, BatchNorm statistics recomputed);
+* :mod:`.step` - one optimiser step; :mod:`.summary` - what a run reports; :mod:`.rundir` - the run
+  directory's files;
+* :mod:`.optimizers`, :mod:`.ema`, :mod:`.distributed`, :mod:`.rng`, :mod:`.finetune`, :mod:`.probes`,
+  :mod:`.stopping` (signals, non-finite errors), :mod:`.plots` (training curves of runs, drawn).
 
 Its layer (beside ``evaluation/``, above ``data/``) and the path from a model name to a trained
 checkpoint: docs/architecture.md.
@@ -13,14 +17,15 @@ checkpoint: docs/architecture.md.
 
 from .checkpoint import CheckpointManager, load_checkpoint, save_checkpoint
 from .config import RECIPES, TrainConfig, config_for_resume, field_help, field_types
-from .control import CRASH_ENV, NonFiniteLossError, StopRequest
 from .ema import ModelEma
 from .finetune import freeze_body, load_pretrained
 from .optimizers import LRSchedule, RMSpropTF, build_optimizer, param_groups, scale_lr
 from .probes import ProbeContext, StepProbe
 from .rundir import RunLog, load_run_config
 from .step import StepRunner, TrainingModule, classification_loss
-from .trainer import Trainer, TrainSummary, train
+from .stopping import CRASH_ENV, NonFiniteLossError, StopRequest
+from .summary import TrainSummary
+from .trainer import Trainer, train
 from .validation import recompute_batchnorm
 
 __all__ = [

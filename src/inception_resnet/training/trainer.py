@@ -35,7 +35,7 @@ killed anywhere and resumed ends with bit-identical weights to an uninterrupted 
 Faults: SIGTERM/SIGINT finish the current step, save a checkpoint and return (the CLI exits with
 128 + signal number); a NaN or infinite loss raises :class:`NonFiniteLossError` before the weights are
 updated, naming the epoch, the step and the newest checkpoint; weights that became NaN or infinite are never
-saved (:class:`~.control.NonFiniteWeightsError`, naming the newest finite checkpoint). The run directory is
+saved (:class:`~.stopping.NonFiniteWeightsError`, naming the newest finite checkpoint). The run directory is
 locked for the run's lifetime (:class:`~.rundir.RunLock`): a second run on it stops at once naming the first.
 Before the first step the directory is checked for writability and for room for a checkpoint; a failed write
 names the cause. ``--resume auto`` never silently starts over: with checkpoints present but none intact it
@@ -47,84 +47,42 @@ split as validation set (``holdout_fraction``), the count of clipped steps per e
 ``augmentation="pad-crop"`` for small grey images (:mod:`inception_resnet.data.pad_crop`).
 """
 
+
 from __future__ import annotations
 
-import dataclasses
 import math
 import sys
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 from torch.utils.data import Dataset
+from tqdm import tqdm
 
 from .checkpoint import load_checkpoint
+from .checkpoint_state import check_disk_space, check_resume_compatible, restore_checkpoint, save_checkpoint
 from .config import TrainConfig
-from .control import NonFiniteLossError, StopRequest, maybe_crash_for_test
-from .distributed import (
-    DistContext,
-    all_reduce,
-    init_distributed,
-    shutdown,
-    unwrap_model,
-)
+from .distributed import DistContext, all_reduce, init_distributed, shutdown, unwrap_model
 from .optimizers import set_lr
+from .parts import RunParts, derived_settings, set_train_mode
 from .probes import ProbeContext, StepProbe
+from .progress import RunProgress, fresh_epoch_sums
+from .resume import RunDirectory
 from .rng import restore_rng
-from .rundir import RunLog
-from .setup import RunSetup
-from .state import RunState
-from .validation import RunValidation
+from .rundir import RunLog, write_run_config
+from .setup import configure_runtime, set_up_run
+from .stopping import NonFiniteLossError, StopRequest, maybe_crash_for_test
+from .summary import TrainSummary, epoch_line, summarize
+from .validation import epoch_results, validate_at_step, validation_due
 
 
-@dataclass
-class TrainSummary:
-    """What a run did: per-epoch history, final and best errors, speed, checkpoints, the stop reason."""
+class Trainer:
+    """One training run (internal to :func:`train`): it sets up the run's parts, then runs the epoch loop over them.
 
-    run_dir: str
-    status: str
-    epochs_completed: int
-    global_step: int
-    history: list[dict[str, Any]]
-    best_epoch: int | None
-    best_top1_error: float | None
-    best_top5_error: float | None
-    seconds: float
-    images_per_second: float
-    last_checkpoint: str | None
-    best_checkpoint: str | None
-    config: dict[str, Any]
-    chance_loss: float
-    exit_code: int = 0
-    evaluations: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def final(self) -> dict[str, Any]:
-        """The last epoch's row (empty before the first epoch ends)."""
-        return self.history[-1] if self.history else {}
-
-    @property
-    def final_zero_fraction(self) -> float | None:
-        return self.final.get("zero_fraction")
-
-    def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["final"] = self.final
-        return data
-
-
-
-def _short(value: float | None, digits: int = 4) -> str:
-    return "-" if value is None else f"{value:.{digits}g}"
-
-
-
-class Trainer(RunSetup, RunState, RunValidation):
-    """One training run (internal to :func:`train`): set-up, the epoch loop, validation, checkpoints."""
+    ``parts`` (:class:`~.parts.RunParts`) exists once :meth:`run` has set the run up; ``run_dir``
+    (:class:`~.resume.RunDirectory`) once the run directory is claimed.
+    """
 
     def __init__(self, config: TrainConfig, ctx: DistContext, stop: StopRequest,
                  step_probe: StepProbe | None = None) -> None:
@@ -132,91 +90,70 @@ class Trainer(RunSetup, RunState, RunValidation):
         self.ctx = ctx
         self.stop = stop
         self.step_probe = step_probe
-        self.started = time.perf_counter()
-        self.elapsed_before = 0.0  # training time of earlier sessions of this run (resumed)
-        self.epoch = 0
-        self.step_in_epoch = 0
-        self.global_step = 0
-        self.history: list[dict[str, Any]] = []
-        self.evaluations: list[dict[str, Any]] = []  # validate_every_steps: the rows of validation.jsonl
-        self.best: dict[str, Any] = {}
-        self.epoch_sums: dict[str, float] = {}
-        self.last_checkpoint: Path | None = None
+        self.progress = RunProgress()  # its clock starts now: set-up counts as the run's time
+        self.run_dir: RunDirectory | None = None
+        self.parts: RunParts | None = None
+        self.log: RunLog | None = None
         self.rng_to_restore: dict[str, Any] | None = None
-        self.validation = "validation on the datasets given to train()"
-
 
     # -- the run --------------------------------------------------------------------------------------
     def run(self, train_dataset: Dataset | None, val_dataset: Dataset | None) -> TrainSummary:
-        config = self.config
-        ctx = self.ctx
-        self.configure_runtime()
-        self.prepare_run_dir()
-        state = load_checkpoint(self.resume_path) if self.resume_path else None
+        """Set up (resuming where a checkpoint says), train every epoch, and say how the run ended."""
+        config, ctx = self.config, self.ctx
+        configure_runtime(config, ctx)
+        self.run_dir = run_dir = RunDirectory(config, ctx)
+        run_dir.claim(config.resume, ctx, self.say)
+        state = load_checkpoint(run_dir.resume_path) if run_dir.resume_path else None
         if state is not None:
-            self.check_resume_compatible(state)
-        train_dataset, val_dataset, needs_transforms = self.load_data(train_dataset, val_dataset)
-        train_dataset, val_dataset = self.limit_data(train_dataset, val_dataset)
-        self.clean_train = train_dataset  # data passed in ready: its own transform (attach_transforms replaces it)
-        net = self.build_model(config.num_classes or len(train_dataset.classes))
-        self.input_size(net)
-        if needs_transforms:
-            train_dataset, val_dataset = self.attach_transforms(net, train_dataset, val_dataset)
-        self.check_fit(net, train_dataset, val_dataset)
-        self.net = net
-        self.classes = list(train_dataset.classes)
-        if ctx.rank > 0:
-            torch.manual_seed(config.seed + ctx.rank)  # distinct dropout masks per process
-        self.setup_training(net, train_dataset, val_dataset)
-        self.check_disk_space()
+            check_resume_compatible(config, state, run_dir.resume_path)
+        self.parts = parts = set_up_run(config, ctx, self.progress, resume_path=run_dir.resume_path,
+                                        train_dataset=train_dataset, val_dataset=val_dataset, say=self.say)
+        check_disk_space(parts, run_dir)
         if state is not None:
-            self.load_state(state)
-        self.write_config()
-        self.log = RunLog(self.run_dir, ctx.is_main, config.tensorboard)
+            self.rng_to_restore = restore_checkpoint(parts, state, run_dir, self.say)
+        if ctx.is_main:
+            write_run_config(run_dir.path, config.to_dict(), derived_settings(parts, run_dir.resume_path))
+        self.log = RunLog(run_dir.path, ctx.is_main, config.tensorboard)
         # a fresh start clears the rows of a run that died early
-        self.log.restart(self.history, self.global_step, self.evaluations)
+        self.log.restart(self.progress.history, self.progress.global_step, self.progress.evaluations)
         self.stop.install()
         try:
             status = self.loop()
         finally:
             self.stop.restore()
             self.log.close()
-        return self.summary(status)
+        exit_code = 128 + self.stop.signal_number if status.startswith("stopped") and self.stop.signal_number else 0
+        return summarize(parts, run_dir, status, exit_code)
 
-    # -- loop -----------------------------------------------------------------------------------------
-    def elapsed(self) -> float:
-        return self.elapsed_before + time.perf_counter() - self.started
+    def release(self) -> None:
+        """Give up the run directory's lock, if this run holds it."""
+        if self.run_dir is not None:
+            self.run_dir.release()
 
     def say(self, message: str, always: bool = True) -> None:
         """A line on stderr from rank 0; ``always=False`` ones (per-epoch lines) only with ``progress``."""
         if self.ctx.is_main and (always or self.config.progress):
             print(message, file=sys.stderr, flush=True)
 
-    def set_train_mode(self) -> None:
-        net = unwrap_model(self.net)
-        net.train()
-        if self.config.freeze_bn or self.config.freeze_body:
-            for module in net.modules():
-                if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                    module.eval()
-
+    # -- the loop -------------------------------------------------------------------------------------
     def loop(self) -> str:
-        config = self.config
+        """Every remaining epoch; the status: ``completed`` or ``stopped by <signal>``."""
+        config, parts, progress = self.config, self.parts, self.progress
         if self.rng_to_restore is not None:
             restore_rng(self.rng_to_restore, self.ctx.device)
-        if config.validate_every_steps and self.global_step == 0 and not self.evaluations:
-            self.validate_at_step()  # the untrained network: the curves' first point is measured
-        if self.global_step == 0 and self.step_probe is not None and self.ctx.is_main:
-            self.log.step({"epoch": 0, "step": 0, "step_in_epoch": 0, "lr": self.schedule(0), "elapsed": 0.0,
+        if config.validate_every_steps and progress.global_step == 0 and not progress.evaluations:
+            validate_at_step(parts, self.log)  # the untrained network: the curves' first point is measured
+        if progress.global_step == 0 and self.step_probe is not None and self.ctx.is_main:
+            self.log.step({"epoch": 0, "step": 0, "step_in_epoch": 0, "lr": parts.schedule(0), "elapsed": 0.0,
                            **self.probe()})
-        while self.epoch < config.epochs:
+        while progress.epoch < config.epochs:
             finished = self.train_epoch()
             if not finished:
                 return f"stopped by {self.stop.signal_name}"
             self.end_epoch()
-            if self.epoch < config.epochs and self.stop_requested_anywhere():
-                self.say(f"{self.stop.signal_name}: stopped after epoch {self.epoch}; "
-                         f"checkpoint {self.last_checkpoint}")
+            if progress.epoch < config.epochs and self.stop_requested_anywhere():
+                self.say(f"{self.stop.signal_name}: stopped after epoch {progress.epoch}; "
+                         f"checkpoint {self.run_dir.last_checkpoint}")
                 return f"stopped by {self.stop.signal_name}"
         return "completed"
 
@@ -230,60 +167,57 @@ class Trainer(RunSetup, RunState, RunValidation):
 
     def train_epoch(self) -> bool:
         """Train the rest of the current epoch; False when a stop was requested (after checkpointing)."""
-        from tqdm import tqdm
-
-        config, ctx = self.config, self.ctx
-        if self.step_in_epoch == 0:
-            self.epoch_sums = {"loss": 0.0, "total_loss": 0.0, "zero_fraction": 0.0, "grad_norm": 0.0,
-                               "grad_norm_max": 0.0, "steps": 0, "images": 0, "seconds": 0.0, "skipped": 0,
-                               "clipped_steps": 0}
-        self.set_train_mode()
-        self.sampler.set_epoch(self.epoch, self.step_in_epoch)
-        self.train_set.epoch = self.epoch
-        batches = iter(self.train_loader)
-        bar = tqdm(total=self.steps_per_epoch, initial=self.step_in_epoch, unit="step", dynamic_ncols=True,
-                   desc=f"epoch {self.epoch + 1}/{config.epochs}", disable=not (ctx.is_main and config.progress),
+        config, ctx, parts, progress = self.config, self.ctx, self.parts, self.progress
+        if progress.step_in_epoch == 0:
+            progress.epoch_sums = fresh_epoch_sums()
+        set_train_mode(parts)
+        parts.sampler.set_epoch(progress.epoch, progress.step_in_epoch)
+        parts.train_set.epoch = progress.epoch
+        batches = iter(parts.train_loader)
+        bar = tqdm(total=parts.steps_per_epoch, initial=progress.step_in_epoch, unit="step", dynamic_ncols=True,
+                   desc=f"epoch {progress.epoch + 1}/{config.epochs}", disable=not (ctx.is_main and config.progress),
                    leave=False)
         window: list[float] = []
         tick = time.perf_counter()
         try:
-            while self.step_in_epoch < self.steps_per_epoch:
+            while progress.step_in_epoch < parts.steps_per_epoch:
                 stats, images = self.train_step(batches)
                 now = time.perf_counter()
-                self.epoch_sums["seconds"] += now - tick
+                progress.epoch_sums["seconds"] += now - tick
                 tick = now
                 window.append(stats["loss"])
-                self.account(stats, images)
-                rate = self.epoch_sums["images"] / max(self.epoch_sums["seconds"], 1e-9)
+                progress.account(stats, images)
+                rate = progress.epoch_sums["images"] / max(progress.epoch_sums["seconds"], 1e-9)
                 bar.set_postfix(loss=f"{stats['loss']:.4f}", img_s=f"{rate:.1f}", refresh=False)
                 bar.update(1)
-                if config.log_every_steps and self.global_step % config.log_every_steps == 0:
+                if config.log_every_steps and progress.global_step % config.log_every_steps == 0:
                     self.log_step(stats, sum(window) / len(window), rate)
                     window = []
                     tick = time.perf_counter()  # the log (and a step probe) is not training time
-                maybe_crash_for_test(ctx, self.global_step)
-                if self.validation_due():
-                    self.validate_at_step()
+                maybe_crash_for_test(ctx, progress.global_step)
+                if validation_due(config, progress):
+                    validate_at_step(parts, self.log)
                     tick = time.perf_counter()  # validation is not training time
                 if stats["stop"]:
                     self.stop.signal_name = self.stop.signal_name or "a signal on another process"
-                    path = self.save_checkpoint()
-                    self.say(f"{self.stop.signal_name}: stopped at epoch {self.epoch + 1}, step {self.global_step}; "
-                             f"checkpoint {path}")
+                    path = save_checkpoint(parts, self.run_dir)
+                    self.say(f"{self.stop.signal_name}: stopped at epoch {progress.epoch + 1}, step "
+                             f"{progress.global_step}; checkpoint {path}")
                     return False
                 every = config.checkpoint_every_steps
-                if every and self.global_step % every == 0 and self.step_in_epoch < self.steps_per_epoch:
-                    self.save_checkpoint()
+                if every and progress.global_step % every == 0 and progress.step_in_epoch < parts.steps_per_epoch:
+                    save_checkpoint(parts, self.run_dir)
         finally:
             bar.close()
-            self.epoch_sums["skipped"] += int(getattr(self.train_loader, "skipped", 0))
+            progress.epoch_sums["skipped"] += int(getattr(parts.train_loader, "skipped", 0))
         return True
 
     def train_step(self, batches: Iterator) -> tuple[dict[str, Any], int]:
         """One optimiser step over ``accum_steps`` micro-batches; returns the step's statistics."""
-        config, runner = self.config, self.runner
-        lr = self.schedule(self.global_step)
-        set_lr(self.optimizer, lr)
+        config, parts, progress = self.config, self.parts, self.progress
+        runner = parts.runner
+        lr = parts.schedule(progress.global_step)
+        set_lr(parts.optimizer, lr)
         sums = torch.zeros(3, device=self.ctx.device)
         images_seen = 0
         for micro in range(config.accum_steps):
@@ -291,8 +225,8 @@ class Trainer(RunSetup, RunState, RunValidation):
                 images, labels = next(batches)
             except StopIteration:
                 raise RuntimeError(
-                    f"the training data ran out in epoch {self.epoch + 1} after {self.step_in_epoch} steps: "
-                    "too many unreadable images were skipped; remove or replace the files the warnings name"
+                    f"the training data ran out in epoch {progress.epoch + 1} after {progress.step_in_epoch} "
+                    "steps: too many unreadable images were skipped; remove or replace the files the warnings name"
                 ) from None
             images, labels = runner.prepare(images, labels)
             main, total, zero = runner.forward_backward(images, labels, sync=micro == config.accum_steps - 1)
@@ -311,46 +245,35 @@ class Trainer(RunSetup, RunState, RunValidation):
         stats["clipped"] = bool(config.clip_grad_norm) and stats["grad_norm"] > config.clip_grad_norm
         fp16 = runner.scaler is not None
         if not math.isfinite(stats["total_loss"]) or (not fp16 and not math.isfinite(stats["grad_norm"])):
-            self.optimizer.zero_grad(set_to_none=True)
+            parts.optimizer.zero_grad(set_to_none=True)
             raise NonFiniteLossError(self.non_finite_message(stats))
         runner.apply()
-        self.global_step += 1
-        self.step_in_epoch += 1
-        if self.ema is not None:
-            self.ema.update(self.net, self.global_step)
+        progress.advance()
+        if parts.ema is not None:
+            parts.ema.update(parts.net, progress.global_step)
         return stats, int(images_total)
 
     def non_finite_message(self, stats: dict[str, Any]) -> str:
+        """Why the run stopped on a NaN or infinite loss (or gradient norm), and where to resume from."""
+        progress = self.progress
         what = "loss" if not math.isfinite(stats["total_loss"]) else "gradient norm"
         value = stats["total_loss"] if what == "loss" else stats["grad_norm"]
-        last = self.newest_checkpoint()
+        last = self.run_dir.newest_checkpoint()
         where = (f"the newest checkpoint is {last} (intact, finite weights); resume from it with --resume {last} "
                  "after lowering the learning rate (--lr) or adding warm-up (--warmup-epochs)") if last else \
             "no checkpoint was written yet; lower the learning rate (--lr) or add warm-up (--warmup-epochs)"
-        return (f"training stopped: the {what} became {value} at epoch {self.epoch + 1}, step "
-                f"{self.global_step + 1} (step {self.step_in_epoch + 1} of the epoch); the weights were not "
+        return (f"training stopped: the {what} became {value} at epoch {progress.epoch + 1}, step "
+                f"{progress.global_step + 1} (step {progress.step_in_epoch + 1} of the epoch); the weights were not "
                 f"updated with it. {where}")
 
-    def account(self, stats: dict[str, Any], images: int) -> None:
-        sums = self.epoch_sums
-        sums["loss"] += stats["loss"]
-        sums["total_loss"] += stats["total_loss"]
-        sums["zero_fraction"] += stats["zero_fraction"]
-        if math.isfinite(stats["grad_norm"]):
-            sums["grad_norm"] += stats["grad_norm"]
-            sums["grad_norm_max"] = max(sums["grad_norm_max"], stats["grad_norm"])
-        else:  # fp16: the gradient scaler found an overflow and skipped the update
-            sums["overflow_steps"] = sums.get("overflow_steps", 0) + 1
-        sums["steps"] += 1
-        sums["images"] += images
-        sums["clipped_steps"] = sums.get("clipped_steps", 0) + int(stats["clipped"])
-
     def log_step(self, stats: dict[str, Any], window_loss: float, rate: float) -> None:
+        """One row of steps.jsonl (with the step probe's values, on rank 0)."""
+        progress = self.progress
         row = {
-            "epoch": self.epoch + 1, "step": self.global_step, "step_in_epoch": self.step_in_epoch,
+            "epoch": progress.epoch + 1, "step": progress.global_step, "step_in_epoch": progress.step_in_epoch,
             "loss": stats["loss"], "loss_window": window_loss, "total_loss": stats["total_loss"],
             "grad_norm": stats["grad_norm"], "clipped": stats["clipped"], "lr": stats["lr"],
-            "zero_fraction": stats["zero_fraction"], "images_per_second": rate, "elapsed": self.elapsed(),
+            "zero_fraction": stats["zero_fraction"], "images_per_second": rate, "elapsed": progress.elapsed(),
         }
         if self.step_probe is not None and self.ctx.is_main:
             row.update(self.probe())
@@ -358,88 +281,29 @@ class Trainer(RunSetup, RunState, RunValidation):
 
     def probe(self) -> dict[str, Any]:
         """The step probe's values for the current step (the network back in training mode afterwards)."""
-        net = unwrap_model(self.net)
-        context = ProbeContext(net=net, step=self.global_step, epoch=self.epoch, device=self.ctx.device,
-                               val_dataset=self.val_loader.dataset if self.val_loader is not None else None,
-                               val_loader=self.val_loader, config=self.config)
+        parts = self.parts
+        context = ProbeContext(net=unwrap_model(parts.net), step=self.progress.global_step,
+                               epoch=self.progress.epoch, device=self.ctx.device,
+                               val_dataset=parts.val_loader.dataset if parts.val_loader is not None else None,
+                               val_loader=parts.val_loader, config=self.config)
         try:
             return dict(self.step_probe(context))
         finally:
-            self.set_train_mode()
+            set_train_mode(parts)
 
     def end_epoch(self) -> None:
-        config = self.config
-        sums = self.epoch_sums
-        steps = max(1, sums["steps"])
-        row: dict[str, Any] = {
-            "epoch": self.epoch + 1,
-            "step": self.global_step,
-            "train_loss": sums["loss"] / steps,
-            "train_total_loss": sums["total_loss"] / steps,
-            "lr": self.schedule(max(0, self.global_step - 1)),
-            "images_per_second": sums["images"] / max(sums["seconds"], 1e-9),
-            "epoch_seconds": sums["seconds"],
-            "zero_fraction": sums["zero_fraction"] / steps,
-            "grad_norm": sums["grad_norm"] / max(1, steps - sums.get("overflow_steps", 0)),
-            "overflow_steps": sums.get("overflow_steps", 0),
-            "grad_norm_max": sums["grad_norm_max"],
-            "clipped_steps": sums.get("clipped_steps", 0),
-            "train_skipped": sums["skipped"],
-        }
-        last_epoch = self.epoch + 1 == config.epochs
-        validate = (self.epoch + 1) % config.validate_every_epochs == 0 or last_epoch
-        results = self.epoch_results() if validate else {}
-        row.update(results)
-        row["elapsed"] = self.elapsed()
-        self.history.append(row)
-        metric = row.get("ema_val_top1_error", row.get("val_top1_error"))
-        is_best = metric is not None and (not self.best or metric < self.best["top1_error"])
-        if is_best:
-            top5 = row.get("ema_val_top5_error", row.get("val_top5_error"))
-            self.best = {"epoch": self.epoch + 1, "top1_error": metric, "top5_error": top5}
-        self.epoch += 1
-        self.step_in_epoch = 0
-        self.epoch_sums = {}
+        """The epoch's row (validated at every ``validate_every_epochs`` and the last epoch) and its checkpoint."""
+        config, parts, progress = self.config, self.parts, self.progress
+        row = progress.epoch_row(lr=parts.schedule(max(0, progress.global_step - 1)))
+        last_epoch = progress.epoch + 1 == config.epochs
+        validate = (progress.epoch + 1) % config.validate_every_epochs == 0 or last_epoch
+        row.update(epoch_results(parts, self.log) if validate else {})
+        row["elapsed"] = progress.elapsed()
+        is_best = progress.close_epoch(row)
         if self.ctx.is_main:
-            self.log.epoch(self.history)
-            self.say(self.epoch_line(row), always=False)
-        self.save_checkpoint(is_best=is_best)
-
-    def epoch_line(self, row: dict[str, Any]) -> str:
-        parts = [f"epoch {row['epoch']}/{self.config.epochs}", f"loss {row['train_loss']:.4f}",
-                 f"lr {row['lr']:.4g}", f"{row['images_per_second']:.1f} img/s",
-                 f"zeros {100 * row['zero_fraction']:.1f}%"]
-        if "val_top1_error" in row:
-            parts.append(f"val top-1/top-5 error {_short(row['val_top1_error'])}/{_short(row['val_top5_error'])}%")
-        if "ema_val_top1_error" in row:
-            parts.append(f"EMA {_short(row['ema_val_top1_error'])}/{_short(row['ema_val_top5_error'])}%")
-        return " | ".join(parts)
-
-    def summary(self, status: str) -> TrainSummary:
-        epochs = len(self.history)
-        images = sum(row.get("images_per_second", 0.0) * row.get("epoch_seconds", 0.0) for row in self.history)
-        seconds = sum(row.get("epoch_seconds", 0.0) for row in self.history)
-        exit_code = 128 + self.stop.signal_number if status.startswith("stopped") and self.stop.signal_number else 0
-        return TrainSummary(
-            run_dir=str(self.run_dir),
-            status=status,
-            epochs_completed=epochs,
-            global_step=self.global_step,
-            history=list(self.history),
-            best_epoch=self.best.get("epoch"),
-            best_top1_error=self.best.get("top1_error"),
-            best_top5_error=self.best.get("top5_error"),
-            seconds=self.elapsed(),
-            images_per_second=images / seconds if seconds > 0 else 0.0,
-            last_checkpoint=str(self.last_checkpoint) if self.last_checkpoint else None,
-            best_checkpoint=str(self.checkpoints.best_path) if self.best else None,
-            config=self.config.to_dict(),
-            chance_loss=math.log(len(self.classes)),
-            exit_code=exit_code,
-            evaluations=list(self.evaluations),
-        )
-
-
+            self.log.epoch(progress.history)
+            self.say(epoch_line(row, config.epochs), always=False)
+        save_checkpoint(parts, self.run_dir, is_best=is_best)
 
 
 def train(
@@ -466,7 +330,7 @@ def train(
     try:
         return trainer.run(train_dataset, val_dataset)
     finally:
-        trainer.release_run_dir()
+        trainer.release()
         torch.set_num_threads(settings[0])
         torch.use_deterministic_algorithms(settings[1])
         torch.backends.cudnn.benchmark = settings[2]

@@ -1,8 +1,8 @@
-"""Validation during training (the :class:`RunValidation` part of the trainer), and the measurements the
-residual study needs (:mod:`inception_resnet.study`).
+"""Validation during training, as functions of the run's parts (:class:`~.parts.RunParts`), and the
+measurements the residual study needs (:mod:`inception_resnet.study`).
 
-* :meth:`RunValidation.validate`: top-1/top-5 error and loss of the raw and the averaged weights, on rank 0.
-* ``validate_every_steps``: :meth:`RunValidation.validate_at_step` measures the untrained network (step 0)
+* :func:`validate`: top-1/top-5 error and loss of the raw and the averaged weights, on rank 0.
+* ``validate_every_steps``: :func:`validate_at_step` measures the untrained network (step 0)
   and then every N steps (with ``validate_spacing`` the gap grows to that fraction of the step, so that a
   level crossed at step s lies between validations at most that fraction of s apart); each row of
   ``validation.jsonl`` holds the step, the training time so far (validation excluded) and the errors, and
@@ -20,7 +20,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..evaluation.evaluate import evaluate_loader
+from .config import TrainConfig
 from .distributed import broadcast_object, unwrap_model
+from .parts import RunParts, set_train_mode
+from .progress import RunProgress
+from .rundir import RunLog
 
 STEP_ROW_KEYS = ("step", "epoch", "train_seconds", "elapsed")  # validation.jsonl keys that are not results
 
@@ -52,61 +57,61 @@ def recompute_batchnorm(
     return clone.eval()
 
 
-class RunValidation:
-    """Validation methods of :class:`~inception_resnet.training.trainer.Trainer` (it holds the state)."""
+def validate(parts: RunParts) -> dict[str, Any]:
+    """Top-1/top-5 error of the raw and the averaged weights (rank 0; shared with the other ranks)."""
+    config, ctx = parts.config, parts.ctx
+    results: dict[str, Any] = {}
+    if ctx.is_main and parts.val_loader is not None:
+        amp = config.precision  # fp16 runs validate under fp16 autocast (GPUs without bf16)
+        with torch.random.fork_rng(devices=[ctx.device] if ctx.device.type == "cuda" else []):
+            candidates = [("val", unwrap_model(parts.net))]
+            if parts.ema is not None:
+                candidates.append(("ema_val", parts.ema.module))
+            for prefix, network in candidates:
+                if parts.bn_loader is not None:
+                    network = recompute_batchnorm(network, parts.bn_loader, device=ctx.device, precision=amp,
+                                                  channels_last=config.channels_last)
+                result = evaluate_loader(network, parts.val_loader, device=ctx.device, amp=amp,
+                                         channels_last=config.channels_last)
+                results.update({
+                    f"{prefix}_top1_error": result.top1_error, f"{prefix}_top5_error": result.top5_error,
+                    f"{prefix}_loss": result.loss,
+                })
+            results["val_skipped"] = result.num_skipped
+        set_train_mode(parts)
+    return broadcast_object(results, ctx)
 
-    def validate(self) -> dict[str, Any]:
-        """Top-1/top-5 error of the raw and the averaged weights (rank 0; shared with the other ranks)."""
-        from ..evaluation.evaluate import evaluate_loader
 
-        results: dict[str, Any] = {}
-        if self.ctx.is_main and self.val_loader is not None:
-            amp = self.config.precision  # fp16 runs validate under fp16 autocast (GPUs without bf16)
-            with torch.random.fork_rng(devices=[self.ctx.device] if self.ctx.device.type == "cuda" else []):
-                candidates = [("val", unwrap_model(self.net))]
-                if self.ema is not None:
-                    candidates.append(("ema_val", self.ema.module))
-                for prefix, network in candidates:
-                    if self.bn_loader is not None:
-                        network = recompute_batchnorm(network, self.bn_loader, device=self.ctx.device,
-                                                      precision=amp, channels_last=self.config.channels_last)
-                    result = evaluate_loader(network, self.val_loader, device=self.ctx.device, amp=amp,
-                                             channels_last=self.config.channels_last)
-                    results.update({
-                        f"{prefix}_top1_error": result.top1_error, f"{prefix}_top5_error": result.top5_error,
-                        f"{prefix}_loss": result.loss,
-                    })
-                results["val_skipped"] = result.num_skipped
-            self.set_train_mode()
-        return broadcast_object(results, self.ctx)
+def validate_at_step(parts: RunParts, log: RunLog) -> None:
+    """Validate now (step 0, then as :func:`validation_due` says); one row of validation.jsonl."""
+    progress = parts.progress
+    results = validate(parts)
+    row = {"step": progress.global_step, "epoch": progress.global_step / parts.steps_per_epoch,
+           "train_seconds": progress.train_seconds(), **results, "elapsed": progress.elapsed()}
+    progress.evaluations.append(row)
+    if parts.ctx.is_main:
+        log.validation(row)
 
-    def validate_at_step(self) -> None:
-        """Validate now (step 0, then every ``validate_every_steps``); one row of validation.jsonl."""
-        results = self.validate()
-        seconds = sum(row.get("epoch_seconds", 0.0) for row in self.history) + self.epoch_sums.get("seconds", 0.0)
-        row = {"step": self.global_step, "epoch": self.global_step / self.steps_per_epoch, "train_seconds": seconds,
-               **results, "elapsed": self.elapsed()}
-        self.evaluations.append(row)
-        if self.ctx.is_main:
-            self.log.validation(row)
 
-    def validation_due(self) -> bool:
-        """Whether this step validates: every ``validate_every_steps`` steps, or, with ``validate_spacing``,
-        once the gap since the last validation reaches the larger of ``validate_every_steps`` and
-        ``validate_spacing`` x the last validated step (rounded down)."""
-        every, spacing = self.config.validate_every_steps, self.config.validate_spacing
-        if not every:
-            return False
-        if not spacing:
-            return self.global_step % every == 0
-        last = self.evaluations[-1]["step"] if self.evaluations else 0
-        return self.global_step - last >= max(every, int(spacing * last))
+def validation_due(config: TrainConfig, progress: RunProgress) -> bool:
+    """Whether this step validates: every ``validate_every_steps`` steps, or, with ``validate_spacing``,
+    once the gap since the last validation reaches the larger of ``validate_every_steps`` and
+    ``validate_spacing`` x the last validated step (rounded down)."""
+    every, spacing = config.validate_every_steps, config.validate_spacing
+    if not every:
+        return False
+    if not spacing:
+        return progress.global_step % every == 0
+    last = progress.evaluations[-1]["step"] if progress.evaluations else 0
+    return progress.global_step - last >= max(every, int(spacing * last))
 
-    def epoch_results(self) -> dict[str, Any]:
-        """The validation of an epoch's end: with ``validate_every_steps`` also a point of the curve (validated
-        now unless the step's validation just happened)."""
-        if not self.config.validate_every_steps:
-            return self.validate()
-        if not (self.evaluations and self.evaluations[-1]["step"] == self.global_step):
-            self.validate_at_step()
-        return {k: v for k, v in self.evaluations[-1].items() if k not in STEP_ROW_KEYS}
+
+def epoch_results(parts: RunParts, log: RunLog) -> dict[str, Any]:
+    """The validation of an epoch's end: with ``validate_every_steps`` also a point of the curve (validated
+    now unless the step's validation just happened)."""
+    if not parts.config.validate_every_steps:
+        return validate(parts)
+    evaluations = parts.progress.evaluations
+    if not (evaluations and evaluations[-1]["step"] == parts.progress.global_step):
+        validate_at_step(parts, log)
+    return {k: v for k, v in evaluations[-1].items() if k not in STEP_ROW_KEYS}
