@@ -28,9 +28,7 @@ LAYER_OF = {part: rank for rank, parts in enumerate(LAYERS) for part in parts}
 
 # Modules allowed past MAX_LINES, each with the reason.
 MAX_LINES = 500
-LONG_MODULES = {
-    "study/compare.py": "being rewritten on the branch that owns study/ (issue #14 leaves study/ to it)",
-}
+LONG_MODULES: dict[str, str] = {}
 
 
 def module_name(path: Path) -> str:
@@ -153,8 +151,7 @@ def test_the_trainer_is_composed_of_parts_not_mixins() -> None:
     assert not mixed, mixed
 
 
-# study/ is rewritten on its own branch, which adds the pointer there; until it lands it is left as it is.
-PACKAGES_WITHOUT_POINTER = {"study"}
+PACKAGES_WITHOUT_POINTER: set[str] = set()
 
 
 def docstrings(path: Path) -> list[tuple[int, str]]:
@@ -181,7 +178,6 @@ def test_docstrings_cite_nothing_outside_the_repository() -> None:
     cited = [
         f"{path.relative_to(SRC)}:{line}: {outside.search(text).group(0)}"
         for path in MODULES
-        if "study" not in path.relative_to(SRC).parts
         for line, text in docstrings(path)
         if outside.search(text)
     ]
