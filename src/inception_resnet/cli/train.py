@@ -24,10 +24,9 @@ if TYPE_CHECKING:
 
 
 def _base_type(annotation: Any) -> Any:
-    """``int | None`` -> ``int``; other annotations unchanged."""
+    """``int | None`` -> ``int`` (a union: its first member, the flag's type); other annotations unchanged."""
     if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
-        members = [a for a in typing.get_args(annotation) if a is not type(None)]
-        return members[0] if len(members) == 1 else str
+        return next(a for a in typing.get_args(annotation) if a is not type(None))
     return annotation
 
 
