@@ -31,6 +31,7 @@ import torchvision.transforms.v2.functional as TF
 from PIL import Image
 from torchvision.transforms import InterpolationMode
 
+from ..checks import Bounds, check_value
 from ..models.base import check_min_size
 
 INCEPTION_MEAN = (0.5, 0.5, 0.5)
@@ -110,6 +111,10 @@ def to_float(image: torch.Tensor) -> torch.Tensor:
 
 
 # -- options --------------------------------------------------------------------------------------------
+MAX_INPUT_SIZE = 4096  # pixels per side: 16 million pixels per image and channel, far beyond the paper's 299
+INPUT_SIZE_BOUNDS = Bounds(ge=1, le=MAX_INPUT_SIZE)
+
+
 def as_size(input_size: int | Sequence[int]) -> Size:
     """``299`` or ``(299, 299)`` or ``(3, 299, 299)`` -> ``(299, 299)``, checked positive."""
     if isinstance(input_size, int):
@@ -119,8 +124,8 @@ def as_size(input_size: int | Sequence[int]) -> Size:
         if len(values) not in (2, 3):
             raise ValueError(f"input_size must be an int, (H, W) or (C, H, W), got {input_size!r}")
         size = (values[-2], values[-1])
-    if min(size) < 1:
-        raise ValueError(f"input_size must be positive, got {input_size!r}")
+    for side in size:
+        check_value("input_size", side, int, INPUT_SIZE_BOUNDS)
     return size
 
 

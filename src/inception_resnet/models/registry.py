@@ -36,6 +36,7 @@ def list_models(pattern: str = "*") -> list[str]:
     return sorted(n for n in _BUILDERS if fnmatch.fnmatch(n, pattern))
 
 
+MAX_CLASSES = 1_000_000  # classifier outputs (ImageNet-21k has 21,843 classes)
 # What the options that several networks share accept besides their type (declared once, for every network).
 OPTION_BOUNDS: dict[str, Bounds] = {
     "width_multiplier": Bounds(gt=0, le=16),  # 16x the paper's channels is far beyond any memory
@@ -43,7 +44,7 @@ OPTION_BOUNDS: dict[str, Bounds] = {
 }
 # The arguments every builder takes, checked as create_model receives them.
 COMMON_ARGUMENTS: dict[str, tuple[Any, Bounds]] = {
-    "num_classes": (int, Bounds(ge=0, le=1_000_000)),
+    "num_classes": (int, Bounds(ge=0, le=MAX_CLASSES)),
     "in_chans": (int, Bounds(ge=1, le=1024)),
     "drop_rate": (float, Bounds(ge=0, lt=1)),
 }

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from ..checks import bounded, check_fields
-from ..models.registry import check_model
+from ..data.transforms import MAX_INPUT_SIZE
+from ..models.registry import MAX_CLASSES, check_model
 from .optimizers import NO_DECAY_CHOICES, SCHEDULES
 from .rundir import load_run_config
 
@@ -57,9 +58,10 @@ class TrainConfig:
     # what to train
     model: str = _opt("inception_v4", "registered model name (see `inception-resnet models`)")
     num_classes: int | None = _opt(None, "classifier outputs (default: the number of classes in the data)",
-                                   ge=1, le=1_000_000)
+                                   ge=1, le=MAX_CLASSES)
     in_chans: int = _opt(3, "input channels of the model; images are converted (grey <-> RGB) to match", ge=1, le=1024)
-    input_size: int | None = _opt(None, "training and validation image size (default: the model's, 299)", ge=1, le=4096)
+    input_size: int | None = _opt(None, "training and validation image size (default: the model's, 299)", ge=1,
+                                 le=MAX_INPUT_SIZE)
     width_multiplier: float | None = _opt(None, "model option: scale every layer's channels")
     aux_logits: bool | None = _opt(None, "model option: build the auxiliary classifier")
     residual_scale: float | tuple[float, float, float] | None = _opt(
@@ -229,7 +231,18 @@ def config_for_resume(overrides: Mapping[str, Any]) -> TrainConfig:
         run_dir = run_dir or str(checkpoint.resolve().parent.parent)
     elif run_dir is None:
         raise ValueError("--resume auto needs --run-dir (the run directory to continue)")
-    base = load_run_config(run_dir) if (Path(run_dir) / "config.json").is_file() else {}
+    path = Path(run_dir) / "config.json"
+    base = checked_settings(load_run_config(run_dir), str(path)) if path.is_file() else {}
     return TrainConfig.from_dict({**base, **overrides, "run_dir": run_dir})
+
+
+def checked_settings(values: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """Settings read from a file, each checked (:func:`~inception_resnet.checks.check_fields`); an error names the
+    file (``source``), then the setting."""
+    try:
+        check_fields(TrainConfig.from_dict(values))
+    except ValueError as error:
+        raise ValueError(f"{source}: {error}") from None
+    return dict(values)
 
 
