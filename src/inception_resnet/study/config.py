@@ -322,7 +322,7 @@ def _check_run(settings: dict[str, Any], where: str) -> None:
 def preset_from_dict(data: dict[str, Any], *, name: str = "custom", source: str = "") -> Preset:
     """A :class:`Preset` from the JSON structure (unknown keys are errors); every section is validated."""
     if not isinstance(data, dict):
-        raise ValueError(f"preset {name} must be a JSON object with the sections {', '.join(SECTIONS)}, got "
+        raise ValueError(f"a preset must be a JSON object with the sections {', '.join(SECTIONS)}, got "
                          f"{json.dumps(data)[:80]}")
     unknown = [k for k in data if k not in ("name", "description", *SECTIONS)]
     if unknown:
