@@ -26,7 +26,8 @@ from inception_resnet.cli import main
 from inception_resnet.data.decoding import CorruptImageError, decode_file
 from inception_resnet.data.transforms import EvalTransform
 from inception_resnet.study import load_preset, with_overrides
-from inception_resnet.study.config import SECTIONS, preset_names
+from inception_resnet.study.config import SECTIONS
+from inception_resnet.study.presets import preset_names
 from inception_resnet.study.runs import write_marker
 from inception_resnet.training import TrainConfig
 from inception_resnet.weights.loading import save_weights

@@ -27,7 +27,7 @@ from inception_resnet.study import (
     with_overrides,
 )
 from inception_resnet.study.compare import judge_lower, judge_steps
-from inception_resnet.study.config import preset_from_dict
+from inception_resnet.study.presets import preset_from_dict
 from inception_resnet.study.runs import RunSpec, execute, run_all
 from inception_resnet.study.scaling import check_width
 from inception_resnet.study.stats import (

@@ -24,19 +24,9 @@ Example::
 from __future__ import annotations
 
 from .compare import CompareResult, PairResult, plan_compare, run_compare
-from .config import (
-    CompareConfig,
-    DeathCriteria,
-    Preset,
-    ScalingConfig,
-    SweepConfig,
-    default_preset_name,
-    load_preset,
-    preset_names,
-    preset_path,
-    with_overrides,
-)
+from .config import CompareConfig, DeathCriteria, ScalingConfig, SweepConfig
 from .death import DeathReport, detect_death, detect_run_death, rate_label
+from .presets import Preset, default_preset_name, load_preset, preset_names, preset_path, with_overrides
 from .probe import DeathProbe, ResidualStreamMonitor, dead_channel_share
 from .scaling import ScalingResult, plan_scaling, residual_widths, run_scaling
 from .sweep import SweepResult, plan_sweep, run_sweep
