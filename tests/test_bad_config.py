@@ -190,7 +190,7 @@ def test_bad_configuration_is_refused_in_one_line(case: Case, world, capsys, mon
     monkeypatch.chdir(tmp_path)
     started = time.perf_counter()
     assert_error(capsys, fill(case.argv, world), case.pattern)
-    assert time.perf_counter() - started < 60  # nothing was built at the refused size
+    assert time.perf_counter() - started < 110  # nothing was built at the refused size (the campaign: 120 s)
     assert not (world["root"] / "never").exists() and not (world["root"] / "no-study").exists()
     assert not world["marker"].exists()  # the pickle's code never ran
 
