@@ -68,9 +68,10 @@ NO_BOUNDS = Bounds()
 
 
 def bounded(default: Any = dataclasses.MISSING, *, help: str = "", factory: Any = dataclasses.MISSING,
-            **bounds: Any) -> Any:
-    """A dataclass field with a default (or a default ``factory``), a help text and :class:`Bounds`."""
-    metadata = {"help": help, "bounds": Bounds(**bounds)}
+            bounds: Bounds | None = None, **limits: Any) -> Any:
+    """A dataclass field with a default (or a default ``factory``), a help text and :class:`Bounds` (given as
+    one, ``bounds``, when declared elsewhere, or as keywords: ``ge=1``)."""
+    metadata = {"help": help, "bounds": bounds or Bounds(**limits)}
     if factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)

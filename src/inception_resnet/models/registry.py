@@ -42,7 +42,7 @@ OPTION_BOUNDS: dict[str, Bounds] = {
     "width_multiplier": Bounds(gt=0, le=16),  # 16x the paper's channels is far beyond any memory
     "blocks": Bounds(ge=0, le=100),  # blocks per stage (the paper: at most 20)
 }
-# The arguments every builder takes, checked as create_model receives them.
+# The arguments every builder takes, checked as create_model receives them (TrainConfig declares them with these).
 COMMON_ARGUMENTS: dict[str, tuple[Any, Bounds]] = {
     "num_classes": (int, Bounds(ge=0, le=MAX_CLASSES)),
     "in_chans": (int, Bounds(ge=1, le=1024)),

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..checks import bounded, check_fields
 from ..data.transforms import MAX_INPUT_SIZE
-from ..models.registry import MAX_CLASSES, check_model
+from ..models.registry import COMMON_ARGUMENTS, MAX_CLASSES, check_model
 from .optimizers import NO_DECAY_CHOICES, SCHEDULES
 from .rundir import load_run_config
 
@@ -59,7 +59,8 @@ class TrainConfig:
     model: str = _opt("inception_v4", "registered model name (see `inception-resnet models`)")
     num_classes: int | None = _opt(None, "classifier outputs (default: the number of classes in the data)",
                                    ge=1, le=MAX_CLASSES)
-    in_chans: int = _opt(3, "input channels of the model; images are converted (grey <-> RGB) to match", ge=1, le=1024)
+    in_chans: int = _opt(3, "input channels of the model; images are converted (grey <-> RGB) to match",
+                         bounds=COMMON_ARGUMENTS["in_chans"][1])
     input_size: int | None = _opt(None, "training and validation image size (default: the model's, 299)", ge=1,
                                  le=MAX_INPUT_SIZE)
     width_multiplier: float | None = _opt(None, "model option: scale every layer's channels")
@@ -114,7 +115,8 @@ class TrainConfig:
     min_lr: float | None = _opt(None, "cosine schedule: final learning rate", ge=0)
     label_smoothing: float | None = _opt(None, "label smoothing", ge=0, lt=1)
     clip_grad_norm: float | None = _opt(None, "clip gradients to this global norm (0: no clipping)", ge=0)
-    drop_rate: float | None = _opt(None, "dropout before the classifier (paper: keep 0.8, i.e. 0.2)", ge=0, lt=1)
+    drop_rate: float | None = _opt(None, "dropout before the classifier (paper: keep 0.8, i.e. 0.2)",
+                                   bounds=COMMON_ARGUMENTS["drop_rate"][1])
     aux_loss_weight: float | None = _opt(None, "weight of each auxiliary classifier's loss (default: the model's, "
                                                "0.4 as TF-slim, 0.3 per head for GoogLeNet)", ge=0)
     ema_decay: float | None = _opt(None, "decay of the weight EMA (0: no EMA)", ge=0, lt=1)
