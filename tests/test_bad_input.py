@@ -57,7 +57,7 @@ from inception_resnet.weights.loading import load_weights, save_weights
 
 TINY = ["--model-option", "width_multiplier=0.125", "--input-size", "75"]
 TRAIN = ["train", "--model", "inception_v4", "--width-multiplier", "0.125", "--input-size", "75",
-         "--data", "synthetic:16:2", "--batch-size", "8", "--epochs", "1", "--threads", "1", "--num-workers", "0",
+         "--data", "synthetic:16:2", "--batch-size", "8", "--epochs", "1", "--threads", "1", "--workers", "0",
          "--no-progress", "--no-tensorboard", "--ema-decay", "0", "--log-every-steps", "1"]
 
 
@@ -174,7 +174,7 @@ EVAL_ERRORS = [
     Case("width NaN", ["eval", "--model", "inception_v4", "--model-option", "width_multiplier=NaN", "--data",
                        "{data}"], "width_multiplier must be a finite number"),
     Case("width negative", ["eval", "--model", "inception_v4", "--model-option", "width_multiplier=-1", "--data",
-                            "{data}"], "width_multiplier must be positive"),
+                            "{data}"], r"width_multiplier must lie in \(0, 16\]"),
     Case("pretrained as option", [*EVAL, "--model-option", "pretrained=5"], "pretrained is not a network option"),
     Case("num_classes as option", [*EVAL, "--model-option", "num_classes=2.5"], "give it with --num-classes"),
     Case("aux_logits text", [*EVAL, "--model-option", "aux_logits=yes"], "aux_logits must be true or false"),
@@ -402,7 +402,7 @@ TRAIN_ERRORS = [
     Case("lr negative", [*TRAIN, "--lr", "-1"], "lr must be >= 0"),
     Case("residual scale NaN", [*TRAIN, "--residual-scale", "nan"], "residual_scale must be a finite number"),
     Case("width NaN", [*TRAIN, "--width-multiplier", "nan"], "width_multiplier must be a finite number"),
-    Case("width negative", [*TRAIN, "--width-multiplier", "-0.5"], "width_multiplier must be > 0"),
+    Case("width negative", [*TRAIN, "--width-multiplier", "-0.5"], r"width_multiplier must lie in \(0, 16\]"),
     Case("momentum NaN", [*TRAIN, "--momentum", "nan"], "momentum must be a finite number"),
     Case("decay epochs 0", [*TRAIN, "--decay-epochs", "0"], "decay_epochs must be > 0"),
     Case("epochs 0", [*TRAIN, "--epochs", "0"], "epochs must be at least 1"),
@@ -566,7 +566,7 @@ def test_a_read_only_run_directory_is_found_before_training(tmp_path, capsys, mo
 
 
 # -- export -----------------------------------------------------------------------------------------------
-EXPORT = ["export", "inception_v4", "--weights", "{w1000}", *TINY, "--no-check"]
+EXPORT = ["export", "--model", "inception_v4", "--weights", "{w1000}", *TINY, "--no-check"]
 EXPORT_ERRORS = [
     Case("output exists", [*EXPORT, "--format", "safetensors", "-o", "{w2}"], "exists; pass --overwrite"),
     Case("output folder missing", [*EXPORT, "--format", "safetensors", "-o", "{root}/nothing/m.safetensors"],
@@ -575,7 +575,7 @@ EXPORT_ERRORS = [
     Case("format unknown", [*EXPORT, "--format", "tflite"], "invalid choice"),
     Case("train mode to ONNX", [*EXPORT, "--format", "onnx", "--train-mode", "-o", "{root}/t.onnx"],
          "cannot represent"),
-    Case("weights hold NaN", ["export", "inception_v4", "--weights", "{nan}", "--num-classes", "2", *TINY,
+    Case("weights hold NaN", ["export", "--model", "inception_v4", "--weights", "{nan}", "--num-classes", "2", *TINY,
                               "--format", "safetensors", "-o", "{root}/nan.safetensors"], "NaN or infinite"),
 ]
 
@@ -627,14 +627,14 @@ OTHER_ERRORS = [
     Case("bench: threads -1", ["bench", "--model", "inception_v4", "--threads", "-1"], "--threads must be 0"),
     Case("bench: batch 0", ["bench", "--model", "inception_v4", "--batch-size", "0"], "must be positive"),
     Case("bench: json is a folder", ["bench", "--model", "inception_v4", "--json", "{root}"], "is a folder"),
-    Case("bench: option NaN", ["bench", "--model", "inception_v4", "--option", "width_multiplier=NaN", "--rounds",
+    Case("bench: option NaN", ["bench", "--model", "inception_v4", "--model-option", "width_multiplier=NaN", "--rounds",
                                "1", "--steps", "1", "--warmup", "0", "--input-size", "75"],
          "width_multiplier must be a finite number"),
     Case("study: unknown preset", ["study", "compare", "--preset", "nope"], "unknown preset"),
     Case("study: seeds", ["study", "compare", "--preset", "cpu", "--seeds", "x,y", "--print-config"],
          "--seeds 'x,y': expected whole numbers"),
     Case("study: time limit NaN", ["study", "compare", "--preset", "cpu", "--time-limit", "nan",
-                                   "--print-config"], "time_limit_s must be positive"),
+                                   "--print-config"], "time_limit_s must be a finite number"),
     Case("study: lr NaN", ["study", "compare", "--preset", "cpu", "--set", "train.lr=NaN", "--print-config"],
          "compare.train: lr must be a finite number"),
     Case("no command", [], "required"),

@@ -238,7 +238,7 @@ def test_rate_grid_plans_one_run_per_rate_scale_and_seed(tmp_path: Path) -> None
     assert plan_scaling(ScalingConfig(scales=[0.2], seeds=[3]), tmp_path)[0].key == "scale0.2-seed3"
     with pytest.raises(ValueError, match="give the rates in lrs only"):
         ScalingConfig(lrs=[0.045], train={"lr": 0.1}).validate()
-    with pytest.raises(ValueError, match="positive learning rates"):
+    with pytest.raises(ValueError, match=r"scaling.lrs must hold at least 1 item"):
         ScalingConfig(lrs=[]).validate()
 
 

@@ -228,7 +228,7 @@ def test_sigkill_and_sigterm_then_resume_end_with_identical_weights(reference_ru
     run_dir = tmp_path / "run"
     flags = ["--model", "inception_v4", "--width-multiplier", "0.25", "--data", "synthetic:32:4", "--input-size",
              "75", "--batch-size", "4", "--epochs", "2", "--threads", "1", "--deterministic", "--no-progress",
-             "--log-every-steps", "1", "--checkpoint-every-steps", "3", "--num-workers", "0", "--no-tensorboard",
+             "--log-every-steps", "1", "--checkpoint-every-steps", "3", "--workers", "0", "--no-tensorboard",
              "--run-dir", str(run_dir)]
     first = run_cli(flags, tmp_path / "first.log")
     wait_for_step(run_dir, 7, first)

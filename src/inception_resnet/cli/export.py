@@ -16,18 +16,8 @@ from .options import add_flag
 from .predict import add_model_arguments, build_model
 
 
-def model_name(args: argparse.Namespace) -> str:
-    """``--model``, or the positional NAME of earlier versions; both only when they agree."""
-    if args.model and args.name and args.model != args.name:
-        raise ValueError(f"two models given: {args.name} and --model {args.model}; give one, with --model NAME")
-    name = args.model or args.name
-    if not name:
-        raise ValueError("give the model with --model NAME (see: inception-resnet models)")
-    return name
-
-
 def run(args: argparse.Namespace) -> int:
-    name = model_name(args)
+    name = args.model
     output = Path(args.output) if args.output else default_path(name, args.format)
     if output.is_dir():
         raise IsADirectoryError(f"--output {output} is a folder; give a file name such as "
@@ -52,8 +42,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Write a model with its weights as safetensors (timm's layout), ONNX or TorchScript; ONNX and "
                     "TorchScript files are checked against PyTorch on a random batch.",
     )
-    add_flag(parser, "model", extra_help="(required; the positional NAME of earlier versions works too)")
-    parser.add_argument("name", nargs="?", metavar="NAME", help="the model, as --model (kept for old command lines)")
+    add_flag(parser, "model", required=True)
     add_model_arguments(parser)
     parser.add_argument("--format", choices=FORMATS, required=True, help="output format")
     parser.add_argument("--output", "-o", default=None, metavar="FILE",

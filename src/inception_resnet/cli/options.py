@@ -6,16 +6,13 @@ same setting has the same spelling, short form, type, choices and metavar everyw
 ``auto`` everywhere), ``-b/--batch-size``, ``-j/--workers``, ``--precision {fp32,bf16,fp16}`` (with ``int8``
 in the inference commands: :data:`INFERENCE_PRECISIONS`), ``--data``/``--data-dir``, and for the inference
 commands ``--no-optimize``, ``--calibration`` and ``--calibration-images``; the names follow timm's scripts
-where timm users would type them. Spellings of
-earlier versions (``--amp``, ``--num-workers``, ``--option``, ``--pretrained``) still work, hidden from the
-help, with a note on stderr naming the flag that replaces them.
+where timm users would type them.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,19 +51,13 @@ def parse_model_option(text: str) -> tuple[str, Any]:
     return key, value
 
 
-def parse_amp(text: str) -> str:
-    """The old ``--amp`` values as precisions: ``none`` is fp32."""
-    return "fp32" if text == "none" else text
-
-
 @dataclass(frozen=True)
 class Flag:
-    """One shared flag: its option strings, argparse keywords, help text and hidden old spellings."""
+    """One shared flag: its option strings, argparse keywords and help text."""
 
     names: tuple[str, ...]
     help: str
     kwargs: dict[str, Any] = field(default_factory=dict)
-    deprecated: tuple[tuple[str, dict[str, Any]], ...] = ()
 
 
 SHARED: dict[str, Flag] = {
@@ -74,12 +65,10 @@ SHARED: dict[str, Flag] = {
     "model_option": Flag(
         ("--model-option",), "a model option, e.g. width_multiplier=0.25 or aux_logits=true (repeatable; VALUE "
         "is read as JSON when it parses)", {"type": parse_model_option, "action": "append", "metavar": "KEY=VALUE"},
-        deprecated=(("--option", {}),),
     ),
     "weights": Flag(
         ("--weights",), "weights to load: a file (.safetensors, .pth, TF-slim .ckpt, Keras .h5), a folder holding "
         "model.safetensors, or a hub tag such as timm/inception_v4.tf_in1k", {"metavar": "SOURCE"},
-        deprecated=(("--pretrained", {}),),
     ),
     "num_classes": Flag(
         ("--num-classes",), "classifier outputs (1001 keeps TF-slim's background class)", {"type": int, "metavar": "N"}
@@ -95,12 +84,9 @@ SHARED: dict[str, Flag] = {
     "batch_size": Flag(("-b", "--batch-size"), "batch size", {"type": int, "metavar": "N"}),
     "workers": Flag(
         ("-j", "--workers"), "data loader worker processes (0: load in the main process)",
-        {"type": int, "metavar": "N"}, deprecated=(("--num-workers", {}),),
+        {"type": int, "metavar": "N"},
     ),
-    "precision": Flag(
-        ("--precision",), "fp32, or autocast to bf16 or fp16", {"choices": PRECISIONS},
-        deprecated=(("--amp", {"nargs": "?", "const": "bf16", "type": parse_amp}),),
-    ),
+    "precision": Flag(("--precision",), "fp32, or autocast to bf16 or fp16", {"choices": PRECISIONS}),
     "no_optimize": Flag(
         ("--no-optimize",), "on the CPU, run the plain model (under autocast for bf16) instead of the optimised "
         "one --precision selects", {"action": "store_true"},
@@ -119,45 +105,16 @@ SHARED: dict[str, Flag] = {
     ),
 }
 
-# What a flag's replacement is called in the note printed when an old spelling is used.
-_REPLACEMENTS = {old: flag.names[-1] for flag in SHARED.values() for old, _ in flag.deprecated}
-
-
-class DeprecatedAlias(argparse.Action):
-    """An old spelling: stores like the flag that replaced it and says so on stderr."""
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        print(f"note: {option_string} is deprecated; use {_REPLACEMENTS[option_string]}", file=sys.stderr)
-        if self.const is not None and values is None:
-            values = self.const
-        if self.append:
-            items = list(getattr(namespace, self.dest, None) or [])
-            items.append(values)
-            values = items
-        setattr(namespace, self.dest, values)
-
-    def __init__(self, *args, append: bool = False, **kwargs) -> None:
-        self.append = append
-        super().__init__(*args, **kwargs)
-
-
 def add_flag(parser: argparse.ArgumentParser, key: str, *, help: str | None = None, extra_help: str = "",
              **overrides: Any) -> argparse.Action:
     """Add the shared flag ``key`` to ``parser``; ``overrides`` set ``default``, ``required``, ``dest``...
 
-    ``help`` replaces the shared help text, ``extra_help`` is appended to it. Hidden old spellings are added too.
+    ``help`` replaces the shared help text, ``extra_help`` is appended to it.
     """
     flag = SHARED[key]
     kwargs = {**flag.kwargs, **overrides}
     text = help if help is not None else flag.help
-    action = parser.add_argument(*flag.names, help=text + (f" {extra_help}" if extra_help else ""), **kwargs)
-    for old, old_kwargs in flag.deprecated:
-        alias_kwargs = {k: v for k, v in kwargs.items() if k in ("type", "choices", "metavar")}
-        alias_kwargs.update(old_kwargs)
-        append = kwargs.get("action") == "append"
-        parser.add_argument(old, dest=action.dest, action=DeprecatedAlias, append=append,
-                            default=argparse.SUPPRESS, help=argparse.SUPPRESS, **alias_kwargs)
-    return action
+    return parser.add_argument(*flag.names, help=text + (f" {extra_help}" if extra_help else ""), **kwargs)
 
 
 def resolve_device(name: str | None) -> Any:

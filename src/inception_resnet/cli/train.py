@@ -24,10 +24,9 @@ if TYPE_CHECKING:
 
 
 def _base_type(annotation: Any) -> Any:
-    """``int | None`` -> ``int``; other annotations unchanged."""
+    """``int | None`` -> ``int`` (a union: its first member, the flag's type); other annotations unchanged."""
     if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
-        members = [a for a in typing.get_args(annotation) if a is not type(None)]
-        return members[0] if len(members) == 1 else str
+        return next(a for a in typing.get_args(annotation) if a is not type(None))
     return annotation
 
 
@@ -119,19 +118,32 @@ def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
     values: dict[str, Any] = {}
     config_file = getattr(args, "config_file", None)
     if config_file:
-        path = Path(config_file)
-        if not path.is_file():
-            raise FileNotFoundError(f"--config file not found: {path}")
-        try:
-            loaded = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"--config {path} is not valid JSON ({err})") from None
-        values.update(loaded.get("config", loaded) if isinstance(loaded, dict) else {})
+        values.update(read_config_file(Path(config_file)))
     names = set(TrainConfig.field_names())
     for name, value in vars(args).items():
         if name in names:
             values[name] = dict(value) if name == "model_options" else value
     return values
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The settings of a ``--config`` file: a JSON object of fields, or a run's ``config.json`` (its ``config``)."""
+    from ..training.config import checked_settings
+
+    if not path.exists():
+        raise FileNotFoundError(f"--config file not found: {path}")
+    if not path.is_file():
+        raise ValueError(f"--config {path} is not a regular file (a folder, a pipe or a device); give a JSON file")
+    try:
+        loaded = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"--config {path} is not valid JSON text (UTF-8): {err}") from None
+    if isinstance(loaded, dict) and "config" in loaded:
+        loaded = loaded["config"]
+    if not isinstance(loaded, dict):
+        raise ValueError(f"--config {path} must hold a JSON object of training settings (or a run's config.json, "
+                         f"whose 'config' is one), got {json.dumps(loaded)[:80]}")
+    return checked_settings(loaded, f"--config {path}")
 
 
 def build_config(args: argparse.Namespace) -> TrainConfig:

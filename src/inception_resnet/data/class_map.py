@@ -8,6 +8,8 @@ import os
 import re
 from pathlib import Path
 
+from ..checks import Bounds, check_value
+from ..models.registry import MAX_CLASSES
 from .datasets import ImageFolderDataset
 
 
@@ -19,17 +21,22 @@ def read_class_map(path: str | os.PathLike) -> dict[str, int]:
     or comma between them). Lines starting with ``#`` are comments.
     """
     path = Path(path).expanduser()
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"class map file not found: {path}")
-    text = path.read_text()
+    if not path.is_file():
+        raise ValueError(f"class map {path} is not a regular file (a folder, a pipe or a device)")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"class map {path} is not UTF-8 text ({err})") from None
     if path.suffix.lower() == ".json":
         try:
             loaded = json.loads(text)
         except json.JSONDecodeError as err:
             raise ValueError(f"class map {path} is not valid JSON ({err})") from None
-        if not isinstance(loaded, dict) or not all(isinstance(v, int) for v in loaded.values()):
+        if not isinstance(loaded, dict):
             raise ValueError(f"class map {path} must be a JSON object of class name -> index")
-        mapping = {str(k): int(v) for k, v in loaded.items()}
+        mapping = dict(loaded)
     else:
         lines = [line.strip() for line in text.splitlines()]
         lines = [line for line in lines if line and not line.startswith("#")]
@@ -40,8 +47,8 @@ def read_class_map(path: str | os.PathLike) -> dict[str, int]:
             mapping = {name: index for index, name in enumerate(lines)}
     if not mapping:
         raise ValueError(f"class map {path} holds no classes")
-    if min(mapping.values()) < 0:
-        raise ValueError(f"class map {path} has a negative index")
+    for name, index in mapping.items():  # an index is a classifier output: bounded as num_classes is
+        check_value(f"class map {path}: the index of {name!r}", index, int, Bounds(ge=0, le=MAX_CLASSES - 1))
     return mapping
 
 

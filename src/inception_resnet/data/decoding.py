@@ -8,7 +8,8 @@ PIL's own default of about 89.5 million pixels), so that a hostile or damaged fi
 huge dimensions is refused before any pixel memory is allocated. Such files are skipped like corrupt ones.
 JPEG files are decoded by torchvision (libjpeg-turbo, nvJPEG on CUDA), all other formats by PIL (which reports
 damaged data as an error). Grey images of 16 bits decode to ``uint16`` tensors (the transforms scale them by
-65535), 16-bit colour images to uint8 (PIL keeps the high byte), never clipped.
+65535), 16-bit colour images to uint8 (PIL keeps the high byte), never clipped; 32-bit floating-point grey
+images (TIFF) holding intensities from 0 to 1 to ``uint16`` too, other ranges are refused as undecodable.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from torchvision.io import ImageReadMode, decode_jpeg, read_file
+from torchvision.io import ImageReadMode, decode_jpeg
 
 from .transforms import to_float
 
@@ -144,6 +145,16 @@ def pil_to_tensor(image: Image.Image) -> torch.Tensor:
         array = np.asarray(image).astype(np.int64).clip(0, 65535).astype(np.uint16)
         grey = torch.from_numpy(array.copy())
         return grey.unsqueeze(0).expand(3, -1, -1).contiguous()
+    if image.mode == "F":  # 32-bit floating-point grey (TIFF): intensities in [0, 1], kept at 16 bits
+        array = np.asarray(image, dtype=np.float64)
+        if not np.isfinite(array).all() or array.min() < 0.0 or array.max() > 1.0:
+            finite = array[np.isfinite(array)]
+            span = f"{finite.min():g} to {finite.max():g}" if finite.size else "no finite value"
+            raise ValueError(f"a 32-bit floating-point image must hold intensities from 0 to 1 (this one: {span}"
+                             f"{', with NaN or infinite values' if finite.size < array.size else ''}); convert it "
+                             "to 8 or 16 bits per pixel")
+        grey = torch.from_numpy(np.rint(array * 65535.0).astype(np.uint16))
+        return grey.unsqueeze(0).expand(3, -1, -1).contiguous()
     array = np.asarray(image.convert("RGB"))
     return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
 
@@ -257,11 +268,14 @@ def read_encoded(path: str, max_pixels: int | None = None) -> torch.Tensor:
     """The bytes of an image file, once :func:`check_image_file` found it safe to read."""
     path = os.fspath(path)
     check_image_file(path, max_pixels)
-    try:
-        with torchvision_io():
-            return read_file(path)
-    except (OSError, RuntimeError) as error:
-        raise CorruptImageError(path, first_line(error)) from None
+    try:  # Python's reader: torchvision's cannot open a file whose name is not valid UTF-8
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as error:
+        raise CorruptImageError(path, error.strerror or first_line(error)) from None
+    if not data:
+        raise CorruptImageError(path, "an empty file")
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8)
 
 
 def decode_file(path: str | os.PathLike, max_pixels: int | None = None) -> torch.Tensor:

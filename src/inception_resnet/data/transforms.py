@@ -31,6 +31,7 @@ import torchvision.transforms.v2.functional as TF
 from PIL import Image
 from torchvision.transforms import InterpolationMode
 
+from ..checks import Bounds, check_value
 from ..models.base import check_min_size
 
 INCEPTION_MEAN = (0.5, 0.5, 0.5)
@@ -110,6 +111,11 @@ def to_float(image: torch.Tensor) -> torch.Tensor:
 
 
 # -- options --------------------------------------------------------------------------------------------
+MAX_INPUT_SIZE = 4096  # pixels per side: 16 million pixels per image and channel, far beyond the paper's 299
+INPUT_SIZE_BOUNDS = Bounds(ge=1, le=MAX_INPUT_SIZE)
+MAX_ASPECT = 8  # longer side / shorter side kept before a shorter-side resize
+
+
 def as_size(input_size: int | Sequence[int]) -> Size:
     """``299`` or ``(299, 299)`` or ``(3, 299, 299)`` -> ``(299, 299)``, checked positive."""
     if isinstance(input_size, int):
@@ -119,8 +125,8 @@ def as_size(input_size: int | Sequence[int]) -> Size:
         if len(values) not in (2, 3):
             raise ValueError(f"input_size must be an int, (H, W) or (C, H, W), got {input_size!r}")
         size = (values[-2], values[-1])
-    if min(size) < 1:
-        raise ValueError(f"input_size must be positive, got {input_size!r}")
+    for side in size:
+        check_value("input_size", side, int, INPUT_SIZE_BOUNDS)
     return size
 
 
@@ -195,9 +201,20 @@ def resize(image: torch.Tensor, size: Size, interpolation: InterpolationMode) ->
 def resize_shorter_side(image: torch.Tensor, shorter: int, interpolation: InterpolationMode) -> torch.Tensor:
     """Resize keeping the aspect ratio so that the shorter side becomes ``shorter``.
 
-    The longer side is truncated, as torchvision's ``Resize(int)`` (and so timm's evaluation) computes it.
+    The longer side is truncated, as torchvision's ``Resize(int)`` (and so timm's evaluation) computes it. An
+    image more than :data:`MAX_ASPECT` times longer than wide (or wider than long) is first cut to its centre
+    part of that aspect ratio, so that the resized image stays small (a 1x60000 picture would need tens of
+    gigabytes); every crop the evaluation takes lies in that part.
     """
     height, width = image.shape[-2:]
+    if width > MAX_ASPECT * height:
+        keep = MAX_ASPECT * height
+        image = image[..., (width - keep) // 2 : (width - keep) // 2 + keep]
+        height, width = image.shape[-2:]
+    elif height > MAX_ASPECT * width:
+        keep = MAX_ASPECT * width
+        image = image[..., (height - keep) // 2 : (height - keep) // 2 + keep, :]
+        height, width = image.shape[-2:]
     if height <= width:
         size = (shorter, max(1, int(width * shorter / height)))
     else:

@@ -135,10 +135,6 @@ class InceptionNet(nn.Module):
     def __init__(self, *, metadata: ModelMetadata, num_classes: int, in_chans: int, drop_rate: float) -> None:
         super().__init__()
         name = metadata.name
-        if in_chans < 1:
-            raise ValueError(f"{name}: in_chans must be at least 1, got {in_chans}")
-        if not 0.0 <= drop_rate < 1.0:
-            raise ValueError(f"{name}: drop_rate must lie in [0, 1), got {drop_rate}")
         self._metadata = metadata
         self.model_name = name
         self.num_classes = num_classes

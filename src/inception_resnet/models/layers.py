@@ -34,8 +34,6 @@ class Widths:
     """Scales the reference channel counts by a width multiplier (our extension, not the paper's)."""
 
     def __init__(self, multiplier: float = 1.0) -> None:
-        if multiplier <= 0:
-            raise ValueError(f"width_multiplier must be positive, got {multiplier}")
         self.multiplier = float(multiplier)
 
     def __call__(self, channels: int) -> int:

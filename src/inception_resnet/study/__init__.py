@@ -27,19 +27,9 @@ Example::
 from __future__ import annotations
 
 from .compare import plan_compare, run_compare
-from .config import (
-    CompareConfig,
-    DeathCriteria,
-    Preset,
-    ScalingConfig,
-    SweepConfig,
-    default_preset_name,
-    load_preset,
-    preset_names,
-    preset_path,
-    with_overrides,
-)
+from .config import CompareConfig, DeathCriteria, ScalingConfig, SweepConfig
 from .death import DeathReport, detect_death, detect_run_death, rate_label
+from .presets import Preset, default_preset_name, load_preset, preset_names, preset_path, with_overrides
 from .probe import DeathProbe, ResidualStreamMonitor, dead_channel_share
 from .results import CompareResult, PairResult, ScalingResult, SweepResult
 from .scaling import plan_scaling, residual_widths, run_scaling

@@ -1,10 +1,10 @@
-"""What a study runs: :class:`CompareConfig`, :class:`SweepConfig`, :class:`ScalingConfig` and their presets.
+"""What a study runs: :class:`CompareConfig`, :class:`SweepConfig`, :class:`ScalingConfig` (the sections of a
+preset, :mod:`inception_resnet.study.presets`).
 
-A preset is a plain JSON file (``inception_resnet/presets/<name>.json``, or any path) with a ``compare``, a
-``sweep`` and a ``scaling`` section. Each section has a ``train`` dict of
-:class:`~inception_resnet.training.TrainConfig` fields shared by all its runs, plus its own keys (pairs, seeds,
-levels; learning rates; or model, scales and the death criteria). Copy one
-(``inception-resnet study presets cpu > mine.json``), edit it, pass ``--preset mine.json``.
+Each section has a ``train`` dict of :class:`~inception_resnet.training.TrainConfig` fields shared by all its
+runs, plus its own keys (pairs, seeds, levels; learning rates; or model, scales and the death criteria). Every
+key is checked by its field's annotation and bounds (:func:`~inception_resnet.checks.check_fields`), then by
+the section's own rules (known models, settings the study sets per run), before any run starts.
 
 The study's entries are named: a registered model (``inception_v3``) or a variant defined in
 ``compare.models`` by the model it builds and its settings, e.g. ``{"inception_resnet_v1_no_shortcut":
@@ -15,19 +15,20 @@ entry's own learning rate, the one its sweep chose (``compare.lr_source`` names 
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
-import os
-from dataclasses import dataclass, field, fields
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
-PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
+from ..checks import bounded, check_fields
+from ..models.registry import list_models
+from ..training import TrainConfig
+from ..training.config import SEED_LIMIT
+
 WEIGHTS = ("raw", "ema")
 SECTIONS = ("compare", "sweep", "scaling")
 DEATH_MEASURES = ("dead_channels", "zero_fraction")
 SWEEP_MEASURES = ("mean_error", "final_error")
 PAPER_LR = 0.045  # the paper's learning rate, per 32 images (section 3.3 and the recipe)
+PARALLEL_LIMIT = 256  # runs trained at once
 
 
 @dataclass
@@ -43,22 +44,14 @@ class DeathCriteria:
     falls more than ``loss_tolerance`` (relative) below its value there.
     """
 
-    measure: str = "dead_channels"
-    dead_channels: float = 1.0
-    zero_fraction: float = 1.0
-    min_points: int = 3
-    loss_tolerance: float = 0.02
+    measure: str = bounded("dead_channels", choices=DEATH_MEASURES)
+    dead_channels: float = bounded(1.0, gt=0, le=1)
+    zero_fraction: float = bounded(1.0, gt=0, le=1)
+    min_points: int = bounded(3, ge=1, le=1_000_000)
+    loss_tolerance: float = bounded(0.02, ge=0)
 
     def validate(self) -> None:
-        if self.measure not in DEATH_MEASURES:
-            raise ValueError(f"death.measure must be one of {', '.join(DEATH_MEASURES)}, got {self.measure!r}")
-        for name in DEATH_MEASURES:
-            if not 0.0 < getattr(self, name) <= 1.0:
-                raise ValueError(f"death.{name} must be in (0, 1], got {getattr(self, name)}")
-        if self.min_points < 1:
-            raise ValueError(f"death.min_points must be at least 1, got {self.min_points}")
-        if self.loss_tolerance < 0:
-            raise ValueError(f"death.loss_tolerance must be >= 0, got {self.loss_tolerance}")
+        check_fields(self, "death")
 
     @property
     def threshold(self) -> float:
@@ -88,27 +81,23 @@ class CompareConfig:
     distinct network are timed alone after the runs (:mod:`.timing`; 0: no timing, no seconds verdicts).
     """
 
-    pairs: list[list[str]] = field(default_factory=lambda: [["inception_v3", "inception_resnet_v1"]])
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    levels: list[float] = field(default_factory=lambda: [50.0, 30.0, 20.0])
+    pairs: list[list[str]] = bounded(factory=lambda: [["inception_v3", "inception_resnet_v1"]], min_items=1)
+    seeds: list[int] = bounded(factory=lambda: [0, 1, 2], ge=0, le=SEED_LIMIT, min_items=1)
+    levels: list[float] = bounded(factory=lambda: [50.0, 30.0, 20.0], gt=0, lt=100, min_items=1)
     train: dict[str, Any] = field(default_factory=dict)
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
     lr_source: str = ""
-    weights: str = "raw"
-    parallel: int = 1
-    time_limit_s: float | None = None
+    weights: str = bounded("raw", choices=WEIGHTS)
+    parallel: int = bounded(1, ge=1, le=PARALLEL_LIMIT)
+    time_limit_s: float | None = bounded(None, gt=0)
     baselines: list[str] = field(default_factory=list)
     sensitivity: list[dict[str, Any]] = field(default_factory=list)
-    time_steps: int = 40
+    time_steps: int = bounded(40, ge=0, le=10_000)
 
     def validate(self) -> None:
+        check_fields(self, "compare")
         known = self.known_entries()
         _check_sensitivity(self.sensitivity, known)
-        steps = self.time_steps
-        if not isinstance(steps, int) or isinstance(steps, bool) or not 0 <= steps <= 10_000:
-            raise ValueError(f"compare.time_steps must be an integer from 0 to 10000, got {self.time_steps!r}")
-        if not self.pairs:
-            raise ValueError("compare.pairs is empty; give at least one [partner, residual] pair")
         for pair in self.pairs:
             if len(pair) != 2:
                 raise ValueError(f"compare.pairs: each pair is [partner, residual], got {pair!r}")
@@ -117,25 +106,17 @@ class CompareConfig:
                     raise ValueError(f"compare.pairs: unknown model {name!r}; known: {', '.join(known)} (or define "
                                      "a variant in compare.models with a 'model' key)")
         _check_baselines(self.baselines, known, {name for pair in self.pairs for name in pair})
-        _check_seeds(self.seeds, "compare")
-        _check_train(self.train, "compare.train")
+        _check_distinct(self.seeds, "compare.seeds")
+        _check_reserved(self.train, "compare.train")
         for name, extra in self.models.items():
-            _check_train(extra, f"compare.models.{name}", variant=True)
-        if not isinstance(self.levels, list) or not self.levels or any(
-                not isinstance(v, (int, float)) or not 0.0 < v < 100.0 for v in self.levels):
-            raise ValueError(f"compare.levels must be top-1 error levels in (0, 100) %, fixed in advance (e.g. "
-                             f"[50, 30, 20]), got {self.levels!r}")
-        if self.weights not in WEIGHTS:
-            raise ValueError(f"compare.weights must be one of {', '.join(WEIGHTS)}, got {self.weights!r}")
+            _check_reserved(extra, f"compare.models.{name}", variant=True)
+        for name in dict.fromkeys([*self.model_names, *self.models]):
+            _check_run(self.settings(name), f"compare.models.{name}" if name in self.models else "compare.train")
         if self.weights == "ema" and self.train.get("ema_decay") == 0:
             raise ValueError("compare.weights is 'ema' but train.ema_decay is 0 (no averaged weights)")
-        _check_parallel(self.parallel, "compare")
-        _check_time_limit(self.time_limit_s, "compare")
 
     def known_entries(self) -> list[str]:
         """The registered models and the variants ``models`` defines."""
-        from ..models.registry import list_models
-
         return [*list_models(), *(name for name, extra in self.models.items() if "model" in extra)]
 
     def settings(self, name: str) -> dict[str, Any]:
@@ -176,42 +157,40 @@ class SweepConfig:
     """
 
     models: list[str] = field(default_factory=list)
-    lrs: list[float] | dict[str, list[float]] = field(default_factory=list)
-    seeds: list[int] = field(default_factory=lambda: [0])
+    lrs: list[float] | dict[str, list[float]] = bounded(factory=list, gt=0)
+    seeds: list[int] = bounded(factory=lambda: [0], ge=0, le=SEED_LIMIT, min_items=1)
     train: dict[str, Any] = field(default_factory=lambda: {"holdout_fraction": 0.1})
-    choose_by: str = "mean_error"
-    widen: int = 0
-    parallel: int = 1
-    time_limit_s: float | None = None
+    choose_by: str = bounded("mean_error", choices=SWEEP_MEASURES)
+    widen: int = bounded(0, ge=0, le=10)
+    parallel: int = bounded(1, ge=1, le=PARALLEL_LIMIT)
+    time_limit_s: float | None = bounded(None, gt=0)
 
     def validate(self, compare: CompareConfig | None = None) -> None:
+        check_fields(self, "sweep")
         if not self.models:
             return  # a preset without a sweep
-        known = compare.known_entries() if compare is not None else CompareConfig().known_entries()
+        known = (compare or CompareConfig()).known_entries()
         for name in self.models:
             if name not in known:
                 raise ValueError(f"sweep.models: unknown model {name!r}; known: {', '.join(known)}")
         for name in self.models:
             rates = self.rates(name)
-            if len(rates) < 3 or any(not isinstance(r, (int, float)) or r <= 0 for r in rates):
+            if len(rates) < 3:
                 raise ValueError(f"sweep.lrs for {name}: give at least 3 positive learning rates, got {rates!r}")
         if isinstance(self.lrs, dict):
             extra = [name for name in self.lrs if name not in self.models]
             if extra:
                 raise ValueError(f"sweep.lrs names {', '.join(extra)}, not in sweep.models")
-        _check_seeds(self.seeds, "sweep")
-        if self.choose_by not in SWEEP_MEASURES:
-            raise ValueError(f"sweep.choose_by must be one of {', '.join(SWEEP_MEASURES)}, got {self.choose_by!r}")
-        if not isinstance(self.widen, int) or isinstance(self.widen, bool) or not 0 <= self.widen <= 10:
-            raise ValueError(f"sweep.widen must be an integer from 0 to 10 (extra rates per edge), got {self.widen!r}")
-        _check_train(self.train, "sweep.train")
+        _check_distinct(self.seeds, "sweep.seeds")
+        _check_reserved(self.train, "sweep.train")
+        if "lr" in self.train:
+            raise ValueError("sweep.train sets lr; the rates come from sweep.lrs")
         if not 0.0 < float(self.train.get("holdout_fraction") or 0.0) < 1.0:
             raise ValueError("sweep.train.holdout_fraction must lie in (0, 1): the sweep chooses on held-out "
                              "training images, never on the validation split")
-        if "lr" in self.train:
-            raise ValueError("sweep.train sets lr; the rates come from sweep.lrs")
-        _check_parallel(self.parallel, "sweep")
-        _check_time_limit(self.time_limit_s, "sweep")
+        for name in self.models:
+            _check_run({**(compare or CompareConfig()).settings(name), **self.train, "lr": self.rates(name)[0]},
+                       "sweep.train")
 
     def rates(self, name: str) -> list[float]:
         """The learning rates of ``name``'s grid as given (the sweep may widen it: :func:`widened`)."""
@@ -241,61 +220,40 @@ class ScalingConfig:
     """
 
     model: str = "inception_resnet_v2_paper"
-    scales: list[float] = field(default_factory=lambda: [1.0, 0.3, 0.2, 0.1])
-    seeds: list[int] = field(default_factory=lambda: [0, 1])
-    lrs: list[float] | None = None
+    scales: list[float] = bounded(factory=lambda: [1.0, 0.3, 0.2, 0.1], gt=0, min_items=1)
+    seeds: list[int] = bounded(factory=lambda: [0, 1], ge=0, le=SEED_LIMIT, min_items=1)
+    lrs: list[float] | None = bounded(None, gt=0, min_items=1)
     train: dict[str, Any] = field(default_factory=dict)
     death: DeathCriteria = field(default_factory=DeathCriteria)
-    min_filters: int = 1000
-    wide_stages: int = 1
-    probe_images: int = 64
-    val_every_steps: int = 0
-    paper_lr: float = PAPER_LR
-    rate_factor: float = 4.0
-    trained_top1: float = 50.0
-    parallel: int = 1
+    min_filters: int = bounded(1000, ge=0)
+    wide_stages: int = bounded(1, ge=1, le=3)
+    probe_images: int = bounded(64, ge=1, le=100_000)
+    val_every_steps: int = bounded(0, ge=0)
+    paper_lr: float = bounded(PAPER_LR, gt=0)
+    rate_factor: float = bounded(4.0, gt=0)
+    trained_top1: float = bounded(50.0, gt=0, le=100)
+    parallel: int = bounded(1, ge=1, le=PARALLEL_LIMIT)
     keep_checkpoints: bool = True
-    time_limit_s: float | None = None
+    time_limit_s: float | None = bounded(None, gt=0)
 
     def validate(self) -> None:
-        from ..models.registry import list_models
-
+        check_fields(self, "scaling")
         if self.model not in list_models():
             raise ValueError(f"scaling.model: unknown model {self.model!r}")
-        if not isinstance(self.keep_checkpoints, bool):
-            raise ValueError(f"scaling.keep_checkpoints must be true or false, got {self.keep_checkpoints!r}")
-        if not self.scales or any(not _positive(s) for s in self.scales):
-            raise ValueError(f"scaling.scales must be positive numbers, got {self.scales!r}")
-        if len(set(self.scales)) != len(self.scales):
-            raise ValueError(f"scaling.scales has repeated values: {self.scales!r}")
+        _check_distinct(self.scales, "scaling.scales")
         if self.lrs is not None:
-            if not isinstance(self.lrs, list) or not self.lrs or any(not _positive(r) for r in self.lrs):
-                raise ValueError(f"scaling.lrs must be a non-empty list of positive learning rates (or null), "
-                                 f"got {self.lrs!r}")
-            if len(set(self.lrs)) != len(self.lrs):
-                raise ValueError(f"scaling.lrs has repeated values: {self.lrs!r}")
+            _check_distinct(self.lrs, "scaling.lrs")
             if "lr" in self.train:
                 raise ValueError("scaling.train sets lr and scaling.lrs is set too; give the rates in lrs only "
                                  "(--set lrs=[0.045])")
-        _check_seeds(self.seeds, "scaling")
-        _check_train(self.train, "scaling.train")
+        _check_distinct(self.seeds, "scaling.seeds")
+        _check_reserved(self.train, "scaling.train")
         if "residual_scale" in self.train:
             raise ValueError("scaling.train sets residual_scale; the scales come from scaling.scales")
+        _check_run({**self.train, "model": self.model, "residual_scale": self.scales[0],
+                    **({"lr": self.lrs[0]} if self.lrs else {})}, "scaling.train")
         if not self.train.get("log_every_steps", 10):
             raise ValueError("scaling.train.log_every_steps is 0: the death detector needs steps.jsonl")
-        self.death.validate()
-        _check_parallel(self.parallel, "scaling")
-        for name in ("probe_images", "wide_stages"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"scaling.{name} must be an integer of at least 1, got {value!r}")
-        if not isinstance(self.val_every_steps, int) or self.val_every_steps < 0:
-            raise ValueError(f"scaling.val_every_steps must be an integer >= 0 (0: after each epoch only), got "
-                             f"{self.val_every_steps!r}")
-        for name in ("paper_lr", "rate_factor", "trained_top1"):
-            if not _positive(getattr(self, name)):
-                raise ValueError(f"scaling.{name} must be a positive number, got {getattr(self, name)!r}")
-        _check_time_limit(self.time_limit_s, "scaling")
 
     @property
     def rates(self) -> list[float | None]:
@@ -303,46 +261,13 @@ class ScalingConfig:
         return list(self.lrs) if self.lrs is not None else [None]
 
 
-def _positive(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
-
-
-@dataclass
-class Preset:
-    """A named set of study configurations (compare, sweep, scaling), read from a JSON file.
-
-    ``sections`` names the sections the file holds (a file may hold only one, e.g. ``scaling-cpu``); the
-    others keep their defaults and :meth:`section` refuses them.
-    """
-
-    name: str
-    description: str
-    compare: CompareConfig
-    scaling: ScalingConfig
-    sweep: SweepConfig = field(default_factory=SweepConfig)
-    source: str = ""
-    sections: tuple[str, ...] = SECTIONS
-
-    def section(self, name: str) -> CompareConfig | SweepConfig | ScalingConfig:
-        if name not in SECTIONS:
-            raise ValueError(f"unknown study section {name!r}; choose one of {', '.join(SECTIONS)}")
-        if name not in self.sections:
-            raise ValueError(f"preset {self.name} has no {name} section (it holds: {', '.join(self.sections)}); "
-                             f"choose another preset for `study {name}`")
-        return getattr(self, name)
-
-
-def _check_seeds(seeds: list[int], where: str) -> None:
-    if not seeds or any(not isinstance(s, int) or isinstance(s, bool) for s in seeds):
-        raise ValueError(f"{where}.seeds must be a non-empty list of integers, got {seeds!r}")
-    if len(set(seeds)) != len(seeds):
-        raise ValueError(f"{where}.seeds has repeated values: {seeds!r}")
+def _check_distinct(values: list[Any], where: str) -> None:
+    if len(set(values)) != len(values):
+        raise ValueError(f"{where} has repeated values: {values!r}")
 
 
 def _check_baselines(baselines: Any, known: list[str], paired: set[str]) -> None:
-    """The baselines must be a list of distinct registered models, none of them already in a pair."""
-    if not isinstance(baselines, list) or any(not isinstance(name, str) for name in baselines):
-        raise ValueError(f"compare.baselines must be a list of model names, got {baselines!r}")
+    """The baselines must be distinct registered models, none of them already in a pair."""
     for name in baselines:
         if name not in known:
             raise ValueError(f"compare.baselines: unknown model {name!r}; known: {', '.join(known)}")
@@ -365,18 +290,19 @@ def _check_sensitivity(variants: Any, known: list[str]) -> None:
         pair = variant.get("pair")
         if not isinstance(pair, list) or len(pair) != 2 or any(name not in known for name in pair):
             raise ValueError(f"compare.sensitivity {variant['label']!r}: pair must be two known entries, got {pair!r}")
-        if "seeds" in variant:
-            _check_seeds(variant["seeds"], f"compare.sensitivity {variant['label']!r}")
+        seeds = variant.get("seeds", [0])
+        if not isinstance(seeds, list) or not seeds or any(
+                not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= SEED_LIMIT for v in seeds):
+            raise ValueError(f"compare.sensitivity {variant['label']!r}: seeds must be a non-empty list of integers "
+                             f"from 0 to {SEED_LIMIT}, got {seeds!r}")
+        _check_distinct(seeds, f"compare.sensitivity {variant['label']!r} seeds")
         labels.append(variant["label"])
     if len(set(labels)) != len(labels):
         raise ValueError(f"compare.sensitivity has repeated labels: {labels!r}")
 
 
-def _check_train(values: dict[str, Any], where: str, *, variant: bool = False) -> None:
+def _check_reserved(values: dict[str, Any], where: str, *, variant: bool = False) -> None:
     """Known training settings only, none that the study sets per run (``model`` only for a variant)."""
-    from ..models.registry import list_models
-    from ..training import TrainConfig
-
     known = set(TrainConfig.field_names())
     unknown = [k for k in values if k not in known]
     if unknown:
@@ -385,140 +311,21 @@ def _check_train(values: dict[str, Any], where: str, *, variant: bool = False) -
     for reserved in ("model", "seed", "run_dir", "resume"):
         if reserved in values and not (variant and reserved == "model"):
             raise ValueError(f"{where} sets {reserved!r}, which the study sets for each run")
-    try:  # types, finiteness and ranges, as a run would check them (before any run starts)
-        TrainConfig.from_dict(values).resolved()
+    try:  # the values given, even those that an entry's own settings replace
+        check_fields(TrainConfig.from_dict(values))
+    except ValueError as error:
+        raise ValueError(f"{where}: {error}") from None
+
+
+def _check_run(settings: dict[str, Any], where: str) -> None:
+    """The settings of one of the study's runs, checked as the run would check them (before any run starts)."""
+    try:
+        TrainConfig.from_dict(settings).resolved()
     except (ValueError, FileNotFoundError) as error:
         raise ValueError(f"{where}: {error}") from None
-    if variant and "model" in values and values["model"] not in list_models():
-        raise ValueError(f"{where}.model: unknown model {values['model']!r}; a variant builds a registered model")
 
 
-def _check_parallel(value: Any, where: str) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{where}.parallel must be a whole number of runs at once (1 or more), got {value!r}")
-
-
-def _check_time_limit(value: float | None, where: str) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{where}.time_limit_s must be positive (or null), got {value}")
-
-
-def _build(cls: type, values: dict[str, Any], where: str) -> Any:
-    if cls is CompareConfig and "level_margins" in values:
-        raise ValueError(f"{where}.level_margins: the error levels are no longer derived from the runs; fix them in "
-                         "advance with compare.levels (e.g. [50, 30, 20])")
-    names = {f.name for f in fields(cls)}
-    unknown = [k for k in values if k not in names]
-    if unknown:
-        raise ValueError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; known: {', '.join(sorted(names))}")
-    values = dict(values)
-    if cls is ScalingConfig and isinstance(values.get("death"), dict):
-        values["death"] = _build(DeathCriteria, values["death"], f"{where}.death")
-    return cls(**values)
-
-
-def preset_from_dict(data: dict[str, Any], *, name: str = "custom", source: str = "") -> Preset:
-    """A :class:`Preset` from the JSON structure (unknown keys are errors); every section is validated."""
-    unknown = [k for k in data if k not in ("name", "description", *SECTIONS)]
-    if unknown:
-        raise ValueError(f"preset {name}: unknown key(s) {', '.join(map(repr, unknown))}")
-    preset = Preset(
-        name=str(data.get("name", name)),
-        description=str(data.get("description", "")),
-        compare=_build(CompareConfig, data.get("compare", {}), "compare"),
-        scaling=_build(ScalingConfig, data.get("scaling", {}), "scaling"),
-        sweep=_build(SweepConfig, data.get("sweep", {}), "sweep"),
-        source=source,
-        sections=tuple(s for s in SECTIONS if s in data) or SECTIONS,
-    )
-    preset.compare.validate()
-    preset.sweep.validate(preset.compare)
-    preset.scaling.validate()
-    return preset
-
-
-def preset_names() -> list[str]:
-    """The presets shipped with the package."""
-    return sorted(p.stem for p in PRESET_DIR.glob("*.json"))
-
-
-def preset_path(name_or_path: str | os.PathLike) -> Path:
-    """The file of a shipped preset (by name) or of a user's preset (a path)."""
-    path = Path(name_or_path).expanduser()
-    if path.suffix == ".json" or path.is_file():
-        if not path.is_file():
-            raise FileNotFoundError(f"preset file not found: {path}")
-        return path
-    shipped = PRESET_DIR / f"{name_or_path}.json"
-    if not shipped.is_file():
-        raise ValueError(f"unknown preset {str(name_or_path)!r}; choose one of {', '.join(preset_names())} "
-                         "or give the path of a JSON file")
-    return shipped
-
-
-def load_preset(name_or_path: str | os.PathLike) -> Preset:
-    """Read and validate a preset: a shipped name (``cpu``, ``gpu``, ``imagenet``) or a JSON file's path."""
-    path = preset_path(name_or_path)
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"preset {path} is not valid JSON: {err}") from None
-    return preset_from_dict(data, name=path.stem, source=str(path))
-
-
-def default_preset_name() -> str:
-    """``gpu`` when CUDA is available, else ``cpu``."""
-    import torch
-
-    return "gpu" if torch.cuda.is_available() else "cpu"
-
-
-def parse_value(text: str) -> Any:
-    """A command-line value: JSON when it parses (numbers, lists, true/false/null), else the string."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
-def with_overrides(section: Any, overrides: list[str], *, compare: CompareConfig | None = None) -> Any:
-    """A copy of ``section`` with ``KEY=VALUE`` settings applied and validated.
-
-    ``KEY`` is a key of the section (``seeds``, ``pairs``, ``scales``...), ``death.KEY``, ``train.KEY``, or
-    a bare training setting (``epochs=2`` means ``train.epochs=2``). ``VALUE`` is read as JSON when it parses.
-    A sweep is checked against ``compare`` (whose entries it tunes).
-    """
-    from ..training import TrainConfig
-
-    section = dataclasses.replace(section, train=dict(section.train))
-    own = {f.name for f in fields(section)} - {"train"}
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. epochs=2 or seeds=[0,1]")
-        value = parse_value(raw)
-        if key == "level_margins":
-            raise ValueError("--set level_margins: the error levels are no longer derived from the runs; fix them "
-                             "with --set levels=[50,30,20]")
-        if key.startswith("death.") and isinstance(section, ScalingConfig):
-            section.death = _build(DeathCriteria, {**dataclasses.asdict(section.death), key[6:]: value}, "death")
-        elif key.startswith("train."):
-            section.train[key[6:]] = value
-        elif key in own:
-            setattr(section, key, value)
-        elif key in TrainConfig.field_names():
-            section.train[key] = value
-        else:
-            raise ValueError(f"--set {key}: neither a study setting ({', '.join(sorted(own))}) nor a training "
-                             "setting (see `inception-resnet train --help`)")
-    if isinstance(section, SweepConfig):
-        section.validate(compare)
-    else:
-        section.validate()
-    return section
+SECTION_OF = {CompareConfig: "compare", SweepConfig: "sweep", ScalingConfig: "scaling"}
 
 
 def section_to_dict(section: CompareConfig | SweepConfig | ScalingConfig) -> dict[str, Any]:

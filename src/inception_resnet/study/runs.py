@@ -295,11 +295,21 @@ def collect_records(
     parallel: int = 1,
 ) -> list[RunRecord]:
     """Record the study in ``out/study.json`` (rank 0), then train the runs not done yet; with ``report_only``,
-    train nothing and collect the runs that exist (the others are marked "not run")."""
+    train nothing and collect the runs that exist (the others are marked "not run").
+
+    Nothing is written before every run directory is known to hold no run of other settings, and
+    ``report_only`` without a single finished run is an error (nothing is created)."""
+    for spec in specs:  # refuse before study.json changes: it names the command that made the runs
+        check_not_conflicting(spec)
+    if report_only:
+        records = [existing_record(s) or RunRecord(s, "not run", "not trained yet") for s in specs]
+        if all(r.status == "not run" for r in records):
+            raise ValueError(f"--report-only: {out} holds no finished run of this study; run the same command "
+                             "without --report-only to train them first")
     if is_main_process():
         out.mkdir(parents=True, exist_ok=True)
         if not report_only or not (out / "study.json").is_file():
             write_json(out / "study.json", study)
     if report_only:
-        return [existing_record(s) or RunRecord(s, "not run", "not trained yet") for s in specs]
+        return records
     return run_all(specs, train_fn=train_fn, time_limit_s=time_limit_s, log=log, parallel=parallel)

@@ -7,19 +7,22 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from ..checks import bounded, check_fields
+from ..data.transforms import MAX_INPUT_SIZE
+from ..models.registry import COMMON_ARGUMENTS, MAX_CLASSES, check_model
 from .optimizers import NO_DECAY_CHOICES, SCHEDULES
 from .rundir import load_run_config
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 OPTIMIZERS = ("rmsprop_tf", "sgd")
 AUGMENTATIONS = ("inception", "pad-crop")
+SEED_LIMIT = 2**32 - 1  # numpy's and the data order's seeds are 32-bit
 
 RECIPES: dict[str, dict[str, Any]] = {
     "paper": dict(
@@ -37,10 +40,11 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 
 
-def _opt(default: Any, help: str) -> Any:
+def _opt(default: Any, help: str, **bounds: Any) -> Any:
+    """A setting: its default, its help text (the CLI's) and what it accepts besides its type (:class:`Bounds`)."""
     if isinstance(default, dict):
-        return field(default_factory=dict, metadata={"help": help})
-    return field(default=default, metadata={"help": help})
+        return bounded(help=help, factory=dict, **bounds)
+    return bounded(default, help=help, **bounds)
 
 
 @dataclass
@@ -53,12 +57,16 @@ class TrainConfig:
 
     # what to train
     model: str = _opt("inception_v4", "registered model name (see `inception-resnet models`)")
-    num_classes: int | None = _opt(None, "classifier outputs (default: the number of classes in the data)")
-    in_chans: int = _opt(3, "input channels of the model; images are converted (grey <-> RGB) to match")
-    input_size: int | None = _opt(None, "training and validation image size (default: the model's, 299)")
+    num_classes: int | None = _opt(None, "classifier outputs (default: the number of classes in the data)",
+                                   ge=1, le=MAX_CLASSES)
+    in_chans: int = _opt(3, "input channels of the model; images are converted (grey <-> RGB) to match",
+                         bounds=COMMON_ARGUMENTS["in_chans"][1])
+    input_size: int | None = _opt(None, "training and validation image size (default: the model's, 299)", ge=1,
+                                 le=MAX_INPUT_SIZE)
     width_multiplier: float | None = _opt(None, "model option: scale every layer's channels")
     aux_logits: bool | None = _opt(None, "model option: build the auxiliary classifier")
-    residual_scale: float | None = _opt(None, "model option: scale of the residual branches (Inception-ResNet)")
+    residual_scale: float | tuple[float, float, float] | None = _opt(
+        None, "model option: scale of the residual branches (Inception-ResNet), one or an (A, B, C) triple")
     model_options: dict = _opt({}, "further model options, passed to create_model")
     pretrained: str | None = _opt(None, "weights to start from (anything create_model(pretrained=) takes); "
                                         "a classifier of another size is replaced by a new one")
@@ -67,67 +75,75 @@ class TrainConfig:
     sync_bn: bool = _opt(False, "SyncBatchNorm across processes (CUDA only)")
     # data
     data: str | None = _opt(None, "image folder, 'fashion-mnist' (default), 'mnist', or 'synthetic:N[:CLASSES]'")
-    max_train_images: int | None = _opt(None, "train on a class-balanced subset of this many images")
-    max_val_images: int | None = _opt(None, "validate on a class-balanced subset of this many images")
+    max_train_images: int | None = _opt(None, "train on a class-balanced subset of this many images", ge=1)
+    max_val_images: int | None = _opt(None, "validate on a class-balanced subset of this many images", ge=1)
     val_fraction: float = _opt(0.1, "without a val/ split in the data folder: the share of the training images "
-                                    "held out for validation (class-balanced, chosen by the seed; 0: none)")
+                                    "held out for validation (class-balanced, chosen by the seed; 0: none)", ge=0, lt=1)
     num_workers: int | None = _opt(None, "data loader processes (default: 0 on a machine of <= 2 cores, else "
-                                         "up to 8 per process)")
+                                         "up to 8 per process)", ge=0, le=1024)
     color_distortion: bool = _opt(True, "random colour distortion in the training augmentation")
     augmentation: str = _opt("inception", "training augmentation: 'inception' (random crops of 5-100 percent of "
                              "the area, flip, colour) or 'pad-crop' (small images: pad, random crop, flip; "
-                             "validation on the whole image)")
+                             "validation on the whole image)", choices=AUGMENTATIONS)
     holdout_fraction: float = _opt(0.0, "validate on this class-balanced share of the training split, held out "
-                                   "from training (the validation split is not read; for learning-rate sweeps)")
+                                   "from training (the validation split is not read; for learning-rate sweeps)",
+                                   ge=0, lt=1)
     # recipe
-    recipe: str = _opt("paper", "hyper-parameter defaults: 'paper' (RMSProp, TF semantics) or 'sgd'")
-    epochs: int = _opt(10, "number of epochs")
-    batch_size: int = _opt(32, "GLOBAL batch per optimiser step (split over processes and accumulation)")
-    accum_steps: int = _opt(1, "gradient accumulation: micro-batches per optimiser step")
-    optimizer: str | None = _opt(None, "rmsprop_tf or sgd")
-    lr: float | None = _opt(None, "learning rate for reference_batch_size images (paper: 0.045 per 32)")
-    reference_batch_size: int | None = _opt(None, "the batch size `lr` is given for")
+    recipe: str = _opt("paper", "hyper-parameter defaults: 'paper' (RMSProp, TF semantics) or 'sgd'",
+                       choices=tuple(RECIPES))
+    epochs: int = _opt(10, "number of epochs", ge=1, le=1_000_000)
+    batch_size: int = _opt(32, "GLOBAL batch per optimiser step (split over processes and accumulation)",
+                           ge=1, le=1_000_000)
+    accum_steps: int = _opt(1, "gradient accumulation: micro-batches per optimiser step", ge=1, le=1_000_000)
+    optimizer: str | None = _opt(None, "rmsprop_tf or sgd", choices=OPTIMIZERS)
+    lr: float | None = _opt(None, "learning rate for reference_batch_size images (paper: 0.045 per 32)", ge=0)
+    reference_batch_size: int | None = _opt(None, "the batch size `lr` is given for", ge=1)
     scale_lr: bool = _opt(True, "scale lr linearly from reference_batch_size to batch_size")
-    momentum: float | None = _opt(None, "momentum (RMSProp's and SGD's)")
+    momentum: float | None = _opt(None, "momentum (RMSProp's and SGD's)", ge=0, lt=1)
     nesterov: bool | None = _opt(None, "Nesterov momentum (SGD)")
-    rmsprop_decay: float | None = _opt(None, "RMSProp decay of the mean square (TF's `decay`)")
-    rmsprop_eps: float | None = _opt(None, "RMSProp epsilon, inside the square root (paper: 1.0)")
-    weight_decay: float | None = _opt(None, "L2 weight decay")
-    no_decay: str | None = _opt(None, "parameters exempt from weight decay: norm, norm_and_bias or none")
-    schedule: str | None = _opt(None, "learning-rate schedule: step (staircase exponential), cosine, constant")
-    decay_rate: float | None = _opt(None, "step schedule: factor per decay interval (paper: 0.94)")
-    decay_epochs: float | None = _opt(None, "step schedule: epochs per decay interval (paper: 2)")
+    rmsprop_decay: float | None = _opt(None, "RMSProp decay of the mean square (TF's `decay`)", ge=0, lt=1)
+    rmsprop_eps: float | None = _opt(None, "RMSProp epsilon, inside the square root (paper: 1.0)", gt=0)
+    weight_decay: float | None = _opt(None, "L2 weight decay", ge=0)
+    no_decay: str | None = _opt(None, "parameters exempt from weight decay: norm, norm_and_bias or none",
+                                choices=NO_DECAY_CHOICES)
+    schedule: str | None = _opt(None, "learning-rate schedule: step (staircase exponential), cosine, constant",
+                                choices=SCHEDULES)
+    decay_rate: float | None = _opt(None, "step schedule: factor per decay interval (paper: 0.94)", gt=0)
+    decay_epochs: float | None = _opt(None, "step schedule: epochs per decay interval (paper: 2)", gt=0)
     staircase: bool = _opt(True, "step schedule: decay in steps (else continuously)")
-    warmup_epochs: float | None = _opt(None, "linear warm-up length in epochs")
-    min_lr: float | None = _opt(None, "cosine schedule: final learning rate")
-    label_smoothing: float | None = _opt(None, "label smoothing")
-    clip_grad_norm: float | None = _opt(None, "clip gradients to this global norm (0: no clipping)")
-    drop_rate: float | None = _opt(None, "dropout before the classifier (paper: keep 0.8, i.e. 0.2)")
+    warmup_epochs: float | None = _opt(None, "linear warm-up length in epochs", ge=0)
+    min_lr: float | None = _opt(None, "cosine schedule: final learning rate", ge=0)
+    label_smoothing: float | None = _opt(None, "label smoothing", ge=0, lt=1)
+    clip_grad_norm: float | None = _opt(None, "clip gradients to this global norm (0: no clipping)", ge=0)
+    drop_rate: float | None = _opt(None, "dropout before the classifier (paper: keep 0.8, i.e. 0.2)",
+                                   bounds=COMMON_ARGUMENTS["drop_rate"][1])
     aux_loss_weight: float | None = _opt(None, "weight of each auxiliary classifier's loss (default: the model's, "
-                                               "0.4 as TF-slim, 0.3 per head for GoogLeNet)")
-    ema_decay: float | None = _opt(None, "decay of the weight EMA (0: no EMA)")
+                                               "0.4 as TF-slim, 0.3 per head for GoogLeNet)", ge=0)
+    ema_decay: float | None = _opt(None, "decay of the weight EMA (0: no EMA)", ge=0, lt=1)
     ema_warmup: bool | None = _opt(None, "adjust the EMA decay for short runs: min(decay, (1+n)/(10+n))")
     # execution
     device: str = _opt("auto", "auto, cpu, cuda or cuda:N")
-    precision: str = _opt("fp32", "fp32, bf16 (autocast) or fp16 (autocast with a gradient scaler)")
+    precision: str = _opt("fp32", "fp32, bf16 (autocast) or fp16 (autocast with a gradient scaler)", choices=PRECISIONS)
     channels_last: bool = _opt(False, "channels-last memory format")
     compile: bool = _opt(False, "torch.compile the training step's model")
     deterministic: bool = _opt(False, "deterministic algorithms (bit-exact resumption on the CPU)")
-    threads: int | None = _opt(None, "torch CPU threads per process")
-    seed: int = _opt(0, "seed of the initialisation, the data order and the augmentation")
+    threads: int | None = _opt(None, "torch CPU threads per process", ge=1, le=4096)
+    seed: int = _opt(0, "seed of the initialisation, the data order and the augmentation", ge=0, le=SEED_LIMIT)
     # outputs
     run_dir: str | None = _opt(None, "run directory (default: runs/<model>-<recipe>-<time>)")
     resume: str | None = _opt(None, "'auto' (newest intact checkpoint of run_dir, if any) or a checkpoint file")
-    checkpoint_every_steps: int = _opt(0, "also checkpoint every N optimiser steps (0: only every epoch)")
-    keep_last: int = _opt(3, "rolling checkpoints to keep (best.pt is kept besides)")
-    log_every_steps: int = _opt(10, "write steps.jsonl every N steps (0: never)")
-    validate_every_epochs: int = _opt(1, "validate every N epochs (and after the last)")
-    validate_every_steps: int = _opt(0, "also validate at step 0 and every N optimiser steps (validation.jsonl)")
+    checkpoint_every_steps: int = _opt(0, "also checkpoint every N optimiser steps (0: only every epoch)", ge=0)
+    keep_last: int = _opt(3, "rolling checkpoints to keep (best.pt is kept besides)", ge=1, le=1_000_000)
+    log_every_steps: int = _opt(10, "write steps.jsonl every N steps (0: never)", ge=0)
+    validate_every_epochs: int = _opt(1, "validate every N epochs (and after the last)", ge=1)
+    validate_every_steps: int = _opt(0, "also validate at step 0 and every N optimiser steps (validation.jsonl)", ge=0)
     validate_spacing: float = _opt(0.0, "with validate_every_steps: the gap between two validations grows to this "
-                                   "fraction of the step (0.1: a crossing is bracketed within 10 percent of its step)")
+                                   "fraction of the step (0.1: a crossing is bracketed within 10 percent of its step)",
+                                   ge=0, le=1)
     bn_recompute_images: int = _opt(0, "validate a copy of the network whose BatchNorm statistics are recomputed "
-                                    "on this many clean training images (0: the running statistics)")
-    val_batch_size: int | None = _opt(None, "validation batch per process (default: twice the training one)")
+                                    "on this many clean training images (0: the running statistics)", ge=0)
+    val_batch_size: int | None = _opt(None, "validation batch per process (default: twice the training one)",
+                                      ge=1, le=1_000_000)
     progress: bool = _opt(True, "progress bar and per-epoch lines on stderr/stdout")
     tensorboard: bool = _opt(True, "write TensorBoard scalars when tensorboard is installed")
 
@@ -157,8 +173,7 @@ class TrainConfig:
 
     def resolved(self) -> TrainConfig:
         """A copy with every recipe value filled in and everything checked (ValueError saying what to fix)."""
-        if self.recipe not in RECIPES:
-            raise ValueError(f"unknown recipe {self.recipe!r}; choose one of {', '.join(RECIPES)}")
+        check_fields(self)
         values = dict(RECIPES[self.recipe])
         if self.recipe == "sgd":
             values["warmup_epochs"] = min(values["warmup_epochs"], self.epochs / 10)
@@ -168,83 +183,19 @@ class TrainConfig:
         return config
 
     def validate(self) -> None:
-        """Raise a ValueError for a value of the wrong type, not finite, or out of range (on a resolved config)."""
-        self.check_types()
-        choices = {
-            "precision": PRECISIONS, "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "no_decay": NO_DECAY_CHOICES,
-        }
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
-        at_least_one = ["epochs", "batch_size", "accum_steps", "keep_last", "validate_every_epochs", "in_chans"]
-        at_least_one += [n for n in ("max_train_images", "max_val_images", "val_batch_size", "num_classes",
-                                     "input_size", "threads") if getattr(self, n) is not None]
-        for name in at_least_one:
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("checkpoint_every_steps", "log_every_steps", "weight_decay", "clip_grad_norm", "warmup_epochs",
-                     "aux_loss_weight", "min_lr", "lr"):
-            value = getattr(self, name)
-            if value is not None and value < 0:
-                raise ValueError(f"{name} must be >= 0, got {value}")
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise ValueError(f"val_fraction must lie in [0, 1), got {self.val_fraction}")
-        if self.num_workers is not None and self.num_workers < 0:
-            raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
-        if self.augmentation not in AUGMENTATIONS:
-            raise ValueError(f"augmentation must be one of {', '.join(AUGMENTATIONS)}, got {self.augmentation!r}")
-        if not 0.0 <= self.holdout_fraction < 1.0:
-            raise ValueError(f"holdout_fraction must lie in [0, 1), got {self.holdout_fraction}")
-        for name in ("validate_every_steps", "bn_recompute_images"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if not 0.0 <= self.validate_spacing <= 1.0:
-            raise ValueError(f"validate_spacing must lie in [0, 1], got {self.validate_spacing}")
-        for name in ("label_smoothing", "drop_rate", "ema_decay", "momentum", "rmsprop_decay"):
-            value = getattr(self, name)
-            if value is not None and not 0.0 <= value < 1.0:
-                raise ValueError(f"{name} must lie in [0, 1), got {value}")
-        for name in ("decay_rate", "decay_epochs", "rmsprop_eps", "width_multiplier"):
-            value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise ValueError(f"{name} must be > 0, got {value}")
-        if self.reference_batch_size is not None and self.reference_batch_size < 1:
-            raise ValueError(f"reference_batch_size must be at least 1, got {self.reference_batch_size}")
+        """Raise a ValueError for a value of the wrong type, not finite, or out of range (on a resolved config).
+
+        Every field is checked against its annotation and bounds (:func:`~inception_resnet.checks.check_fields`);
+        the model and its options (``model_options`` and the option fields) against the model's builder.
+        """
+        check_fields(self)
         reserved = sorted(set(self.model_options) & {"num_classes", "in_chans", "drop_rate", "pretrained"})
         if reserved:
             raise ValueError(f"model_options {', '.join(reserved)}: these are settings of their own; give them as "
                              + ", ".join(f"--{name.replace('_', '-')}" for name in reserved))
+        check_model(self.model, self.model_kwargs())
         if self.resume is not None and self.resume != "auto" and not Path(self.resume).exists():
             raise FileNotFoundError(f"checkpoint to resume from not found: {self.resume} (or pass --resume auto)")
-
-    def check_types(self) -> None:
-        """A ValueError naming the first setting whose value has the wrong type or is NaN/infinite."""
-        for name, annotation in typing.get_type_hints(type(self)).items():
-            value = getattr(self, name)
-            kinds = [k for k in (typing.get_args(annotation) or (annotation,)) if k is not type(None)]
-            if value is None and len(kinds) < len(typing.get_args(annotation) or (annotation,)):
-                continue
-            kind = kinds[0]
-            if name == "residual_scale" and isinstance(value, (list, tuple)):
-                # the model's (A, B, C) triple, as --print-config writes it and README documents
-                if len(value) != 3:
-                    raise ValueError(f"residual_scale must be a number or an (A, B, C) triple, got {value!r}")
-                for item in value:
-                    if isinstance(item, bool) or not isinstance(item, (int, float)) or not math.isfinite(item):
-                        raise ValueError(f"residual_scale must hold finite numbers, got {value!r}")
-            elif kind is float:
-                if isinstance(value, bool) or not isinstance(value, (int, float)):
-                    raise ValueError(f"{name} must be a number, got {value!r}")
-                if not math.isfinite(value):
-                    raise ValueError(f"{name} must be a finite number, got {value}")
-            elif kind is int and (isinstance(value, bool) or not isinstance(value, int)):
-                raise ValueError(f"{name} must be a whole number, got {value!r}")
-            elif kind is bool and not isinstance(value, bool):
-                raise ValueError(f"{name} must be true or false, got {value!r}")
-            elif kind is str and not isinstance(value, str):
-                raise ValueError(f"{name} must be a text, got {value!r}")
-            elif kind is dict and not isinstance(value, Mapping):
-                raise ValueError(f"{name} must be a mapping of KEY: VALUE, got {value!r}")
 
     def model_kwargs(self) -> dict[str, Any]:
         """The options ``create_model`` gets besides the name, classes, channels and dropout."""
@@ -282,7 +233,18 @@ def config_for_resume(overrides: Mapping[str, Any]) -> TrainConfig:
         run_dir = run_dir or str(checkpoint.resolve().parent.parent)
     elif run_dir is None:
         raise ValueError("--resume auto needs --run-dir (the run directory to continue)")
-    base = load_run_config(run_dir) if (Path(run_dir) / "config.json").is_file() else {}
+    path = Path(run_dir) / "config.json"
+    base = checked_settings(load_run_config(run_dir), str(path)) if path.is_file() else {}
     return TrainConfig.from_dict({**base, **overrides, "run_dir": run_dir})
+
+
+def checked_settings(values: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """Settings read from a file, each checked (:func:`~inception_resnet.checks.check_fields`); an error names the
+    file (``source``), then the setting."""
+    try:
+        check_fields(TrainConfig.from_dict(values))
+    except ValueError as error:
+        raise ValueError(f"{source}: {error}") from None
+    return dict(values)
 
 

@@ -188,7 +188,15 @@ def read_config_document(run_dir: RunSource) -> dict[str, Any] | None:
     path = Path(run_dir) / "config.json"
     if not path.is_file():
         return None
-    return dict(json.loads(path.read_text()))
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is damaged (not JSON text: {err}); restore it, or start afresh with a new "
+                         "--run-dir") from None
+    if not isinstance(document, dict) or not isinstance(document.get("config"), dict):
+        raise ValueError(f"{path} is not a run's configuration (a JSON object with a 'config' object); restore it, "
+                         "or start afresh with a new --run-dir")
+    return document
 
 
 def load_run_config(run_dir: RunSource) -> dict[str, Any]:
@@ -218,6 +226,11 @@ def metrics_file(source: RunSource) -> Path:
     return path
 
 
+def shorten(text: str, limit: int = 80) -> str:
+    """``text`` cut to ``limit`` characters."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _number(value: Any) -> float | None:
     if value is None or value == "":
         return None
@@ -231,7 +244,17 @@ def read_metrics(source: RunSource) -> list[dict[str, Any]]:
     """The per-epoch rows of a run (from its directory, ``metrics.csv`` or ``metrics.jsonl``), numbers as floats."""
     path = metrics_file(source)
     if path.suffix == ".jsonl":
-        raw = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        raw = []
+        for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+            try:
+                row = json.loads(line) if line.strip() else {}
+            except json.JSONDecodeError as err:
+                row = err
+            if not isinstance(row, dict):
+                raise ValueError(f"{path}, line {number}: not a JSON object of metrics ({shorten(str(row))}); the "
+                                 "file is damaged: remove that line to read the others")
+            if row:
+                raw.append(row)
     elif path.suffix == ".csv":
         with open(path, newline="") as handle:
             raw = list(csv.DictReader(handle))

@@ -22,6 +22,8 @@ that does not fit raises a ValueError naming the first missing, unexpected and w
 from __future__ import annotations
 
 import os
+import pickle
+import re
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -61,13 +63,31 @@ def read_weights_file(path: str | os.PathLike) -> tuple[StateDict, list[str] | N
         return state, _classes_in_header(header)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:  # torch's safe loader refused a pickle that names code to run
+        raise ValueError(
+            f"{path} is not a plain weights file: its pickle names code to run ({code_named(err)}), which is "
+            "never run here. If you trust the file, convert it once in Python: obj = torch.load(path, "
+            "weights_only=False); torch.save(obj.state_dict() if hasattr(obj, 'state_dict') else obj, 'plain.pth')"
+        ) from None
     except Exception as err:
         raise ValueError(
-            f"{path} could not be read as a PyTorch weights file ({type(err).__name__}: {err}); "
+            f"{path} could not be read as a PyTorch weights file ({type(err).__name__}: {first_sentence(err)}); "
             "pass a .pth/.pt/.bin state dict or a .safetensors file"
-        ) from err
+        ) from None
     classes = obj.get("classes") if isinstance(obj, Mapping) else None
     return unwrap_state_dict(obj, str(path)), _class_list(classes)
+
+
+def code_named(error: BaseException) -> str:
+    """What torch's safe loader refused to run, e.g. ``posix.system``."""
+    found = re.search(r"GLOBAL (\S+)", str(error))
+    return found.group(1) if found else first_sentence(error)
+
+
+def first_sentence(error: BaseException) -> str:
+    """The first line of an error's message, without torch's advice to load untrusted files unsafely."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return text.split(" (1) ")[0].split(" In PyTorch 2.6")[0].rstrip(". ")
 
 
 def _classes_in_header(header: Mapping[str, str]) -> list[str] | None:
@@ -226,6 +246,8 @@ def weights_format(source: str | os.PathLike) -> tuple[str, str]:
         if name.endswith(".ckpt") and not zipfile.is_zipfile(path):
             return "tf-slim", str(path)
         return "torch", str(path)
+    if path.exists():
+        raise ValueError(f"weights {path} is not a regular file (a pipe, a socket or a device); pass a weights file")
     if Path(text + ".index").expanduser().is_file():
         return "tf-slim", str(path)
     if isinstance(source, str) and looks_like_tag(source):
