@@ -70,7 +70,7 @@ class RunValidation:
                     if self.bn_loader is not None:
                         network = recompute_batchnorm(network, self.bn_loader, device=self.ctx.device,
                                                       precision=amp, channels_last=self.config.channels_last)
-                    result = evaluate_loader(network, self.val_loader, device=self.ctx.device, amp=amp,
+                    result = evaluate_loader(network, self.val_loader, device=self.ctx.device, precision=amp,
                                              channels_last=self.config.channels_last)
                     results.update({
                         f"{prefix}_top1_error": result.top1_error, f"{prefix}_top5_error": result.top5_error,

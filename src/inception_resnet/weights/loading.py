@@ -31,6 +31,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from .records import metadata_changes, read_model_config, run_weights
+from .records import save_weights as save_weights  # its home is .records; imported from here too
+
 StateDict = dict[str, torch.Tensor]
 
 # Keys under which training scripts nest the weights, in order of preference.
@@ -216,7 +219,11 @@ def weights_format(source: str | os.PathLike) -> tuple[str, str]:
         for name in WEIGHT_FILES:
             if (path / name).is_file():
                 return "torch", str(path / name)
-        raise FileNotFoundError(f"the folder {path} holds none of {', '.join(WEIGHT_FILES)}; pass the weights file")
+        inner = run_weights(path)  # a training run directory: its final weights or best checkpoint
+        if inner is not None:
+            return weights_format(inner)
+        raise FileNotFoundError(f"the folder {path} holds none of {', '.join(WEIGHT_FILES)} and is no training run "
+                                "directory (no model/ or checkpoints/); pass the weights file")
     if path.is_file():
         name = path.name.lower()
         if name.endswith(KERAS_SUFFIXES):
@@ -252,6 +259,9 @@ def read_weights(model: nn.Module, source: str | os.PathLike) -> LoadedWeights:
         state, notes = keras.load_keras_state(model, location)
         return LoadedWeights(state, location, notes, dict(keras.KERAS_METADATA), tf_pooling=True)
     state, classes = read_weights_file(location)
+    config = read_model_config(location)
+    if config is not None:
+        return LoadedWeights(state, location, metadata=metadata_changes(config))
     return LoadedWeights(state, location, metadata={"extra": {"classes": classes}} if classes else {})
 
 
@@ -373,32 +383,13 @@ def fit_classifiers(model: nn.Module, state: StateDict) -> tuple[list[str], list
 
 def _metadata_changes(model: nn.Module, loaded: LoadedWeights) -> dict[str, Any]:
     changes: dict[str, Any] = {"weights": loaded.label, **loaded.metadata}
-    # the class names belong to the weights: the previous weights' names never stay behind
+    # the class names belong to the weights: the previous weights' names never stay behind, and names of a
+    # classifier that was replaced (fine-tuning to other classes) are not the model's
     kept = {k: v for k, v in model.metadata.extra.items() if k != "classes"}
     changes["extra"] = {**kept, **changes.get("extra", {})}
+    names = changes["extra"].get("classes")
+    if names is not None and len(names) != getattr(model, "num_classes", 0) - int(changes.get("label_offset", 0)):
+        del changes["extra"]["classes"]
     if getattr(model, "num_classes", 0) == 1001:
         changes["label_offset"] = 1  # TF-slim's background class kept at index 0
     return changes
-
-
-def save_weights(model: nn.Module, path: str | os.PathLike) -> Path:
-    """Save the model's state dict as ``.safetensors`` (in the same key layout) or a torch ``.pth`` file."""
-    import io
-
-    from ..files import write_bytes_atomic, write_error
-
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise write_error(error, "the weights", path) from None
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    if path.suffix == ".safetensors":
-        from safetensors.torch import save
-
-        data = save(state)
-    else:
-        buffer = io.BytesIO()
-        torch.save(state, buffer)
-        data = buffer.getvalue()
-    return write_bytes_atomic(path, data, "the weights")
