@@ -28,7 +28,7 @@ from .distributed import (
     wrap_ddp,
 )
 from .ema import ModelEma
-from .finetune import freeze_body, load_pretrained
+from .finetune import freeze_body
 from .optimizers import LRSchedule, build_optimizer, param_groups, scale_lr
 from .rng import PerSampleSeeds, isolated_rng
 from .rundir import RunDirectoryBusy, RunLock
@@ -196,11 +196,13 @@ class RunSetup:
         from ..weights.factory import create_model
 
         config = self.config
-        net = create_model(config.model, num_classes=num_classes, in_chans=config.in_chans,
-                           drop_rate=config.drop_rate, **config.model_kwargs())
-        if config.pretrained and self.resume_path is None:
-            for note in load_pretrained(net, config.pretrained):
-                self.say(f"pretrained weights: {note}")
+        pretrained = config.pretrained if self.resume_path is None else None
+        with warnings.catch_warnings():  # a new classifier is what fine-tuning to other classes wants; noted below
+            warnings.filterwarnings("ignore", message=".*classifiers do not fit")
+            net = create_model(config.model, num_classes=num_classes, in_chans=config.in_chans,
+                               drop_rate=config.drop_rate, pretrained=pretrained, **config.model_kwargs())
+        for note in net.load_notes:
+            self.say(f"pretrained weights: {note}")
         if config.freeze_body:
             freeze_body(net)
         return net

@@ -18,6 +18,7 @@ from .distributed import (
     unwrap_model,
 )
 from .ema import ModelEma
+from .final_weights import run_model_config
 from .rng import capture_rng
 from .rundir import write_run_config
 
@@ -60,6 +61,8 @@ class RunState:
             "format_version": FORMAT_VERSION,
             "model_name": self.config.model,
             "classes": self.classes,
+            "model_config": run_model_config(unwrap_model(self.net), self.classes, self.input_size(self.net),
+                                             self.config.augmentation),
             "config": self.config.to_dict(),
             "model": unwrap_model(self.net).state_dict(),
             "model_ema": self.ema.module.state_dict() if self.ema is not None else None,

@@ -22,7 +22,11 @@ Run directory::
                          (and what a step probe adds: :mod:`inception_resnet.training.probes`)
     validation.jsonl     with ``validate_every_steps``: step 0 and every N steps, the validation errors
                          and the training time so far (validation excluded); see :mod:`.validation`
-    checkpoints/         last-e<epoch>-s<step>.pt (the newest ``keep_last``), best.pt
+    checkpoints/         last-e<epoch>-s<step>.pt (the newest ``keep_last``), best.pt: everything to resume
+                         (weights, averaged weights, optimiser state...; :mod:`.state`) and the model
+                         configuration; best.pt is a hard link to the best epoch's file, no second copy
+    model/               when training ends: model.safetensors and config.json, the best weights alone
+                         (:mod:`.final_weights`); ``--weights RUN`` and ``create_model(pretrained=RUN)`` read them
     tensorboard/         the same scalars, when the tensorboard package is installed
 
 Exact resumption: checkpoints (every epoch, and every ``checkpoint_every_steps`` steps) hold the model,
@@ -63,6 +67,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from .checkpoint import load_checkpoint
+from .final_weights import write_final_weights
 from .config import TrainConfig
 from .control import NonFiniteLossError, StopRequest, maybe_crash_for_test
 from .distributed import (
@@ -181,6 +186,11 @@ class Trainer(RunSetup, RunState, RunValidation):
         finally:
             self.stop.restore()
             self.log.close()
+        if status == "completed" and self.ctx.is_main:
+            best = self.checkpoints.best_path if self.best else None
+            folder = write_final_weights(self.run_dir, best, self.last_checkpoint)
+            if folder is not None:
+                self.say(f"weights: {folder} (model.safetensors and config.json; --weights {self.run_dir})")
         return self.summary(status)
 
     # -- loop -----------------------------------------------------------------------------------------
