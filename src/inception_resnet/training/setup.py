@@ -203,6 +203,8 @@ class RunSetup:
                                drop_rate=config.drop_rate, pretrained=pretrained, **config.model_kwargs())
         for note in net.load_notes:
             self.say(f"pretrained weights: {note}")
+        # the classes are the data's from now on (the run records them), not those the weights were trained on
+        net.set_metadata(extra={k: v for k, v in net.metadata.extra.items() if k != "classes"})
         if config.freeze_body:
             freeze_body(net)
         return net

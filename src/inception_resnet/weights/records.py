@@ -38,6 +38,9 @@ CHECKPOINT_KEY = "model_config"  # the configuration's key in a training checkpo
 HEADER_KEY = "inception_resnet.config"  # its key in a safetensors header
 OUR_KEY = "inception_resnet"
 # the preprocessing fields of the metadata a configuration carries
+# the keys of timm's PretrainedCfg that ours have (timm refuses others)
+TIMM_FIELDS = ("architecture", "tag", "hf_hub_id", "input_size", "fixed_input_size", "min_input_size", "interpolation",
+               "crop_pct", "crop_mode", "mean", "std", "num_classes", "label_offset", "first_conv", "classifier")
 METADATA_FIELDS = ("input_size", "min_input_size", "mean", "std", "crop_pct", "crop_mode", "interpolation",
                    "label_offset", "source")
 
@@ -49,7 +52,7 @@ def model_config(model: nn.Module, *, input_size: int | None = None, classes: li
     if input_size is not None:
         meta = meta.with_updates(input_size=(meta.input_size[0], int(input_size), int(input_size)))
     names = classes if classes is not None else meta.extra.get("classes")
-    timm_cfg = dict(model.pretrained_cfg)
+    timm_cfg = {key: value for key, value in model.pretrained_cfg.items() if key in TIMM_FIELDS}
     timm_cfg.update(input_size=list(meta.input_size), min_input_size=[meta.input_size[0], meta.min_input_size,
                                                                       meta.min_input_size],
                     mean=list(meta.mean), std=list(meta.std))
