@@ -131,8 +131,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--topk", type=int, default=5, help="classes to show per image")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     parser.add_argument("--input-size", type=int, default=None, metavar="N",
-                        help="input side in pixels (default: the weights' own: the run's for our checkpoints, 299 for the "
-                             "ImageNet models)")
+                        help="input side in pixels (default: the weights' own: the run's for our checkpoints, 299 "
+                             "for the ImageNet models)")
     add_flag(parser, "batch_size", default=8, help="images per forward pass")
     add_flag(parser, "device", default="auto")
     add_inference_flags(parser)

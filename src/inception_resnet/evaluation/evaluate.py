@@ -357,7 +357,8 @@ def evaluate(
                 if labels.numel() == 0:
                     continue
             member_log_probs = [
-                forward_log_probs(m, views, device=device, precision=precision, channels_last=channels_last, chunk=batch_size)
+                forward_log_probs(m, views, device=device, precision=precision, channels_last=channels_last,
+                                  chunk=batch_size)
                 for m, views in zip(members, images, strict=True)
             ]
             metrics.update(combine_members(member_log_probs, weights), labels)

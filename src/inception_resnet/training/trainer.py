@@ -67,7 +67,6 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from .checkpoint import load_checkpoint
-from .final_weights import write_final_weights
 from .config import TrainConfig
 from .control import NonFiniteLossError, StopRequest, maybe_crash_for_test
 from .distributed import (
@@ -77,6 +76,7 @@ from .distributed import (
     shutdown,
     unwrap_model,
 )
+from .final_weights import write_final_weights
 from .optimizers import set_lr
 from .probes import ProbeContext, StepProbe
 from .rng import restore_rng

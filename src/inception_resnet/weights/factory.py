@@ -59,8 +59,9 @@ def create_model(
     notes: list[str] = []
     heads: list[str] = []
     if source is not None:
-        notes, heads = load_weights_report(model, source, num_classes is not None)
-        if heads:
+        # a feature extractor needs no classifier: weights without one (timm's features_only) load as well
+        notes, heads = load_weights_report(model, source, num_classes is not None or features_only)
+        if heads and not features_only:
             action = f"left newly initialised for num_classes={model.num_classes}" if model.num_classes else "dropped"
             warnings.warn(f"{name}: the weights' classifiers do not fit; {', '.join(heads)} {action}",
                           stacklevel=2)

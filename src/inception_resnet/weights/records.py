@@ -45,7 +45,9 @@ METADATA_FIELDS = ("input_size", "min_input_size", "mean", "std", "crop_pct", "c
                    "label_offset", "source")
 
 
-def model_config(model: nn.Module, *, input_size: int | None = None, classes: list[str] | None = None) -> dict[str, Any]:
+def model_config(
+    model: nn.Module, *, input_size: int | None = None, classes: list[str] | None = None
+) -> dict[str, Any]:
     """The configuration of ``model`` (see the module docstring); ``input_size`` and ``classes`` override the
     metadata's (a run trained at another size, on named classes)."""
     meta = model.metadata
