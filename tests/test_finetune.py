@@ -141,3 +141,36 @@ def test_pretrained_weights_choose_the_finetune_recipe_and_their_model(run) -> N
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a new classifier for other classes is a note in the log, not a warning
         assert read_model_config(run_dir)["num_classes"] == 3
+
+
+def test_plot_of_a_short_run_draws_its_steps_and_no_top5_for_three_classes(run, tmp_path, monkeypatch) -> None:
+    from matplotlib.axes import Axes
+    from PIL import Image as PILImage
+
+    from inception_resnet.training.curves import plot_run
+
+    run_dir, _photos, summary = run
+    drawn: list[tuple[str, int]] = []
+    original = Axes.plot
+
+    def record(axis, xs, ys, *args, **kwargs):
+        drawn.append((axis.get_ylabel() or kwargs.get("label", ""), len(xs)))
+        return original(axis, xs, ys, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "plot", record)
+    out = plot_run(run_dir, tmp_path / "short.png")
+    assert PILImage.open(out).size[0] == 1000  # two panels wide: loss and top-1 (3 classes: no top-5 panel)
+    assert summary.global_step == 2 and summary.epochs_completed == 1
+    assert max(count for _label, count in drawn) == 2  # the loss of each logged step, not one point per epoch
+    assert len(drawn) == 2 * 3  # loss; top-1 raw and EMA; against the epoch and the time
+
+
+def test_timm_features_only_state_dicts_load(tmp_path) -> None:
+    timm = pytest.importorskip("timm")
+    theirs = timm.create_model("inception_v4", features_only=True, pretrained=False).eval()
+    ours = ir.create_model("inception_v4", features_only=True, pretrained=theirs.state_dict()).eval()
+    assert "features_0." in ours.load_notes[0]
+    x = torch.randn(1, 3, 96, 96)
+    with torch.no_grad():
+        for a, b in zip(theirs(x), ours(x), strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)

@@ -141,3 +141,15 @@ def test_finetune_section_runs_as_written(tmp_path, monkeypatch, capsys) -> None
     assert any(name in out.split("rank  probability")[-1] for name in ("cat", "dog", "owl"))
     config = ir.create_model(pretrained="runs/ft").metadata
     assert config.input_size == (3, 75, 75) and config.extra["classes"] == ["cat", "dog", "owl"]
+
+
+def test_googlenet_snippet_runs_as_written() -> None:
+    """The GoogLeNet and BN-Inception snippet imports and defines everything it uses."""
+    text = section("Models")
+    start = text.index("```python\nimport torch\nimport torchvision")
+    code = text[start + len("```python\n"):text.index("```", start + 3)]
+    namespace: dict = {}
+    exec(compile(code, "README GoogLeNet snippet", "exec"), namespace)
+    assert namespace["loss"].dim() == 0 and torch.isfinite(namespace["loss"])
+    torch.testing.assert_close(namespace["bn"].state_dict()["last_linear.weight"],
+                               namespace["cadene_state_dict"]["last_linear.weight"])
