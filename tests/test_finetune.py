@@ -98,7 +98,7 @@ def test_flags_that_contradict_the_run_are_refused_or_warned(run, capsys) -> Non
     assert main(["predict", image, "--weights", str(run_dir), "--model", "inception_v4"]) == 2
     assert "are for inception_v3, not inception_v4" in capsys.readouterr().err
     assert main(["predict", image, "--weights", str(run_dir), "--model-option", "width_multiplier=0.5"]) == 2
-    assert "trained with width_multiplier=0.25, not 0.5" in capsys.readouterr().err
+    assert "width_multiplier=0.5 (the weights: 0.25) contradicts the weights" in capsys.readouterr().err
     with pytest.warns(UserWarning, match=r"--input-size 99 differs .* \(75"):
         assert main(["predict", image, "--weights", str(run_dir), "--input-size", "99", "--no-optimize"]) == 0
 
@@ -111,6 +111,8 @@ def test_create_model_rebuilds_from_a_record_and_fine_tunes_to_other_classes(run
         other = ir.create_model(pretrained=run_dir, num_classes=5)
     assert other.new_classifiers == ["fc"] and "classes" not in other.metadata.extra
     assert other.metadata.input_size == (3, 75, 75)  # the preprocessing stays the weights'
+    with pytest.raises(ValueError, match="do not fit inception_v3"):  # an explicit option wins, then must fit
+        ir.create_model(pretrained=run_dir, width_multiplier=0.5)
     with pytest.raises(ValueError, match="take 3-channel images, not in_chans=1"):
         ir.create_model(pretrained=run_dir, in_chans=1)
     with pytest.raises(ValueError, match="give the model name"):

@@ -21,7 +21,7 @@ from torch import nn
 
 from ..data.transforms import eval_transform_for
 from ..evaluation.predict import format_predictions, predict_files
-from ..weights.factory import create_model
+from ..weights.factory import create_model, option_conflicts
 from ..weights.records import read_model_config
 from .inference import add_inference_flags, describe_run, optimize_model, uses_fast_path
 from .options import add_flag, resolve_device
@@ -45,6 +45,10 @@ def model_from_flags(name: str | None, weights: str | None, num_classes: int | N
     ``num_classes`` outputs (default 1000): a classifier of another size is an error, not a new head.
     """
     config = read_model_config(weights)
+    conflicts = option_conflicts(config, dict(options))
+    if conflicts:
+        raise ValueError(f"--model-option {', '.join(conflicts)} contradicts the weights {weights}; leave it out to "
+                         "use theirs")
     recorded = config["num_classes"] if config else None
     if recorded is not None and num_classes is not None and num_classes != recorded:
         raise ValueError(f"--num-classes {num_classes} contradicts the weights {weights}, which have {recorded} "

@@ -36,8 +36,9 @@ def create_model(
     :func:`inception_resnet.weights.load_weights`).
     Weights that record their model (our checkpoints, a run's ``model/`` folder, our safetensors files, a
     folder with timm's ``config.json``: :mod:`.records`) give the name, options, ``in_chans``, classes and
-    preprocessing: ``create_model(pretrained="runs/ft")`` is enough, and an explicit name, option or
-    ``in_chans`` that contradicts them is a ValueError. Otherwise ``name`` is required.
+    preprocessing: ``create_model(pretrained="runs/ft")`` is enough; a name or ``in_chans`` that contradicts
+    them is a ValueError, an option given explicitly wins (as timm's keywords over a config's ``model_args``)
+    and the weights must then fit it. Otherwise ``name`` is required.
     ``num_classes`` defaults to the weights' (1000 for weights that do not say; TF-slim's 1001 with the
     background class is reduced to 1000). Given explicitly and different from the weights', it works as in
     timm: the body is loaded, every classifier (main and auxiliary) is left newly initialised for
@@ -91,13 +92,20 @@ def from_config(
     if in_chans is not None and in_chans != kwargs["in_chans"]:
         raise ValueError(f"{where} take {kwargs['in_chans']}-channel images, not in_chans={in_chans}; leave out "
                          "in_chans (--in-chans)")
-    merged = {k: v for k, v in kwargs.items() if k not in ("num_classes", "in_chans")}
-    for key, value in options.items():
-        if key in merged and _differs(merged[key], value):
-            raise ValueError(f"{where} were trained with {key}={merged[key]!r}, not {value!r}; leave out the "
-                             f"option (--model-option {key}=...) to use theirs")
-        merged[key] = value
+    # an option given explicitly wins, as timm's keywords over a config's model_args (training with aux_logits
+    # from weights that have the head, a record without the option); weights that cannot fit it fail to load
+    merged = {**{k: v for k, v in kwargs.items() if k not in ("num_classes", "in_chans")}, **options}
     return recorded, kwargs["num_classes"], kwargs["in_chans"], merged
+
+
+def option_conflicts(config: Mapping[str, Any] | None, options: Mapping[str, Any]) -> list[str]:
+    """``KEY=given (weights: recorded)`` for each option that differs from the one the weights record."""
+    recorded = build_arguments(config)[1] if config else {}
+    conflicts = []
+    for key, value in options.items():
+        if key in recorded and key not in ("num_classes", "in_chans") and _differs(recorded[key], value):
+            conflicts.append(f"{key}={value!r} (the weights: {recorded[key]!r})")
+    return conflicts
 
 
 def _differs(recorded: Any, given: Any) -> bool:
