@@ -70,7 +70,7 @@ def check_writable(path: str | None, what: str) -> None:
 
 
 def build_member(spec: MemberSpec, num_classes: int, in_chans: int | None, options: dict[str, Any],
-                 input_size: int | None = None) -> torch.nn.Module:
+                 input_size: int | None = None, explicit_classes: int | None = None) -> torch.nn.Module:
     """The model of one member: the one its weights record (our checkpoints and run directories), else ``spec.name``
     with as many outputs as the data has classes (random weights without a weights source)."""
     if spec.weights is None:
@@ -79,7 +79,7 @@ def build_member(spec: MemberSpec, num_classes: int, in_chans: int | None, optio
         return create_model(spec.name, num_classes=num_classes, in_chans=in_chans, **options).eval()
     recorded = read_model_config(spec.weights) is not None
     try:
-        return model_from_flags(spec.name, spec.weights, None if recorded else num_classes, options,
+        return model_from_flags(spec.name, spec.weights, explicit_classes if recorded else num_classes, options,
                                 in_chans=in_chans, input_size=input_size)
     except ValueError as err:
         if recorded:
@@ -114,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
     num_classes = args.num_classes or len(dataset.classes)
     options = dict(args.model_option)
     torch.manual_seed(args.seed)  # members without weights get the same random weights on every run
-    models = [build_member(spec, num_classes, args.in_chans, options, args.input_size) for spec in members]
+    models = [build_member(spec, num_classes, args.in_chans, options, args.input_size, args.num_classes)
+              for spec in members]
     transforms = [multi_crop_transform_for(model, args.crops, style=args.style, input_size=args.input_size)
                   for model in models]
     if fast:
