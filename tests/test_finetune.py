@@ -176,3 +176,22 @@ def test_timm_features_only_state_dicts_load(tmp_path) -> None:
     with torch.no_grad():
         for a, b in zip(theirs(x), ours(x), strict=True):
             torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_slow_starts_are_announced_before_they_begin(monkeypatch) -> None:
+    import types
+
+    from inception_resnet.cli import inference
+
+    events: list[str] = []
+    monkeypatch.setattr(inference, "load_calibration", lambda *a, **k: events.append("calibrating") or [1])
+    monkeypatch.setattr(inference, "optimize_for_inference",
+                        lambda *a, **k: events.append("optimizing") or types.SimpleNamespace(plan="plan"))
+    model = ir.create_model("inception_resnet_v2")
+    inference.optimize_model(model, "int8", calibration=["photos"], transform=lambda x: x, log=events.append)
+    assert events[0].startswith("inception_resnet_v2: compiling with torch.compile takes two to three minutes")
+    assert events[1].startswith("inception_resnet_v2: int8 calibration: reading up to 256 image(s) from photos")
+    assert events[2:4] == ["calibrating", "optimizing"]
+    events.clear()
+    inference.optimize_model(model, "fp32", log=events.append)  # fp32 does not compile by default: no note
+    assert events == ["optimizing", "inception_resnet_v2: plan"]
