@@ -1,6 +1,8 @@
 """The settings of a training run: :class:`TrainConfig` and the recipes (:data:`RECIPES`) that fill it in.
 
-Recipe ``paper`` and recipe ``sgd`` are described in :mod:`inception_resnet.training.trainer`.
+Recipe ``paper`` and recipe ``sgd`` are described in :mod:`inception_resnet.training.trainer`; recipe ``finetune``
+(Nesterov SGD at 0.005 per 32 images, cosine after a warm-up of at most a tenth of the run, no EMA) is the
+default when the run starts from pretrained weights, and the model then defaults to the one they record.
 """
 
 from __future__ import annotations
