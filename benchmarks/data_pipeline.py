@@ -82,7 +82,7 @@ def plain_train(size: int) -> Callable:
 def pipelines(root: Path, size: int, crop_pct: float) -> dict[str, Dataset]:
     ours = ImageFolderDataset(root)
     return {
-        "ours eval (timm style)": ours.with_transform(eval_transform(size, crop_pct=crop_pct, style="timm")),
+        "ours eval (timm style)": ours.with_transform(eval_transform(size, crop_pct=crop_pct, style="center")),
         "plain eval (PIL, Resize+CenterCrop)": torchvision.datasets.ImageFolder(
             str(root), transform=plain_eval(size, crop_pct)),
         "ours eval (TF style)": ours.with_transform(eval_transform(size, crop_pct=crop_pct, style="tf")),

@@ -377,7 +377,7 @@ PREDICT_ERRORS = [
     Case("no weights flag", ["predict", "{images}/ok.png", "--model", "inception_v4"], "--weights"),
     Case("width text", ["predict", "{images}/ok.png", "--model", "inception_v4", "--weights", "{w1000}",
                         "--model-option", "width_multiplier=abc"], "width_multiplier must be a number"),
-    Case("classes mismatch weights", [*PREDICT, "--num-classes", "3"], "wrong shape key"),
+    Case("classes mismatch weights", [*PREDICT, "--num-classes", "3"], "--num-classes 3 contradicts the weights"),
     Case("pretrained as option", [*PREDICT, "--model-option", "pretrained=true"], "not a network option"),
 ]
 

@@ -170,10 +170,13 @@ def test_hints_name_flags_of_the_command_that_gives_them(tmp_path, capsys) -> No
         assert main(command) == 2
         return capsys.readouterr().err
 
-    # weights for 10 classes, data of 3: eval suggests --num-classes, which eval now has
+    # weights that record 10 classes, data of 3: eval names both counts (--num-classes would contradict the weights)
     message = failing(["eval", "--model", "inception_v3", "--weights", str(weights), "--model-option",
                        "width_multiplier=0.25", "--data", str(data), "-j", "0"])
-    assert "--num-classes" in message
+    assert "has 10 outputs" in message and "the data has 3 classes" in message
+    assert_flags_exist(message, "eval")
+    message = failing(["eval", "--weights", str(weights), "--num-classes", "3", "--data", str(data), "-j", "0"])
+    assert "--num-classes 3 contradicts the weights" in message
     assert_flags_exist(message, "eval")
     # a folder with train/ only, evaluated on its missing val/ split
     split = tmp_path / "split"

@@ -239,14 +239,14 @@ def test_loader_shuffle_and_random_transforms_repeat_with_the_seed(tree):
 # -- transforms -------------------------------------------------------------------------------------------
 def test_eval_transform_accepts_pil_uint8_and_grey_and_scales_to_minus_one_one():
     photo = skimage.data.chelsea()
-    transform = eval_transform(96, style="timm")
+    transform = eval_transform(96, style="center")
     from_pil = transform(Image.fromarray(photo))
     from_tensor = transform(torch.from_numpy(photo).permute(2, 0, 1))
     assert from_pil.shape == (3, 96, 96) and torch.equal(from_pil, from_tensor)
     assert -1.0 <= float(from_pil.min()) < -0.5 and 0.5 < float(from_pil.max()) <= 1.0
     grey = transform(Image.fromarray(skimage.data.camera()))
     assert grey.shape == (3, 96, 96) and torch.equal(grey[0], grey[1])
-    single = eval_transform(96, in_chans=1, style="timm")(Image.fromarray(photo))
+    single = eval_transform(96, in_chans=1, style="center")(Image.fromarray(photo))
     assert single.shape == (1, 96, 96)
 
 
@@ -264,7 +264,7 @@ def test_tf_style_keeps_the_central_fraction_and_squashes_while_timm_style_keeps
     image[0, :, :8] = 255  # a red band on the left, inside TF's 6.25 % margin
     image[0, :, 90:100] = 255  # and one further in
     tf_view = eval_transform(100, style="tf", crop_pct=0.875, interpolation="bilinear")(image)
-    timm_view = eval_transform(100, style="timm", crop_pct=0.875, interpolation="bilinear")(image)
+    timm_view = eval_transform(100, style="center", crop_pct=0.875, interpolation="bilinear")(image)
     # grey 128 normalises to about 0.004, red 255 to 1
     assert float(tf_view[0, :, :3].max()) < 0.1  # the margin band is cut off (crop starts at column 25)
     assert float(tf_view[0].max()) > 0.5  # the inner band survives the squash of 350 columns to 100
@@ -303,7 +303,7 @@ def test_hue_shift_equals_torchvision_adjust_hue():
 def test_eval_transform_for_follows_the_metadata():
     model = create_model("inception_v4", num_classes=3, width_multiplier=0.25)
     timm_style = eval_transform_for(model, input_size=96)
-    assert timm_style.style == "timm" and timm_style.size == (96, 96) and timm_style.crop_pct == 0.875
+    assert timm_style.style == "center" and timm_style.size == (96, 96) and timm_style.crop_pct == 0.875
     tf_meta = ModelMetadata(name="tf", source="test", crop_mode="tf", crop_pct=0.9, interpolation="bilinear")
     tf_style = eval_transform_for(tf_meta)
     assert tf_style.style == "tf" and tf_style.size == (299, 299) and tf_style.crop_pct == 0.9

@@ -278,13 +278,13 @@ def test_cpu_results_are_deterministic_and_mismatched_classes_are_refused(tree):
 def test_bf16_autocast_and_channels_last_agree_with_float32(tree):
     model = TinyNet()
     reference = evaluate(model, str(tree), crops=10, keep_probabilities=True)
-    fast = evaluate(model, str(tree), crops=10, keep_probabilities=True, amp=True, channels_last=True)
+    fast = evaluate(model, str(tree), crops=10, keep_probabilities=True, precision="bf16", channels_last=True)
     torch.testing.assert_close(fast.probabilities, reference.probabilities, rtol=0, atol=2e-2)
     assert next(model.parameters()).is_contiguous(memory_format=torch.channels_last)
 
 
-@pytest.mark.parametrize("amp, dtype", [(True, torch.bfloat16), ("bf16", torch.bfloat16), ("fp16", torch.float16)])
-def test_autocast_runs_the_model_in_the_dtype_asked_for(tree, amp, dtype):
+@pytest.mark.parametrize("precision, dtype", [("bf16", torch.bfloat16), ("fp16", torch.float16)])
+def test_autocast_runs_the_model_in_the_dtype_asked_for(tree, precision, dtype):
     model = TinyNet()
     seen: list[torch.dtype] = []
     conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
@@ -292,11 +292,11 @@ def test_autocast_runs_the_model_in_the_dtype_asked_for(tree, amp, dtype):
     reference = evaluate(model, str(tree), keep_probabilities=True)
     assert set(seen) == {torch.float32}
     seen.clear()
-    fast = evaluate(model, str(tree), keep_probabilities=True, amp=amp)
+    fast = evaluate(model, str(tree), keep_probabilities=True, precision=precision)
     assert set(seen) == {dtype}
     torch.testing.assert_close(fast.probabilities, reference.probabilities, rtol=0, atol=2e-2)
-    with pytest.raises(ValueError, match="amp must be"):
-        evaluate(model, str(tree), amp="int8")
+    with pytest.raises(ValueError, match="precision must be one of fp32, bf16, fp16, got 'int8'"):
+        evaluate(model, str(tree), precision="int8")
 
 
 # -- results ----------------------------------------------------------------------------------------------

@@ -103,3 +103,53 @@ def test_eval_example_prints_the_numbers_in_the_readme(capsys) -> None:
     assert main(command_words(example) + ["--quiet"]) == 0
     printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("|")]
     assert printed == expected
+
+
+def test_finetune_section_runs_as_written(tmp_path, monkeypatch, capsys) -> None:
+    """The section's commands on a folder of photographs, word for word, with the hub tag (offline here) replaced
+    by a local tiny Inception-v3 that records its model and a 75 px input (and train told to leave out
+    TensorBoard, whose import can take seconds, and to use one thread)."""
+    import numpy as np
+    from PIL import Image
+
+    import inception_resnet as ir
+    from inception_resnet.weights.records import model_config, save_pretrained
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 6), ("val", 2)):
+        for index, name in enumerate(("cat", "dog", "owl")):
+            folder = tmp_path / "photos" / split / name
+            folder.mkdir(parents=True)
+            for i in range(count):
+                pixels = rng.integers(0, 80, (50, 50, 3), dtype=np.uint8)
+                pixels[..., index] += 150
+                Image.fromarray(pixels).save(folder / f"{i}.jpg")
+    tiny = ir.create_model("inception_v3", width_multiplier=0.25)
+    tiny.set_metadata(input_size=(3, 75, 75))
+    save_pretrained(tiny.state_dict(), model_config(tiny), tmp_path / "hub")
+    text = section("Fine-tune on your own images")
+    commands = [command_words(line) for line in text.split("```bash")[1].split("```")[0].splitlines()]
+    commands = [[str(tmp_path / "hub") if word == "timm/inception_v3.tv_in1k" else word for word in words]
+                for words in commands if words]
+    assert [words[0] for words in commands] == ["train", "eval", "predict"]
+    for words in commands:
+        assert main(words + (["--no-tensorboard", "--threads", "1"] if words[0] == "train" else [])) == 0, words
+    out = capsys.readouterr().out
+    assert "| inception_v3 | 1     | 6      |" in out  # eval: the 6 val images, at the run's size and classes
+    assert any(name in out.split("rank  probability")[-1] for name in ("cat", "dog", "owl"))
+    config = ir.create_model(pretrained="runs/ft").metadata
+    assert config.input_size == (3, 75, 75) and config.extra["classes"] == ["cat", "dog", "owl"]
+
+
+def test_googlenet_snippet_runs_as_written() -> None:
+    """The GoogLeNet and BN-Inception snippet imports and defines everything it uses."""
+    text = section("Models")
+    start = text.index("```python\nimport torch\nimport torchvision")
+    code = text[start + len("```python\n"):text.index("```", start + 3)]
+    namespace: dict = {}
+    exec(compile(code, "README GoogLeNet snippet", "exec"), namespace)
+    assert namespace["loss"].dim() == 0 and torch.isfinite(namespace["loss"])
+    torch.testing.assert_close(namespace["bn"].state_dict()["last_linear.weight"],
+                               namespace["cadene_state_dict"]["last_linear.weight"])

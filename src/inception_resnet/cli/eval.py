@@ -26,9 +26,10 @@ from ..data.transforms import EVAL_STYLES
 from ..evaluation.evaluate import EvalResult, evaluate
 from ..files import check_output_file
 from ..weights.factory import create_model
-from ..weights.loading import fetch_weights, load_weights
-from .inference import add_inference_flags, optimize_model, uses_fast_path
+from ..weights.records import read_model_config
+from .inference import add_inference_flags, describe_run, optimize_model, uses_fast_path
 from .options import add_flag, resolve_device
+from .predict import model_from_flags
 
 
 @dataclass(frozen=True)
@@ -68,15 +69,20 @@ def check_writable(path: str | None, what: str) -> None:
         check_output_file(path, what)
 
 
-def build_member(spec: MemberSpec, num_classes: int, in_chans: int, options: dict[str, Any]) -> torch.nn.Module:
-    """The model of one member, with as many outputs as the data has classes."""
+def build_member(spec: MemberSpec, num_classes: int, in_chans: int | None, options: dict[str, Any],
+                 input_size: int | None = None, explicit_classes: int | None = None) -> torch.nn.Module:
+    """The model of one member: the one its weights record (our checkpoints and run directories), else ``spec.name``
+    with as many outputs as the data has classes (random weights without a weights source)."""
+    if spec.weights is None:
+        if spec.name is None:
+            raise ValueError("give a model with --model NAME (and --weights SOURCE), or members with --ensemble")
+        return create_model(spec.name, num_classes=num_classes, in_chans=in_chans, **options).eval()
+    recorded = read_model_config(spec.weights) is not None
     try:
-        model = create_model(spec.name, num_classes=num_classes, in_chans=in_chans, **options)
-        if spec.weights is not None:
-            load_weights(model, spec.weights)  # every key must fit: a new classifier would evaluate nothing
-        return model
+        return model_from_flags(spec.name, spec.weights, explicit_classes if recorded else num_classes, options,
+                                in_chans=in_chans, input_size=input_size)
     except ValueError as err:
-        if spec.weights is None:
+        if recorded:
             raise
         raise ValueError(
             f"{err}\n(the data has {num_classes} classes, so the weights {spec.weights} must be for a "
@@ -97,32 +103,35 @@ def run(args: argparse.Namespace) -> int:
     check_writable(args.csv, "--csv file")
     if args.json and args.csv and Path(args.json).resolve() == Path(args.csv).resolve():
         raise ValueError("--json and --csv name the same file; give two different files")
-    members = ([MemberSpec(args.model, args.weights, args.model_weight)] if args.model else []) + args.ensemble
+    given = args.model or args.weights
+    members = ([MemberSpec(args.model, args.weights, args.model_weight)] if given else []) + args.ensemble
     if not members:
         raise ValueError("give a model with --model NAME (and --weights SOURCE), or members with --ensemble")
-    if args.weights and not args.model:
-        raise ValueError("--weights goes with --model; give --model NAME too (or NAME:WEIGHTS to --ensemble)")
     device = resolve_device(args.device)
     fast = uses_fast_path(args.precision, device, args.no_optimize)
     decode_on_gpu = device.type == "cuda" and not args.no_gpu_decode
     dataset = load_data(args, decode=not decode_on_gpu)
     num_classes = args.num_classes or len(dataset.classes)
     options = dict(args.model_option)
-    for spec in members:
-        fetch_weights(spec.weights, spec.name)  # a missing file or an unreachable hub: fail before the work
     torch.manual_seed(args.seed)  # members without weights get the same random weights on every run
-    models = [build_member(spec, num_classes, args.in_chans, options) for spec in members]
+    models = [build_member(spec, num_classes, args.in_chans, options, args.input_size, args.num_classes)
+              for spec in members]
+    transforms = [multi_crop_transform_for(model, args.crops, style=args.style, input_size=args.input_size)
+                  for model in models]
     if fast:
         models = [optimize_member(model, args) for model in models]
     result = evaluate(
         models, dataset, crops=args.crops, batch_size=args.batch_size,
         weights_for_ensemble=[spec.weight for spec in members], device=device,
-        amp=None if fast else args.precision, channels_last=args.channels_last and not fast,
+        precision="fp32" if fast else args.precision, channels_last=args.channels_last and not fast,
         num_workers=args.workers, strict=args.strict,
         per_class=args.per_class, limit=args.limit, seed=args.seed, progress=not args.quiet,
         style=args.style, input_size=args.input_size, gpu_decode=decode_on_gpu,
         check_class_names=not args.ignore_class_names,
     )
+    result.run = {"members": [{"model": getattr(model, "model_name", spec.name), "weights": spec.weights,
+                               **describe_run(model, args.precision, device, transform)}
+                              for spec, model, transform in zip(members, models, transforms, strict=True)]}
     result.dataset = f"{args.data or 'fashion-mnist'} ({args.split})"
     report(result, args)
     return 0
@@ -161,8 +170,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "The models get as many outputs as the data has classes (or --num-classes); a model "
                     "without --weights gets random weights drawn with --seed.",
     )
-    add_flag(parser, "model", extra_help="(default: none; give --model or --ensemble)")
-    add_flag(parser, "weights", extra_help="(default: none, random weights)")
+    add_flag(parser, "model", extra_help="(default: the one --weights records (our checkpoints and run "
+             "directories do), else none; give --model or --ensemble)")
+    add_flag(parser, "weights", extra_help="(default: none, random weights); a training run directory stands for "
+             "its final weights (RUN/model/) or its best checkpoint")
     add_flag(parser, "model_option", default=[], help="a model option for every member, e.g. width_multiplier=0.25 "
              "(repeatable; VALUE is read as JSON when it parses)")
     add_flag(parser, "num_classes", help="classifier outputs of every member (default: the number of classes in "
@@ -172,7 +183,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--ensemble", type=parse_member, action="append", default=[], metavar="NAME[:W[:WEIGHT]]",
                         help="add an ensemble member: model name, optional weights source and ensemble weight "
                              "(repeatable)")
-    parser.add_argument("--in-chans", type=int, default=3, help="input channels of the models")
+    parser.add_argument("--in-chans", type=int, default=None,
+                        help="input channels of the models (default: the weights', else 3)")
     add_flag(parser, "data", help="image folder (DIR/val/<class>/*.jpg or DIR/<class>/*.jpg), 'fashion-mnist' "
              "or 'mnist' (default: Fashion-MNIST's 10,000 test images)")
     parser.add_argument("--split", choices=("train", "val"), default="val", help="split to evaluate")

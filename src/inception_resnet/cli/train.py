@@ -168,7 +168,7 @@ def effective_config(config: TrainConfig) -> tuple[dict[str, Any], list[str]]:
 
     values = config.resolved().to_dict()
     notes: list[str] = []
-    options, given = model_option_defaults(config.model), config.model_kwargs()
+    options, given = model_option_defaults(values["model"]), config.model_kwargs()
     for name in ("width_multiplier", "aux_logits", "residual_scale"):
         if name in options and values[name] is None:
             value = given.get(name, options[name])
@@ -186,7 +186,7 @@ def effective_config(config: TrainConfig) -> tuple[dict[str, Any], list[str]]:
         except RuntimeError as err:  # Fashion-MNIST / MNIST not here yet: the run would download them
             notes.append(f"num_classes left unresolved: the data is not available without a download ({err})")
     with torch.device("meta"):
-        model = create_model(config.model, num_classes=values["num_classes"] or 1000, in_chans=config.in_chans,
+        model = create_model(values["model"], num_classes=values["num_classes"] or 1000, in_chans=config.in_chans,
                              **config.model_kwargs())
     if values["input_size"] is None:
         values["input_size"] = int(model.metadata.input_size[-1])

@@ -127,7 +127,7 @@ def crop_views(
     input_size: int | Sequence[int],
     *,
     crop_pct: float = 0.875,
-    style: str = "timm",
+    style: str = "center",
     interpolation: str = "bicubic",
 ) -> torch.Tensor:
     """The ``crops`` views of one un-normalised C x H x W image, stacked as ``(crops, C, s, s)``.
@@ -160,7 +160,8 @@ class MultiCropTransform(EvalTransform):
     """
 
     def __init__(
-        self, input_size: int | Sequence[int], crops: int = 1, in_chans: int = 3, *, style: str = "timm", **options: Any
+        self, input_size: int | Sequence[int], crops: int = 1, in_chans: int = 3, *, style: str = "center",
+        **options: Any,
     ) -> None:
         super().__init__(input_size, in_chans, style=style, **options)
         self.crops = check_crops(crops)

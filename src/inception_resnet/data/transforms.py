@@ -13,10 +13,11 @@ with antialiasing, so an image smaller than the model's input (28x28 Fashion-MNI
   x0.5-1.5, hue +-0.2, in one of TF's four random orders), then the [-1, 1] scaling.
 * :func:`eval_transform` with ``style="tf"``: TF-slim's evaluation - keep the central ``crop_pct`` of each
   side (87.5 %), then resize that region to the input size (aspect not kept).
-* ``style="timm"``: resize the shorter side to ``floor(size / crop_pct)`` (341 for 299 at 0.875), then take
-  the centre ``size x size`` crop. ``style="squash"`` resizes both sides to ``size / crop_pct`` first.
+* ``style="center"`` (timm's crop mode of that name): resize the shorter side to ``floor(size / crop_pct)``
+  (341 for 299 at 0.875), then take the centre ``size x size`` crop. ``style="squash"`` (timm's too)
+  resizes both sides to ``size / crop_pct`` first.
 * :func:`eval_transform_for` reads the style, crop fraction, interpolation, mean and std from a model's
-  :class:`~inception_resnet.models.base.ModelMetadata` (``crop_mode`` "tf" -> tf, "center" -> timm).
+  :class:`~inception_resnet.models.base.ModelMetadata`, whose ``crop_mode`` is one of the same three names.
 """
 
 from __future__ import annotations
@@ -36,8 +37,9 @@ from ..models.base import check_min_size
 
 INCEPTION_MEAN = (0.5, 0.5, 0.5)
 INCEPTION_STD = (0.5, 0.5, 0.5)
-EVAL_STYLES = ("tf", "timm", "squash")
-CROP_MODE_STYLES = {"tf": "tf", "central_fraction": "tf", "center": "timm", "timm": "timm", "squash": "squash"}
+# the evaluation geometries, one name each: the metadata's crop_mode and eval's --style (timm's "center" and
+# "squash", and TF-slim's central fraction, which timm has not)
+EVAL_STYLES = ("tf", "center", "squash")
 INTERPOLATIONS = {
     "nearest": InterpolationMode.NEAREST_EXACT,
     "bilinear": InterpolationMode.BILINEAR,
@@ -306,7 +308,7 @@ def eval_transform(
     mean: Sequence[float] = INCEPTION_MEAN,
     std: Sequence[float] = INCEPTION_STD,
 ) -> Callable[[Any], torch.Tensor]:
-    """The evaluation transform: ``style="tf"`` (central ``crop_pct`` then resize), ``"timm"`` or ``"squash"``."""
+    """The evaluation transform: ``style="tf"`` (central ``crop_pct`` then resize), ``"center"`` or ``"squash"``."""
     return EvalTransform(
         input_size, in_chans, crop_pct=crop_pct, style=style, interpolation=interpolation, mean=mean, std=std
     )
@@ -328,11 +330,11 @@ def style_for(metadata: Any, style: str | None = None) -> str:
     if style is not None:
         return check_style(style)
     crop_mode = getattr(metadata, "crop_mode", "center")
-    if crop_mode not in CROP_MODE_STYLES:
+    if crop_mode not in EVAL_STYLES:
         raise ValueError(
             f"the weights' crop_mode {crop_mode!r} has no evaluation style; pass style= one of {EVAL_STYLES}"
         )
-    return CROP_MODE_STYLES[crop_mode]
+    return crop_mode
 
 
 def resolve_input_size(metadata: Any, input_size: int | Sequence[int] | None) -> Size:

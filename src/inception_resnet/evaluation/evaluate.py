@@ -11,8 +11,9 @@ Accuracies and errors are **percentages** (0-100). Top-5 counts a hit among the 
 probable classes. ``loss`` is the mean negative log of the averaged probability of the true class (the
 cross-entropy for a single model and crop). Files that could not be decoded are not counted as images;
 they are reported in ``num_skipped``. On CPU the results are deterministic (no random transform, fixed
-order); ``amp`` runs the models under autocast (``True`` or ``"bf16"``: bfloat16, ``"fp16"``: float16, for
-GPUs without bfloat16) and ``channels_last`` converts them.
+order); ``precision`` (as the commands' ``--precision``) runs the models under autocast (``"bf16"``:
+bfloat16, ``"fp16"``: float16, for GPUs without bfloat16; ``"fp32"``, the default: none) and ``channels_last``
+converts them.
 """
 
 from __future__ import annotations
@@ -100,19 +101,21 @@ def shorten(names: Sequence[str], count: int = 6) -> str:
     return f"[{shown}]"
 
 
-def autocast_dtype(amp: bool | str | None) -> torch.dtype | None:
-    """The autocast dtype ``amp`` asks for: ``False``/``None``/``"fp32"`` none, ``True``/``"bf16"``, ``"fp16"``."""
-    if amp is None or amp is False or amp == "fp32":
+AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast_dtype(precision: str | None) -> torch.dtype | None:
+    """The autocast dtype of ``precision``: ``"fp32"`` (or None) none, ``"bf16"``, ``"fp16"``."""
+    if precision is None:
         return None
-    if amp is True or amp == "bf16":
-        return torch.bfloat16
-    if amp == "fp16":
-        return torch.float16
-    raise ValueError(f"amp must be a bool or one of 'fp32', 'bf16', 'fp16', got {amp!r}")
+    if precision not in AUTOCAST_DTYPES:
+        raise ValueError(f"precision must be one of {', '.join(AUTOCAST_DTYPES)}, got {precision!r} (int8 runs "
+                         "through the optimised CPU model: inception_resnet.inference.optimize_for_inference)")
+    return AUTOCAST_DTYPES[precision]
 
 
 def forward_log_probs(
-    model: nn.Module, views: torch.Tensor, *, device: torch.device, amp: bool | str, channels_last: bool,
+    model: nn.Module, views: torch.Tensor, *, device: torch.device, precision: str, channels_last: bool,
     chunk: int | None = None,
 ) -> torch.Tensor:
     """``(B, V, C, H, W)`` views -> ``(B, K)`` log of the view-averaged softmax of one model."""
@@ -122,7 +125,7 @@ def forward_log_probs(
         flat = flat.contiguous(memory_format=torch.channels_last)
     chunk = chunk or flat.shape[0]
     outputs = []
-    dtype = autocast_dtype(amp)
+    dtype = autocast_dtype(precision)
     with torch.autocast(device_type=device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
         for start in range(0, flat.shape[0], chunk):
             outputs.append(logits_of(model(flat[start : start + chunk])).float())
@@ -152,7 +155,7 @@ def predict_probabilities(
     *,
     weights: Sequence[float] | None = None,
     device: str | torch.device = "cpu",
-    amp: bool | str = False,
+    precision: str = "fp32",
     channels_last: bool = False,
 ) -> torch.Tensor:
     """Class probabilities ``(B, K)``: softmax averaged over the views, then over the models (weighted).
@@ -166,7 +169,7 @@ def predict_probabilities(
         raise ValueError(f"{len(per_member)} view tensors for {len(models)} models; give one per model")
     device = torch.device(device)
     member_log_probs = [
-        forward_log_probs(prepare_model(m, device, channels_last), v, device=device, amp=amp,
+        forward_log_probs(prepare_model(m, device, channels_last), v, device=device, precision=precision,
                           channels_last=channels_last)
         for m, v in zip(models, per_member, strict=True)
     ]
@@ -223,7 +226,7 @@ def evaluate_loader(
     loader: Any,
     *,
     device: str | torch.device = "cpu",
-    amp: bool | str = False,
+    precision: str = "fp32",
     channels_last: bool = False,
     progress: bool = False,
     ema: Any = None,
@@ -244,7 +247,7 @@ def evaluate_loader(
     with TrainingModeRestored(network), torch.inference_mode(), progress_bar(total, progress, "eval") as bar:
         prepare_model(network, device, channels_last)
         for images, labels in loader:
-            log_probs = forward_log_probs(network, images.unsqueeze(1), device=device, amp=amp,
+            log_probs = forward_log_probs(network, images.unsqueeze(1), device=device, precision=precision,
                                           channels_last=channels_last)
             metrics.update(log_probs, labels)
             bar.update(labels.numel())
@@ -294,7 +297,7 @@ def evaluate(
     batch_size: int = 32,
     weights_for_ensemble: Sequence[float] | None = None,
     device: str | torch.device = "cpu",
-    amp: bool | str = False,
+    precision: str = "fp32",
     channels_last: bool = False,
     num_workers: int = 0,
     strict: bool = False,
@@ -355,7 +358,8 @@ def evaluate(
                 if labels.numel() == 0:
                     continue
             member_log_probs = [
-                forward_log_probs(m, views, device=device, amp=amp, channels_last=channels_last, chunk=batch_size)
+                forward_log_probs(m, views, device=device, precision=precision, channels_last=channels_last,
+                                  chunk=batch_size)
                 for m, views in zip(members, images, strict=True)
             ]
             metrics.update(combine_members(member_log_probs, weights), labels)

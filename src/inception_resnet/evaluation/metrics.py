@@ -39,6 +39,7 @@ class EvalResult:
     skipped_files: list[str] = field(default_factory=list)
     probabilities: torch.Tensor | None = field(default=None, repr=False)
     targets: torch.Tensor | None = field(default=None, repr=False)
+    run: dict[str, Any] = field(default_factory=dict)  # what ran (precision used, backend, input size...)
 
     @property
     def top1_error(self) -> float:
@@ -78,6 +79,7 @@ class EvalResult:
             "images_per_second": self.images_per_second,
             "per_class_accuracy": self.per_class_accuracy,
             "skipped_files": list(self.skipped_files),
+            **({"run": self.run} if self.run else {}),
         }
 
     def format_table(self) -> str:
@@ -103,7 +105,7 @@ class EvalResult:
     def csv_row(self) -> dict[str, Any]:
         """One CSV row: the summary, then ``class_accuracy/<name>`` columns when per-class was computed."""
         row = {key: value for key, value in self.to_dict().items()
-               if key not in ("per_class_accuracy", "skipped_files")}
+               if key not in ("per_class_accuracy", "skipped_files", "run")}
         row["models"] = " + ".join(self.models)
         row["ensemble_weights"] = " ".join(f"{w:.6g}" for w in self.ensemble_weights)
         for name, accuracy in (self.per_class_accuracy or {}).items():

@@ -156,13 +156,12 @@ class InceptionNet(nn.Module):
     def pretrained_cfg(self) -> dict:
         """The preprocessing and provenance in timm's ``pretrained_cfg`` keys (a new dict on each access).
 
-        ``crop_mode`` is timm's name for the evaluation geometry: "center" for the timm style; TF-slim's
-        central-fraction crop (our "tf" style) is timm's "squash" (both sides scaled to ``size / crop_pct``,
+        ``crop_mode`` is timm's name for the evaluation geometry ("center", "squash"); TF-slim's
+        central-fraction crop (our "tf" crop mode) is timm's "squash" (both sides scaled to ``size / crop_pct``,
         then the centre crop), which gives the same region and scale up to rounding.
         """
         meta = self.metadata
-        crop_mode = {"tf": "squash", "central_fraction": "squash", "timm": "center"}.get(meta.crop_mode,
-                                                                                          meta.crop_mode)
+        crop_mode = "squash" if meta.crop_mode == "tf" else meta.crop_mode
         weights = meta.weights
         hub_id = meta.extra.get("hub_tag")
         return {

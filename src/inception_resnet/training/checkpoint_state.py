@@ -21,6 +21,7 @@ from .checkpoint import FORMAT, FORMAT_VERSION
 from .config import TrainConfig
 from .distributed import broadcast_object, gather_objects, unwrap_model
 from .ema import ModelEma
+from .final_weights import run_model_config
 from .parts import RunParts
 from .resume import RunDirectory
 from .rng import capture_rng
@@ -66,6 +67,8 @@ def checkpoint_state(parts: RunParts, rng_states: list[dict[str, Any]]) -> dict[
         "format_version": FORMAT_VERSION,
         "model_name": parts.config.model,
         "classes": parts.classes,
+        "model_config": run_model_config(unwrap_model(parts.net), parts.classes, parts.input_size,
+                                         parts.config.augmentation),
         "config": parts.config.to_dict(),
         "model": unwrap_model(parts.net).state_dict(),
         "model_ema": ema.module.state_dict() if ema is not None else None,

@@ -1,6 +1,8 @@
 """The settings of a training run: :class:`TrainConfig` and the recipes (:data:`RECIPES`) that fill it in.
 
-Recipe ``paper`` and recipe ``sgd`` are described in :mod:`inception_resnet.training.trainer`.
+Recipe ``paper`` and recipe ``sgd`` are described in :mod:`inception_resnet.training.trainer`; recipe ``finetune``
+(Nesterov SGD at 0.005 per 32 images, cosine after a warm-up of at most a tenth of the run, no EMA) is the
+default when the run starts from pretrained weights, and the model then defaults to the one they record.
 """
 
 from __future__ import annotations
@@ -37,6 +39,15 @@ RECIPES: dict[str, dict[str, Any]] = {
         decay_rate=0.94, decay_epochs=2.0, warmup_epochs=5.0, min_lr=0.0, label_smoothing=0.1,
         clip_grad_norm=0.0, drop_rate=0.2, aux_loss_weight=None, ema_decay=0.9999, ema_warmup=True,
     ),
+    # from pretrained weights (the default with --weights): SGD as timm's and torchvision's fine-tuning, a peak
+    # rate a ninth of the paper's, a short warm-up while the new classifier is random, cosine decay, no EMA
+    # (a 0.9999 average would lag a run of a few hundred steps by most of it)
+    "finetune": dict(
+        optimizer="sgd", lr=0.005, reference_batch_size=32, momentum=0.9, nesterov=True,
+        rmsprop_decay=0.9, rmsprop_eps=1.0, weight_decay=1e-4, no_decay="norm_and_bias", schedule="cosine",
+        decay_rate=0.94, decay_epochs=2.0, warmup_epochs=1.0, min_lr=0.0, label_smoothing=0.1,
+        clip_grad_norm=0.0, drop_rate=0.2, aux_loss_weight=None, ema_decay=0.0, ema_warmup=True,
+    ),
 }
 
 
@@ -56,7 +67,8 @@ class TrainConfig:
     """
 
     # what to train
-    model: str = _opt("inception_v4", "registered model name (see `inception-resnet models`)")
+    model: str | None = _opt(None, "registered model name (see `inception-resnet models`; default: the one the "
+                                   "pretrained weights record, as our runs' do, else inception_v4)")
     num_classes: int | None = _opt(None, "classifier outputs (default: the number of classes in the data)",
                                    ge=1, le=MAX_CLASSES)
     in_chans: int = _opt(3, "input channels of the model; images are converted (grey <-> RGB) to match",
@@ -89,8 +101,9 @@ class TrainConfig:
                                    "from training (the validation split is not read; for learning-rate sweeps)",
                                    ge=0, lt=1)
     # recipe
-    recipe: str = _opt("paper", "hyper-parameter defaults: 'paper' (RMSProp, TF semantics) or 'sgd'",
-                       choices=tuple(RECIPES))
+    recipe: str | None = _opt(None, "hyper-parameter defaults: 'paper' (RMSProp, TF semantics), 'sgd', or "
+                                    "'finetune' (SGD, lower rate, warm-up, no EMA; default: finetune with pretrained "
+                                    "weights, else paper)", choices=tuple(RECIPES))
     epochs: int = _opt(10, "number of epochs", ge=1, le=1_000_000)
     batch_size: int = _opt(32, "GLOBAL batch per optimiser step (split over processes and accumulation)",
                            ge=1, le=1_000_000)
@@ -174,8 +187,11 @@ class TrainConfig:
     def resolved(self) -> TrainConfig:
         """A copy with every recipe value filled in and everything checked (ValueError saying what to fix)."""
         check_fields(self)
-        values = dict(RECIPES[self.recipe])
-        if self.recipe == "sgd":
+        recipe = self.recipe or ("finetune" if self.pretrained else "paper")
+        if recipe not in RECIPES:
+            raise ValueError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
+        values = dict(RECIPES[recipe], recipe=recipe, model=self.model or recorded_model(self.pretrained))
+        if recipe in ("sgd", "finetune"):
             values["warmup_epochs"] = min(values["warmup_epochs"], self.epochs / 10)
         changes = {k: v for k, v in values.items() if getattr(self, k) is None}
         config = dataclasses.replace(self, **changes)
@@ -204,6 +220,14 @@ class TrainConfig:
             if getattr(self, name) is not None:
                 options[name] = getattr(self, name)
         return options
+
+
+def recorded_model(pretrained: str | None) -> str:
+    """The model the pretrained weights record (our checkpoints and runs do), else the default inception_v4."""
+    from ..weights.records import read_model_config
+
+    config = read_model_config(pretrained) if pretrained else None
+    return str(config["architecture"]) if config else "inception_v4"
 
 
 def field_help() -> dict[str, str]:

@@ -3,8 +3,11 @@
 :func:`plot_run` takes run directories (or their ``metrics.csv`` / ``metrics.jsonl`` files) and draws a
 2 x 3 grid: training loss, validation top-1 error and top-5 error, against the epoch (top row) and
 against the wall-clock time of the run (bottom row; in seconds, minutes or hours by the longest run). Each
-run has one colour; the raw weights are solid lines, the averaged (EMA) weights dashed. :func:`read_metrics`
-returns the rows for other uses.
+run has one colour; the raw weights are solid lines, the averaged (EMA) weights dashed. A run directory's
+``steps.jsonl`` (the loss every ``log_every_steps`` steps) draws the loss, and its ``validation.jsonl`` (with
+``validate_every_steps``) the errors, step by step, so that a run of one or two epochs gives curves rather
+than single points. The top-5 panels are left out when every run has fewer than 10 classes (top-5 of a
+handful of classes says little). :func:`read_metrics` returns the rows for other uses.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .rundir import RunSource, read_metrics
+from .rundir import RunSource, read_derived, read_metrics, read_steps, read_validations
 
 PANELS = (
     ("train_loss", None, "training loss"),
@@ -48,21 +51,34 @@ def plot_run(
         raise ValueError(f"{len(labels)} labels for {len(sources)} runs; give one label per run")
     names = list(labels) if labels is not None else [_label_for(s) for s in sources]
     tables = [read_metrics(source) for source in sources]
+    directories = [Path(source).is_dir() for source in sources]
+    step_rows = [read_steps(s) if is_dir else [] for s, is_dir in zip(sources, directories, strict=True)]
+    val_rows = [read_validations(s) if is_dir else [] for s, is_dir in zip(sources, directories, strict=True)]
+    classes = [read_derived(s).get("num_classes") if is_dir else None for s, is_dir in zip(sources, directories,
+                                                                                          strict=True)]
+    panels = PANELS if any(count is None or count >= 10 for count in classes) else PANELS[:2]
 
-    figure = Figure(figsize=(15, 8.5), layout="constrained")
+    figure = Figure(figsize=(5 * len(panels), 8.5), layout="constrained")
     FigureCanvasAgg(figure)
-    axes = figure.subplots(2, len(PANELS), squeeze=False)
+    axes = figure.subplots(2, len(panels), squeeze=False)
     colours = [f"C{i % 10}" for i in range(len(tables))]
     unit, scale = time_unit(max((row.get("elapsed") or 0.0) for rows in tables for row in rows))
-    for rows, name, colour in zip(tables, names, colours, strict=True):
-        epochs = [row.get("epoch") for row in rows]
-        times = [(row.get("elapsed") or 0.0) / scale for row in rows]
-        for column, (raw_key, ema_key, _) in enumerate(PANELS):
+    for rows, steps, validations, name, colour in zip(tables, step_rows, val_rows, names, colours, strict=True):
+        per_epoch = _steps_per_epoch(rows)
+        for column, (raw_key, ema_key, _) in enumerate(panels):
+            finer = steps if raw_key == "train_loss" else validations
+            key = "loss" if raw_key == "train_loss" else raw_key
+            source = rows
+            if per_epoch and sum(row.get(key) is not None for row in finer) >= 2:  # step by step
+                source = [{**row, "epoch": row["step"] / per_epoch, raw_key: row.get(key)} for row in finer]
+            epochs = [row.get("epoch") for row in source]
+            times = [(row.get("elapsed") or 0.0) / scale for row in source]
+            marker = "o" if source is rows else ""
             for x_values, axis in ((epochs, axes[0][column]), (times, axes[1][column])):
-                _draw(axis, x_values, rows, raw_key, colour, "-", name)
+                _draw(axis, x_values, source, raw_key, colour, "-", name, marker)
                 if ema_key is not None:
-                    _draw(axis, x_values, rows, ema_key, colour, "--", f"{name} (EMA)")
-    for column, (_, _, ylabel) in enumerate(PANELS):
+                    _draw(axis, x_values, source, ema_key, colour, "--", f"{name} (EMA)", marker)
+    for column, (_, _, ylabel) in enumerate(panels):
         axes[0][column].set_xlabel("epoch")
         axes[0][column].xaxis.set_major_locator(MaxNLocator(integer=True))
         axes[1][column].set_xlabel(f"wall-clock time ({unit})")
@@ -90,10 +106,17 @@ def time_unit(longest_seconds: float) -> tuple[str, float]:
     return "hours", 3600.0
 
 
+def _steps_per_epoch(rows: list[dict[str, Any]]) -> float | None:
+    """Optimiser steps per epoch, from the per-epoch rows (their ``step`` at the end of each epoch)."""
+    last = next((row for row in reversed(rows) if row.get("step") and row.get("epoch")), None)
+    return last["step"] / last["epoch"] if last else None
+
+
 def _draw(axis, x_values: list, rows: list[dict[str, Any]], key: str, colour: str, style: str,
-          label: str) -> None:
+          label: str, marker: str = "o") -> None:
     points = [(x, row.get(key)) for x, row in zip(x_values, rows, strict=True)
               if x is not None and row.get(key) is not None]
     if points:
         xs, ys = zip(*points, strict=True)
-        axis.plot(xs, ys, style, color=colour, marker="o", markersize=3, label=label)
+        axis.plot(xs, ys, style, color=colour, marker=(marker or "o") if len(points) == 1 else marker, markersize=3,
+                  label=label)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -24,7 +25,7 @@ from ..weights.factory import create_model
 from .config import TrainConfig
 from .distributed import DistContext, GlobalBatchSampler, wrap_ddp
 from .ema import ModelEma
-from .finetune import freeze_body, load_pretrained
+from .finetune import freeze_body
 from .optimizers import LRSchedule, build_optimizer, param_groups, scale_lr
 from .parts import RunParts
 from .progress import RunProgress
@@ -59,12 +60,17 @@ def configure_runtime(config: TrainConfig, ctx: DistContext) -> None:
 def build_network(
     config: TrainConfig, num_classes: int, resume_path: str | None, say: Callable[[str], None]
 ) -> nn.Module:
-    """The registered network with ``pretrained`` weights (not when resuming) and ``freeze_body`` applied."""
-    net = create_model(config.model, num_classes=num_classes, in_chans=config.in_chans,
-                       drop_rate=config.drop_rate, **config.model_kwargs())
-    if config.pretrained and resume_path is None:
-        for note in load_pretrained(net, config.pretrained):
-            say(f"pretrained weights: {note}")
+    """The registered network built by ``create_model`` with ``pretrained`` weights (not when resuming; the
+    loader's notes said) and ``freeze_body`` applied."""
+    pretrained = config.pretrained if resume_path is None else None
+    with warnings.catch_warnings():  # a new classifier is what fine-tuning to other classes wants; noted below
+        warnings.filterwarnings("ignore", message=".*classifiers do not fit")
+        net = create_model(config.model, num_classes=num_classes, in_chans=config.in_chans,
+                           drop_rate=config.drop_rate, pretrained=pretrained, **config.model_kwargs())
+    for note in getattr(net, "load_notes", []):
+        say(f"pretrained weights: {note}")
+    # the classes are the data's from now on (the run records them), not those the weights were trained on
+    net.set_metadata(extra={k: v for k, v in net.metadata.extra.items() if k != "classes"})
     if config.freeze_body:
         freeze_body(net)
     return net

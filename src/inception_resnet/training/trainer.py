@@ -22,7 +22,11 @@ Run directory::
                          (and what a step probe adds: :mod:`inception_resnet.training.probes`)
     validation.jsonl     with ``validate_every_steps``: step 0 and every N steps, the validation errors
                          and the training time so far (validation excluded); see :mod:`.validation`
-    checkpoints/         last-e<epoch>-s<step>.pt (the newest ``keep_last``), best.pt
+    checkpoints/         last-e<epoch>-s<step>.pt (the newest ``keep_last``), best.pt: everything to resume
+                         (weights, averaged weights, optimiser state...; :mod:`.state`) and the model
+                         configuration; best.pt is a hard link to the best epoch's file, no second copy
+    model/               when training ends: model.safetensors and config.json, the best weights alone
+                         (:mod:`.final_weights`); ``--weights RUN`` and ``create_model(pretrained=RUN)`` read them
     tensorboard/         the same scalars, when the tensorboard package is installed
 
 Exact resumption: checkpoints (every epoch, and every ``checkpoint_every_steps`` steps) hold the model,
@@ -64,6 +68,7 @@ from .checkpoint import load_checkpoint
 from .checkpoint_state import check_disk_space, check_resume_compatible, restore_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .distributed import DistContext, all_reduce, init_distributed, shutdown, unwrap_model
+from .final_weights import write_final_weights
 from .optimizers import set_lr
 from .parts import RunParts, derived_settings, set_train_mode
 from .probes import ProbeContext, StepProbe
@@ -122,6 +127,11 @@ class Trainer:
         finally:
             self.stop.restore()
             self.log.close()
+        if status == "completed" and ctx.is_main:
+            best = run_dir.checkpoints.best_path if self.progress.best else None
+            folder = write_final_weights(run_dir.path, best, run_dir.last_checkpoint)
+            if folder is not None:
+                self.say(f"weights: {folder} (model.safetensors and config.json; --weights {run_dir.path})")
         exit_code = 128 + self.stop.signal_number if status.startswith("stopped") and self.stop.signal_number else 0
         return summarize(parts, run_dir, status, exit_code)
 

@@ -71,7 +71,7 @@ def validate(parts: RunParts) -> dict[str, Any]:
                 if parts.bn_loader is not None:
                     network = recompute_batchnorm(network, parts.bn_loader, device=ctx.device, precision=amp,
                                                   channels_last=config.channels_last)
-                result = evaluate_loader(network, parts.val_loader, device=ctx.device, amp=amp,
+                result = evaluate_loader(network, parts.val_loader, device=ctx.device, precision=amp,
                                          channels_last=config.channels_last)
                 results.update({
                     f"{prefix}_top1_error": result.top1_error, f"{prefix}_top5_error": result.top5_error,

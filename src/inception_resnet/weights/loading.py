@@ -33,6 +33,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from .checks import check_compatible, check_finite
+from .records import metadata_changes, read_model_config, run_weights
+from .records import save_weights as save_weights  # its home is .records; imported from here too
+
 StateDict = dict[str, torch.Tensor]
 
 # Keys under which training scripts nest the weights, in order of preference.
@@ -106,18 +110,6 @@ def _class_list(names: Any) -> list[str] | None:
     return None
 
 
-def check_finite(state: Mapping[str, torch.Tensor], where: str) -> None:
-    """Raise a ValueError naming the tensors of ``state`` that hold NaN or infinite values."""
-    bad = [key for key, value in state.items() if value.is_floating_point() and not bool(torch.isfinite(value).all())]
-    if bad:
-        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
-        raise ValueError(
-            f"the weights in {where} hold NaN or infinite values in {len(bad)} of {len(state)} tensors ({shown}); "
-            "a model with them gives meaningless outputs (a training run that diverged?). Use an earlier "
-            "checkpoint of the run"
-        )
-
-
 def unwrap_state_dict(obj: Any, where: str = "state dict") -> StateDict:
     """Find the tensor mapping inside a checkpoint dict and strip DDP's ``module.`` prefix."""
     while isinstance(obj, Mapping) and not _is_tensor_mapping(obj):
@@ -150,6 +142,11 @@ def adapt_state_dict(model: nn.Module, state: StateDict) -> tuple[StateDict, lis
     own = model.state_dict()
     state = dict(state)
     notes: list[str] = []
+    flattened = {k: re.sub(r"^([A-Za-z]\w*?)_(\d+)\.", r"\1.\2.", k) for k in state if k not in own}
+    flattened = {k: v for k, v in flattened.items() if v != k and v in own and v not in state}
+    if flattened:  # timm's features_only networks flatten a Sequential's children: features_0 for features.0
+        state = {flattened.get(k, k): v for k, v in state.items()}
+        notes.append(f"renamed {len(flattened)} key(s) of timm's features_only layout (features_0. -> features.0.)")
     classifier = getattr(model, "classifier_name", None)
     if classifier and f"{classifier}.weight" not in state and "last_linear.weight" in state:
         for suffix in ("weight", "bias"):
@@ -183,31 +180,6 @@ def _drop_background_class(own: StateDict, state: StateDict, prefix: str) -> boo
     return True
 
 
-def check_compatible(model: nn.Module, state: StateDict) -> None:
-    """Raise a ValueError naming the first missing, unexpected and mis-shaped keys, if there are any."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    mis_shaped = [
-        f"{k} (file {tuple(state[k].shape)}, model {tuple(own[k].shape)})"
-        for k in own
-        if k in state and state[k].shape != own[k].shape
-    ]
-    if not (missing or unexpected or mis_shaped):
-        return
-    name = getattr(model, "model_name", type(model).__name__)
-    parts = [f"the weights do not fit {name}:"]
-    for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", mis_shaped)):
-        if keys:
-            more = f" and {len(keys) - 3} more" if len(keys) > 3 else ""
-            parts.append(f"{len(keys)} {label} key(s): {', '.join(keys[:3])}{more};")
-    parts.append(
-        "check the model name, num_classes (e.g. --num-classes) and options such as aux_logits or "
-        "width_multiplier against the ones the weights were trained with"
-    )
-    raise ValueError(" ".join(parts))
-
-
 @dataclass
 class LoadedWeights:
     """A state dict read from some source, before adaptation: its label, notes and metadata to record."""
@@ -236,7 +208,11 @@ def weights_format(source: str | os.PathLike) -> tuple[str, str]:
         for name in WEIGHT_FILES:
             if (path / name).is_file():
                 return "torch", str(path / name)
-        raise FileNotFoundError(f"the folder {path} holds none of {', '.join(WEIGHT_FILES)}; pass the weights file")
+        inner = run_weights(path)  # a training run directory: its final weights or best checkpoint
+        if inner is not None:
+            return weights_format(inner)
+        raise FileNotFoundError(f"the folder {path} holds none of {', '.join(WEIGHT_FILES)} and is no training run "
+                                "directory (no model/ or checkpoints/); pass the weights file")
     if path.is_file():
         name = path.name.lower()
         if name.endswith(KERAS_SUFFIXES):
@@ -274,6 +250,9 @@ def read_weights(model: nn.Module, source: str | os.PathLike) -> LoadedWeights:
         state, notes = keras.load_keras_state(model, location)
         return LoadedWeights(state, location, notes, dict(keras.KERAS_METADATA), tf_pooling=True)
     state, classes = read_weights_file(location)
+    config = read_model_config(location)
+    if config is not None:
+        return LoadedWeights(state, location, metadata=metadata_changes(config))
     return LoadedWeights(state, location, metadata={"extra": {"classes": classes}} if classes else {})
 
 
@@ -367,8 +346,9 @@ def load_weights_report(
 def fit_classifiers(model: nn.Module, state: StateDict) -> tuple[list[str], list[str]]:
     """Make ``state``'s classifiers fit ``model`` for fine-tuning, in place; returns (classifiers, notes).
 
-    A classifier whose size differs from the model's takes the model's own (freshly initialised) weights;
-    one the model does not have (built with ``num_classes=0``) is dropped from ``state``.
+    A classifier whose size differs from the model's, or that the weights do not have (timm's ``features_only``
+    state dicts), takes the model's own (freshly initialised) weights; one the model does not have (built with
+    ``num_classes=0``) is dropped from ``state``.
     """
     own = model.state_dict()
     replaced: list[str] = []
@@ -376,8 +356,12 @@ def fit_classifiers(model: nn.Module, state: StateDict) -> tuple[list[str], list
     heads: list[str] = []
     for prefix in classifier_names(model):
         keys = [f"{prefix}.{suffix}" for suffix in ("weight", "bias")]
+        absent = not any(k.startswith(f"{prefix}.") for k in state)
         for key in keys:
-            if key in state and key not in own:
+            if key not in state and key in own and absent:
+                state[key] = own[key]  # weights without this classifier (a feature extractor's): it stays new
+                replaced.append(key)
+            elif key in state and key not in own:
                 del state[key]
                 dropped.append(key)
             elif key in state and state[key].shape != own[key].shape:
@@ -395,32 +379,13 @@ def fit_classifiers(model: nn.Module, state: StateDict) -> tuple[list[str], list
 
 def _metadata_changes(model: nn.Module, loaded: LoadedWeights) -> dict[str, Any]:
     changes: dict[str, Any] = {"weights": loaded.label, **loaded.metadata}
-    # the class names belong to the weights: the previous weights' names never stay behind
+    # the class names belong to the weights: the previous weights' names never stay behind, and names of a
+    # classifier that was replaced (fine-tuning to other classes) are not the model's
     kept = {k: v for k, v in model.metadata.extra.items() if k != "classes"}
     changes["extra"] = {**kept, **changes.get("extra", {})}
+    names = changes["extra"].get("classes")
+    if names is not None and len(names) != getattr(model, "num_classes", 0) - int(changes.get("label_offset", 0)):
+        del changes["extra"]["classes"]
     if getattr(model, "num_classes", 0) == 1001:
         changes["label_offset"] = 1  # TF-slim's background class kept at index 0
     return changes
-
-
-def save_weights(model: nn.Module, path: str | os.PathLike) -> Path:
-    """Save the model's state dict as ``.safetensors`` (in the same key layout) or a torch ``.pth`` file."""
-    import io
-
-    from ..files import write_bytes_atomic, write_error
-
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise write_error(error, "the weights", path) from None
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    if path.suffix == ".safetensors":
-        from safetensors.torch import save
-
-        data = save(state)
-    else:
-        buffer = io.BytesIO()
-        torch.save(state, buffer)
-        data = buffer.getvalue()
-    return write_bytes_atomic(path, data, "the weights")
