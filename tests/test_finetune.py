@@ -149,7 +149,7 @@ def test_plot_of_a_short_run_draws_its_steps_and_no_top5_for_three_classes(run, 
     from matplotlib.axes import Axes
     from PIL import Image as PILImage
 
-    from inception_resnet.training.curves import plot_run
+    from inception_resnet.training.plots import plot_run
 
     run_dir, _photos, summary = run
     drawn: list[tuple[str, int]] = []
