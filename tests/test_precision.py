@@ -118,7 +118,7 @@ def test_bf16_path_runs_bfloat16_onednn_kernels_close_to_fp32() -> None:
     model = tiny()
     x = images(4)
     expected = logits(model, x)
-    fast = precision_module.optimize_for_precision(model, "bf16", features=FULL)
+    fast = optimize_for_inference(model, precision="bf16", features=FULL)
     assert fast.plan.precision == "bf16" and fast.input_dtype == torch.bfloat16
     assert fast.optimization_report.convs_packed > 0
     packed = [m for m in fast.modules() if hasattr(m, "packed_weight")]
@@ -143,8 +143,8 @@ def test_int8_calibration_observes_exactly_the_images_given() -> None:
             drawn.append(chunk)
             yield chunk, torch.zeros(len(chunk), dtype=torch.long)
 
-    fast = precision_module.optimize_for_precision(model, "int8", calibration=batches(), compile=False,
-                                                   features=FULL)
+    fast = optimize_for_inference(model, precision="int8", calibration=batches(), compile=False,
+                                  features=FULL)
     assert fast.plan.calibration_images == 40 and torch.equal(torch.cat(drawn), given)
     graph = fast.quantized_graph.graph
     source = next(n for n in graph.nodes if n.op == "placeholder")
@@ -155,13 +155,13 @@ def test_int8_calibration_observes_exactly_the_images_given() -> None:
         observer(chunk)
     expected_scale, expected_zero_point = observer.calculate_qparams()
     assert scale == pytest.approx(float(expected_scale), rel=1e-6) and zero_point == int(expected_zero_point)
-    wider = precision_module.optimize_for_precision(model, "int8", calibration=4 * given, compile=False,
-                                                    features=FULL)
+    wider = optimize_for_inference(model, precision="int8", calibration=4 * given, compile=False,
+                                   features=FULL)
     wider_first = next(n for n in next(n for n in wider.quantized_graph.graph.nodes if n.op == "placeholder").users
                        if "quantize_per_tensor" in str(n.target))
     assert wider_first.args[1] == pytest.approx(4 * scale, rel=0.05)  # the range follows the images, nothing else
     with pytest.raises(ValueError, match="no images"):
-        precision_module.optimize_for_precision(model, "int8", calibration=iter([]), features=FULL)
+        optimize_for_inference(model, precision="int8", calibration=iter([]), features=FULL)
 
 
 # -- accuracy on a trained network --------------------------------------------------------------------------------
@@ -340,7 +340,7 @@ def test_the_benchmark_times_our_precisions_as_the_library_builds_them_by_defaul
 
     def recording(model, **kwargs):
         seen.append(kwargs)
-        return precision_module.optimize_for_precision(model, **kwargs, features=FULL)
+        return optimize_for_inference(model, **kwargs, features=FULL)
 
     monkeypatch.setattr(prepare_module, "optimize_for_inference", recording)
     workload = Workload("googlenet", batch_size=1, input_size=75, steps=1, warmup=0, rounds=1,

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..evaluation.evaluate import autocast_dtype
-from ..inference.rewrites import fuse_branches, optimize_for_inference
+from ..inference import fuse_branches, optimize_for_inference
 from ..training.config import RECIPES
 from ..training.optimizers import build_optimizer, param_groups, scale_lr
 from ..training.step import StepRunner, TrainingModule

@@ -10,13 +10,13 @@ from typing import Any
 
 import torch
 
+from ..inference.precision import INFERENCE_PRECISIONS  # a candidate's own compute precision
 from ..models.complexity import count_macs
 from ..weights.factory import create_model
 
 H200_BF16_TFLOPS = 790.0  # dense bf16 matmul ceiling of one H200 assumed for MFU (see benchmarks/README.md)
 LIBRARIES = ("ours", "timm")
 RUNTIMES = ("torch", "jit", "ort", "ov")
-PRECISIONS = ("fp32", "bf16", "int8")  # a candidate's own compute precision (ours: optimize_for_inference)
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
@@ -55,8 +55,8 @@ class Candidate:
             raise ValueError("'onednn' packs an optimised eager model: use it with 'opt', without jit/ort/compile")
         if self.cuda_graph and (self.compile is not None or self.runtime != "torch"):
             raise ValueError("'graph' captures eager torch inference; compile=reduce-overhead graphs compiled code")
-        if self.precision is not None and self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.precision is not None and self.precision not in INFERENCE_PRECISIONS:
+            raise ValueError(f"precision must be one of {INFERENCE_PRECISIONS}, got {self.precision!r}")
         if self.runtime == "ort" and self.precision not in (None, "fp32"):
             raise ValueError("the ONNX Runtime candidate runs fp32; OpenVINO ('ov') runs bf16 and int8")
         if self.precision is not None and self.runtime == "torch":
@@ -124,7 +124,7 @@ def parse_candidate(spec: str) -> Candidate:
             fields["onednn"] = fields["channels_last"] = True
         elif token in ("jit", "ort", "ov"):
             fields["runtime"] = token
-        elif token in PRECISIONS:
+        elif token in INFERENCE_PRECISIONS:
             fields["precision"] = token
         elif token == "graph":
             fields["cuda_graph"] = True

@@ -1,7 +1,7 @@
 """The fast CPU path of the inference commands (``eval``, ``predict``, ``bench``), shared by them.
 
 On the CPU, ``--precision fp32|bf16|int8`` runs our optimised model
-(:func:`inception_resnet.inference.rewrites.optimize_for_inference` with ``precision=``) unless
+(:func:`inception_resnet.inference.optimize_for_inference` with ``precision=``) unless
 ``--no-optimize`` is given; int8 calibrates on ``--calibration`` (at most ``--calibration-images`` images,
 through the model's own evaluation transform). What was chosen is printed on stderr as a note.
 """
@@ -17,17 +17,13 @@ import torch
 from torch import nn
 
 from ..data.calibration import DEFAULT_CALIBRATION_IMAGES, load_calibration
-from ..inference.rewrites import optimize_for_inference
-from .options import add_flag
-
-FAST_PRECISIONS = ("fp32", "bf16", "int8")
+from ..inference import INFERENCE_PRECISIONS, optimize_for_inference
+from .options import INFERENCE_FLAG_CHOICES, INFERENCE_PRECISION_HELP, add_flag
 
 
 def add_inference_flags(parser: argparse.ArgumentParser, calibration: bool = True) -> None:
     """``--precision`` (with int8), ``--no-optimize`` and, where the command loads images, the calibration flags."""
-    from .options import INFERENCE_PRECISION_HELP, INFERENCE_PRECISIONS
-
-    add_flag(parser, "precision", default="fp32", choices=INFERENCE_PRECISIONS, help=INFERENCE_PRECISION_HELP)
+    add_flag(parser, "precision", default="fp32", choices=INFERENCE_FLAG_CHOICES, help=INFERENCE_PRECISION_HELP)
     add_flag(parser, "no_optimize")
     if calibration:
         add_flag(parser, "calibration")
@@ -41,7 +37,7 @@ def uses_fast_path(precision: str, device: torch.device, no_optimize: bool) -> b
             raise ValueError("--precision int8 runs on the CPU; add --device cpu")
         if no_optimize:
             raise ValueError("--precision int8 needs the optimised model; leave out --no-optimize")
-    return device.type == "cpu" and precision in FAST_PRECISIONS and not no_optimize
+    return device.type == "cpu" and precision in INFERENCE_PRECISIONS and not no_optimize
 
 
 def optimize_model(

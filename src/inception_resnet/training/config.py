@@ -17,7 +17,7 @@ from typing import Any
 from .optimizers import NO_DECAY_CHOICES, SCHEDULES
 from .rundir import load_run_config
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+AUTOCAST_PRECISIONS = ("fp32", "bf16", "fp16")  # autocast in training and evaluation (not int8)
 OPTIMIZERS = ("rmsprop_tf", "sgd")
 AUGMENTATIONS = ("inception", "pad-crop")
 
@@ -171,7 +171,8 @@ class TrainConfig:
         """Raise a ValueError for a value of the wrong type, not finite, or out of range (on a resolved config)."""
         self.check_types()
         choices = {
-            "precision": PRECISIONS, "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "no_decay": NO_DECAY_CHOICES,
+            "precision": AUTOCAST_PRECISIONS, "optimizer": OPTIMIZERS, "schedule": SCHEDULES,
+            "no_decay": NO_DECAY_CHOICES,
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
