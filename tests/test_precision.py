@@ -26,7 +26,8 @@ from inception_resnet.data import build_dataset, multi_crop_transform_for, subse
 from inception_resnet.data.calibration import load_calibration
 from inception_resnet.inference import optimize_for_inference
 from inception_resnet.inference import precision as precision_module
-from inception_resnet.inference.precision import InferenceModel, calibration_batches, cpu_features, plan_inference
+from inception_resnet.inference.precision import InferenceModel, cpu_features, plan_inference
+from inception_resnet.inference.quantize import calibration_batches
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -173,24 +174,6 @@ def photographs(transform) -> torch.Tensor:
         image = torch.from_numpy(getattr(skimage.data, name)())
         views.append(transform(image.permute(2, 0, 1) if image.dim() == 3 else image.unsqueeze(0))[0])
     return torch.stack(views)
-
-
-@pytest.fixture(scope="module")
-def fashion_network(tmp_path_factory):
-    """GoogLeNet at width 0.25 trained by our trainer on 2,048 Fashion-MNIST images for 3 epochs (75 px)."""
-    from inception_resnet.training import TrainConfig, train
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    run = train(TrainConfig.from_dict(dict(
-        model="googlenet", width_multiplier=0.25, data="fashion-mnist", input_size=75, max_train_images=2048,
-        max_val_images=500, epochs=3, batch_size=32, recipe="sgd", lr=1.6, warmup_epochs=0.0, ema_decay=0.0,
-        color_distortion=False, threads=1, num_workers=0, deterministic=True, progress=False, tensorboard=False,
-        log_every_steps=0, run_dir=str(tmp_path_factory.mktemp("fashion") / "run"),
-    )))
-    torch.set_num_threads(before)
-    model = create_model("googlenet", width_multiplier=0.25, num_classes=10, pretrained=run.best_checkpoint).eval()
-    return model, multi_crop_transform_for(model, 1, input_size=75)
 
 
 def test_bf16_and_int8_keep_the_fp32_answers_of_a_trained_network(fashion_network) -> None:

@@ -182,8 +182,11 @@ def _prepare_inference(candidate: Candidate, workload: Workload, model: nn.Modul
         calibration = calibration_images(workload, int(getattr(model, "in_chans", 3)))
     if candidate.runtime == "torch" and candidate.precision is not None:
         # Without 'compile' the library's own default runs (compiled for int8), as eval and predict run it.
+        options = {}
+        if candidate.engine != "torch":  # OpenVINO on our rewritten graph, or the backend measured fastest here
+            options = {"backend": candidate.engine, "batch_size": workload.batch_size}
         optimized = optimize_for_inference(model, precision=candidate.precision, calibration=calibration,
-                                           compile=True if candidate.compile is not None else None)
+                                           compile=True if candidate.compile is not None else None, **options)
 
         def run_optimized() -> None:
             result[0] = optimized(x)

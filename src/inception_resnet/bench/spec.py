@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from ..inference.precision import INFERENCE_PRECISIONS  # a candidate's own compute precision
+from ..inference.precision import BACKENDS, INFERENCE_PRECISIONS  # a candidate's compute precision and engine
 from ..models.complexity import count_macs
 from ..weights.factory import create_model
 
@@ -37,6 +37,7 @@ class Candidate:
     cuda_graph: bool = False
     onednn: bool = False
     precision: str | None = None
+    engine: str = "torch"  # ours with a precision: optimize_for_inference's backend (torch, openvino, auto)
 
     def __post_init__(self) -> None:
         if self.library not in LIBRARIES:
@@ -59,6 +60,11 @@ class Candidate:
             raise ValueError(f"precision must be one of {INFERENCE_PRECISIONS}, got {self.precision!r}")
         if self.runtime == "ort" and self.precision not in (None, "fp32"):
             raise ValueError("the ONNX Runtime candidate runs fp32; OpenVINO ('ov') runs bf16 and int8")
+        if self.engine not in BACKENDS:
+            raise ValueError(f"engine must be one of {BACKENDS}, got {self.engine!r}")
+        if self.engine != "torch" and (self.precision is None or self.runtime != "torch" or self.compile is not None):
+            raise ValueError("'auto' and 'openvino' choose optimize_for_inference's backend: write them with a "
+                             "precision and without jit/ort/ov/compile, e.g. ours+int8+auto")
         if self.precision is not None and self.runtime == "torch":
             if self.library != "ours" or self.optimize or self.channels_last or self.cuda_graph:
                 raise ValueError("'fp32', 'bf16' and 'int8' run ours through optimize_for_inference(precision=...), "
@@ -75,6 +81,7 @@ class Candidate:
         parts += ["onednn"] if self.onednn else []
         parts += [self.runtime] if self.runtime != "torch" else []
         parts += [self.precision] if self.precision is not None else []
+        parts += [self.engine] if self.engine != "torch" else []
         if self.compile is not None:
             parts.append("compile" if self.compile == "default" else f"compile={self.compile}")
         parts += [f"backend={self.backend}"] if self.backend != "inductor" else []
@@ -106,6 +113,8 @@ def parse_candidate(spec: str) -> Candidate:
       bf16 prepacked oneDNN kernels; with ``compile``: fp32 and bf16 compiled too); OpenVINO:
       its inference precision hint, and for int8 NNCF's post-training quantization; both calibrate int8 on
       the same :data:`~inception_resnet.bench.prepare.CALIBRATION_IMAGES` random images;
+    * ``auto``, ``openvino`` (with a precision, ours): ``optimize_for_inference``'s ``backend``: OpenVINO
+      running our rewritten graph, or the backend measured fastest (``ours+int8+auto``);
     * ``compile`` or ``compile=MODE``, ``backend=NAME`` (a torch.compile backend);
     * ``graph``: a CUDA graph of eager inference;
     * any other ``NAME`` or ``NAME=VALUE``: a ``torch._inductor.config`` option (``freezing``,
@@ -124,6 +133,8 @@ def parse_candidate(spec: str) -> Candidate:
             fields["onednn"] = fields["channels_last"] = True
         elif token in ("jit", "ort", "ov"):
             fields["runtime"] = token
+        elif token in ("auto", "openvino"):
+            fields["engine"] = token
         elif token in INFERENCE_PRECISIONS:
             fields["precision"] = token
         elif token == "graph":

@@ -1,0 +1,159 @@
+"""CPU deployment: the OpenVINO backend and ``backend="auto"`` of optimize_for_inference, and the deployment files
+(OpenVINO IR, int8 IR and ONNX) with their checks against our fp32 model."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import pytest
+import torch
+
+from inception_resnet import create_model
+from inception_resnet.data import build_dataset, subset
+from inception_resnet.data.calibration import load_calibration
+from inception_resnet.inference import autoselect, optimize_for_inference
+from inception_resnet.inference import precision as precision_module
+from inception_resnet.inference.deploy import export_deployment
+from inception_resnet.inference.precision import InferenceModel
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+FULL = {"x86": True, "bf16": True, "vnni": True, "amx": False, "onednn": True}
+
+
+def tiny() -> torch.nn.Module:
+    return create_model("googlenet", width_multiplier=0.25, num_classes=10).eval()
+
+
+def images(count: int, seed: int = 0, scale: float = 1.0) -> torch.Tensor:
+    return scale * torch.randn(count, 3, 75, 75, generator=torch.Generator().manual_seed(seed))
+
+
+def logits(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with torch.inference_mode():
+        return model(x).float()
+
+
+# -- the OpenVINO backend ---------------------------------------------------------------------------------------
+def test_the_openvino_backend_gives_the_eager_outputs_in_each_precision() -> None:
+    model = tiny()
+    x = images(3)
+    expected = logits(model, x)
+    largest = expected.abs().max()
+    calibration = images(16, seed=1)
+    for precision, tolerance in (("fp32", 1e-4), ("bf16", 0.03), ("int8", 0.25)):
+        fast = optimize_for_inference(model, precision=precision, backend="openvino", calibration=calibration,
+                                      features=FULL)
+        assert isinstance(fast, InferenceModel) and fast.plan.backend == "openvino"
+        assert fast.plan.precision == precision and "OpenVINO" in str(fast.plan)
+        out = logits(fast, x)
+        assert out.dtype == torch.float32 and out.shape == expected.shape
+        assert (out - expected).abs().max() <= tolerance * largest, precision
+        assert torch.allclose(logits(fast, x[:1]), out[:1], atol=1e-5)  # a smaller batch: padded, same answer
+        assert fast.model_name == "googlenet" and fast.num_classes == 10
+    assert fast.plan.calibration_images == 16
+    with pytest.raises(ValueError, match="built for inputs of shape"):
+        optimize_for_inference(model, precision="fp32", backend="openvino")(images(1)[:, :, :70, :70])
+
+
+def test_backend_and_precision_arguments_are_checked(monkeypatch) -> None:
+    model = tiny()
+    with pytest.raises(ValueError, match="backend must be one of auto, torch, openvino"):
+        optimize_for_inference(model, precision="fp32", backend="onnx")
+    with pytest.raises(ValueError, match="go with precision="):
+        optimize_for_inference(model, backend="openvino")
+    with pytest.raises(ValueError, match="leave out fuse"):
+        optimize_for_inference(model, precision="fp32", fuse=True)
+    with pytest.raises(ValueError, match="torch.compile"):
+        optimize_for_inference(model, precision="fp32", backend="openvino", compile=True)
+    monkeypatch.setattr(precision_module, "have_openvino", lambda int8=False: False)
+    with pytest.raises(ImportError, match=r"pip install 'inception-resnet\[openvino\]'"):
+        optimize_for_inference(model, precision="fp32", backend="openvino")
+
+
+# -- auto -------------------------------------------------------------------------------------------------------
+def test_auto_without_openvino_is_torch_with_a_one_line_note(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("INCEPTION_RESNET_CACHE", str(tmp_path))
+    monkeypatch.setattr(autoselect, "have_openvino", lambda int8=False: False)
+    model = tiny()
+    fast = optimize_for_inference(model, precision="fp32", backend="auto")
+    assert fast.plan.backend == "torch" and "\n" not in str(fast.plan)
+    assert "auto: torch, as OpenVINO is not installed" in str(fast.plan)
+    x = images(2)
+    assert torch.allclose(logits(fast, x), logits(model, x), atol=1e-4)
+    assert not (tmp_path / "backends.json").exists()  # nothing was measured
+
+
+def test_auto_times_both_backends_once_and_remembers_the_choice(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("INCEPTION_RESNET_CACHE", str(tmp_path))
+    built = []
+    for name in ("build_torch", "build_openvino"):
+        real = getattr(autoselect, name)
+        monkeypatch.setattr(autoselect, name, lambda *a, real=real, name=name: built.append(name) or real(*a))
+    model = tiny()
+    fast = optimize_for_inference(model, precision="fp32", backend="auto", batch_size=2)
+    assert sorted(built) == ["build_openvino", "build_torch"]
+    assert f"auto: {fast.plan.backend}, measured fastest:" in str(fast.plan) and "per batch of 2" in str(fast.plan)
+    cache = json.loads((tmp_path / "backends.json").read_text())
+    (identity, entries), = cache.items()
+    assert str(torch.get_num_threads()) + " threads" in identity
+    (key, entry), = entries.items()
+    assert key.startswith("googlenet ") and key.endswith(" 3x75x75 b2 fp32") and entry["backend"] == fast.plan.backend
+    assert set(entry["seconds"]) == {"torch", "openvino"} and min(entry["seconds"], key=entry["seconds"].get) == \
+        fast.plan.backend
+    x = images(2)
+    assert torch.allclose(logits(fast, x), logits(model, x), atol=1e-4)
+    built.clear()
+    again = optimize_for_inference(model, precision="fp32", backend="auto", batch_size=2)
+    assert built == [f"build_{fast.plan.backend}"] and "remembered in" in str(again.plan)
+    assert torch.allclose(logits(again, x), logits(model, x), atol=1e-4)
+
+
+# -- deployment files -------------------------------------------------------------------------------------------
+def test_openvino_ir_export_round_trips_from_the_command_line(tmp_path, capsys) -> None:
+    import openvino as ov
+
+    from inception_resnet.cli import main
+    from inception_resnet.weights import save_weights
+
+    model = tiny()
+    save_weights(model, tmp_path / "g.safetensors")
+    output = tmp_path / "g.xml"
+    common = ["export", "--model", "googlenet", "--weights", str(tmp_path / "g.safetensors"), "--model-option",
+              "width_multiplier=0.25", "--num-classes", "10", "--input-size", "75", "--output", str(output)]
+    assert main([*common, "--format", "openvino"]) == 0
+    assert "max abs difference from PyTorch" in capsys.readouterr().out
+    assert output.is_file() and output.with_suffix(".bin").is_file()
+    compiled = ov.Core().compile_model(str(output), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    x = images(5)  # another batch size than the check's: the batch dimension is dynamic
+    assert torch.allclose(torch.from_numpy(compiled(x.numpy())[0]), logits(model, x), atol=1e-4)
+    with pytest.raises(ValueError, match="exists"):
+        main([*common, "--format", "openvino"])
+    with pytest.raises(ValueError, match="needs --calibration"):
+        main([*common, "--format", "onnx", "--precision", "int8", "--overwrite"])
+
+
+def _check_set(transform) -> torch.Tensor:
+    """Fashion-MNIST validation images: none of them is a calibration image (those come from the training split)."""
+    val = subset(build_dataset("fashion-mnist", "val", lambda image: transform(image)[0], download=False), 300)
+    return torch.stack([val[i][0] for i in range(len(val))])
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "openvino"])
+def test_int8_exports_pass_their_agreement_check_and_refuse_a_bad_calibration(fashion_network, tmp_path, fmt) -> None:
+    model, transform = fashion_network
+    check = _check_set(transform)
+    calibration = load_calibration("fashion-mnist", transform, 128, download=False)
+    path = tmp_path / ("model.xml" if fmt == "openvino" else "model.onnx")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = export_deployment(model, path, fmt, precision="int8", calibration=calibration, check_images=check)
+    print(f"{fmt} int8: top-1 agreement {result.agreement:.1f}% on {len(check)} check images")
+    assert result.agreement >= 97.0 and path.is_file()
+    bad = calibration[:8] * 0.02  # ranges observed on near-black images: every real image saturates
+    refused = tmp_path / ("bad.xml" if fmt == "openvino" else "bad.onnx")
+    with pytest.raises(ValueError, match=r"agrees with the fp32 model on the top-1 class of \d+\.\d% of 300 check "
+                                         r"images, below the 97% required; nothing was written"):
+        export_deployment(model, refused, fmt, precision="int8", calibration=bad, check_images=check)
+    assert not refused.exists() and not refused.with_suffix(".bin").exists()
