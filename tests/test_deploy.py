@@ -53,8 +53,11 @@ def test_the_openvino_backend_gives_the_eager_outputs_in_each_precision() -> Non
         assert torch.allclose(logits(fast, x[:1]), out[:1], atol=1e-5)  # a smaller batch: padded, same answer
         assert fast.model_name == "googlenet" and fast.num_classes == 10
     assert fast.plan.calibration_images == 16
-    with pytest.raises(ValueError, match="built for inputs of shape"):
-        optimize_for_inference(model, precision="fp32", backend="openvino")(images(1)[:, :, :70, :70])
+    fp32 = optimize_for_inference(model, precision="fp32", backend="openvino")  # built at its first call's size
+    larger = torch.randn(2, 3, 90, 90)
+    assert torch.allclose(logits(fp32, larger), logits(model, larger), atol=1e-4)
+    with pytest.raises(ValueError, match=r"built for inputs of shape \[3, 90, 90\]"):
+        fp32(x)
 
 
 def test_backend_and_precision_arguments_are_checked(monkeypatch) -> None:
@@ -92,7 +95,7 @@ def test_auto_times_both_backends_once_and_remembers_the_choice(monkeypatch, tmp
         real = getattr(autoselect, name)
         monkeypatch.setattr(autoselect, name, lambda *a, real=real, name=name: built.append(name) or real(*a))
     model = tiny()
-    fast = optimize_for_inference(model, precision="fp32", backend="auto", batch_size=2)
+    fast = optimize_for_inference(model, precision="fp32", backend="auto", batch_size=2, example_input=images(1))
     assert sorted(built) == ["build_openvino", "build_torch"]
     assert f"auto: {fast.plan.backend}, measured fastest:" in str(fast.plan) and "per batch of 2" in str(fast.plan)
     cache = json.loads((tmp_path / "backends.json").read_text())
@@ -105,7 +108,7 @@ def test_auto_times_both_backends_once_and_remembers_the_choice(monkeypatch, tmp
     x = images(2)
     assert torch.allclose(logits(fast, x), logits(model, x), atol=1e-4)
     built.clear()
-    again = optimize_for_inference(model, precision="fp32", backend="auto", batch_size=2)
+    again = optimize_for_inference(model, precision="fp32", backend="auto", batch_size=2, example_input=images(1))
     assert built == [f"build_{fast.plan.backend}"] and "remembered in" in str(again.plan)
     assert torch.allclose(logits(again, x), logits(model, x), atol=1e-4)
 

@@ -27,11 +27,12 @@ from .rewrites import rewrite_for_inference
 __all__ = ["OpenVINORunner", "build_openvino", "compile_config", "convert", "quantize"]
 
 
-def convert(model: nn.Module, example: torch.Tensor) -> Any:
-    """``openvino.Model`` of ``model`` rewritten for inference, for inputs shaped as ``example`` (any batch)."""
+def convert(model: nn.Module, example: torch.Tensor, rewritten: bool = False) -> Any:
+    """``openvino.Model`` of ``model`` rewritten for inference (``rewritten``: it is already), for inputs shaped
+    as ``example`` (any batch)."""
     import openvino as ov
 
-    rewritten = rewrite_for_inference(model)
+    rewritten = model if rewritten else rewrite_for_inference(model)
     shape = ov.PartialShape([-1, *example.shape[1:]])
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the tracer's notes on our input checks: constant for a fixed shape
@@ -61,39 +62,48 @@ def compile_config(precision: str) -> dict[str, Any]:
 
 
 class OpenVINORunner(nn.Module):
-    """One compiled OpenVINO model behind a module's call: a contiguous fp32 batch in, fp32 logits out."""
+    """One OpenVINO model compiled for one batch shape behind a module's call: fp32 batch in, fp32 logits out."""
 
-    def __init__(self, compiled: Any) -> None:
+    def __init__(self, compiled: Any, shape: tuple[int, ...], precision: str) -> None:
         super().__init__()
         self.compiled = compiled
         self.request = compiled.create_infer_request()
+        self.shape = shape
+        self.precision = precision
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if tuple(x.shape[1:]) != self.shape[1:]:
+            raise ValueError(f"this {self.precision} OpenVINO model was built for inputs of shape "
+                             f"{list(self.shape[1:])} (C, H, W), the size of its first batch, got "
+                             f"{list(x.shape[1:])}; resize the images, or optimise the model again for that size")
         self.request.infer({0: x.contiguous().numpy()})
         return torch.from_numpy(self.request.get_output_tensor(0).data.copy())
 
 
 def _compiled_for(network: Any, precision: str, x: torch.Tensor) -> OpenVINORunner:
-    """``network`` compiled for the static shape of the batch ``x`` (the first call's)."""
+    """``network`` (an ``openvino.Model``, or a rewritten torch network converted now) compiled for the static
+    shape of the batch ``x`` (the first call's)."""
     import openvino as ov
 
-    static = network.clone()
-    static.reshape([ov.PartialShape(list(x.shape))])
-    return OpenVINORunner(ov.Core().compile_model(static, "CPU", compile_config(precision)))
+    static = convert(network, x, rewritten=True) if isinstance(network, nn.Module) else network.clone()
+    static.reshape(list(x.shape))
+    return OpenVINORunner(ov.Core().compile_model(static, "CPU", compile_config(precision)), tuple(x.shape),
+                          precision)
 
 
 def build_openvino(model: nn.Module, plan: InferencePlan, example: torch.Tensor,
                    calibration: list[torch.Tensor] | None = None) -> InferenceModel:
     """An :class:`InferenceModel` of the fp32 eval-mode ``model`` run by OpenVINO as ``plan`` says.
 
-    ``example``: an input of the shape the model will see; ``calibration``: the int8 batches.
+    ``example``: an input of the shape the int8 model will see (fp32 and bf16 are converted at the first call, for
+    its image size); ``calibration``: the int8 batches.
     """
     if getattr(model, "features_only", False):
         raise ValueError("the openvino backend runs classifiers; use backend='torch' for a features_only model")
-    network = convert(model, example)
+    network: Any = rewrite_for_inference(model)
+    size = None
     if plan.precision == "int8":
-        network, plan.calibration_images = quantize(network, calibration or [])
-    result = InferenceModel(None, model, plan, input_size=tuple(example.shape[1:]), channels_last=False,
-                            build=functools.partial(_compiled_for, network, plan.precision))
-    result.openvino_model = network
-    return result
+        network, plan.calibration_images = quantize(convert(network, example, rewritten=True), calibration or [])
+        size = tuple(example.shape[1:])
+    return InferenceModel(None, model, plan, input_size=size, channels_last=False,
+                          build=functools.partial(_compiled_for, network, plan.precision))
