@@ -160,3 +160,26 @@ def test_int8_exports_pass_their_agreement_check_and_refuse_a_bad_calibration(fa
                                          r"images, below the 97% required; nothing was written"):
         export_deployment(model, refused, fmt, precision="int8", calibration=bad, check_images=check)
     assert not refused.exists() and not refused.with_suffix(".bin").exists()
+
+
+def test_predict_runs_the_backend_asked_for_and_says_so(tmp_path, capsys) -> None:
+    import skimage.data
+    from PIL import Image
+
+    from inception_resnet.cli import main
+    from inception_resnet.weights import save_weights
+
+    save_weights(tiny(), tmp_path / "g.safetensors")
+    Image.fromarray(skimage.data.coffee()).save(tmp_path / "coffee.png")
+    command = ["predict", str(tmp_path / "coffee.png"), "--model", "googlenet", "--weights",
+               str(tmp_path / "g.safetensors"), "--model-option", "width_multiplier=0.25", "--num-classes", "10",
+               "--input-size", "75", "--device", "cpu", "--json", "--topk", "3"]
+    outputs = {}
+    for backend in ("torch", "openvino"):
+        assert main([*command, "--backend", backend]) == 0
+        captured = capsys.readouterr()
+        assert ("OpenVINO CPU plugin" in captured.err) == (backend == "openvino")
+        outputs[backend] = json.loads(captured.out)
+    torch_top, openvino_top = (outputs[b]["predictions"][0]["top"] for b in ("torch", "openvino"))
+    assert [row["index"] for row in torch_top] == [row["index"] for row in openvino_top]
+    assert all(abs(a["probability"] - b["probability"]) < 1e-4 for a, b in zip(torch_top, openvino_top, strict=True))

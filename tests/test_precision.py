@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from inception_resnet import create_model
-from inception_resnet.data import build_dataset, multi_crop_transform_for, subset
+from inception_resnet.data import build_dataset, subset
 from inception_resnet.data.calibration import load_calibration
 from inception_resnet.inference import optimize_for_inference
 from inception_resnet.inference import precision as precision_module

@@ -18,11 +18,13 @@ import torch
 from ..data.calibration import DEFAULT_CALIBRATION_IMAGES, load_calibration
 from ..data.transforms import eval_transform_for
 from ..inference.deploy import export_deployment
+from ..inference.precision import INFERENCE_PRECISIONS
 from ..weights.export import FORMATS, SUFFIXES, export_model
 from .options import add_flag
 from .predict import add_model_arguments, build_model
 
 EXPORT_FORMATS = (*FORMATS, "openvino")
+EXPORT_PRECISION_CHOICES = tuple(p for p in INFERENCE_PRECISIONS if p != "bf16")  # files hold fp32 or int8
 MIN_CHECK_IMAGES = 100  # fewer check images than this cannot measure agreement to a percent
 
 
@@ -110,8 +112,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("name", nargs="?", metavar="NAME", help="the model, as --model (kept for old command lines)")
     add_model_arguments(parser)
     parser.add_argument("--format", choices=EXPORT_FORMATS, required=True, help="output format")
-    parser.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
-                        help="int8: post-training quantization (onnx, openvino) on --calibration")
+    add_flag(parser, "precision", default="fp32", choices=EXPORT_PRECISION_CHOICES,
+             help="int8: post-training quantization (onnx, openvino) on --calibration")
     add_flag(parser, "calibration")
     add_flag(parser, "calibration_images", default=DEFAULT_CALIBRATION_IMAGES)
     parser.add_argument("--check-data", nargs="+", default=None, metavar="SOURCE",

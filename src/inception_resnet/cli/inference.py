@@ -25,6 +25,7 @@ def add_inference_flags(parser: argparse.ArgumentParser, calibration: bool = Tru
     """``--precision`` (with int8), ``--no-optimize`` and, where the command loads images, the calibration flags."""
     add_flag(parser, "precision", default="fp32", choices=INFERENCE_FLAG_CHOICES, help=INFERENCE_PRECISION_HELP)
     add_flag(parser, "no_optimize")
+    add_flag(parser, "backend", default="torch")
     if calibration:
         add_flag(parser, "calibration")
         add_flag(parser, "calibration_images", default=DEFAULT_CALIBRATION_IMAGES)
@@ -48,13 +49,16 @@ def optimize_model(
     calibration_images: int = DEFAULT_CALIBRATION_IMAGES,
     transform: Callable[[Any], torch.Tensor] | None = None,
     compile: bool | None = None,
+    backend: str = "torch",
+    batch_size: int | None = None,
     seed: int = 0,
     log: Callable[[str], None] | None = None,
 ) -> nn.Module:
     """The model optimised for ``precision`` on the CPU, its plan logged (default: a note on stderr).
 
     ``calibration`` (int8): the sources of :func:`~inception_resnet.data.calibration.load_calibration`, one
-    folder or dataset name, or image files; ``transform``: the model's evaluation transform.
+    folder or dataset name, or image files; ``transform``: the model's evaluation transform; ``backend`` and
+    ``batch_size`` (the batch ``auto`` times): see :func:`~inception_resnet.inference.optimize_for_inference`.
     """
     log = log or (lambda message: print(f"note: {message}", file=sys.stderr))
     images = None
@@ -66,7 +70,8 @@ def optimize_model(
             raise ValueError("int8 calibration needs the model's evaluation transform")
         source: Any = calibration[0] if len(calibration) == 1 else list(calibration)
         images = load_calibration(source, transform, calibration_images, seed=seed)
-    optimized = optimize_for_inference(model, precision=precision, calibration=images, compile=compile)
+    optimized = optimize_for_inference(model, precision=precision, calibration=images, compile=compile,
+                                       **({"backend": backend, "batch_size": batch_size} if backend != "torch" else {}))
     name = getattr(model, "model_name", type(model).__name__)
     source_note = f" from {' '.join(calibration)}" if images is not None else ""
     log(f"{name}: {optimized.plan}{source_note}")

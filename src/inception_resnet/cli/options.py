@@ -19,7 +19,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..inference.precision import INFERENCE_PRECISIONS
+from ..inference.precision import BACKENDS, INFERENCE_PRECISIONS
 from ..training.config import AUTOCAST_PRECISIONS
 
 # eval, predict and bench take autocast's precisions and the CPU inference ones (int8: post-training static
@@ -107,6 +107,11 @@ SHARED: dict[str, Flag] = {
     "no_optimize": Flag(
         ("--no-optimize",), "on the CPU, run the plain model (under autocast for bf16) instead of the optimised "
         "one --precision selects", {"action": "store_true"},
+    ),
+    "backend": Flag(
+        ("--backend",), "on the CPU, what runs the optimised model: torch (oneDNN kernels), openvino (the openvino "
+        "extra), or auto (the one measured fastest here for this model, batch size and precision, remembered)",
+        {"choices": BACKENDS},
     ),
     "calibration": Flag(
         ("--calibration",), "int8: the images to calibrate on, preprocessed as the inputs: image files, a folder "

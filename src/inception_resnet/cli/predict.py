@@ -72,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
     if fast:
         model = optimize_model(model, args.precision, calibration=args.calibration,
                                calibration_images=args.calibration_images,
-                               transform=eval_transform_for(model, input_size=args.input_size))
+                               transform=eval_transform_for(model, input_size=args.input_size),
+                               backend=args.backend, batch_size=args.batch_size)
     elif args.precision in ("bf16", "fp16"):
         model = AutocastModel(model, args.precision)
     predictions, failures = predict_files(model, args.images, args.topk, input_size=args.input_size,
