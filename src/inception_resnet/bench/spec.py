@@ -102,8 +102,8 @@ def parse_candidate(spec: str) -> Candidate:
 
     LIBRARY is ``ours`` or ``timm``; tokens:
 
-    * ``opt``: ours only, :func:`~inception_resnet.inference.rewrites.optimize_for_inference` for inference,
-      :func:`~inception_resnet.inference.rewrites.fuse_branches` for training;
+    * ``opt``: ours only, :func:`~inception_resnet.inference.optimize_for_inference` for inference,
+      :func:`~inception_resnet.inference.fusion.fuse_branches` for training;
     * ``cl``: channels_last model and input;
     * ``onednn``: with ``opt``, prepacked oneDNN convolutions (CPU, fp32; implies ``cl``);
     * ``jit``: TorchScript, frozen, ``torch.jit.optimize_for_inference``; ``ort``: ONNX Runtime (CPU);
