@@ -17,6 +17,7 @@ Files are built and checked in memory and written whole or not at all (:mod:`inc
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import warnings
@@ -98,10 +99,16 @@ def quantize_onnx(data: bytes, calibration: torch.Tensor) -> bytes:
     with tempfile.TemporaryDirectory(prefix="qdq-export-") as folder:
         source, target = os.path.join(folder, "fp32.onnx"), os.path.join(folder, "int8.onnx")
         Path(source).write_bytes(data)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            quantize_static(source, target, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)  # its notes on biases it leaves in fp32 and on optional pre-processing
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                quantize_static(source, target, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        finally:
+            root.setLevel(level)
         return Path(target).read_bytes()
 
 
