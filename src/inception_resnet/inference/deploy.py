@@ -78,11 +78,12 @@ def _onnx_runner(data: bytes) -> Callable[[np.ndarray], np.ndarray]:
     return lambda batch: session.run(None, {name: batch})[0]
 
 
-def quantize_onnx(data: bytes, calibration: torch.Tensor) -> bytes:
+def quantize_onnx(data: bytes, calibration: torch.Tensor, per_channel: bool = True) -> bytes:
     """ONNX Runtime's static quantization of the fp32 ONNX model ``data`` to QDQ, on ``calibration`` only.
 
-    Per-channel symmetric int8 weights: with one scale per tensor, the folded convolutions (BatchNorm's
-    per-channel factors multiplied into the filters) lose their small channels to rounding.
+    Symmetric int8 weights with one scale per output channel (``per_channel``; ONNX Runtime's default is one per
+    tensor, under which the filters of a folded convolution, scaled channel by channel by BatchNorm's factors,
+    share the range of the largest and the small ones round to a few levels), per-tensor uint8 activations.
     """
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
@@ -105,7 +106,7 @@ def quantize_onnx(data: bytes, calibration: torch.Tensor) -> bytes:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                quantize_static(source, target, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                quantize_static(source, target, Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
                                 activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
         finally:
             root.setLevel(level)
