@@ -216,3 +216,24 @@ def test_benchmark_candidates_choose_the_backend_of_our_precision_path(monkeypat
         assert {f"ours+{precision}+auto", f"ours+{precision}", f"ours+{precision}+openvino", f"timm+ov{suffix}",
                 f"ours+ov{suffix}"} <= specs
     assert {"timm+ort", "ours+ort"} <= specs
+
+
+def test_the_deploy_summary_sets_our_fastest_path_against_the_fastest_plain_export(benchmark_script) -> None:
+    from inception_resnet.bench import Result
+
+    suite = benchmark_script("bench_models")
+
+    def row(spec: str, img_s: float, precision: str = "fp32", plan: str = "") -> Result:
+        return Result("v4 b1", "inception_v4", "infer", 1, 299, "cpu", None, spec, spec.split("+")[0], precision,
+                      img_s=img_s, extra={"plan": plan} if plan else {})
+
+    results = [row("timm", 5.0), row("ours+fp32", 9.0), row("ours+fp32+auto", 10.0, plan="fp32 CPU inference: x "
+                                                             "(auto: openvino, measured fastest: openvino 90 ms)"),
+               row("ours+opt+ov", 12.0),  # our rewritten graph on OpenVINO: not a plain export, not a peer
+               row("timm+ov", 9.0), row("ours+ov", 9.6), row("timm+ort", 7.0),
+               row("ours+int8", 20.0, "int8"), row("timm+ov+int8", 25.0, "int8")]
+    text = suite.deploy_summary(results)
+    fp32_line, int8_line = (line for line in text.splitlines() if line.startswith("| v4 b1"))
+    assert "`ours+fp32+auto`" in fp32_line and "`ours+ov`" in fp32_line and "1.04x" in fp32_line
+    assert "missed by 1%" in fp32_line and "openvino, measured fastest: openvino 90 ms" in fp32_line
+    assert "`ours+int8`" in int8_line and "`timm+ov+int8`" in int8_line and "0.80x" in int8_line
