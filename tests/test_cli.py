@@ -17,7 +17,7 @@ from PIL import Image
 import inception_resnet
 import inception_resnet as ir
 from inception_resnet.cli import build_parser, main
-from inception_resnet.cli.options import INFERENCE_PRECISIONS, SHARED, is_switch
+from inception_resnet.cli.options import INFERENCE_FLAG_CHOICES, SHARED, is_switch
 from inception_resnet.data import ImageFolderDataset, apply_class_map, read_class_map
 from inception_resnet.weights import save_weights
 
@@ -37,10 +37,11 @@ EXPECTED = {
     "device": {"eval", "train", "predict", "bench"},
     "batch_size": {"eval", "train", "predict", "bench"},
     "workers": {"eval", "train"},
-    "precision": {"eval", "train", "bench", "predict"},
+    "precision": {"eval", "train", "bench", "predict", "export"},
     "no_optimize": {"eval", "predict", "bench"},
-    "calibration": {"eval", "predict"},
-    "calibration_images": {"eval", "predict"},
+    "backend": {"eval", "predict", "bench"},
+    "calibration": {"eval", "predict", "export"},
+    "calibration_images": {"eval", "predict", "export"},
     "data": {"eval", "train", "study compare", "study sweep", "study scaling"},
 }
 # The inference commands add int8 to the one --precision flag (train cannot run it).
@@ -95,7 +96,9 @@ def test_shared_flags_have_one_spelling_in_every_command() -> None:
             action = parsers[words]._option_string_actions[flag.names[0]]
             choices = flag.kwargs.get("choices")
             if key == "precision" and words in INFERENCE_COMMANDS:
-                choices = INFERENCE_PRECISIONS
+                choices = INFERENCE_FLAG_CHOICES
+            if key == "precision" and words == "export":
+                choices = ("fp32", "int8")  # what a deployment file holds
             assert action.choices == choices, (words, key)
             assert action.metavar == flag.kwargs.get("metavar"), (words, key)
     for words, parser in parsers.items():  # the old spellings are gone from every help

@@ -22,11 +22,12 @@ import pytest
 import torch
 
 from inception_resnet import create_model
-from inception_resnet.data import build_dataset, multi_crop_transform_for, subset
+from inception_resnet.data import build_dataset, subset
 from inception_resnet.data.calibration import load_calibration
 from inception_resnet.inference import optimize_for_inference
 from inception_resnet.inference import precision as precision_module
-from inception_resnet.inference.precision import InferenceModel, calibration_batches, cpu_features, plan_inference
+from inception_resnet.inference.precision import InferenceModel, cpu_features, plan_inference
+from inception_resnet.inference.quantize import calibration_batches
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -118,7 +119,7 @@ def test_bf16_path_runs_bfloat16_onednn_kernels_close_to_fp32() -> None:
     model = tiny()
     x = images(4)
     expected = logits(model, x)
-    fast = precision_module.optimize_for_precision(model, "bf16", features=FULL)
+    fast = optimize_for_inference(model, precision="bf16", features=FULL)
     assert fast.plan.precision == "bf16" and fast.input_dtype == torch.bfloat16
     assert fast.optimization_report.convs_packed > 0
     packed = [m for m in fast.modules() if hasattr(m, "packed_weight")]
@@ -143,8 +144,8 @@ def test_int8_calibration_observes_exactly_the_images_given() -> None:
             drawn.append(chunk)
             yield chunk, torch.zeros(len(chunk), dtype=torch.long)
 
-    fast = precision_module.optimize_for_precision(model, "int8", calibration=batches(), compile=False,
-                                                   features=FULL)
+    fast = optimize_for_inference(model, precision="int8", calibration=batches(), compile=False,
+                                  features=FULL)
     assert fast.plan.calibration_images == 40 and torch.equal(torch.cat(drawn), given)
     graph = fast.quantized_graph.graph
     source = next(n for n in graph.nodes if n.op == "placeholder")
@@ -155,13 +156,13 @@ def test_int8_calibration_observes_exactly_the_images_given() -> None:
         observer(chunk)
     expected_scale, expected_zero_point = observer.calculate_qparams()
     assert scale == pytest.approx(float(expected_scale), rel=1e-6) and zero_point == int(expected_zero_point)
-    wider = precision_module.optimize_for_precision(model, "int8", calibration=4 * given, compile=False,
-                                                    features=FULL)
+    wider = optimize_for_inference(model, precision="int8", calibration=4 * given, compile=False,
+                                   features=FULL)
     wider_first = next(n for n in next(n for n in wider.quantized_graph.graph.nodes if n.op == "placeholder").users
                        if "quantize_per_tensor" in str(n.target))
     assert wider_first.args[1] == pytest.approx(4 * scale, rel=0.05)  # the range follows the images, nothing else
     with pytest.raises(ValueError, match="no images"):
-        precision_module.optimize_for_precision(model, "int8", calibration=iter([]), features=FULL)
+        optimize_for_inference(model, precision="int8", calibration=iter([]), features=FULL)
 
 
 # -- accuracy on a trained network --------------------------------------------------------------------------------
@@ -173,24 +174,6 @@ def photographs(transform) -> torch.Tensor:
         image = torch.from_numpy(getattr(skimage.data, name)())
         views.append(transform(image.permute(2, 0, 1) if image.dim() == 3 else image.unsqueeze(0))[0])
     return torch.stack(views)
-
-
-@pytest.fixture(scope="module")
-def fashion_network(tmp_path_factory):
-    """GoogLeNet at width 0.25 trained by our trainer on 2,048 Fashion-MNIST images for 3 epochs (75 px)."""
-    from inception_resnet.training import TrainConfig, train
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    run = train(TrainConfig.from_dict(dict(
-        model="googlenet", width_multiplier=0.25, data="fashion-mnist", input_size=75, max_train_images=2048,
-        max_val_images=500, epochs=3, batch_size=32, recipe="sgd", lr=1.6, warmup_epochs=0.0, ema_decay=0.0,
-        color_distortion=False, threads=1, num_workers=0, deterministic=True, progress=False, tensorboard=False,
-        log_every_steps=0, run_dir=str(tmp_path_factory.mktemp("fashion") / "run"),
-    )))
-    torch.set_num_threads(before)
-    model = create_model("googlenet", width_multiplier=0.25, num_classes=10, pretrained=run.best_checkpoint).eval()
-    return model, multi_crop_transform_for(model, 1, input_size=75)
 
 
 def test_bf16_and_int8_keep_the_fp32_answers_of_a_trained_network(fashion_network) -> None:
@@ -340,7 +323,7 @@ def test_the_benchmark_times_our_precisions_as_the_library_builds_them_by_defaul
 
     def recording(model, **kwargs):
         seen.append(kwargs)
-        return precision_module.optimize_for_precision(model, **kwargs, features=FULL)
+        return optimize_for_inference(model, **kwargs, features=FULL)
 
     monkeypatch.setattr(prepare_module, "optimize_for_inference", recording)
     workload = Workload("googlenet", batch_size=1, input_size=75, steps=1, warmup=0, rounds=1,

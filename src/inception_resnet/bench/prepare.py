@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..evaluation.evaluate import autocast_dtype
-from ..inference.rewrites import fuse_branches, optimize_for_inference
+from ..inference import fuse_branches, optimize_for_inference
 from ..training.config import RECIPES
 from ..training.optimizers import build_optimizer, param_groups, scale_lr
 from ..training.step import StepRunner, TrainingModule
@@ -182,8 +182,11 @@ def _prepare_inference(candidate: Candidate, workload: Workload, model: nn.Modul
         calibration = calibration_images(workload, int(getattr(model, "in_chans", 3)))
     if candidate.runtime == "torch" and candidate.precision is not None:
         # Without 'compile' the library's own default runs (compiled for int8), as eval and predict run it.
+        options = {}
+        if candidate.engine != "torch":  # OpenVINO on our rewritten graph, or the backend measured fastest here
+            options = {"backend": candidate.engine, "batch_size": workload.batch_size}
         optimized = optimize_for_inference(model, precision=candidate.precision, calibration=calibration,
-                                           compile=True if candidate.compile is not None else None)
+                                           compile=True if candidate.compile is not None else None, **options)
 
         def run_optimized() -> None:
             result[0] = optimized(x)

@@ -10,13 +10,13 @@ from typing import Any
 
 import torch
 
+from ..inference.precision import BACKENDS, INFERENCE_PRECISIONS  # a candidate's compute precision and engine
 from ..models.complexity import count_macs
 from ..weights.factory import create_model
 
 H200_BF16_TFLOPS = 790.0  # dense bf16 matmul ceiling of one H200 assumed for MFU (see benchmarks/README.md)
 LIBRARIES = ("ours", "timm")
 RUNTIMES = ("torch", "jit", "ort", "ov")
-PRECISIONS = ("fp32", "bf16", "int8")  # a candidate's own compute precision (ours: optimize_for_inference)
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
@@ -37,6 +37,7 @@ class Candidate:
     cuda_graph: bool = False
     onednn: bool = False
     precision: str | None = None
+    engine: str = "torch"  # ours with a precision: optimize_for_inference's backend (torch, openvino, auto)
 
     def __post_init__(self) -> None:
         if self.library not in LIBRARIES:
@@ -55,10 +56,15 @@ class Candidate:
             raise ValueError("'onednn' packs an optimised eager model: use it with 'opt', without jit/ort/compile")
         if self.cuda_graph and (self.compile is not None or self.runtime != "torch"):
             raise ValueError("'graph' captures eager torch inference; compile=reduce-overhead graphs compiled code")
-        if self.precision is not None and self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.precision is not None and self.precision not in INFERENCE_PRECISIONS:
+            raise ValueError(f"precision must be one of {INFERENCE_PRECISIONS}, got {self.precision!r}")
         if self.runtime == "ort" and self.precision not in (None, "fp32"):
             raise ValueError("the ONNX Runtime candidate runs fp32; OpenVINO ('ov') runs bf16 and int8")
+        if self.engine not in BACKENDS:
+            raise ValueError(f"engine must be one of {BACKENDS}, got {self.engine!r}")
+        if self.engine != "torch" and (self.precision is None or self.runtime != "torch" or self.compile is not None):
+            raise ValueError("'auto' and 'openvino' choose optimize_for_inference's backend: write them with a "
+                             "precision and without jit/ort/ov/compile, e.g. ours+int8+auto")
         if self.precision is not None and self.runtime == "torch":
             if self.library != "ours" or self.optimize or self.channels_last or self.cuda_graph:
                 raise ValueError("'fp32', 'bf16' and 'int8' run ours through optimize_for_inference(precision=...), "
@@ -75,6 +81,7 @@ class Candidate:
         parts += ["onednn"] if self.onednn else []
         parts += [self.runtime] if self.runtime != "torch" else []
         parts += [self.precision] if self.precision is not None else []
+        parts += [self.engine] if self.engine != "torch" else []
         if self.compile is not None:
             parts.append("compile" if self.compile == "default" else f"compile={self.compile}")
         parts += [f"backend={self.backend}"] if self.backend != "inductor" else []
@@ -95,8 +102,8 @@ def parse_candidate(spec: str) -> Candidate:
 
     LIBRARY is ``ours`` or ``timm``; tokens:
 
-    * ``opt``: ours only, :func:`~inception_resnet.inference.rewrites.optimize_for_inference` for inference,
-      :func:`~inception_resnet.inference.rewrites.fuse_branches` for training;
+    * ``opt``: ours only, :func:`~inception_resnet.inference.optimize_for_inference` for inference,
+      :func:`~inception_resnet.inference.fusion.fuse_branches` for training;
     * ``cl``: channels_last model and input;
     * ``onednn``: with ``opt``, prepacked oneDNN convolutions (CPU, fp32; implies ``cl``);
     * ``jit``: TorchScript, frozen, ``torch.jit.optimize_for_inference``; ``ort``: ONNX Runtime (CPU);
@@ -106,6 +113,8 @@ def parse_candidate(spec: str) -> Candidate:
       bf16 prepacked oneDNN kernels; with ``compile``: fp32 and bf16 compiled too); OpenVINO:
       its inference precision hint, and for int8 NNCF's post-training quantization; both calibrate int8 on
       the same :data:`~inception_resnet.bench.prepare.CALIBRATION_IMAGES` random images;
+    * ``auto``, ``openvino`` (with a precision, ours): ``optimize_for_inference``'s ``backend``: OpenVINO
+      running our rewritten graph, or the backend measured fastest (``ours+int8+auto``);
     * ``compile`` or ``compile=MODE``, ``backend=NAME`` (a torch.compile backend);
     * ``graph``: a CUDA graph of eager inference;
     * any other ``NAME`` or ``NAME=VALUE``: a ``torch._inductor.config`` option (``freezing``,
@@ -124,7 +133,9 @@ def parse_candidate(spec: str) -> Candidate:
             fields["onednn"] = fields["channels_last"] = True
         elif token in ("jit", "ort", "ov"):
             fields["runtime"] = token
-        elif token in PRECISIONS:
+        elif token in ("auto", "openvino"):
+            fields["engine"] = token
+        elif token in INFERENCE_PRECISIONS:
             fields["precision"] = token
         elif token == "graph":
             fields["cuda_graph"] = True

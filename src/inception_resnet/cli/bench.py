@@ -57,7 +57,7 @@ def candidates_from_args(args: argparse.Namespace) -> list[Candidate]:
         if args.compile not in (None, "default"):
             raise ValueError(f"--compile {args.compile}: the optimised CPU model compiles in the default mode "
                              "only; give --compile alone, or --no-optimize")
-        ours = Candidate("ours", precision=args.precision, compile=args.compile)
+        ours = Candidate("ours", precision=args.precision, compile=args.compile, engine=args.backend)
     elif args.precision == "int8":
         raise ValueError("--precision int8 is for inference (--mode infer) on the CPU with the optimised model")
     else:

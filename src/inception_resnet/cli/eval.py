@@ -145,7 +145,8 @@ def optimize_member(model: torch.nn.Module, args: argparse.Namespace) -> torch.n
     if args.precision == "int8":
         transform = multi_crop_transform_for(model, 1, style=args.style, input_size=args.input_size)
     return optimize_model(model, args.precision, calibration=calibration, calibration_images=args.calibration_images,
-                          transform=transform, compile=True if args.compile else None, seed=args.seed)
+                          transform=transform, compile=True if args.compile else None, seed=args.seed,
+                          backend=args.backend, batch_size=args.batch_size)
 
 
 def report(result: EvalResult, args: argparse.Namespace) -> None:

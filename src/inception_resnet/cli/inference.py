@@ -1,7 +1,7 @@
 """The fast CPU path of the inference commands (``eval``, ``predict``, ``bench``), shared by them.
 
 On the CPU, ``--precision fp32|bf16|int8`` runs our optimised model
-(:func:`inception_resnet.inference.rewrites.optimize_for_inference` with ``precision=``) unless
+(:func:`inception_resnet.inference.optimize_for_inference` with ``precision=``) unless
 ``--no-optimize`` is given; int8 calibrates on ``--calibration`` (at most ``--calibration-images`` images,
 through the model's own evaluation transform). What was chosen is printed on stderr as a note.
 """
@@ -17,19 +17,16 @@ import torch
 from torch import nn
 
 from ..data.calibration import DEFAULT_CALIBRATION_IMAGES, load_calibration
-from ..inference.rewrites import optimize_for_inference
+from ..inference import INFERENCE_PRECISIONS, optimize_for_inference
 from ..version import __version__
-from .options import add_flag
-
-FAST_PRECISIONS = ("fp32", "bf16", "int8")
+from .options import INFERENCE_FLAG_CHOICES, INFERENCE_PRECISION_HELP, add_flag
 
 
 def add_inference_flags(parser: argparse.ArgumentParser, calibration: bool = True) -> None:
     """``--precision`` (with int8), ``--no-optimize`` and, where the command loads images, the calibration flags."""
-    from .options import INFERENCE_PRECISION_HELP, INFERENCE_PRECISIONS
-
-    add_flag(parser, "precision", default="fp32", choices=INFERENCE_PRECISIONS, help=INFERENCE_PRECISION_HELP)
+    add_flag(parser, "precision", default="fp32", choices=INFERENCE_FLAG_CHOICES, help=INFERENCE_PRECISION_HELP)
     add_flag(parser, "no_optimize")
+    add_flag(parser, "backend", default="torch")
     if calibration:
         add_flag(parser, "calibration")
         add_flag(parser, "calibration_images", default=DEFAULT_CALIBRATION_IMAGES)
@@ -42,7 +39,7 @@ def uses_fast_path(precision: str, device: torch.device, no_optimize: bool) -> b
             raise ValueError("--precision int8 runs on the CPU; add --device cpu")
         if no_optimize:
             raise ValueError("--precision int8 needs the optimised model; leave out --no-optimize")
-    return device.type == "cpu" and precision in FAST_PRECISIONS and not no_optimize
+    return device.type == "cpu" and precision in INFERENCE_PRECISIONS and not no_optimize
 
 
 def optimize_model(
@@ -53,13 +50,16 @@ def optimize_model(
     calibration_images: int = DEFAULT_CALIBRATION_IMAGES,
     transform: Callable[[Any], torch.Tensor] | None = None,
     compile: bool | None = None,
+    backend: str = "torch",
+    batch_size: int | None = None,
     seed: int = 0,
     log: Callable[[str], None] | None = None,
 ) -> nn.Module:
     """The model optimised for ``precision`` on the CPU, its plan logged (default: a note on stderr).
 
     ``calibration`` (int8): the sources of :func:`~inception_resnet.data.calibration.load_calibration`, one
-    folder or dataset name, or image files; ``transform``: the model's evaluation transform.
+    folder or dataset name, or image files; ``transform``: the model's evaluation transform; ``backend`` and
+    ``batch_size`` (the batch ``auto`` times): see :func:`~inception_resnet.inference.optimize_for_inference`.
     """
     log = log or (lambda message: print(f"note: {message}", file=sys.stderr, flush=True))
     name = getattr(model, "model_name", type(model).__name__)
@@ -79,15 +79,15 @@ def optimize_model(
             "then running them through the network to set the quantization ranges (a minute or more for a large "
             "network on a few CPU cores)")
         images = load_calibration(source, transform, calibration_images, seed=seed)
-    optimized = optimize_for_inference(model, precision=precision, calibration=images, compile=compile)
+    optimized = optimize_for_inference(model, precision=precision, calibration=images, compile=compile,
+                                       **({"backend": backend, "batch_size": batch_size} if backend != "torch" else {}))
     source_note = f" from {' '.join(calibration)}" if images is not None else ""
     log(f"{name}: {optimized.plan}{source_note}")
     return optimized
 
 
 def compile_estimate(model: nn.Module) -> str:
-    """A rough duration of ``torch.compile`` for this network on the CPU, from its size (measured on 2 cores:
-    about 10 s for a tiny network, 166 s for the full Inception-ResNet-v2)."""
+    """A rough duration of ``torch.compile`` for this network on a small CPU, from its parameter count."""
     parameters = sum(p.numel() for p in model.parameters())
     if parameters < 5_000_000:
         return "10 s or more"

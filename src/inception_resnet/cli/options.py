@@ -4,7 +4,7 @@ A command adds a shared flag with :func:`add_flag` (``add_flag(parser, "batch_si
 same setting has the same spelling, short form, type, choices and metavar everywhere: ``--model``,
 ``--model-option KEY=VALUE``, ``--weights``, ``--num-classes``, ``--class-map FILE``, ``--device`` (default
 ``auto`` everywhere), ``-b/--batch-size``, ``-j/--workers``, ``--precision {fp32,bf16,fp16}`` (with ``int8``
-in the inference commands: :data:`INFERENCE_PRECISIONS`), ``--data``/``--data-dir``, and for the inference
+in the inference commands: :data:`INFERENCE_FLAG_CHOICES`), ``--data``/``--data-dir``, and for the inference
 commands ``--no-optimize``, ``--calibration`` and ``--calibration-images``; the names follow timm's scripts
 where timm users would type them.
 """
@@ -16,9 +16,12 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-PRECISIONS = ("fp32", "bf16", "fp16")
-# eval, predict and bench also take int8: post-training static quantization, on the CPU.
-INFERENCE_PRECISIONS = (*PRECISIONS, "int8")
+from ..inference.precision import BACKENDS, INFERENCE_PRECISIONS
+from ..training.config import AUTOCAST_PRECISIONS
+
+# eval, predict and bench take autocast's precisions and the CPU inference ones (int8: post-training static
+# quantization, on the CPU); each set is defined once, where it acts.
+INFERENCE_FLAG_CHOICES = tuple(dict.fromkeys((*AUTOCAST_PRECISIONS, *INFERENCE_PRECISIONS)))
 INFERENCE_PRECISION_HELP = (
     "on the CPU, our optimised model in fp32, bf16 or int8 (oneDNN kernels; int8: calibrated with "
     "--calibration); fp16 and, with --no-optimize or on a GPU, bf16 run the plain model under autocast"
@@ -86,10 +89,15 @@ SHARED: dict[str, Flag] = {
         ("-j", "--workers"), "data loader worker processes (0: load in the main process)",
         {"type": int, "metavar": "N"},
     ),
-    "precision": Flag(("--precision",), "fp32, or autocast to bf16 or fp16", {"choices": PRECISIONS}),
+    "precision": Flag(("--precision",), "fp32, or autocast to bf16 or fp16", {"choices": AUTOCAST_PRECISIONS}),
     "no_optimize": Flag(
         ("--no-optimize",), "on the CPU, run the plain model (under autocast for bf16) instead of the optimised "
         "one --precision selects", {"action": "store_true"},
+    ),
+    "backend": Flag(
+        ("--backend",), "on the CPU, what runs the optimised model: torch (oneDNN kernels), openvino (the openvino "
+        "extra), or auto (the one measured fastest here for this model, batch size and precision, remembered)",
+        {"choices": BACKENDS},
     ),
     "calibration": Flag(
         ("--calibration",), "int8: the images to calibrate on, preprocessed as the inputs: image files, a folder "

@@ -71,7 +71,6 @@ def model_from_flags(name: str | None, weights: str | None, num_classes: int | N
     return model.eval()
 
 
-build_model = model_from_flags  # the name cli/export.py imports
 
 
 class AutocastModel(nn.Module):
@@ -101,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
     transform = eval_transform_for(model, input_size=args.input_size)
     if fast:
         model = optimize_model(model, args.precision, calibration=args.calibration,
-                               calibration_images=args.calibration_images, transform=transform)
+                               calibration_images=args.calibration_images, transform=transform,
+                               backend=args.backend, batch_size=args.batch_size)
     elif args.precision in ("bf16", "fp16"):
         model = AutocastModel(model, args.precision)
     predictions, failures = predict_files(model, args.images, args.topk, input_size=args.input_size,

@@ -6,7 +6,7 @@ dataset (``fashion-mnist``, ``mnist``: the training split). Datasets give a clas
 (:func:`~inception_resnet.data.subsets.subset`), files the first ones in sorted order; every image goes
 through the given transform (the model's evaluation transform), and the result is one ``(N, C, H, W)``
 tensor. Only these images are observed by the quantizer
-(:func:`inception_resnet.inference.precision.quantize_int8`).
+(:func:`inception_resnet.inference.quantize.quantize_int8`, or NNCF for the OpenVINO backend).
 """
 
 from __future__ import annotations

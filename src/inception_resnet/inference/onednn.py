@@ -4,7 +4,7 @@ Eager PyTorch hands every CPU convolution to oneDNN with plain-layout weights, w
 its blocked layout at every call, and runs the ReLU (and the Inception-ResNet residual add) as separate
 passes over memory; at batch 1 with a single thread it even takes a slower im2col path for 1x1
 convolutions. :func:`pack_for_cpu` rewrites an eval-mode model (best after
-:func:`~inception_resnet.inference.rewrites.optimize_for_inference`, which folds the BatchNorms into the convolutions)
+:func:`~inception_resnet.inference.rewrites.rewrite_for_inference`, which folds the BatchNorms into the convolutions)
 so that each convolution runs through ``torch.ops.mkldnn._convolution_pointwise`` with its weights reordered
 once, and with the ReLU that follows it, or the residual add and the ReLU after that, as oneDNN post-ops.
 It is the rewrite inductor's CPU ``freezing`` performs, done once in eager code.

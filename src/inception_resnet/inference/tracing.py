@@ -1,8 +1,8 @@
 """Tracing blocks with torch.fx, and the graph helpers the rewrites share.
 
-:mod:`inception_resnet.inference.rewrites` (fusion, folding) and :mod:`inception_resnet.inference.onednn` (the
-oneDNN path) both trace one block at a time, edit its graph, and swap the block's class for one whose
-``forward`` is the edited graph (:func:`swap_forward`).
+:mod:`inception_resnet.inference.rewrites` (folding), :mod:`inception_resnet.inference.fusion` and
+:mod:`inception_resnet.inference.onednn` (the oneDNN path) trace one block at a time, edit its graph, and swap
+the block's class for one whose ``forward`` is the edited graph (:func:`swap_forward`).
 """
 
 from __future__ import annotations

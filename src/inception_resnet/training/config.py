@@ -21,7 +21,7 @@ from ..models.registry import COMMON_ARGUMENTS, MAX_CLASSES, check_model
 from .optimizers import NO_DECAY_CHOICES, SCHEDULES
 from .rundir import load_run_config
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+AUTOCAST_PRECISIONS = ("fp32", "bf16", "fp16")  # autocast in training and evaluation (not int8)
 OPTIMIZERS = ("rmsprop_tf", "sgd")
 AUGMENTATIONS = ("inception", "pad-crop")
 SEED_LIMIT = 2**32 - 1  # numpy's and the data order's seeds are 32-bit
@@ -136,7 +136,8 @@ class TrainConfig:
     ema_warmup: bool | None = _opt(None, "adjust the EMA decay for short runs: min(decay, (1+n)/(10+n))")
     # execution
     device: str = _opt("auto", "auto, cpu, cuda or cuda:N")
-    precision: str = _opt("fp32", "fp32, bf16 (autocast) or fp16 (autocast with a gradient scaler)", choices=PRECISIONS)
+    precision: str = _opt("fp32", "fp32, bf16 (autocast) or fp16 (autocast with a gradient scaler)",
+                          choices=AUTOCAST_PRECISIONS)
     channels_last: bool = _opt(False, "channels-last memory format")
     compile: bool = _opt(False, "torch.compile the training step's model")
     deterministic: bool = _opt(False, "deterministic algorithms (bit-exact resumption on the CPU)")

@@ -36,12 +36,14 @@ TIMM_WITHOUT_AUX = ("inception_v4", "inception_resnet_v2")
 
 @dataclass
 class ExportResult:
-    """What :func:`export_model` wrote: the file, its format and the check against PyTorch."""
+    """What :func:`export_model` wrote: the file, its format and the check against PyTorch (``agreement``: an
+    int8 file's top-1 agreement with the fp32 model, in percent)."""
 
     path: Path
     format: str
     max_abs_diff: float | None = None
     notes: list[str] = field(default_factory=list)
+    agreement: float | None = None
 
 
 def default_path(model_name: str, fmt: str) -> Path:
