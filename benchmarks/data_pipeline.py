@@ -34,7 +34,8 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 
 from inception_resnet.data import ImageFolderDataset, collate_skipping
-from inception_resnet.data.transforms import eval_transform, train_transform
+from inception_resnet.data.augment import train_transform
+from inception_resnet.data.transforms import eval_transform
 
 
 def sample_photos() -> list[np.ndarray]:

@@ -26,14 +26,8 @@ from inception_resnet.data import (
     decode_file,
     subset,
 )
-from inception_resnet.data.transforms import (
-    central_fraction_box,
-    eval_transform,
-    eval_transform_for,
-    sample_crop_box,
-    shift_hue,
-    train_transform,
-)
+from inception_resnet.data.augment import sample_crop_box, shift_hue, train_transform
+from inception_resnet.data.transforms import central_fraction_box, eval_transform, eval_transform_for
 from inception_resnet.models.base import ModelMetadata
 
 

@@ -14,6 +14,7 @@ Its layer (above ``models/`` and ``weights/``, below ``evaluation/`` and ``train
 dataset or preprocessing goes: docs/architecture.md.
 """
 
+from .augment import TrainTransform, train_transform
 from .class_map import apply_class_map, read_class_map
 from .crops import CROP_SETS, MultiCropTransform, crop_views, multi_crop_scales, multi_crop_transform_for
 from .datasets import (
@@ -43,11 +44,9 @@ from .transforms import (
     INCEPTION_MEAN,
     INCEPTION_STD,
     EvalTransform,
-    TrainTransform,
     eval_transform,
     eval_transform_for,
     resize_shorter_side,
-    train_transform,
 )
 
 __all__ = [

@@ -1,6 +1,6 @@
 """Augmentation for small images: :class:`PadCropTransform` and its evaluation partner :func:`whole_image_transform`.
 
-The Inception training crops (:class:`~inception_resnet.data.transforms.TrainTransform`: 5-100 % of the area)
+The Inception training crops (:class:`~inception_resnet.data.augment.TrainTransform`: 5-100 % of the area)
 suit 299-pixel photographs; on a 28-pixel Fashion-MNIST image many of them leave too little to tell the class.
 These keep the whole image but for a few pixels of shift, the usual augmentation of small-image benchmarks.
 """

@@ -17,10 +17,11 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ..data import datasets
+from ..data.augment import train_transform
 from ..data.pad_crop import PadCropTransform, whole_image_transform
 from ..data.subsets import holdout_split, subset
 from ..data.synthetic import SyntheticDataset, parse_synthetic
-from ..data.transforms import eval_transform_for, train_transform
+from ..data.transforms import eval_transform_for
 from ..models.base import check_min_size
 from .config import TrainConfig
 from .rng import isolated_rng
