@@ -288,7 +288,7 @@ def test_level_table_and_verdicts_follow_the_curves(tmp_path: Path, residual_fas
     config = CompareConfig(pairs=[PAIR], seeds=list(range(6)), levels=[60.0, 45.0], train={"input_size": 75},
                            time_steps=8)
     result = run_compare(config, tmp_path, train_fn=train_fn, log=None)
-    assert len(calls) == 12 + 2  # 6 seeds x 2 entries, then each network timed alone
+    assert len(calls) == 12 + 2 * 3  # 6 seeds x 2 entries, then each network timed alone in 3 rounds
     timing_calls = calls[12:]
     assert all(c.validate_every_steps == 0 and c.seed == 0 for c in timing_calls)
     levels = read_csv(tmp_path / "levels.csv")

@@ -221,7 +221,7 @@ def _setup_lines(config: CompareConfig, records: list[RunRecord], timings: dict[
                       for name in config.model_names)
     schedule = f"step 0 (the untrained network), then every {resolved.validate_every_steps} steps" + (
         f", the gap growing to {resolved.validate_spacing:.0%} of the step" if resolved.validate_spacing else "")
-    timed = sorted({t["timed_steps"] for t in timings.values() if t.get("timed_steps")})
+    rounds = sorted({t.get("rounds", 1) for t in timings.values() if t.get("timed_steps")})
     bn = resolved.bn_recompute_images
     return [
         f"- Pairs (partner vs residual): {', '.join(f'`{a}` vs `{b}`' for a, b in config.pairs)}; seeds "
@@ -247,10 +247,12 @@ def _setup_lines(config: CompareConfig, records: list[RunRecord], timings: dict[
         f"- Validation: {schedule}; errors of the {'raw' if config.weights == 'raw' else 'moving-average'} weights; "
         + (f"BatchNorm statistics recomputed before each validation on {bn} clean training images, in a copy of "
            "the network." if bn else "BatchNorm running statistics as training left them."),
-        "- Seconds: " + (f"every distinct network trained alone on the machine after the study's runs "
-                         f"({', '.join(map(str, timed))} timed steps, same threads and data pipeline); seconds "
-                         "to a level are its steps times that median step time. The runs' own clocks, shared "
-                         "with a partner run, are not used." if timings else "not measured (`time_steps` 0)."),
+        "- Seconds: " + (f"every distinct network trained alone on the machine after the study's runs, "
+                         f"{config.time_steps} steps in each of {', '.join(map(str, rounds))} interleaved rounds "
+                         "(same threads and data pipeline); its step time is the median of the rounds' median "
+                         "step times, and seconds to a level are its steps times that. The runs' own clocks, "
+                         "shared with a partner run, are not used." if timings else
+                         "not measured (`time_steps` 0)."),
         f"- Error levels, fixed in the preset before the runs: {', '.join(f'{v:g}' for v in config.levels)} % "
         "top-1 error.",
         f"- Runs: {', '.join(f'{n} {s}' for s, n in status.items())}.",
