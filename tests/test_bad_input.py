@@ -634,7 +634,7 @@ OTHER_ERRORS = [
     Case("study: seeds", ["study", "compare", "--preset", "cpu", "--seeds", "x,y", "--print-config"],
          "--seeds 'x,y': expected whole numbers"),
     Case("study: time limit NaN", ["study", "compare", "--preset", "cpu", "--time-limit", "nan",
-                                   "--print-config"], "time_limit_s must be a finite number"),
+                                   "--print-config"], "compare.time_limit_s must be a finite number, got nan"),
     Case("study: lr NaN", ["study", "compare", "--preset", "cpu", "--set", "train.lr=NaN", "--print-config"],
          "compare.train: lr must be a finite number"),
     Case("no command", [], "required"),

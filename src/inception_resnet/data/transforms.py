@@ -110,8 +110,7 @@ def to_float(image: torch.Tensor) -> torch.Tensor:
 
 
 # -- options --------------------------------------------------------------------------------------------
-MAX_INPUT_SIZE = 4096  # pixels per side: 16 million pixels per image and channel, far beyond the paper's 299
-INPUT_SIZE_BOUNDS = Bounds(ge=1, le=MAX_INPUT_SIZE)
+MAX_INPUT_SIZE = 4096  # pixels per side, far beyond the paper's 299
 MAX_ASPECT = 8  # longer side / shorter side kept before a shorter-side resize
 
 
@@ -125,7 +124,7 @@ def as_size(input_size: int | Sequence[int]) -> Size:
             raise ValueError(f"input_size must be an int, (H, W) or (C, H, W), got {input_size!r}")
         size = (values[-2], values[-1])
     for side in size:
-        check_value("input_size", side, int, INPUT_SIZE_BOUNDS)
+        check_value("input_size", side, int, Bounds(ge=1, le=MAX_INPUT_SIZE))
     return size
 
 
@@ -200,20 +199,14 @@ def resize(image: torch.Tensor, size: Size, interpolation: InterpolationMode) ->
 def resize_shorter_side(image: torch.Tensor, shorter: int, interpolation: InterpolationMode) -> torch.Tensor:
     """Resize keeping the aspect ratio so that the shorter side becomes ``shorter``.
 
-    The longer side is truncated, as torchvision's ``Resize(int)`` (and so timm's evaluation) computes it. An
-    image more than :data:`MAX_ASPECT` times longer than wide (or wider than long) is first cut to its centre
-    part of that aspect ratio, so that the resized image stays small (a 1x60000 picture would need tens of
-    gigabytes); every crop the evaluation takes lies in that part.
+    The longer side is truncated, as torchvision's ``Resize(int)`` (and so timm's evaluation) computes it. A
+    longer side over :data:`MAX_ASPECT` times the shorter is first cut to its centre (a 1x60000 picture: GBs).
     """
     height, width = image.shape[-2:]
-    if width > MAX_ASPECT * height:
-        keep = MAX_ASPECT * height
-        image = image[..., (width - keep) // 2 : (width - keep) // 2 + keep]
-        height, width = image.shape[-2:]
-    elif height > MAX_ASPECT * width:
-        keep = MAX_ASPECT * width
-        image = image[..., (height - keep) // 2 : (height - keep) // 2 + keep, :]
-        height, width = image.shape[-2:]
+    if max(height, width) > MAX_ASPECT * min(height, width):
+        height, width = min(height, MAX_ASPECT * width), min(width, MAX_ASPECT * height)
+        top, left = (image.shape[-2] - height) // 2, (image.shape[-1] - width) // 2
+        image = image[..., top : top + height, left : left + width]
     if height <= width:
         size = (shorter, max(1, int(width * shorter / height)))
     else:

@@ -113,10 +113,15 @@ def default_preset_name() -> str:
 
 
 def parse_value(text: str) -> Any:
-    """A command-line value: JSON when it parses (numbers, lists, true/false/null), else the string."""
+    """A command-line value: JSON when it parses (numbers, lists, true/false/null), else a number when Python
+    reads one (``nan``, ``inf``), else the string."""
     try:
         return json.loads(text)
     except json.JSONDecodeError:
+        pass
+    try:  # Python's spellings of numbers (nan, inf, 1_000), as a float flag writes them
+        return float(text)
+    except ValueError:
         return text
 
 

@@ -67,8 +67,11 @@ def read_weights_file(path: str | os.PathLike) -> tuple[StateDict, list[str] | N
         return state, _classes_in_header(header)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:  # torch's safe loader refused a pickle that names code to run
-        raise ValueError(
+    except pickle.UnpicklingError as err:
+        if "GLOBAL" not in str(err):  # not a pickle at all, or a damaged one
+            raise ValueError(f"{path} could not be read as a PyTorch weights file ({first_sentence(err)}); pass a "
+                             ".pth/.pt/.bin state dict or a .safetensors file") from None
+        raise ValueError(  # torch's safe loader refused a pickle that names code to run
             f"{path} is not a plain weights file: its pickle names code to run ({code_named(err)}), which is "
             "never run here. If you trust the file, convert it once in Python: obj = torch.load(path, "
             "weights_only=False); torch.save(obj.state_dict() if hasattr(obj, 'state_dict') else obj, 'plain.pth')"
