@@ -3,11 +3,10 @@
 :func:`convert` hands the output of :func:`~inception_resnet.inference.rewrites.rewrite_for_inference` (folded
 BatchNorms and residual scales, merged 1x1 convolutions, pooling branches projecting first) to
 ``openvino.convert_model`` (no file in between), with a dynamic batch dimension; for int8, :func:`quantize`
-runs NNCF's post-training quantization on the user's calibration images only (its mixed preset: int8 weights per
-channel, asymmetric activations, as the int8 ONNX export quantizes). :func:`build_openvino` wraps
+runs NNCF's post-training quantization on the user's calibration images only. :func:`build_openvino` wraps
 the result as an :class:`~inception_resnet.inference.precision.InferenceModel`: the first call compiles it
-for its batch shape with the plan's inference precision hint (``f32`` or ``bf16``; int8: ``f32`` for the layers
-NNCF kept in floating point) and torch's thread count; later calls reuse that shape.
+for its batch shape with the plan's inference precision hint (``f32`` or ``bf16``; int8 leaves the layers NNCF
+kept in floating point to OpenVINO's default) and torch's thread count; later calls reuse that shape.
 
 OpenVINO and NNCF are optional (``pip install 'inception-resnet[openvino]'``); the functions here import them
 when called, and :func:`~inception_resnet.inference.precision.have_openvino` says whether they are there.
@@ -50,16 +49,15 @@ def quantize(network: Any, calibration: list[torch.Tensor]) -> tuple[Any, int]:
         raise ValueError("the calibration data held no images; pass a few hundred images like the model's inputs")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        quantized = nncf.quantize(network, nncf.Dataset(images), subset_size=len(images),
-                                  preset=nncf.QuantizationPreset.MIXED)
+        quantized = nncf.quantize(network, nncf.Dataset(images), subset_size=len(images))
     return quantized, len(images)
 
 
 def compile_config(precision: str) -> dict[str, Any]:
-    """The CPU plugin's settings: torch's thread count, latency hint, and the inference precision hint (int8: f32
-    for the layers NNCF left in floating point, where OpenVINO would pick bf16 on CPUs that have it)."""
+    """The CPU plugin's settings: torch's thread count, latency hint, and the inference precision hint."""
     config: dict[str, Any] = {"INFERENCE_NUM_THREADS": torch.get_num_threads(), "PERFORMANCE_HINT": "LATENCY"}
-    config["INFERENCE_PRECISION_HINT"] = "bf16" if precision == "bf16" else "f32"
+    if precision != "int8":
+        config["INFERENCE_PRECISION_HINT"] = "bf16" if precision == "bf16" else "f32"
     return config
 
 
