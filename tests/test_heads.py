@@ -9,6 +9,7 @@ import torch
 
 import inception_resnet as ir
 from inception_resnet.cli.eval import MemberSpec, build_member
+from inception_resnet.evaluation.evaluate import check_classes
 from inception_resnet.models.registry import model_options
 from inception_resnet.training import TrainConfig, load_checkpoint, train
 from inception_resnet.training.finetune import freeze_body, load_pretrained
@@ -133,8 +134,12 @@ def test_eval_members_load_their_weights_strictly(tmp_path) -> None:
                            tmp_path / "ten.safetensors")
     options = {"width_multiplier": 0.25}
     assert build_member(MemberSpec("inception_v3", str(weights)), 10, 3, options).num_classes == 10
-    with pytest.raises(ValueError, match="(?s)wrong shape.*the data has 4 classes"):
-        build_member(MemberSpec("inception_v3", str(weights)), 4, 3, options)  # a new head would score nothing
+    # the weights record their 10 classes: the member keeps them (a new head would score nothing), and the
+    # evaluation refuses data of 4 classes
+    member = build_member(MemberSpec("inception_v3", str(weights)), 4, 3, options)
+    assert member.num_classes == 10
+    with pytest.raises(ValueError, match="has 10 outputs .* the data has 4 classes"):
+        check_classes(member, ["a", "b", "c", "d"])
 
 
 def test_facenet_fine_tunes_to_other_identities_and_keeps_its_own_error_by_default() -> None:

@@ -21,6 +21,7 @@ from torch import nn
 
 from ..data.transforms import eval_transform_for
 from ..evaluation.predict import format_predictions, predict_files
+from ..models.registry import check_model
 from ..weights.factory import create_model, option_conflicts
 from ..weights.records import read_model_config
 from .inference import add_inference_flags, describe_run, optimize_model, uses_fast_path
@@ -45,6 +46,8 @@ def model_from_flags(name: str | None, weights: str | None, num_classes: int | N
     ``num_classes`` outputs (default 1000): a classifier of another size is an error, not a new head.
     """
     config = read_model_config(weights)
+    if config is not None:  # a value of the wrong type is named as such, before any comparison with the weights
+        check_model(name or config["architecture"], dict(options))
     conflicts = option_conflicts(config, dict(options))
     if conflicts:
         raise ValueError(f"--model-option {', '.join(conflicts)} contradicts the weights {weights}; leave it out to "
