@@ -51,6 +51,7 @@ fashion-mnist:
 	fi
 
 test: install
+	$(BIN)/ruff format --check --quiet src tests benchmarks || (echo "ruff format would change the files above: run ruff format src tests benchmarks"; exit 1)
 	$(BIN)/python -m pytest -q
 
 # The CUDA code paths (nvJPEG decoding, GPU evaluation, bf16/fp16 training, optimised CUDA inference):
@@ -67,6 +68,7 @@ demo: install-runtime
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache

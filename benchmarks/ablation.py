@@ -85,17 +85,21 @@ def main(argv: list[str] | None = None) -> int:
         f"# Ablation of optimize_for_inference: {args.model}, batch {args.batch_size}, {args.input_size}px, CPU",
         "",
         *environment_lines(env),
-        f"- median of {args.rounds} interleaved rounds (order alternating)", "",
+        f"- median of {args.rounds} interleaved rounds (order alternating)",
+        "",
         f"| variant | ms/batch (median) | min-max | x {args.variants[0]} | max abs diff |",
         "|---|---:|---:|---:|---:|",
     ]
     rows = []
     for name, values in times.items():
         median = statistics.median(values)
-        rows.append({"variant": name, "options": VARIANTS[name], "ms": values, "median_ms": median,
-                     "max_abs_diff": diffs[name]})
-        lines.append(f"| `{name}` | {median:,.0f} | {min(values):,.0f}-{max(values):,.0f} | "
-                     f"{base / median:.2f}x | {diffs[name]:.1e} |")
+        rows.append(
+            {"variant": name, "options": VARIANTS[name], "ms": values, "median_ms": median, "max_abs_diff": diffs[name]}
+        )
+        lines.append(
+            f"| `{name}` | {median:,.0f} | {min(values):,.0f}-{max(values):,.0f} | "
+            f"{base / median:.2f}x | {diffs[name]:.1e} |"
+        )
     publish(lines, args.out, f"ablation-{args.model}-b{args.batch_size}", {"environment": env, "rows": rows})
     return 0
 

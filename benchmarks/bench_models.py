@@ -61,8 +61,7 @@ class Stage:
 
 def cpu_suite(models: list[str]) -> list[Stage]:
     """fp32 inference on the CPU at batch 1 (latency) and batch 16 (throughput), against timm eager."""
-    specs = ("timm", "timm+cl", "ours", "ours+cl", "ours+opt", "ours+opt+cl", "ours+opt+onednn", "ours+ort",
-             "timm+ort")
+    specs = ("timm", "timm+cl", "ours", "ours+cl", "ours+opt", "ours+opt+cl", "ours+opt+onednn", "ours+ort", "timm+ort")
     stages = []
     for model in models:
         stages.append(Stage(Workload(model, "infer", 1, steps=3, warmup=2, rounds=7), specs))
@@ -73,8 +72,18 @@ def cpu_suite(models: list[str]) -> list[Stage]:
 # Ours in each precision (the library's default path, then its torch.compile path) and the peers: timm eager
 # (the baseline), ONNX Runtime and OpenVINO on the ONNX export of our optimised model, OpenVINO in bf16 and
 # NNCF's int8. Ours first within each precision, so that a short budget still times the main rows.
-PRECISION_SPECS = ("timm", "ours+fp32", "ours+fp32+compile", "ours+opt+ort", "ours+opt+ov",
-                   "ours+bf16", "ours+bf16+compile", "ours+opt+ov+bf16", "ours+int8", "ours+opt+ov+int8")
+PRECISION_SPECS = (
+    "timm",
+    "ours+fp32",
+    "ours+fp32+compile",
+    "ours+opt+ort",
+    "ours+opt+ov",
+    "ours+bf16",
+    "ours+bf16+compile",
+    "ours+opt+ov+bf16",
+    "ours+int8",
+    "ours+opt+ov+int8",
+)
 PEERS = {"fp32": "ours+opt+ov", "bf16": "ours+opt+ov+bf16", "int8": "ours+opt+ov+int8"}
 
 
@@ -83,42 +92,81 @@ def precision_suite(models: list[str]) -> list[Stage]:
     OpenVINO (fp32, bf16, NNCF int8), all interleaved within a stage."""
     stages = []
     for model in models:
-        stages.append(Stage(Workload(model, "infer", 1, steps=3, warmup=2, rounds=7), PRECISION_SPECS,
-                            compile_estimate_s=90.0))
-        stages.append(Stage(Workload(model, "infer", 16, steps=1, warmup=1, rounds=5), PRECISION_SPECS,
-                            share=1.5, compile_estimate_s=90.0))
+        stages.append(
+            Stage(Workload(model, "infer", 1, steps=3, warmup=2, rounds=7), PRECISION_SPECS, compile_estimate_s=90.0)
+        )
+        stages.append(
+            Stage(
+                Workload(model, "infer", 16, steps=1, warmup=1, rounds=5),
+                PRECISION_SPECS,
+                share=1.5,
+                compile_estimate_s=90.0,
+            )
+        )
     return stages
 
 
 def precision_summary(results: list[Result]) -> str:
     """Per workload and precision: our fastest path against OpenVINO's, the target (1.0x) met or missed."""
-    header = ["workload", "precision", "ours (fastest path)", "ours img/s", "OpenVINO img/s", "ours / OpenVINO",
-              "target 1.0x", "ours / timm eager", "% of GEMM peak"]
+    header = [
+        "workload",
+        "precision",
+        "ours (fastest path)",
+        "ours img/s",
+        "OpenVINO img/s",
+        "ours / OpenVINO",
+        "target 1.0x",
+        "ours / timm eager",
+        "% of GEMM peak",
+    ]
     rows = []
     for key in dict.fromkeys(r.workload for r in results):
         timed = [r for r in results if r.workload == key and r.img_s]
         for precision, peer_spec in PEERS.items():
-            ours = [r for r in timed if r.library == "ours" and r.precision == precision
-                    and parse_candidate(r.candidate).runtime == "torch"
-                    and "was asked for" not in r.extra.get("plan", "")]
+            ours = [
+                r
+                for r in timed
+                if r.library == "ours"
+                and r.precision == precision
+                and parse_candidate(r.candidate).runtime == "torch"
+                and "was asked for" not in r.extra.get("plan", "")
+            ]
             peer = next((r for r in timed if r.candidate == peer_spec), None)
             if not ours:
                 continue
             best = max(ours, key=lambda r: r.img_s)
             ratio = best.img_s / peer.img_s if peer else None
             verdict = "" if ratio is None else "met" if ratio >= 1.0 else f"missed by {100 * (1 - ratio):.0f}%"
-            rows.append([key, precision, f"`{best.candidate}`", f"{best.img_s:.1f}",
-                         f"{peer.img_s:.1f}" if peer else "", f"{ratio:.2f}x" if ratio else "", verdict,
-                         f"{best.ratio:.2f}x" if best.ratio else "",
-                         f"{100 * best.mfu:.0f}%" if best.mfu else ""])
+            rows.append(
+                [
+                    key,
+                    precision,
+                    f"`{best.candidate}`",
+                    f"{best.img_s:.1f}",
+                    f"{peer.img_s:.1f}" if peer else "",
+                    f"{ratio:.2f}x" if ratio else "",
+                    verdict,
+                    f"{best.ratio:.2f}x" if best.ratio else "",
+                    f"{100 * best.mfu:.0f}%" if best.mfu else "",
+                ]
+            )
     return table(header, rows)
 
 
 # Our paths in each precision (the backend auto chooses, then each backend) against what a user deploying without
 # us would run: OpenVINO and ONNX Runtime on the plain ONNX export of timm's network or of our unoptimised one.
-DEPLOY_SPECS = ("timm", *(f"ours+{p}{e}" for p in ("fp32", "bf16", "int8") for e in ("+auto", "", "+openvino")),
-                "timm+ov", "ours+ov", "timm+ort", "ours+ort", "timm+ov+bf16", "ours+ov+bf16", "timm+ov+int8",
-                "ours+ov+int8")
+DEPLOY_SPECS = (
+    "timm",
+    *(f"ours+{p}{e}" for p in ("fp32", "bf16", "int8") for e in ("+auto", "", "+openvino")),
+    "timm+ov",
+    "ours+ov",
+    "timm+ort",
+    "ours+ort",
+    "timm+ov+bf16",
+    "ours+ov+bf16",
+    "timm+ov+int8",
+    "ours+ov+int8",
+)
 
 
 def deploy_suite(models: list[str]) -> list[Stage]:
@@ -129,31 +177,69 @@ def deploy_suite(models: list[str]) -> list[Stage]:
 
 def deploy_summary(results: list[Result]) -> str:
     """Per workload and precision: our fastest path against the fastest plain-export peer; target 1.05x."""
-    header = ["workload", "precision", "ours (fastest)", "ours img/s", "peer (fastest plain export)", "peer img/s",
-              "ours / peer", "target 1.05x", "auto chose"]
+    header = [
+        "workload",
+        "precision",
+        "ours (fastest)",
+        "ours img/s",
+        "peer (fastest plain export)",
+        "peer img/s",
+        "ours / peer",
+        "target 1.05x",
+        "auto chose",
+    ]
     rows = []
     for key in dict.fromkeys(r.workload for r in results):
         timed = [r for r in results if r.workload == key and r.img_s and "was asked for" not in r.extra.get("plan", "")]
         for precision in ("fp32", "bf16", "int8"):
-            ours = [r for r in timed if r.precision == precision and parse_candidate(r.candidate).runtime == "torch"
-                    and r.library == "ours" and parse_candidate(r.candidate).precision is not None]
-            peers = [r for r in timed if r.precision == precision and parse_candidate(r.candidate).runtime != "torch"
-                     and not parse_candidate(r.candidate).optimize]
+            ours = [
+                r
+                for r in timed
+                if r.precision == precision
+                and parse_candidate(r.candidate).runtime == "torch"
+                and r.library == "ours"
+                and parse_candidate(r.candidate).precision is not None
+            ]
+            peers = [
+                r
+                for r in timed
+                if r.precision == precision
+                and parse_candidate(r.candidate).runtime != "torch"
+                and not parse_candidate(r.candidate).optimize
+            ]
             if not ours or not peers:
                 continue
             best, peer = max(ours, key=lambda r: r.img_s), max(peers, key=lambda r: r.img_s)
             ratio = best.img_s / peer.img_s
             auto = next((r.extra.get("plan", "") for r in ours if r.candidate.endswith("+auto")), "")
-            rows.append([key, precision, f"`{best.candidate}`", f"{best.img_s:.1f}", f"`{peer.candidate}`",
-                         f"{peer.img_s:.1f}", f"{ratio:.2f}x", "met" if ratio >= 1.05 else f"missed by "
-                         f"{100 * (1 - ratio / 1.05):.0f}%", auto.partition("(auto: ")[2].rstrip(")")])
+            rows.append(
+                [
+                    key,
+                    precision,
+                    f"`{best.candidate}`",
+                    f"{best.img_s:.1f}",
+                    f"`{peer.candidate}`",
+                    f"{peer.img_s:.1f}",
+                    f"{ratio:.2f}x",
+                    "met" if ratio >= 1.05 else f"missed by {100 * (1 - ratio / 1.05):.0f}%",
+                    auto.partition("(auto: ")[2].rstrip(")"),
+                ]
+            )
     return table(header, rows)
 
 
 def gpu_suite(models: list[str], extended: bool = False) -> list[Stage]:
     """bf16 channels_last on one GPU: compiled inference at batch 256 and training at batch 128, against timm."""
-    infer = {"mode": "infer", "batch_size": 256, "device": "cuda", "amp": "bf16", "steps": 20, "warmup": 3,
-             "rounds": 5, "peak_tflops": H200_BF16_TFLOPS}
+    infer = {
+        "mode": "infer",
+        "batch_size": 256,
+        "device": "cuda",
+        "amp": "bf16",
+        "steps": 20,
+        "warmup": 3,
+        "rounds": 5,
+        "peak_tflops": H200_BF16_TFLOPS,
+    }
     train = {**infer, "mode": "train", "batch_size": 128, "steps": 10}
     stages = []
     for model in models:
@@ -168,8 +254,7 @@ def gpu_suite(models: list[str], extended: bool = False) -> list[Stage]:
     stages.append(Stage(Workload(models[0], **infer), eager, share=0.3, compile_estimate_s=0.0))
     if extended:
         small = {**infer, "batch_size": 8, "steps": 50}
-        graphs = ("timm+cl+compile", "ours+opt+cl+compile", "ours+opt+cl+compile=reduce-overhead",
-                  "ours+opt+cl+graph")
+        graphs = ("timm+cl+compile", "ours+opt+cl+compile", "ours+opt+cl+compile=reduce-overhead", "ours+opt+cl+graph")
         stages.append(Stage(Workload(models[0], **small), graphs, share=0.6, compile_estimate_s=60.0))
     return stages
 
@@ -185,30 +270,51 @@ def train_suite(models: list[str], device: str = "cpu") -> list[Stage]:
         variants = {None: ("timm", "ours", "timm+cl", "ours+cl"), "bf16": ("timm+cl", "ours+cl")}
     else:
         common = {"batch_size": 128, "steps": 10, "warmup": 3, "rounds": 3, "peak_tflops": H200_BF16_TFLOPS}
-        variants = {None: ("timm+cl", "ours+cl"),
-                    "bf16": ("timm+cl", "ours+cl", "timm+cl+compile", "ours+cl+compile", "ours+opt+cl+compile")}
+        variants = {
+            None: ("timm+cl", "ours+cl"),
+            "bf16": ("timm+cl", "ours+cl", "timm+cl+compile", "ours+cl+compile", "ours+opt+cl+compile"),
+        }
     stages = []
     for model in models:
         for amp, specs in variants.items():
             kept = tuple(s for s in specs if model in TIMM_MODELS or not s.startswith("timm"))
             compiled = any("compile" in s for s in kept)
-            stages.append(Stage(Workload(model, "train", device=device, amp=amp, **common), kept,
-                                compile_estimate_s=120.0 if compiled else 0.0))
+            stages.append(
+                Stage(
+                    Workload(model, "train", device=device, amp=amp, **common),
+                    kept,
+                    compile_estimate_s=120.0 if compiled else 0.0,
+                )
+            )
     return stages
 
 
-SUITES = {"cpu": cpu_suite, "gpu": gpu_suite, "train": train_suite, "precision": precision_suite,
-          "deploy": deploy_suite}
-DEFAULT_MODELS = {"cpu": ["inception_v4", "inception_resnet_v2"], "gpu": ["inception_v4", "inception_resnet_v2"],
-                  "precision": ["inception_v4", "inception_resnet_v2"],
-                  "deploy": ["inception_v4", "inception_resnet_v2"],
-                  "train": ["inception_v3", "inception_v4", "inception_resnet_v1", "inception_resnet_v2"]}
+SUITES = {
+    "cpu": cpu_suite,
+    "gpu": gpu_suite,
+    "train": train_suite,
+    "precision": precision_suite,
+    "deploy": deploy_suite,
+}
+DEFAULT_MODELS = {
+    "cpu": ["inception_v4", "inception_resnet_v2"],
+    "gpu": ["inception_v4", "inception_resnet_v2"],
+    "precision": ["inception_v4", "inception_resnet_v2"],
+    "deploy": ["inception_v4", "inception_resnet_v2"],
+    "train": ["inception_v3", "inception_v4", "inception_resnet_v1", "inception_resnet_v2"],
+}
 
 
 def dry_run_stage(stage: Stage) -> Stage:
     """The same stage, tiny and on the CPU: our models at quarter width, 75 px, one step, one round."""
     workload = replace(
-        stage.workload, device="cpu", batch_size=2, input_size=75, steps=1, warmup=1, rounds=1,
+        stage.workload,
+        device="cpu",
+        batch_size=2,
+        input_size=75,
+        steps=1,
+        warmup=1,
+        rounds=1,
         model_options=(("width_multiplier", 0.25), ("num_classes", 10)),
     )
     return replace(stage, workload=workload, candidates=tuple(dry_run_candidate(c) for c in stage.candidates))
@@ -222,7 +328,10 @@ def dry_run_candidate(spec: str) -> str:
 
 
 def run_suite(
-    stages: list[Stage], budget_s: float, write: Callable[[list[Result]], None], log: Callable[[str], None],
+    stages: list[Stage],
+    budget_s: float,
+    write: Callable[[list[Result]], None],
+    log: Callable[[str], None],
     peaks: dict[str, float] | None = None,
 ) -> list[Result]:
     """Run the stages in order within ``budget_s`` seconds, calling ``write(results)`` after each."""
@@ -235,8 +344,14 @@ def run_suite(
         deadline = min(end, now + (end - now) * stage.share / shares_left)
         candidates: list[Candidate] = [parse_candidate(spec) for spec in stage.candidates]
         log(f"stage {index + 1}/{len(stages)}: {stage.workload.key}, {deadline - now:.0f} s")
-        results += run_workload(stage.workload, candidates, deadline=deadline,
-                                compile_estimate_s=stage.compile_estimate_s, log=log, peaks=peaks)
+        results += run_workload(
+            stage.workload,
+            candidates,
+            deadline=deadline,
+            compile_estimate_s=stage.compile_estimate_s,
+            log=log,
+            peaks=peaks,
+        )
         write(results)
     log(f"suite done in {time.monotonic() - start:.0f} s")
     return results
@@ -248,14 +363,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", default=None, help="default: inception_v4 inception_resnet_v2")
     parser.add_argument("--out", default="docs/results", help="folder for <name>.json and <name>.md")
     parser.add_argument("--name", default=None, help="file name stem (default: <suite>-<date>, or dry-run-<suite>)")
-    parser.add_argument("--budget-s", type=float, default=None,
-                        help="seconds (default: 480 gpu, 540 train on cuda, else 1800)")
+    parser.add_argument(
+        "--budget-s", type=float, default=None, help="seconds (default: 480 gpu, 540 train on cuda, else 1800)"
+    )
     parser.add_argument("--extended", action="store_true", help="gpu: also freezing, max-autotune, batch 8")
     parser.add_argument("--dry-run", action="store_true", help="tiny CPU run of the same code paths")
     parser.add_argument("--device", default=None, help="train suite: cpu or cuda (default: cuda when available)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
-    parser.add_argument("--candidates", nargs="+", default=None, metavar="SPEC",
-                        help="replace every stage's candidates (specs as in inception_resnet.bench)")
+    parser.add_argument(
+        "--candidates",
+        nargs="+",
+        default=None,
+        metavar="SPEC",
+        help="replace every stage's candidates (specs as in inception_resnet.bench)",
+    )
     parser.add_argument("--note", default=None, help="a remark for the results files (e.g. the machine's load)")
     args = parser.parse_args(argv)
     if args.threads:
@@ -278,8 +399,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench_models.py: --suite {args.suite} on cuda needs a CUDA device (or --dry-run)", file=sys.stderr)
         return 2
     on_gpu = any(s.workload.device == "cuda" for s in stages)
-    budget = args.budget_s or (480.0 if args.suite == "gpu" else 540.0 if on_gpu else
-                               3600.0 if args.suite in ("precision", "deploy") else 1800.0)
+    budget = args.budget_s or (
+        480.0
+        if args.suite == "gpu"
+        else 540.0
+        if on_gpu
+        else 3600.0
+        if args.suite in ("precision", "deploy")
+        else 1800.0
+    )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     suite = f"train-{'cuda' if on_gpu else 'cpu'}" if args.suite == "train" else args.suite
@@ -323,8 +451,9 @@ def add_machine_limits(env: dict, log: Callable[[str], None], again: bool = Fals
     measured = {k: round(v, 4) for k, v in gemm_peaks().items()}
     load = " / ".join(f"{v:.2f}" for v in os.getloadavg())
     if not again:
-        env.update(cpu_flags=" ".join(cpu_flags()), gemm_peak_start=measured, gemm_peak_tflops=dict(measured),
-                   load_start=load)
+        env.update(
+            cpu_flags=" ".join(cpu_flags()), gemm_peak_start=measured, gemm_peak_tflops=dict(measured), load_start=load
+        )
         for module in ("openvino", "nncf", "torchao"):
             try:
                 env[module] = __import__(module).__version__
@@ -340,6 +469,7 @@ def add_machine_limits(env: dict, log: Callable[[str], None], again: bool = Fals
 
 def precision_document(results: list[Result], env: dict, title: str, deploy: bool = False) -> str:
     """The precision (or deploy) suite's results file: environment, the machine's limits, the rows, the targets."""
+
     def gflops(measurement: dict | None) -> str:
         parts = [f"{k} {1e3 * v:,.0f}" for k, v in (measurement or {}).items() if k in ("fp32", "bf16", "int8")]
         details = [f"{k} {1e3 * v:,.0f}" for k, v in (measurement or {}).items() if "_" in k]
@@ -362,10 +492,12 @@ def precision_document(results: list[Result], env: dict, title: str, deploy: boo
         "the same 32 random images. Ratios are within one interleaved run.",
     ]
     if deploy:
-        notes = ["`ours+P+auto` is `optimize_for_inference(model, precision=P, backend='auto')` (the backend it "
-                 "measured fastest here, cached), `ours+P+openvino` OpenVINO on our rewritten graph, `ours+P` the "
-                 "torch backend; peers run the plain ONNX export of timm's or our unoptimised network (`+ov`: "
-                 "OpenVINO, int8 by NNCF; `+ort`: ONNX Runtime, fp32 only). Ratios are within one interleaved run."]
+        notes = [
+            "`ours+P+auto` is `optimize_for_inference(model, precision=P, backend='auto')` (the backend it "
+            "measured fastest here, cached), `ours+P+openvino` OpenVINO on our rewritten graph, `ours+P` the "
+            "torch backend; peers run the plain ONNX export of timm's or our unoptimised network (`+ov`: "
+            "OpenVINO, int8 by NNCF; `+ort`: ONNX Runtime, fp32 only). Ratios are within one interleaved run."
+        ]
         summary = ["## Against the plain exports", "", *notes, "", deploy_summary(results), ""]
     else:
         summary = ["## Against OpenVINO", "", *notes, "", precision_summary(results), ""]

@@ -65,11 +65,14 @@ def concatenation_inputs(model: torch.nn.Module, x: torch.Tensor) -> list[list[t
 def copy_into_output(tensors: list[torch.Tensor]) -> torch.Tensor:
     """The eager stand-in for writing into the output: one channels_last buffer, one copy per branch."""
     first = tensors[0]
-    out = torch.empty((first.shape[0], sum(t.shape[1] for t in tensors), *first.shape[2:]),
-                      dtype=first.dtype, memory_format=torch.channels_last)
+    out = torch.empty(
+        (first.shape[0], sum(t.shape[1] for t in tensors), *first.shape[2:]),
+        dtype=first.dtype,
+        memory_format=torch.channels_last,
+    )
     start = 0
     for t in tensors:
-        out[:, start:start + t.shape[1]].copy_(t)
+        out[:, start : start + t.shape[1]].copy_(t)
         start += t.shape[1]
     return out
 
@@ -138,8 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    x = torch.randn(args.batch_size, 3, args.input_size, args.input_size).contiguous(
-        memory_format=torch.channels_last)
+    x = torch.randn(args.batch_size, 3, args.input_size, args.input_size).contiguous(memory_format=torch.channels_last)
     rows = []
     for name in MODELS:
         model = optimize_for_inference(create_model(name).eval(), onednn=True)
@@ -161,17 +163,26 @@ def main(argv: list[str] | None = None) -> int:
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['concatenations']} | {r['torch.cat']:.1f} | {r['copy into output']:.1f} "
-                     f"| {r['forward_ms']:.0f} | {r['cat_ms']:.1f} | {r['cat_percent']:.1f} |")
+        lines.append(
+            f"| {r['model']} | {r['concatenations']} | {r['torch.cat']:.1f} | {r['copy into output']:.1f} "
+            f"| {r['forward_ms']:.0f} | {r['cat_ms']:.1f} | {r['cat_percent']:.1f} |"
+        )
     if inductor is not None:
-        lines += ["", f"inductor, one compiled {inductor['block']} block (CPU, channels_last): "
-                      f"{inductor['aten_cat_calls']} `aten.cat` calls, {inductor['aliases_into_output']} branch "
-                      f"buffers aliased into the output, {inductor['convolutions']} convolutions."]
+        lines += [
+            "",
+            f"inductor, one compiled {inductor['block']} block (CPU, channels_last): "
+            f"{inductor['aten_cat_calls']} `aten.cat` calls, {inductor['aliases_into_output']} branch "
+            f"buffers aliased into the output, {inductor['convolutions']} convolutions.",
+        ]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:
-        write_results(args.out, f"concat-cpu-{time.strftime('%Y-%m-%d')}", text,
-                      {"environment": env, "rows": rows, "inductor": inductor})
+        write_results(
+            args.out,
+            f"concat-cpu-{time.strftime('%Y-%m-%d')}",
+            text,
+            {"environment": env, "rows": rows, "inductor": inductor},
+        )
     return 0
 
 

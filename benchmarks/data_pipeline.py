@@ -62,22 +62,26 @@ def write_image_folder(root: Path, count: int, classes: int = 4, quality: int = 
 
 
 def plain_eval(size: int, crop_pct: float) -> Callable:
-    return T.Compose([
-        T.Resize(int(size / crop_pct), interpolation=T.InterpolationMode.BICUBIC),
-        T.CenterCrop(size),
-        T.ToTensor(),
-        T.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
-    ])
+    return T.Compose(
+        [
+            T.Resize(int(size / crop_pct), interpolation=T.InterpolationMode.BICUBIC),
+            T.CenterCrop(size),
+            T.ToTensor(),
+            T.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+        ]
+    )
 
 
 def plain_train(size: int) -> Callable:
-    return T.Compose([
-        T.RandomResizedCrop(size, scale=(0.05, 1.0), ratio=(3 / 4, 4 / 3)),
-        T.RandomHorizontalFlip(),
-        T.ColorJitter(brightness=32 / 255, contrast=0.5, saturation=0.5, hue=0.2),
-        T.ToTensor(),
-        T.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
-    ])
+    return T.Compose(
+        [
+            T.RandomResizedCrop(size, scale=(0.05, 1.0), ratio=(3 / 4, 4 / 3)),
+            T.RandomHorizontalFlip(),
+            T.ColorJitter(brightness=32 / 255, contrast=0.5, saturation=0.5, hue=0.2),
+            T.ToTensor(),
+            T.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+        ]
+    )
 
 
 def pipelines(root: Path, size: int, crop_pct: float) -> dict[str, Dataset]:
@@ -85,11 +89,13 @@ def pipelines(root: Path, size: int, crop_pct: float) -> dict[str, Dataset]:
     return {
         "ours eval (timm style)": ours.with_transform(eval_transform(size, crop_pct=crop_pct, style="center")),
         "plain eval (PIL, Resize+CenterCrop)": torchvision.datasets.ImageFolder(
-            str(root), transform=plain_eval(size, crop_pct)),
+            str(root), transform=plain_eval(size, crop_pct)
+        ),
         "ours eval (TF style)": ours.with_transform(eval_transform(size, crop_pct=crop_pct, style="tf")),
         "ours train": ours.with_transform(train_transform(size)),
         "plain train (PIL, RandomResizedCrop+ColorJitter)": torchvision.datasets.ImageFolder(
-            str(root), transform=plain_train(size)),
+            str(root), transform=plain_train(size)
+        ),
     }
 
 
@@ -119,13 +125,15 @@ def run(args: argparse.Namespace) -> list[dict]:
     rows = []
     for name, dataset in datasets.items():
         rate = len(dataset) / statistics.median(times[name])
-        rows.append({
-            "pipeline": name,
-            "images": len(dataset),
-            "workers": args.workers,
-            "images_per_second": rate,
-            "images_per_second_per_worker": rate / max(1, args.workers),
-        })
+        rows.append(
+            {
+                "pipeline": name,
+                "images": len(dataset),
+                "workers": args.workers,
+                "images_per_second": rate,
+                "images_per_second_per_worker": rate / max(1, args.workers),
+            }
+        )
     return rows
 
 
@@ -138,8 +146,9 @@ def markdown(rows: list[dict], args: argparse.Namespace) -> str:
         "|---|---|---|",
     ]
     for row in rows:
-        lines.append(f"| {row['pipeline']} | {row['images_per_second']:.1f} | "
-                     f"{row['images_per_second_per_worker']:.1f} |")
+        lines.append(
+            f"| {row['pipeline']} | {row['images_per_second']:.1f} | {row['images_per_second_per_worker']:.1f} |"
+        )
     return "\n".join(lines)
 
 
@@ -157,10 +166,15 @@ def main(argv: list[str] | None = None) -> int:
     rows = run(args)
     print(markdown(rows, args))
     if args.json:
-        environment = {"torch": torch.__version__, "torchvision": torchvision.__version__,
-                       "python": platform.python_version(), "machine": platform.machine()}
-        Path(args.json).write_text(json.dumps({"environment": environment, "args": vars(args), "rows": rows},
-                                              indent=2) + "\n")
+        environment = {
+            "torch": torch.__version__,
+            "torchvision": torchvision.__version__,
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+        }
+        Path(args.json).write_text(
+            json.dumps({"environment": environment, "args": vars(args), "rows": rows}, indent=2) + "\n"
+        )
     return 0
 
 

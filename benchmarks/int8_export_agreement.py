@@ -39,11 +39,32 @@ from inception_resnet.weights.export import onnx_bytes  # noqa: E402
 
 
 def trained(args: argparse.Namespace, folder: str) -> str:
-    run = train(TrainConfig.from_dict(dict(
-        model=args.model, width_multiplier=args.width, data="fashion-mnist", input_size=75, max_train_images=2048,
-        max_val_images=500, epochs=3, batch_size=32, recipe="sgd", lr=1.6, warmup_epochs=0.0, ema_decay=0.0,
-        color_distortion=False, threads=torch.get_num_threads(), num_workers=0, deterministic=True, progress=False,
-        tensorboard=False, log_every_steps=0, run_dir=str(Path(folder) / "run"))))
+    run = train(
+        TrainConfig.from_dict(
+            dict(
+                model=args.model,
+                width_multiplier=args.width,
+                data="fashion-mnist",
+                input_size=75,
+                max_train_images=2048,
+                max_val_images=500,
+                epochs=3,
+                batch_size=32,
+                recipe="sgd",
+                lr=1.6,
+                warmup_epochs=0.0,
+                ema_decay=0.0,
+                color_distortion=False,
+                threads=torch.get_num_threads(),
+                num_workers=0,
+                deterministic=True,
+                progress=False,
+                tensorboard=False,
+                log_every_steps=0,
+                run_dir=str(Path(folder) / "run"),
+            )
+        )
+    )
     if run.best_checkpoint is None:
         raise SystemExit(f"training ended {run.status}; nothing to compare")
     return str(run.best_checkpoint)
@@ -69,8 +90,9 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint = args.checkpoint or trained(args, scratch)
         model = create_model(args.model, width_multiplier=args.width, num_classes=10, pretrained=checkpoint).eval()
     transform = multi_crop_transform_for(model, 1, input_size=75)
-    val = subset(build_dataset("fashion-mnist", "val", lambda image: transform(image)[0], download=False),
-                 args.check_images)
+    val = subset(
+        build_dataset("fashion-mnist", "val", lambda image: transform(image)[0], download=False), args.check_images
+    )
     check = torch.stack([val[i][0] for i in range(len(val))])
     calibration = load_calibration("fashion-mnist", transform, args.calibration_images, download=False)
     noise = torch.randn(len(calibration), *calibration.shape[1:], generator=torch.Generator().manual_seed(0))
@@ -94,21 +116,35 @@ def main(argv: list[str] | None = None) -> int:
     network, _ = quantize(convert(model, calibration[:1]), [calibration])
     xml, weights = deploy._openvino_files(network)
     top1 = logits_of(deploy._openvino_runner(xml, weights, "int8"), check).argmax(1)
-    rows.append({"variant": "OpenVINO IR, NNCF int8 (our export)",
-                 "agreement": 100 * (top1 == fp32).float().mean().item()})
+    rows.append(
+        {"variant": "OpenVINO IR, NNCF int8 (our export)", "agreement": 100 * (top1 == fp32).float().mean().item()}
+    )
     ours = optimize_for_inference(model, precision="int8", calibration=calibration, compile=False)
     with torch.no_grad():
         ours_top1 = torch.cat([ours(piece) for piece in check.split(100)]).argmax(1)
-    rows.append({"variant": f"our int8 model ({ours.plan.precision}, PT2E)",
-                 "agreement": 100 * (ours_top1 == fp32).float().mean().item()})
-    rows.append({"variant": "ONNX QDQ per-tensor against our int8 model, not fp32",
-                 "agreement": 100 * (per_tensor == ours_top1).float().mean().item()})
+    rows.append(
+        {
+            "variant": f"our int8 model ({ours.plan.precision}, PT2E)",
+            "agreement": 100 * (ours_top1 == fp32).float().mean().item(),
+        }
+    )
+    rows.append(
+        {
+            "variant": "ONNX QDQ per-tensor against our int8 model, not fp32",
+            "agreement": 100 * (per_tensor == ours_top1).float().mean().item(),
+        }
+    )
     env = environment()
-    lines = [f"# Top-1 agreement of int8 exports with the fp32 model: {args.model} x{args.width:g}, Fashion-MNIST",
-             "", *environment_lines(env),
-             f"- {len(check)} validation images at 75px; calibration: {len(calibration)} training images", "",
-             "| variant | top-1 agreement with fp32 |", "|---|---:|",
-             *(f"| {r['variant']} | {r['agreement']:.1f}% |" for r in rows)]
+    lines = [
+        f"# Top-1 agreement of int8 exports with the fp32 model: {args.model} x{args.width:g}, Fashion-MNIST",
+        "",
+        *environment_lines(env),
+        f"- {len(check)} validation images at 75px; calibration: {len(calibration)} training images",
+        "",
+        "| variant | top-1 agreement with fp32 |",
+        "|---|---:|",
+        *(f"| {r['variant']} | {r['agreement']:.1f}% |" for r in rows),
+    ]
     publish(lines, args.out, "int8-export-agreement", {"environment": env, "rows": rows})
     return 0
 

@@ -45,8 +45,7 @@ def photographs(transform) -> torch.Tensor:
     import skimage.data
     from PIL import Image
 
-    return torch.stack([transform(Image.fromarray(getattr(skimage.data, name)()).convert("RGB"))[0]
-                        for name in PHOTOS])
+    return torch.stack([transform(Image.fromarray(getattr(skimage.data, name)()).convert("RGB"))[0] for name in PHOTOS])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,57 +64,106 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(threads)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="precision-accuracy-") as scratch:
-        run = train(TrainConfig.from_dict(dict(
-            model=args.model, data="fashion-mnist", input_size=args.input_size, max_train_images=args.train_images,
-            max_val_images=1000, epochs=1, batch_size=32, recipe="paper", lr=args.lr, warmup_epochs=0.0,
-            ema_decay=0.0, augmentation="pad-crop", channels_last=True, threads=threads, progress=False,
-            tensorboard=False, run_dir=args.run_dir or str(Path(scratch) / "run"))))
+        run = train(
+            TrainConfig.from_dict(
+                dict(
+                    model=args.model,
+                    data="fashion-mnist",
+                    input_size=args.input_size,
+                    max_train_images=args.train_images,
+                    max_val_images=1000,
+                    epochs=1,
+                    batch_size=32,
+                    recipe="paper",
+                    lr=args.lr,
+                    warmup_epochs=0.0,
+                    ema_decay=0.0,
+                    augmentation="pad-crop",
+                    channels_last=True,
+                    threads=threads,
+                    progress=False,
+                    tensorboard=False,
+                    run_dir=args.run_dir or str(Path(scratch) / "run"),
+                )
+            )
+        )
         if run.status != "completed" or run.best_checkpoint is None:
             where = f"its run directory {args.run_dir}" if args.run_dir else "nothing (pass --run-dir to keep the run)"
-            print(f"training ended {run.status} before its last epoch; no accuracy to report, kept: {where}",
-                  file=sys.stderr)
+            print(
+                f"training ended {run.status} before its last epoch; no accuracy to report, kept: {where}",
+                file=sys.stderr,
+            )
             return run.exit_code or 1
         model = create_model(args.model, num_classes=10, pretrained=run.best_checkpoint).eval()
     trained_s = time.perf_counter() - started
     transform = multi_crop_transform_for(model, 1, input_size=args.input_size)
-    val = subset(build_dataset("fashion-mnist", "val", lambda image: transform(image)[0], download=False),
-                 args.val_images)
+    val = subset(
+        build_dataset("fashion-mnist", "val", lambda image: transform(image)[0], download=False), args.val_images
+    )
     images = torch.stack([val[i][0] for i in range(len(val))])
     labels = torch.tensor([val[i][1] for i in range(len(val))])
     photos = photographs(transform)
     reference, reference_photos = batched_logits(model, images), batched_logits(model, photos)
     fp32_error = 100 * (reference.argmax(1) != labels).float().mean().item()
     calibration = load_calibration("fashion-mnist", transform, args.calibration_images, download=False)
-    rows = [{"precision": "fp32", "ran": "fp32", "plan": "the plain model", "agreement": 100.0,
-             "top1_error": fp32_error, "change": 0.0, "photo_diff": 0.0, "photo_top1_same": True}]
+    rows = [
+        {
+            "precision": "fp32",
+            "ran": "fp32",
+            "plan": "the plain model",
+            "agreement": 100.0,
+            "top1_error": fp32_error,
+            "change": 0.0,
+            "photo_diff": 0.0,
+            "photo_top1_same": True,
+        }
+    ]
     for precision, bound in BOUNDS.items():
         fast = optimize_for_inference(model, precision=precision, calibration=calibration)
         out, out_photos = batched_logits(fast, images), batched_logits(fast, photos)
         error = 100 * (out.argmax(1) != labels).float().mean().item()
-        rows.append({"precision": precision, "ran": fast.plan.precision, "plan": str(fast.plan), "bound": bound,
-                     "agreement": 100 * (out.argmax(1) == reference.argmax(1)).float().mean().item(),
-                     "top1_error": error, "change": error - fp32_error,
-                     "photo_diff": (out_photos - reference_photos).abs().max().item(),
-                     "photo_top1_same": bool(torch.equal(out_photos.argmax(1), reference_photos.argmax(1)))})
+        rows.append(
+            {
+                "precision": precision,
+                "ran": fast.plan.precision,
+                "plan": str(fast.plan),
+                "bound": bound,
+                "agreement": 100 * (out.argmax(1) == reference.argmax(1)).float().mean().item(),
+                "top1_error": error,
+                "change": error - fp32_error,
+                "photo_diff": (out_photos - reference_photos).abs().max().item(),
+                "photo_top1_same": bool(torch.equal(out_photos.argmax(1), reference_photos.argmax(1))),
+            }
+        )
     env = environment()
     largest = reference_photos.abs().max().item()
-    lines = [f"# bf16 and int8 against fp32 at the paper's width: {args.model}, trained on Fashion-MNIST", "",
-             *environment_lines(env),
-             f"- Training: our `train`, the paper's recipe at {args.lr:g} per 32 images, pad-and-crop, "
-             f"{args.train_images} images, 1 epoch of batch 32, {threads} thread(s): {trained_s / 60:.1f} min",
-             f"- Evaluation: {len(labels)} class-balanced Fashion-MNIST validation images at {args.input_size}px; "
-             f"int8 calibrated on {args.calibration_images} training images; photographs: "
-             f"{', '.join(PHOTOS)} (`skimage.data`), fp32 logits up to {largest:.2f}", "",
-             "| precision | top-1 agreement with fp32 | top-1 error | change (points) | bound | largest photo logit "
-             "difference | photo top-1 as fp32 | what ran |",
-             "|---|---:|---:|---:|---:|---:|---|---|"]
+    lines = [
+        f"# bf16 and int8 against fp32 at the paper's width: {args.model}, trained on Fashion-MNIST",
+        "",
+        *environment_lines(env),
+        f"- Training: our `train`, the paper's recipe at {args.lr:g} per 32 images, pad-and-crop, "
+        f"{args.train_images} images, 1 epoch of batch 32, {threads} thread(s): {trained_s / 60:.1f} min",
+        f"- Evaluation: {len(labels)} class-balanced Fashion-MNIST validation images at {args.input_size}px; "
+        f"int8 calibrated on {args.calibration_images} training images; photographs: "
+        f"{', '.join(PHOTOS)} (`skimage.data`), fp32 logits up to {largest:.2f}",
+        "",
+        "| precision | top-1 agreement with fp32 | top-1 error | change (points) | bound | largest photo logit "
+        "difference | photo top-1 as fp32 | what ran |",
+        "|---|---:|---:|---:|---:|---:|---|---|",
+    ]
     for r in rows:
         bound = f"{r['bound']:g}" if "bound" in r else ""
         name = r["precision"] if r["ran"] == r["precision"] else f"{r['precision']} (this CPU ran {r['ran']})"
-        lines.append(f"| {name} | {r['agreement']:.2f}% | {r['top1_error']:.2f}% | {r['change']:+.2f} | "
-                     f"{bound} | {r['photo_diff']:.4f} | {'yes' if r['photo_top1_same'] else 'no'} | {r['plan']} |")
-    publish(lines, args.out, f"precision-accuracy-{args.model}", {"environment": env, "rows": rows,
-                                                                   "train_seconds": trained_s})
+        lines.append(
+            f"| {name} | {r['agreement']:.2f}% | {r['top1_error']:.2f}% | {r['change']:+.2f} | "
+            f"{bound} | {r['photo_diff']:.4f} | {'yes' if r['photo_top1_same'] else 'no'} | {r['plan']} |"
+        )
+    publish(
+        lines,
+        args.out,
+        f"precision-accuracy-{args.model}",
+        {"environment": env, "rows": rows, "train_seconds": trained_s},
+    )
     return 0
 
 

@@ -37,10 +37,12 @@ def is_kernel(name: str) -> bool:
     return any(part in name for part in ("convolution", "qconv", "qlinear", "linear_pointwise", "mkldnn_linear"))
 
 
-def profile_one(model: torch.nn.Module, precision: str, batch: int, size: int, calibration: torch.Tensor,
-                repeats: int) -> dict:
-    fast = optimize_for_inference(model, precision=precision, compile=True,
-                                  calibration=calibration if precision == "int8" else None)
+def profile_one(
+    model: torch.nn.Module, precision: str, batch: int, size: int, calibration: torch.Tensor, repeats: int
+) -> dict:
+    fast = optimize_for_inference(
+        model, precision=precision, compile=True, calibration=calibration if precision == "int8" else None
+    )
     x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(2))
     for _ in range(3):
         fast(x)
@@ -55,9 +57,16 @@ def profile_one(model: torch.nn.Module, precision: str, batch: int, size: int, c
     total = sum(e.self_cpu_time_total for e in events) / 1e3
     kernels = sum(e.self_cpu_time_total for e in events if is_kernel(e.key)) / 1e3
     top = sorted(events, key=lambda e: -e.self_cpu_time_total)[:4]
-    return {"precision": precision, "batch": batch, "plan": str(fast.plan), "ms_best": 1e3 * min(seconds),
-            "img_s": batch / min(seconds), "profiled_ms": total, "conv_ms": kernels,
-            "top": [{"name": e.key, "ms": e.self_cpu_time_total / 1e3, "calls": e.count} for e in top]}
+    return {
+        "precision": precision,
+        "batch": batch,
+        "plan": str(fast.plan),
+        "ms_best": 1e3 * min(seconds),
+        "img_s": batch / min(seconds),
+        "profiled_ms": total,
+        "conv_ms": kernels,
+        "top": [{"name": e.key, "ms": e.self_cpu_time_total / 1e3, "calls": e.count} for e in top],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,21 +85,30 @@ def main(argv: list[str] | None = None) -> int:
     model = create_model(args.model).eval()
     size = (CALIBRATION_IMAGES, 3, args.input_size, args.input_size)
     calibration = torch.randn(size, generator=torch.Generator().manual_seed(1))
-    rows = [profile_one(model, p, b, args.input_size, calibration, args.repeats)
-            for b in args.batch_sizes for p in args.precisions]
+    rows = [
+        profile_one(model, p, b, args.input_size, calibration, args.repeats)
+        for b in args.batch_sizes
+        for p in args.precisions
+    ]
     env = environment()
-    lines = [f"# Where the time goes: {args.model}, {args.input_size}px, our compiled CPU models", "",
-             *environment_lines(env),
-             f"- Command: `python benchmarks/profile_precision.py {' '.join(sys.argv[1:] if argv is None else argv)}`",
-             f"- img/s: best of {args.repeats} timed calls; the split: one call under `torch.profiler` (self CPU "
-             "time summed over the threads' events as the profiler records them)", "",
-             "| precision | batch | img/s | ms/batch | profiled ms | conv ms | conv % | the rest, largest first |",
-             "|---|---:|---:|---:|---:|---:|---:|---|"]
+    lines = [
+        f"# Where the time goes: {args.model}, {args.input_size}px, our compiled CPU models",
+        "",
+        *environment_lines(env),
+        f"- Command: `python benchmarks/profile_precision.py {' '.join(sys.argv[1:] if argv is None else argv)}`",
+        f"- img/s: best of {args.repeats} timed calls; the split: one call under `torch.profiler` (self CPU "
+        "time summed over the threads' events as the profiler records them)",
+        "",
+        "| precision | batch | img/s | ms/batch | profiled ms | conv ms | conv % | the rest, largest first |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
     for r in rows:
         rest = ", ".join(f"{t['name']} {t['ms']:.1f} ms" for t in r["top"] if not is_kernel(t["name"]))
-        lines.append(f"| {r['precision']} | {r['batch']} | {r['img_s']:.1f} | {r['ms_best']:.1f} | "
-                     f"{r['profiled_ms']:.1f} | {r['conv_ms']:.1f} | {100 * r['conv_ms'] / r['profiled_ms']:.0f}% | "
-                     f"{rest} |")
+        lines.append(
+            f"| {r['precision']} | {r['batch']} | {r['img_s']:.1f} | {r['ms_best']:.1f} | "
+            f"{r['profiled_ms']:.1f} | {r['conv_ms']:.1f} | {100 * r['conv_ms'] / r['profiled_ms']:.0f}% | "
+            f"{rest} |"
+        )
     publish(lines, args.out, f"profile-precision-{args.model}", {"environment": env, "rows": rows})
     return 0
 

@@ -40,8 +40,11 @@ PARTS = [
 
 def cumulative(stats: pstats.Stats, suffix: str, function: str) -> float:
     """The cumulative seconds of the function ``function`` in a file ending with ``suffix`` (0 when absent)."""
-    return sum(row[3] for (path, _, name), row in stats.stats.items()  # type: ignore[attr-defined]
-               if name == function and path.endswith(suffix))
+    return sum(
+        row[3]
+        for (path, _, name), row in stats.stats.items()  # type: ignore[attr-defined]
+        if name == function and path.endswith(suffix)
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,8 +59,16 @@ def main(argv: list[str] | None = None) -> int:
     settings = compare.settings(args.entry)
     batch = int(settings.get("batch_size", 32))
     with tempfile.TemporaryDirectory() as folder:
-        config = TrainConfig.from_dict({**settings, "seed": 0, "epochs": 1, "max_train_images": args.steps * batch,
-                                        "run_dir": folder, "progress": False})
+        config = TrainConfig.from_dict(
+            {
+                **settings,
+                "seed": 0,
+                "epochs": 1,
+                "max_train_images": args.steps * batch,
+                "run_dir": folder,
+                "progress": False,
+            }
+        )
         profiler = cProfile.Profile()
         start = time.perf_counter()
         profiler.enable()
@@ -66,17 +77,33 @@ def main(argv: list[str] | None = None) -> int:
         total = time.perf_counter() - start
     stats = pstats.Stats(profiler)
     rows = [(label, cumulative(stats, suffix, name)) for label, suffix, name in PARTS]
-    lines = [f"# Where a study run's time goes: `{preset.name}` preset, `{args.entry}`", "",
-             *environment_lines(environment()), "",
-             f"{args.steps} optimiser steps of {batch} images with the preset's validation schedule "
-             f"(every {settings.get('validate_every_steps')} steps, spacing {settings.get('validate_spacing', 0)}), "
-             f"{settings.get('threads')} thread(s), under cProfile (which adds a little to every Python call).", "",
-             "| part | seconds | share of the run |", "|---|---|---|"]
+    lines = [
+        f"# Where a study run's time goes: `{preset.name}` preset, `{args.entry}`",
+        "",
+        *environment_lines(environment()),
+        "",
+        f"{args.steps} optimiser steps of {batch} images with the preset's validation schedule "
+        f"(every {settings.get('validate_every_steps')} steps, spacing {settings.get('validate_spacing', 0)}), "
+        f"{settings.get('threads')} thread(s), under cProfile (which adds a little to every Python call).",
+        "",
+        "| part | seconds | share of the run |",
+        "|---|---|---|",
+    ]
     lines += [f"| {label} | {seconds:.1f} | {100 * seconds / total:.0f} % |" for label, seconds in rows]
     lines += [f"| whole run | {total:.1f} | 100 % |", ""]
-    publish(lines, args.out, f"profile-study-{preset.name}-{args.entry}",
-            {"preset": args.preset, "entry": args.entry, "steps": args.steps, "total_seconds": total,
-             "parts": dict(rows), "environment": environment()})
+    publish(
+        lines,
+        args.out,
+        f"profile-study-{preset.name}-{args.entry}",
+        {
+            "preset": args.preset,
+            "entry": args.entry,
+            "steps": args.steps,
+            "total_seconds": total,
+            "parts": dict(rows),
+            "environment": environment(),
+        },
+    )
     return 0
 
 

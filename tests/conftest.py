@@ -34,8 +34,9 @@ def benchmark_script():
     """Load a script of ``benchmarks/`` as a module: ``benchmark_script("ablation")``."""
 
     def load(name: str):
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "benchmarks" /
-                                                      f"{name}.py")
+        spec = importlib.util.spec_from_file_location(
+            name, Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+        )
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module  # its dataclasses look their module up by name
         spec.loader.exec_module(module)
@@ -54,12 +55,32 @@ def fashion_network(tmp_path_factory):
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)
-    run = train(TrainConfig.from_dict(dict(
-        model="googlenet", width_multiplier=0.25, data="fashion-mnist", input_size=75, max_train_images=2048,
-        max_val_images=500, epochs=3, batch_size=32, recipe="sgd", lr=1.6, warmup_epochs=0.0, ema_decay=0.0,
-        color_distortion=False, threads=1, num_workers=0, deterministic=True, progress=False, tensorboard=False,
-        log_every_steps=0, run_dir=str(tmp_path_factory.mktemp("fashion") / "run"),
-    )))
+    run = train(
+        TrainConfig.from_dict(
+            dict(
+                model="googlenet",
+                width_multiplier=0.25,
+                data="fashion-mnist",
+                input_size=75,
+                max_train_images=2048,
+                max_val_images=500,
+                epochs=3,
+                batch_size=32,
+                recipe="sgd",
+                lr=1.6,
+                warmup_epochs=0.0,
+                ema_decay=0.0,
+                color_distortion=False,
+                threads=1,
+                num_workers=0,
+                deterministic=True,
+                progress=False,
+                tensorboard=False,
+                log_every_steps=0,
+                run_dir=str(tmp_path_factory.mktemp("fashion") / "run"),
+            )
+        )
+    )
     torch.set_num_threads(before)
     model = create_model("googlenet", width_multiplier=0.25, num_classes=10, pretrained=run.best_checkpoint).eval()
     model.checkpoint_path = run.best_checkpoint

@@ -33,8 +33,26 @@ from inception_resnet.training import TrainConfig
 from inception_resnet.weights.loading import save_weights
 
 TINY = ["--model-option", "width_multiplier=0.125", "--input-size", "75"]
-TRAIN = ["train", "--model", "inception_v3", *TINY, "--data", "synthetic:8:2", "--batch-size", "4", "--epochs", "1",
-         "--threads", "1", "--workers", "0", "--no-progress", "--no-tensorboard", "--run-dir", "{root}/never"]
+TRAIN = [
+    "train",
+    "--model",
+    "inception_v3",
+    *TINY,
+    "--data",
+    "synthetic:8:2",
+    "--batch-size",
+    "4",
+    "--epochs",
+    "1",
+    "--threads",
+    "1",
+    "--workers",
+    "0",
+    "--no-progress",
+    "--no-tensorboard",
+    "--run-dir",
+    "{root}/never",
+]
 PRINT = ["--print-config"]
 
 
@@ -72,8 +90,15 @@ class Evil:
 def world(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("config-world")
     paths = {"root": root}
-    for name, text in {"list": "[]", "five": "5", "compare5": '{"compare": 5}', "train5": '{"compare": {"train": 5}}',
-                       "c_list": "[1, 2]", "c_text": '{"config": "abc"}', "c_lr": '{"lr": "x"}'}.items():
+    for name, text in {
+        "list": "[]",
+        "five": "5",
+        "compare5": '{"compare": 5}',
+        "train5": '{"compare": {"train": 5}}',
+        "c_list": "[1, 2]",
+        "c_text": '{"config": "abc"}',
+        "c_lr": '{"lr": "x"}',
+    }.items():
         (root / f"{name}.json").write_text(text)
         paths[name] = root / f"{name}.json"
     (root / "latin1.json").write_bytes(b'{"name": "caf\xe9"}')
@@ -112,81 +137,169 @@ def fill(argv: list[str], paths: dict[str, Path]) -> list[str]:
 Case = namedtuple("Case", "name argv pattern")
 CASES = [
     # study presets and --set: the wrong type, a non-finite number, a value out of range
-    Case("set pairs 5", ["study", "compare", "--preset", "cpu", *PRINT, "--set", "pairs=5"],
-         "compare.pairs must be a list, got 5"),
-    Case("set pairs [5]", ["study", "compare", "--preset", "cpu", *PRINT, "--set", "pairs=[5]"],
-         r"compare.pairs\[0\] must be a list, got 5"),
-    Case("set seeds 5", ["study", "compare", "--preset", "cpu", *PRINT, "--set", "seeds=5"],
-         "compare.seeds must be a list, got 5"),
-    Case("set seeds huge", ["study", "compare", "--preset", "cpu", *PRINT, "--set", "seeds=[99999999999]"],
-         r"compare.seeds\[0\] must be at least 0 and at most 4294967295"),
-    Case("set models 5", ["study", "compare", "--preset", "cpu", *PRINT, "--set", "models=5"],
-         "compare.models must be a mapping"),
-    Case("set models x 5", ["study", "compare", "--preset", "cpu", *PRINT, "--set", 'models={"x":5}'],
-         "compare.models.x must be a mapping"),
-    Case("set train lr NaN", ["study", "compare", "--preset", "cpu", *PRINT, "--set", "train.lr=NaN"],
-         "compare.train: lr must be a finite number"),
-    Case("set scales 5", ["study", "scaling", "--preset", "scaling-cpu", *PRINT, "--set", "scales=5"],
-         "scaling.scales must be a list, got 5"),
-    Case("set scales 1e400", ["study", "scaling", "--preset", "scaling-cpu", *PRINT, "--set", "scales=[1e400,0.1]"],
-         r"scaling.scales\[0\] must be a finite number, got inf"),
-    Case("set death text", ["study", "scaling", "--preset", "scaling-cpu", *PRINT, "--set", "death.min_points=x"],
-         "scaling.death.min_points must be a whole number, got 'x'"),
-    Case("set death NaN", ["study", "scaling", "--preset", "scaling-cpu", *PRINT, "--set", "death.loss_tolerance=NaN"],
-         "scaling.death.loss_tolerance must be a finite number"),
-    Case("set lrs NaN", ["study", "sweep", "--preset", "cpu-evidence", *PRINT, "--set", "lrs=[NaN,0.1,0.2]"],
-         r"sweep.lrs\[0\] must be a finite number, got nan"),
-    Case("set lrs Infinity", ["study", "sweep", "--preset", "cpu-evidence", *PRINT, "--set", "lrs=[Infinity,0.1,0.2]"],
-         r"sweep.lrs\[0\] must be a finite number, got inf"),
+    Case(
+        "set pairs 5",
+        ["study", "compare", "--preset", "cpu", *PRINT, "--set", "pairs=5"],
+        "compare.pairs must be a list, got 5",
+    ),
+    Case(
+        "set pairs [5]",
+        ["study", "compare", "--preset", "cpu", *PRINT, "--set", "pairs=[5]"],
+        r"compare.pairs\[0\] must be a list, got 5",
+    ),
+    Case(
+        "set seeds 5",
+        ["study", "compare", "--preset", "cpu", *PRINT, "--set", "seeds=5"],
+        "compare.seeds must be a list, got 5",
+    ),
+    Case(
+        "set seeds huge",
+        ["study", "compare", "--preset", "cpu", *PRINT, "--set", "seeds=[99999999999]"],
+        r"compare.seeds\[0\] must be at least 0 and at most 4294967295",
+    ),
+    Case(
+        "set models 5",
+        ["study", "compare", "--preset", "cpu", *PRINT, "--set", "models=5"],
+        "compare.models must be a mapping",
+    ),
+    Case(
+        "set models x 5",
+        ["study", "compare", "--preset", "cpu", *PRINT, "--set", 'models={"x":5}'],
+        "compare.models.x must be a mapping",
+    ),
+    Case(
+        "set train lr NaN",
+        ["study", "compare", "--preset", "cpu", *PRINT, "--set", "train.lr=NaN"],
+        "compare.train: lr must be a finite number",
+    ),
+    Case(
+        "set scales 5",
+        ["study", "scaling", "--preset", "scaling-cpu", *PRINT, "--set", "scales=5"],
+        "scaling.scales must be a list, got 5",
+    ),
+    Case(
+        "set scales 1e400",
+        ["study", "scaling", "--preset", "scaling-cpu", *PRINT, "--set", "scales=[1e400,0.1]"],
+        r"scaling.scales\[0\] must be a finite number, got inf",
+    ),
+    Case(
+        "set death text",
+        ["study", "scaling", "--preset", "scaling-cpu", *PRINT, "--set", "death.min_points=x"],
+        "scaling.death.min_points must be a whole number, got 'x'",
+    ),
+    Case(
+        "set death NaN",
+        ["study", "scaling", "--preset", "scaling-cpu", *PRINT, "--set", "death.loss_tolerance=NaN"],
+        "scaling.death.loss_tolerance must be a finite number",
+    ),
+    Case(
+        "set lrs NaN",
+        ["study", "sweep", "--preset", "cpu-evidence", *PRINT, "--set", "lrs=[NaN,0.1,0.2]"],
+        r"sweep.lrs\[0\] must be a finite number, got nan",
+    ),
+    Case(
+        "set lrs Infinity",
+        ["study", "sweep", "--preset", "cpu-evidence", *PRINT, "--set", "lrs=[Infinity,0.1,0.2]"],
+        r"sweep.lrs\[0\] must be a finite number, got inf",
+    ),
     Case("preset []", ["study", "compare", "--preset", "{list}", *PRINT], r"list.json: a preset must be a JSON object"),
     Case("preset 5", ["study", "compare", "--preset", "{five}", *PRINT], r"five.json: a preset must be a JSON object"),
-    Case("preset compare 5", ["study", "compare", "--preset", "{compare5}", *PRINT],
-         r"compare5.json: compare must be a mapping of the keys pairs, seeds"),
-    Case("preset train 5", ["study", "compare", "--preset", "{train5}", *PRINT],
-         r"train5.json: compare.train must be a mapping"),
-    Case("preset not UTF-8", ["study", "compare", "--preset", "{latin1}", *PRINT],
-         r"latin1.json is not valid JSON text"),
+    Case(
+        "preset compare 5",
+        ["study", "compare", "--preset", "{compare5}", *PRINT],
+        r"compare5.json: compare must be a mapping of the keys pairs, seeds",
+    ),
+    Case(
+        "preset train 5",
+        ["study", "compare", "--preset", "{train5}", *PRINT],
+        r"train5.json: compare.train must be a mapping",
+    ),
+    Case(
+        "preset not UTF-8", ["study", "compare", "--preset", "{latin1}", *PRINT], r"latin1.json is not valid JSON text"
+    ),
     Case("preset a pipe", ["study", "compare", "--preset", "{pipe}", *PRINT], "pipe.json is not a regular file"),
-    Case("report only, no runs", ["study", "compare", "--preset", "cpu", "--out", "{root}/no-study", "--report-only"],
-         r"no-study holds no finished run of this study; run the same command without --report-only"),
+    Case(
+        "report only, no runs",
+        ["study", "compare", "--preset", "cpu", "--out", "{root}/no-study", "--report-only"],
+        r"no-study holds no finished run of this study; run the same command without --report-only",
+    ),
     # train: --config files, a run's config.json, numbers beyond their bounds
     Case("config a list", [*TRAIN, "--config", "{c_list}"], r"c_list.json must hold a JSON object of training"),
     Case("config of text", [*TRAIN, "--config", "{c_text}"], r"c_text.json must hold a JSON object"),
     Case("config lr text", [*TRAIN, "--config", "{c_lr}"], r"c_lr.json: lr must be a number, got 'x'"),
     Case("config not UTF-8", [*TRAIN, "--config", "{latin1}"], r"latin1.json is not valid JSON text"),
     Case("config a pipe", [*TRAIN, "--config", "{pipe}"], "pipe.json is not a regular file"),
-    Case("resume, config.json {}", [*TRAIN, "--run-dir", "{empty_run}", "--resume", "auto"],
-         r"empty_run/config.json is not a run's configuration"),
-    Case("resume, config.json cut", [*TRAIN, "--run-dir", "{broken_run}", "--resume", "auto"],
-         r"broken_run/config.json is damaged"),
-    Case("seed beyond 64 bits", [*TRAIN, "--seed", "99999999999999999999999"],
-         "seed must be at least 0 and at most 4294967295"),
-    Case("blocks 10^8", [*TRAIN, "--model", "inception_resnet_v1", "--model-option", "blocks=[1,1,100000000]"],
-         r"blocks\[2\] must be at least 0 and at most 100, got 100000000"),
-    Case("train width 1e9", [*TRAIN, "--model-option", "width_multiplier=1e9"],
-         r"width_multiplier must lie in \(0, 16\], got 1000000000"),
+    Case(
+        "resume, config.json {}",
+        [*TRAIN, "--run-dir", "{empty_run}", "--resume", "auto"],
+        r"empty_run/config.json is not a run's configuration",
+    ),
+    Case(
+        "resume, config.json cut",
+        [*TRAIN, "--run-dir", "{broken_run}", "--resume", "auto"],
+        r"broken_run/config.json is damaged",
+    ),
+    Case(
+        "seed beyond 64 bits",
+        [*TRAIN, "--seed", "99999999999999999999999"],
+        "seed must be at least 0 and at most 4294967295",
+    ),
+    Case(
+        "blocks 10^8",
+        [*TRAIN, "--model", "inception_resnet_v1", "--model-option", "blocks=[1,1,100000000]"],
+        r"blocks\[2\] must be at least 0 and at most 100, got 100000000",
+    ),
+    Case(
+        "train width 1e9",
+        [*TRAIN, "--model-option", "width_multiplier=1e9"],
+        r"width_multiplier must lie in \(0, 16\], got 1000000000",
+    ),
     Case("train input 100000", [*TRAIN, "--input-size", "100000"], "input_size must be at least 1 and at most 4096"),
     # eval, predict, plot
-    Case("eval width 1e9", ["eval", "--model", "inception_v4", "--model-option", "width_multiplier=1e9", "--data",
-                            "{data}"], r"width_multiplier must lie in \(0, 16\]"),
-    Case("eval input 100000", ["eval", "--model", "inception_v4", "--model-option", "width_multiplier=0.125",
-                               "--input-size", "100000", "--data", "{data}", "--workers", "0"],
-         "input_size must be at least 1 and at most 4096"),
-    Case("class map index 10^11", ["eval", "--model", "inception_v4", *TINY, "--data", "{data}", "--class-map",
-                                   "{map}", "--workers", "0"],
-         r"map.txt: the index of 'b' must be at least 0 and at most 999999, got 99999999999"),
-    Case("weights a pipe", ["predict", "{map}", "--model", "inception_v4", "--weights", "{pipe}", *TINY],
-         "pipe.json is not a regular file"),
-    Case("weights a code pickle", ["predict", "{map}", "--model", "inception_v4", "--weights", "{evil}", *TINY],
-         r"evil.pth is not a plain weights file: its pickle names code to run \(posix.system\).*If you trust"),
+    Case(
+        "eval width 1e9",
+        ["eval", "--model", "inception_v4", "--model-option", "width_multiplier=1e9", "--data", "{data}"],
+        r"width_multiplier must lie in \(0, 16\]",
+    ),
+    Case(
+        "eval input 100000",
+        [
+            "eval",
+            "--model",
+            "inception_v4",
+            "--model-option",
+            "width_multiplier=0.125",
+            "--input-size",
+            "100000",
+            "--data",
+            "{data}",
+            "--workers",
+            "0",
+        ],
+        "input_size must be at least 1 and at most 4096",
+    ),
+    Case(
+        "class map index 10^11",
+        ["eval", "--model", "inception_v4", *TINY, "--data", "{data}", "--class-map", "{map}", "--workers", "0"],
+        r"map.txt: the index of 'b' must be at least 0 and at most 999999, got 99999999999",
+    ),
+    Case(
+        "weights a pipe",
+        ["predict", "{map}", "--model", "inception_v4", "--weights", "{pipe}", *TINY],
+        "pipe.json is not a regular file",
+    ),
+    Case(
+        "weights a code pickle",
+        ["predict", "{map}", "--model", "inception_v4", "--weights", "{evil}", *TINY],
+        r"evil.pth is not a plain weights file: its pickle names code to run \(posix.system\).*If you trust",
+    ),
     Case("plot a list line", ["plot", "{list_metrics}"], r"list_metrics/metrics.jsonl, line 2: not a JSON object"),
     Case("plot a cut line", ["plot", "{cut_metrics}"], r"cut_metrics/metrics.jsonl, line 2: not a JSON object"),
 ]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_bad_configuration_is_refused_in_one_line(case: Case, world, capsys, monkeypatch, tmp_path,
-                                                  one_thread) -> None:
+def test_bad_configuration_is_refused_in_one_line(case: Case, world, capsys, monkeypatch, tmp_path, one_thread) -> None:
     monkeypatch.chdir(tmp_path)
     started = time.perf_counter()
     assert_error(capsys, fill(case.argv, world), case.pattern)
@@ -201,15 +314,27 @@ def test_a_refused_study_leaves_study_json_as_it_was(world, capsys, tmp_path, on
 
     out = tmp_path / "study"
     preset = tmp_path / "tiny.json"
-    preset.write_text(json.dumps({"compare": {"pairs": [["inception_v3", "inception_resnet_v1"]], "seeds": [0],
-                                              "train": {"epochs": 1, "data": "synthetic:8:2", "input_size": 75}}}))
+    preset.write_text(
+        json.dumps(
+            {
+                "compare": {
+                    "pairs": [["inception_v3", "inception_resnet_v1"]],
+                    "seeds": [0],
+                    "train": {"epochs": 1, "data": "synthetic:8:2", "input_size": 75},
+                }
+            }
+        )
+    )
     section = load_preset(preset).compare
     for spec in plan_compare(section, out):  # a finished study of these settings
         spec.run_dir.mkdir(parents=True)
         write_marker(spec, "completed", "", {})
     (out / "study.json").write_text('{"the": "finished study"}')
-    assert_error(capsys, ["study", "compare", "--preset", preset, "--out", out, "--set", "epochs=3"],
-                 "holds a run with other settings")
+    assert_error(
+        capsys,
+        ["study", "compare", "--preset", preset, "--out", out, "--set", "epochs=3"],
+        "holds a run with other settings",
+    )
     assert (out / "study.json").read_text() == '{"the": "finished study"}'
 
 
@@ -247,8 +372,19 @@ def test_predict_classifies_odd_but_valid_files_beside_good_ones(world, capsys, 
     Image.fromarray(ramp, mode="F").save(tmp_path / "f.tiff")
     Image.fromarray(np.rint(ramp * 65535).astype(np.uint16)).save(tmp_path / "g16.png")
     names = ["wide.png", "tall.png", latin.name, "ok.png", "f.tiff", "g16.png"]
-    code, out, err = run_cli(capsys, ["predict", *(tmp_path / n for n in names), "--model", "inception_v4",
-                                      "--weights", world["w"], *TINY, "--json"])
+    code, out, err = run_cli(
+        capsys,
+        [
+            "predict",
+            *(tmp_path / n for n in names),
+            "--model",
+            "inception_v4",
+            "--weights",
+            world["w"],
+            *TINY,
+            "--json",
+        ],
+    )
     assert code == 0 and "Traceback" not in err, err
     predictions = {Path(p["image"]).name: p["top"] for p in json.loads(out)["predictions"]}
     assert list(predictions) == names
@@ -257,9 +393,34 @@ def test_predict_classifies_odd_but_valid_files_beside_good_ones(world, capsys, 
 
 
 # -- the random round --------------------------------------------------------------------------------------
-ODD_VALUES = ["5", "-1", "0", "1e400", "-1e400", "NaN", "Infinity", "99999999999999999999999", "0.5", "true",
-              "null", "x", '""', "[]", "[5]", '["x"]', "[NaN]", "[1e400, 1]", "[[1, 2]]", "{}", '{"x": 5}',
-              '{"x": {"y": []}}', "[0, 1, 2]", "[0.1, 0.2, 0.3]", "2.5", "[-3]"]
+ODD_VALUES = [
+    "5",
+    "-1",
+    "0",
+    "1e400",
+    "-1e400",
+    "NaN",
+    "Infinity",
+    "99999999999999999999999",
+    "0.5",
+    "true",
+    "null",
+    "x",
+    '""',
+    "[]",
+    "[5]",
+    '["x"]',
+    "[NaN]",
+    "[1e400, 1]",
+    "[[1, 2]]",
+    "{}",
+    '{"x": 5}',
+    '{"x": {"y": []}}',
+    "[0, 1, 2]",
+    "[0.1, 0.2, 0.3]",
+    "2.5",
+    "[-3]",
+]
 
 
 def round_cases(count: int, seed: int = 26) -> list[tuple[str, str, str, str]]:

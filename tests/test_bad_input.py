@@ -56,9 +56,31 @@ from inception_resnet.weights.export import export_model
 from inception_resnet.weights.loading import load_weights, save_weights
 
 TINY = ["--model-option", "width_multiplier=0.125", "--input-size", "75"]
-TRAIN = ["train", "--model", "inception_v4", "--width-multiplier", "0.125", "--input-size", "75",
-         "--data", "synthetic:16:2", "--batch-size", "8", "--epochs", "1", "--threads", "1", "--workers", "0",
-         "--no-progress", "--no-tensorboard", "--ema-decay", "0", "--log-every-steps", "1"]
+TRAIN = [
+    "train",
+    "--model",
+    "inception_v4",
+    "--width-multiplier",
+    "0.125",
+    "--input-size",
+    "75",
+    "--data",
+    "synthetic:16:2",
+    "--batch-size",
+    "8",
+    "--epochs",
+    "1",
+    "--threads",
+    "1",
+    "--workers",
+    "0",
+    "--no-progress",
+    "--no-tensorboard",
+    "--ema-decay",
+    "0",
+    "--log-every-steps",
+    "1",
+]
 
 
 # -- files of every kind -------------------------------------------------------------------------------
@@ -161,20 +183,30 @@ def fill(argv: list[str], paths: dict[str, Path]) -> list[str]:
 EVAL = ["eval", "--model", "inception_v4", *TINY, "--data", "{data}", "--workers", "0", "--quiet"]
 Case = namedtuple("Case", "name argv pattern status", defaults=(2,))
 EVAL_ERRORS = [
-    Case("missing data folder", ["eval", "--model", "inception_v4", *TINY, "--data", "{root}/nothing"],
-         "does not exist"),
+    Case(
+        "missing data folder", ["eval", "--model", "inception_v4", *TINY, "--data", "{root}/nothing"], "does not exist"
+    ),
     Case("data is a file", ["eval", "--model", "inception_v4", *TINY, "--data", "{w2}"], "not a directory"),
     Case("unknown model", ["eval", "--model", "inception_v9", *TINY, "--data", "{data}"], "unknown model"),
     Case("no model", ["eval", "--data", "{data}"], "give a model with --model"),
     Case("weights file missing", [*EVAL, "--weights", "{root}/none.pth"], "weights file not found"),
     Case("weights not weights", [*EVAL, "--weights", "{data}/val/a/0.png"], "could not be read as a PyTorch"),
     Case("weights hold NaN", [*EVAL, "--weights", "{nan}"], "NaN or infinite values"),
-    Case("width text", ["eval", "--model", "inception_v4", "--model-option", "width_multiplier=abc", "--data",
-                        "{data}"], "width_multiplier must be a number"),
-    Case("width NaN", ["eval", "--model", "inception_v4", "--model-option", "width_multiplier=NaN", "--data",
-                       "{data}"], "width_multiplier must be a finite number"),
-    Case("width negative", ["eval", "--model", "inception_v4", "--model-option", "width_multiplier=-1", "--data",
-                            "{data}"], r"width_multiplier must lie in \(0, 16\]"),
+    Case(
+        "width text",
+        ["eval", "--model", "inception_v4", "--model-option", "width_multiplier=abc", "--data", "{data}"],
+        "width_multiplier must be a number",
+    ),
+    Case(
+        "width NaN",
+        ["eval", "--model", "inception_v4", "--model-option", "width_multiplier=NaN", "--data", "{data}"],
+        "width_multiplier must be a finite number",
+    ),
+    Case(
+        "width negative",
+        ["eval", "--model", "inception_v4", "--model-option", "width_multiplier=-1", "--data", "{data}"],
+        r"width_multiplier must lie in \(0, 16\]",
+    ),
     Case("pretrained as option", [*EVAL, "--model-option", "pretrained=5"], "pretrained is not a network option"),
     Case("num_classes as option", [*EVAL, "--model-option", "num_classes=2.5"], "give it with --num-classes"),
     Case("aux_logits text", [*EVAL, "--model-option", "aux_logits=yes"], "aux_logits must be true or false"),
@@ -185,18 +217,50 @@ EVAL_ERRORS = [
     Case("limit 0", [*EVAL, "--limit", "0"], "limit must be at least 1"),
     Case("workers -1", [*EVAL, "--workers", "-1"], "num_workers must be 0 or more"),
     Case("input channels 0", [*EVAL, "--in-chans", "0"], "in_chans must be at least 1"),
-    Case("input too small", ["eval", "--model", "inception_v4", "--model-option", "width_multiplier=0.125",
-                             "--input-size", "10", "--data", "{data}", "--workers", "0", "--quiet"],
-         "too small; the minimum is 75x75"),
+    Case(
+        "input too small",
+        [
+            "eval",
+            "--model",
+            "inception_v4",
+            "--model-option",
+            "width_multiplier=0.125",
+            "--input-size",
+            "10",
+            "--data",
+            "{data}",
+            "--workers",
+            "0",
+            "--quiet",
+        ],
+        "too small; the minimum is 75x75",
+    ),
     Case("device unknown", [*EVAL, "--device", "tpu"], "device type"),
     Case("json in missing folder", [*EVAL, "--json", "{root}/nothing/r.json"], "does not exist"),
     Case("json is a folder", [*EVAL, "--json", "{root}"], "is a folder"),
     Case("json and csv the same", [*EVAL, "--json", "{root}/r.txt", "--csv", "{root}/r.txt"], "the same file"),
-    Case("split without folder", ["eval", "--model", "inception_v4", *TINY, "--data", "{onlyval}", "--split",
-                                  "train"], "has val/ but no train/ folder"),
-    Case("class names differ", ["eval", "--model", "inception_v4", *TINY, "--weights", "{trained_ab}",
-                                "--data", "{root}/fruit", "--workers", "0", "--quiet"],
-         r"trained on classes \[a, b\].*\[apple, zebra\].*--ignore-class-names"),
+    Case(
+        "split without folder",
+        ["eval", "--model", "inception_v4", *TINY, "--data", "{onlyval}", "--split", "train"],
+        "has val/ but no train/ folder",
+    ),
+    Case(
+        "class names differ",
+        [
+            "eval",
+            "--model",
+            "inception_v4",
+            *TINY,
+            "--weights",
+            "{trained_ab}",
+            "--data",
+            "{root}/fruit",
+            "--workers",
+            "0",
+            "--quiet",
+        ],
+        r"trained on classes \[a, b\].*\[apple, zebra\].*--ignore-class-names",
+    ),
 ]
 
 
@@ -268,8 +332,9 @@ FOLDER_CASES = [  # (name, change to DATA/val, images counted, files skipped)
 
 
 @pytest.mark.parametrize("name, change, images, skipped", FOLDER_CASES, ids=[c[0] for c in FOLDER_CASES])
-def test_eval_counts_each_file_once_and_skips_unsafe_ones(name, change, images, skipped, tmp_path, capsys,
-                                                          one_thread) -> None:
+def test_eval_counts_each_file_once_and_skips_unsafe_ones(
+    name, change, images, skipped, tmp_path, capsys, one_thread
+) -> None:
     data = make_data(tmp_path / "data")
     change(data / "val")
     started = time.perf_counter()
@@ -297,13 +362,36 @@ def test_eval_class_names_can_be_overridden_with_a_warning(world, capsys, one_th
     shutil.copytree(world["data"], fruit)
     (fruit / "val" / "a").rename(fruit / "val" / "apple")
     (fruit / "val" / "b").rename(fruit / "val" / "zebra")
-    argv = ["eval", "--model", "inception_v4", *TINY, "--weights", world["trained_ab"], "--data", fruit,
-            "--workers", "0", "--quiet", "--ignore-class-names"]
+    argv = [
+        "eval",
+        "--model",
+        "inception_v4",
+        *TINY,
+        "--weights",
+        world["trained_ab"],
+        "--data",
+        fruit,
+        "--workers",
+        "0",
+        "--quiet",
+        "--ignore-class-names",
+    ]
     with pytest.warns(UserWarning, match="trained on classes"):
         code, out, _err = run_cli(capsys, argv)
     assert code == 0 and "| 4 " in out
-    same = ["eval", "--model", "inception_v4", *TINY, "--weights", world["trained_ab"], "--data", world["data"],
-            "--workers", "0", "--quiet"]
+    same = [
+        "eval",
+        "--model",
+        "inception_v4",
+        *TINY,
+        "--weights",
+        world["trained_ab"],
+        "--data",
+        world["data"],
+        "--workers",
+        "0",
+        "--quiet",
+    ]
     code, out, err = run_cli(capsys, same)  # the same class names: no question asked
     assert code == 0 and "trained on classes" not in err
 
@@ -327,15 +415,31 @@ PREDICT_FILES = [  # (file in the world's images folder, what the error must say
 @pytest.fixture(scope="module")
 def predict_report(world) -> dict:
     images = world["images"]
-    argv = ["predict", *(images / name for name, _ in PREDICT_FILES), images / "ok.png", images / "g8.png",
-            images / "g16.png", "--model", "inception_v4", "--weights", world["w1000"], *TINY, "--json",
-            "--topk", "3"]
+    argv = [
+        "predict",
+        *(images / name for name, _ in PREDICT_FILES),
+        images / "ok.png",
+        images / "g8.png",
+        images / "g16.png",
+        "--model",
+        "inception_v4",
+        "--weights",
+        world["w1000"],
+        *TINY,
+        "--json",
+        "--topk",
+        "3",
+    ]
     started = time.perf_counter()
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = main([str(a) for a in argv])
-    return {"code": code, "report": json.loads(out.getvalue()), "stderr": err.getvalue(),
-            "seconds": time.perf_counter() - started}
+    return {
+        "code": code,
+        "report": json.loads(out.getvalue()),
+        "stderr": err.getvalue(),
+        "seconds": time.perf_counter() - started,
+    }
 
 
 @pytest.mark.parametrize("name, pattern", PREDICT_FILES, ids=[c[0] for c in PREDICT_FILES])
@@ -349,8 +453,9 @@ def test_predict_classifies_the_good_files_of_a_bad_batch(predict_report) -> Non
     assert predict_report["code"] == 1 and predict_report["seconds"] < 120
     names = [Path(p["image"]).name for p in predict_report["report"]["predictions"]]
     assert names == ["ok.png", "g8.png", "g16.png"]
-    assert f"{len(PREDICT_FILES)} of {len(PREDICT_FILES) + 3} file(s) could not be classified" \
-        in predict_report["stderr"]
+    assert (
+        f"{len(PREDICT_FILES)} of {len(PREDICT_FILES) + 3} file(s) could not be classified" in predict_report["stderr"]
+    )
     assert "Traceback" not in predict_report["stderr"]
 
 
@@ -370,13 +475,31 @@ PREDICT = ["predict", "{images}/ok.png", "--model", "inception_v4", "--weights",
 PREDICT_ERRORS = [
     Case("topk 0", [*PREDICT, "--topk", "0"], "--topk must be at least 1"),
     Case("batch size 0", [*PREDICT, "--batch-size", "0"], "batch_size must be at least 1"),
-    Case("weights hold NaN", ["predict", "{images}/ok.png", "--model", "inception_v4", "--weights", "{nan}",
-                              "--num-classes", "2", *TINY], "NaN or infinite values"),
-    Case("weights missing", ["predict", "{images}/ok.png", "--model", "inception_v4", "--weights", "{root}/x.pt"],
-         "weights file not found"),
+    Case(
+        "weights hold NaN",
+        ["predict", "{images}/ok.png", "--model", "inception_v4", "--weights", "{nan}", "--num-classes", "2", *TINY],
+        "NaN or infinite values",
+    ),
+    Case(
+        "weights missing",
+        ["predict", "{images}/ok.png", "--model", "inception_v4", "--weights", "{root}/x.pt"],
+        "weights file not found",
+    ),
     Case("no weights flag", ["predict", "{images}/ok.png", "--model", "inception_v4"], "--weights"),
-    Case("width text", ["predict", "{images}/ok.png", "--model", "inception_v4", "--weights", "{w1000}",
-                        "--model-option", "width_multiplier=abc"], "width_multiplier must be a number"),
+    Case(
+        "width text",
+        [
+            "predict",
+            "{images}/ok.png",
+            "--model",
+            "inception_v4",
+            "--weights",
+            "{w1000}",
+            "--model-option",
+            "width_multiplier=abc",
+        ],
+        "width_multiplier must be a number",
+    ),
     Case("classes mismatch weights", [*PREDICT, "--num-classes", "3"], "--num-classes 3 contradicts the weights"),
     Case("pretrained as option", [*PREDICT, "--model-option", "pretrained=true"], "not a network option"),
 ]
@@ -388,8 +511,21 @@ def test_predict_refuses(case: Case, world, capsys, one_thread) -> None:
 
 
 def test_predict_names_the_classes_the_weights_were_trained_on(world, capsys, one_thread) -> None:
-    code, out, err = run_cli(capsys, ["predict", world["images"] / "ok.png", "--model", "inception_v4",
-                                      "--weights", world["trained_ab"], "--num-classes", "2", *TINY, "--json"])
+    code, out, err = run_cli(
+        capsys,
+        [
+            "predict",
+            world["images"] / "ok.png",
+            "--model",
+            "inception_v4",
+            "--weights",
+            world["trained_ab"],
+            "--num-classes",
+            "2",
+            *TINY,
+            "--json",
+        ],
+    )
     assert code == 0, err
     labels = {t["label"] for t in json.loads(out)["predictions"][0]["top"]}
     assert labels == {"a", "b"}
@@ -416,8 +552,11 @@ TRAIN_ERRORS = [
     Case("resume file missing", [*TRAIN, "--resume", "{root}/none.pt"], "checkpoint to resume from not found"),
     Case("resume auto without run dir", [*TRAIN, "--resume", "auto"], "--resume auto needs --run-dir"),
     Case("pretrained as model option", [*TRAIN, "--model-option", "pretrained=x"], "not a network option"),
-    Case("negative block count", [*TRAIN, "--model", "inception_resnet_v2", "--model-option", "blocks=[-1,1,1]",
-                                  "--run-dir", "{root}/r-blocks"], r"blocks\[0\] must be at least 0"),
+    Case(
+        "negative block count",
+        [*TRAIN, "--model", "inception_resnet_v2", "--model-option", "blocks=[-1,1,1]", "--run-dir", "{root}/r-blocks"],
+        r"blocks\[0\] must be at least 0",
+    ),
     Case("unknown model", [*TRAIN, "--model", "inception_v9"], "unknown model"),
     Case("input too small", [*TRAIN, "--input-size", "10", "--run-dir", "{root}/r-small"], "too small"),
 ]
@@ -450,8 +589,12 @@ def test_a_second_run_on_a_locked_directory_stops_at_once_naming_the_first(tmp_p
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     with RunLock(run_dir):
-        err = assert_error(capsys, [*TRAIN, "--run-dir", run_dir], rf"in use by another run: PID {os.getpid()} on "
-                           rf"host {re.escape(socket.gethostname())}")
+        err = assert_error(
+            capsys,
+            [*TRAIN, "--run-dir", run_dir],
+            rf"in use by another run: PID {os.getpid()} on "
+            rf"host {re.escape(socket.gethostname())}",
+        )
     assert not (run_dir / "checkpoints").exists() and "epoch" not in err
 
 
@@ -470,8 +613,9 @@ def test_a_lock_from_another_host_is_not_taken_over(tmp_path, capsys, one_thread
     assert_error(capsys, [*TRAIN, "--run-dir", run_dir], rf"another host.*delete {re.escape(str(run_dir))}")
 
 
-def test_a_lock_of_an_earlier_attempt_of_the_same_torchrun_job_is_taken_over(tmp_path, capsys, monkeypatch,
-                                                                             one_thread) -> None:
+def test_a_lock_of_an_earlier_attempt_of_the_same_torchrun_job_is_taken_over(
+    tmp_path, capsys, monkeypatch, one_thread
+) -> None:
     run_dir = tmp_path / "run"
     write_lock(run_dir, pid=1, host="another-machine", torchrun_job="job-7")
     monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job-7")
@@ -479,8 +623,7 @@ def test_a_lock_of_an_earlier_attempt_of_the_same_torchrun_job_is_taken_over(tmp
     assert code == 0 and "an earlier attempt of this torchrun job" in err
 
 
-def test_resume_auto_with_every_rolling_checkpoint_damaged_stops_and_keeps_best(tmp_path, capsys,
-                                                                               one_thread) -> None:
+def test_resume_auto_with_every_rolling_checkpoint_damaged_stops_and_keeps_best(tmp_path, capsys, one_thread) -> None:
     run_dir = tmp_path / "run"
     assert run_cli(capsys, [*TRAIN, "--run-dir", run_dir])[0] == 0
     manager = CheckpointManager(run_dir / "checkpoints")
@@ -489,8 +632,11 @@ def test_resume_auto_with_every_rolling_checkpoint_damaged_stops_and_keeps_best(
         path.unlink()  # best.pt is a hard link: replace the file rather than damage the shared bytes
         path.write_bytes(b"garbage")
     before = sorted(p.name for p in manager.directory.iterdir())
-    assert_error(capsys, [*TRAIN, "--run-dir", run_dir, "--resume", "auto"],
-                 r"no intact checkpoint.*best\.pt is intact.*--resume")
+    assert_error(
+        capsys,
+        [*TRAIN, "--run-dir", run_dir, "--resume", "auto"],
+        r"no intact checkpoint.*best\.pt is intact.*--resume",
+    )
     assert manager.best_path.read_bytes() == best
     assert sorted(p.name for p in manager.directory.iterdir()) == before  # nothing renamed, nothing written
     manager.best_path.write_bytes(b"garbage too")
@@ -506,22 +652,43 @@ def test_a_fresh_run_never_replaces_an_earlier_runs_checkpoints(tmp_path, capsys
     assert_error(capsys, [*TRAIN, "--run-dir", first], "already holds checkpoints of an earlier run")
     foreign = CheckpointManager(second / "checkpoints").checkpoints()[-1]
     best = (first / "checkpoints" / "best.pt").read_bytes()
-    assert_error(capsys, [*TRAIN, "--run-dir", first, "--resume", foreign, "--epochs", "2"],
-                 "holds checkpoints of another run, whose best.pt")
+    assert_error(
+        capsys,
+        [*TRAIN, "--run-dir", first, "--resume", foreign, "--epochs", "2"],
+        "holds checkpoints of another run, whose best.pt",
+    )
     assert (first / "checkpoints" / "best.pt").read_bytes() == best
 
 
 def test_weights_that_become_nan_are_never_saved(tmp_path, capsys, one_thread) -> None:
     sgd = ["--recipe", "sgd", "--warmup-epochs", "0", "--no-scale-lr"]
     run_dir = tmp_path / "run"
-    err = assert_error(capsys, [*TRAIN, *sgd, "--lr", "3e38", "--checkpoint-every-steps", "1", "--run-dir", run_dir],
-                       r"weights became NaN or infinite .* no checkpoint was written with them\. No checkpoint")
+    err = assert_error(
+        capsys,
+        [*TRAIN, *sgd, "--lr", "3e38", "--checkpoint-every-steps", "1", "--run-dir", run_dir],
+        r"weights became NaN or infinite .* no checkpoint was written with them\. No checkpoint",
+    )
     assert not list((run_dir / "checkpoints").glob("*.pt")) and "last good" not in err
     assert run_cli(capsys, [*TRAIN, *sgd, "--lr", "0.01", "--run-dir", run_dir])[0] == 0
     newest = CheckpointManager(run_dir / "checkpoints").checkpoints()[-1]
-    assert_error(capsys, [*TRAIN, *sgd, "--lr", "3e38", "--epochs", "2", "--checkpoint-every-steps", "1",
-                          "--run-dir", run_dir, "--resume", "auto"],
-                 rf"NaN or infinite.*newest checkpoint, {re.escape(str(newest))}, has finite weights")
+    assert_error(
+        capsys,
+        [
+            *TRAIN,
+            *sgd,
+            "--lr",
+            "3e38",
+            "--epochs",
+            "2",
+            "--checkpoint-every-steps",
+            "1",
+            "--run-dir",
+            run_dir,
+            "--resume",
+            "auto",
+        ],
+        rf"NaN or infinite.*newest checkpoint, {re.escape(str(newest))}, has finite weights",
+    )
     assert CheckpointManager(run_dir / "checkpoints").checkpoints()[-1] == newest
 
 
@@ -529,8 +696,7 @@ def enospc(*_args, **_kwargs):
     raise OSError(errno.ENOSPC, "No space left on device")
 
 
-def test_not_enough_room_for_a_checkpoint_is_found_before_training(tmp_path, capsys, monkeypatch,
-                                                                   one_thread) -> None:
+def test_not_enough_room_for_a_checkpoint_is_found_before_training(tmp_path, capsys, monkeypatch, one_thread) -> None:
     usage = shutil.disk_usage(tmp_path)
     monkeypatch.setattr(files.shutil, "disk_usage", lambda _p: usage._replace(free=100_000))
     run_dir = tmp_path / "run"
@@ -538,8 +704,9 @@ def test_not_enough_room_for_a_checkpoint_is_found_before_training(tmp_path, cap
     assert not (run_dir / "steps.jsonl").exists()  # no step was trained
 
 
-def test_a_full_disk_while_checkpointing_names_the_cause_and_leaves_no_file(tmp_path, capsys, monkeypatch,
-                                                                            one_thread) -> None:
+def test_a_full_disk_while_checkpointing_names_the_cause_and_leaves_no_file(
+    tmp_path, capsys, monkeypatch, one_thread
+) -> None:
     from inception_resnet.training import checkpoint
 
     class FillingFile(io.FileIO):
@@ -552,8 +719,12 @@ def test_a_full_disk_while_checkpointing_names_the_cause_and_leaves_no_file(tmp_
 
     monkeypatch.setattr(checkpoint, "open", lambda path, mode: FillingFile(path, "w"), raising=False)
     run_dir = tmp_path / "run"
-    assert_error(capsys, [*TRAIN, "--run-dir", run_dir], r"cannot write checkpoint .*last-e0001.*no space left on the "
-                 "device; free some space")
+    assert_error(
+        capsys,
+        [*TRAIN, "--run-dir", run_dir],
+        r"cannot write checkpoint .*last-e0001.*no space left on the "
+        "device; free some space",
+    )
     assert not [p.name for p in (run_dir / "checkpoints").iterdir()]  # no temporary file, no partial checkpoint
 
 
@@ -569,14 +740,34 @@ def test_a_read_only_run_directory_is_found_before_training(tmp_path, capsys, mo
 EXPORT = ["export", "--model", "inception_v4", "--weights", "{w1000}", *TINY, "--no-check"]
 EXPORT_ERRORS = [
     Case("output exists", [*EXPORT, "--format", "safetensors", "-o", "{w2}"], "exists; pass --overwrite"),
-    Case("output folder missing", [*EXPORT, "--format", "safetensors", "-o", "{root}/nothing/m.safetensors"],
-         "does not exist"),
+    Case(
+        "output folder missing",
+        [*EXPORT, "--format", "safetensors", "-o", "{root}/nothing/m.safetensors"],
+        "does not exist",
+    ),
     Case("output is a folder", [*EXPORT, "--format", "onnx", "-o", "{images}/folder.png"], "is a folder"),
     Case("format unknown", [*EXPORT, "--format", "tflite"], "invalid choice"),
-    Case("train mode to ONNX", [*EXPORT, "--format", "onnx", "--train-mode", "-o", "{root}/t.onnx"],
-         "cannot represent"),
-    Case("weights hold NaN", ["export", "--model", "inception_v4", "--weights", "{nan}", "--num-classes", "2", *TINY,
-                              "--format", "safetensors", "-o", "{root}/nan.safetensors"], "NaN or infinite"),
+    Case(
+        "train mode to ONNX", [*EXPORT, "--format", "onnx", "--train-mode", "-o", "{root}/t.onnx"], "cannot represent"
+    ),
+    Case(
+        "weights hold NaN",
+        [
+            "export",
+            "--model",
+            "inception_v4",
+            "--weights",
+            "{nan}",
+            "--num-classes",
+            "2",
+            *TINY,
+            "--format",
+            "safetensors",
+            "-o",
+            "{root}/nan.safetensors",
+        ],
+        "NaN or infinite",
+    ),
 ]
 
 
@@ -586,37 +777,45 @@ def test_export_refuses(case: Case, world, capsys, one_thread) -> None:
 
 
 @pytest.mark.parametrize("fmt", ["safetensors", "onnx", "torchscript"])
-def test_export_to_a_full_disk_says_so_and_writes_nothing(fmt, world, tmp_path, capsys, monkeypatch,
-                                                         one_thread) -> None:
+def test_export_to_a_full_disk_says_so_and_writes_nothing(
+    fmt, world, tmp_path, capsys, monkeypatch, one_thread
+) -> None:
     usage = shutil.disk_usage(tmp_path)
     monkeypatch.setattr(files.shutil, "disk_usage", lambda _p: usage._replace(free=50_000))
-    assert_error(capsys, [*fill(EXPORT, world), "--format", fmt, "-o", tmp_path / f"m.{fmt}"],
-                 rf"not enough free space for the {fmt} export")
+    assert_error(
+        capsys,
+        [*fill(EXPORT, world), "--format", fmt, "-o", tmp_path / f"m.{fmt}"],
+        rf"not enough free space for the {fmt} export",
+    )
     assert not list(tmp_path.iterdir())
 
 
 @pytest.mark.parametrize("fmt", ["safetensors", "torchscript"])
-def test_export_failing_mid_write_leaves_no_partial_file(fmt, world, tmp_path, capsys, monkeypatch,
-                                                        one_thread) -> None:
+def test_export_failing_mid_write_leaves_no_partial_file(fmt, world, tmp_path, capsys, monkeypatch, one_thread) -> None:
     def half_then_full(self, data):
         with open(self, "wb") as handle:
             handle.write(data[: len(data) // 2])
         enospc()
 
     monkeypatch.setattr(pathlib.Path, "write_bytes", half_then_full)
-    assert_error(capsys, [*fill(EXPORT, world), "--format", fmt, "-o", tmp_path / f"m.{fmt}"],
-                 rf"cannot write the {fmt} export .*no space left on the device")
+    assert_error(
+        capsys,
+        [*fill(EXPORT, world), "--format", fmt, "-o", tmp_path / f"m.{fmt}"],
+        rf"cannot write the {fmt} export .*no space left on the device",
+    )
     assert not list(tmp_path.iterdir())
 
 
-def test_export_to_a_read_only_folder_stops_before_exporting(world, tmp_path, capsys, monkeypatch,
-                                                           one_thread) -> None:
+def test_export_to_a_read_only_folder_stops_before_exporting(world, tmp_path, capsys, monkeypatch, one_thread) -> None:
     def read_only(*_args, **_kwargs):
         raise OSError(errno.EROFS, "Read-only file system")
 
     monkeypatch.setattr(files.tempfile, "mkstemp", read_only)
-    assert_error(capsys, [*fill(EXPORT, world), "--format", "torchscript", "-o", tmp_path / "m.pt"],
-                 "cannot write the torchscript export in .*read-only")
+    assert_error(
+        capsys,
+        [*fill(EXPORT, world), "--format", "torchscript", "-o", tmp_path / "m.pt"],
+        "cannot write the torchscript export in .*read-only",
+    )
     assert not list(tmp_path.iterdir())
 
 
@@ -627,16 +826,41 @@ OTHER_ERRORS = [
     Case("bench: threads -1", ["bench", "--model", "inception_v4", "--threads", "-1"], "--threads must be 0"),
     Case("bench: batch 0", ["bench", "--model", "inception_v4", "--batch-size", "0"], "must be positive"),
     Case("bench: json is a folder", ["bench", "--model", "inception_v4", "--json", "{root}"], "is a folder"),
-    Case("bench: option NaN", ["bench", "--model", "inception_v4", "--model-option", "width_multiplier=NaN", "--rounds",
-                               "1", "--steps", "1", "--warmup", "0", "--input-size", "75"],
-         "width_multiplier must be a finite number"),
+    Case(
+        "bench: option NaN",
+        [
+            "bench",
+            "--model",
+            "inception_v4",
+            "--model-option",
+            "width_multiplier=NaN",
+            "--rounds",
+            "1",
+            "--steps",
+            "1",
+            "--warmup",
+            "0",
+            "--input-size",
+            "75",
+        ],
+        "width_multiplier must be a finite number",
+    ),
     Case("study: unknown preset", ["study", "compare", "--preset", "nope"], "unknown preset"),
-    Case("study: seeds", ["study", "compare", "--preset", "cpu", "--seeds", "x,y", "--print-config"],
-         "--seeds 'x,y': expected whole numbers"),
-    Case("study: time limit NaN", ["study", "compare", "--preset", "cpu", "--time-limit", "nan",
-                                   "--print-config"], "compare.time_limit_s must be a finite number, got nan"),
-    Case("study: lr NaN", ["study", "compare", "--preset", "cpu", "--set", "train.lr=NaN", "--print-config"],
-         "compare.train: lr must be a finite number"),
+    Case(
+        "study: seeds",
+        ["study", "compare", "--preset", "cpu", "--seeds", "x,y", "--print-config"],
+        "--seeds 'x,y': expected whole numbers",
+    ),
+    Case(
+        "study: time limit NaN",
+        ["study", "compare", "--preset", "cpu", "--time-limit", "nan", "--print-config"],
+        "compare.time_limit_s must be a finite number, got nan",
+    ),
+    Case(
+        "study: lr NaN",
+        ["study", "compare", "--preset", "cpu", "--set", "train.lr=NaN", "--print-config"],
+        "compare.train: lr must be a finite number",
+    ),
     Case("no command", [], "required"),
 ]
 
@@ -668,59 +892,122 @@ API_CASES = [  # (name, call, exception type, message pattern)
     ("in_chans 0", lambda w: tiny(in_chans=0), ValueError, "in_chans must be at least 1"),
     ("drop_rate NaN", lambda w: tiny(drop_rate=float("nan")), ValueError, "drop_rate must be a finite number"),
     ("drop_rate 1.5", lambda w: tiny(drop_rate=1.5), ValueError, r"drop_rate must lie in \[0, 1\)"),
-    ("width text", lambda w: ir.create_model("inception_v4", width_multiplier="abc"), ValueError,
-     "width_multiplier must be a number"),
-    ("width NaN", lambda w: ir.create_model("inception_v4", width_multiplier=float("nan")), ValueError,
-     "finite"),
-    ("residual scale NaN", lambda w: ir.create_model("inception_resnet_v2", width_multiplier=0.125,
-                                                     residual_scale=float("nan")), ValueError, "finite"),
-    ("residual scales pair", lambda w: ir.create_model("inception_resnet_v2", width_multiplier=0.125,
-                                                       residual_scale=(0.1, 0.2)), ValueError, "triple"),
-    ("blocks negative", lambda w: ir.create_model("inception_resnet_v2", width_multiplier=0.125,
-                                                  blocks=(-1, 1, 1)), ValueError, r"blocks\[0\] must be at least 0"),
-    ("no last block", lambda w: ir.create_model("inception_resnet_v2", width_multiplier=0.125, blocks=(1, 1, 0)),
-     ValueError, r"blocks\[2\] must be at least 1"),
+    (
+        "width text",
+        lambda w: ir.create_model("inception_v4", width_multiplier="abc"),
+        ValueError,
+        "width_multiplier must be a number",
+    ),
+    ("width NaN", lambda w: ir.create_model("inception_v4", width_multiplier=float("nan")), ValueError, "finite"),
+    (
+        "residual scale NaN",
+        lambda w: ir.create_model("inception_resnet_v2", width_multiplier=0.125, residual_scale=float("nan")),
+        ValueError,
+        "finite",
+    ),
+    (
+        "residual scales pair",
+        lambda w: ir.create_model("inception_resnet_v2", width_multiplier=0.125, residual_scale=(0.1, 0.2)),
+        ValueError,
+        "triple",
+    ),
+    (
+        "blocks negative",
+        lambda w: ir.create_model("inception_resnet_v2", width_multiplier=0.125, blocks=(-1, 1, 1)),
+        ValueError,
+        r"blocks\[0\] must be at least 0",
+    ),
+    (
+        "no last block",
+        lambda w: ir.create_model("inception_resnet_v2", width_multiplier=0.125, blocks=(1, 1, 0)),
+        ValueError,
+        r"blocks\[2\] must be at least 1",
+    ),
     ("aux_logits text", lambda w: tiny(aux_logits="yes"), ValueError, "aux_logits must be true or false"),
     ("unknown option", lambda w: tiny(depth=3), ValueError, "has no option 'depth'"),
-    ("integer input", lambda w: tiny().eval()(torch.zeros(1, 3, 75, 75, dtype=torch.uint8)), ValueError,
-     "expected a floating-point batch"),
+    (
+        "integer input",
+        lambda w: tiny().eval()(torch.zeros(1, 3, 75, 75, dtype=torch.uint8)),
+        ValueError,
+        "expected a floating-point batch",
+    ),
     ("3-d input", lambda w: tiny().eval()(torch.zeros(3, 75, 75)), ValueError, "expected a 4-d batch"),
-    ("NaN state dict", lambda w: load_weights(tiny(num_classes=2), torch.load(w["nan"])), ValueError,
-     "NaN or infinite values in 1 of"),
-    ("infinite running variance", lambda w: load_weights(tiny(), infinite_variance(tiny().state_dict())), ValueError,
-     r"NaN or infinite values in 1 of .*features\.0\.bn\.running_var"),
+    (
+        "NaN state dict",
+        lambda w: load_weights(tiny(num_classes=2), torch.load(w["nan"])),
+        ValueError,
+        "NaN or infinite values in 1 of",
+    ),
+    (
+        "infinite running variance",
+        lambda w: load_weights(tiny(), infinite_variance(tiny().state_dict())),
+        ValueError,
+        r"NaN or infinite values in 1 of .*features\.0\.bn\.running_var",
+    ),
     ("split test", lambda w: build_dataset(w["data"], "test"), ValueError, "split must be one of"),
     ("dataset missing", lambda w: build_dataset(w["root"] / "nothing", "val"), FileNotFoundError, "does not exist"),
-    ("loader batch 0", lambda w: build_loader(build_dataset(w["data"], "val"), 0), ValueError,
-     "batch_size must be at least 1"),
+    (
+        "loader batch 0",
+        lambda w: build_loader(build_dataset(w["data"], "val"), 0),
+        ValueError,
+        "batch_size must be at least 1",
+    ),
     ("subset of 0", lambda w: subset(build_dataset(w["data"], "val"), 0), ValueError, "at least 1 item"),
-    ("pixel limit 0", lambda w: build_dataset(w["data"], "val", max_pixels=0), ValueError,
-     "max_pixels must be a positive whole number"),
-    ("train lr NaN", lambda w: train({"lr": float("nan"), "data": "synthetic:8:2"}), ValueError,
-     "lr must be a finite number"),
+    (
+        "pixel limit 0",
+        lambda w: build_dataset(w["data"], "val", max_pixels=0),
+        ValueError,
+        "max_pixels must be a positive whole number",
+    ),
+    (
+        "train lr NaN",
+        lambda w: train({"lr": float("nan"), "data": "synthetic:8:2"}),
+        ValueError,
+        "lr must be a finite number",
+    ),
     ("train unknown key", lambda w: train({"epoch": 3}), ValueError, "did you mean epochs"),
-    ("train options clash", lambda w: TrainConfig(model_options={"num_classes": 3}).resolved(), ValueError,
-     "--num-classes"),
+    (
+        "train options clash",
+        lambda w: TrainConfig(model_options={"num_classes": 3}).resolved(),
+        ValueError,
+        "--num-classes",
+    ),
     ("decode a pipe", lambda w: decode_file(w["images"] / "pipe.png"), CorruptImageError, "named pipe"),
     ("decode a huge header", lambda w: decode_file(w["images"] / "liar.png"), CorruptImageError, "limit"),
     ("decode a link loop", lambda w: decode_file(w["images"] / "loop.png"), CorruptImageError, "link loop"),
-    ("decode too little data", lambda w: decode_file(w["images"] / "liar_small.png"), CorruptImageError,
-     "truncated"),
+    ("decode too little data", lambda w: decode_file(w["images"] / "liar_small.png"), CorruptImageError, "truncated"),
     ("pixel limit negative", lambda w: max_image_pixels(-5), ValueError, "max_pixels must be a positive whole"),
     ("load a damaged checkpoint", lambda w: load_checkpoint(w["w2"]), CheckpointError, "no integrity footer"),
-    ("evaluate other classes", lambda w: evaluate(ir.create_model("inception_v4", width_multiplier=0.125,
-                                                                  num_classes=2, pretrained=w["trained_ab"]),
-                                                  w["root"] / "fruit", input_size=75), ValueError,
-     "trained on classes"),
-    ("evaluate limit 0", lambda w: evaluate(tiny(num_classes=2), w["data"], limit=0), ValueError,
-     "limit must be at least 1"),
-    ("export to a missing folder", lambda w: export_model(tiny(), w["root"] / "nothing" / "m.onnx", "onnx"),
-     FileNotFoundError, "does not exist"),
-    ("export format", lambda w: export_model(tiny(), w["root"] / "m.x", "tflite"), ValueError,
-     "unknown export format"),
+    (
+        "evaluate other classes",
+        lambda w: evaluate(
+            ir.create_model("inception_v4", width_multiplier=0.125, num_classes=2, pretrained=w["trained_ab"]),
+            w["root"] / "fruit",
+            input_size=75,
+        ),
+        ValueError,
+        "trained on classes",
+    ),
+    (
+        "evaluate limit 0",
+        lambda w: evaluate(tiny(num_classes=2), w["data"], limit=0),
+        ValueError,
+        "limit must be at least 1",
+    ),
+    (
+        "export to a missing folder",
+        lambda w: export_model(tiny(), w["root"] / "nothing" / "m.onnx", "onnx"),
+        FileNotFoundError,
+        "does not exist",
+    ),
+    ("export format", lambda w: export_model(tiny(), w["root"] / "m.x", "tflite"), ValueError, "unknown export format"),
     ("lock taken twice", lambda w: lock_twice(w["root"] / "locked"), RunDirectoryBusy, "in use by another run"),
-    ("atomic write to a missing folder", lambda w: files.write_text_atomic(w["root"] / "nothing" / "f.txt", "x"),
-     OSError, "cannot write file .*the folder does not exist"),
+    (
+        "atomic write to a missing folder",
+        lambda w: files.write_text_atomic(w["root"] / "nothing" / "f.txt", "x"),
+        OSError,
+        "cannot write file .*the folder does not exist",
+    ),
 ]
 
 

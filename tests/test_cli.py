@@ -87,8 +87,11 @@ def write_folder(root: Path, sizes: dict[str, int]) -> Path:
 def test_shared_flags_have_one_spelling_in_every_command() -> None:
     parsers = commands()
     for key, flag in SHARED.items():
-        having = {words for words, parser in parsers.items()
-                  if any(name in parser._option_string_actions for name in flag.names)}
+        having = {
+            words
+            for words, parser in parsers.items()
+            if any(name in parser._option_string_actions for name in flag.names)
+        }
         assert having == EXPECTED[key], (key, having)
         for words in having:
             actions = {id(parsers[words]._option_string_actions[name]) for name in flag.names}
@@ -128,8 +131,12 @@ def test_device_defaults_to_auto_everywhere(tmp_path) -> None:
 
 def test_old_spellings_are_refused(capsys) -> None:
     parser = build_parser()
-    for argv in (["eval", "--model", "x", "--amp"], ["bench", "--model", "x", "--option", "a=1"],
-                 ["train", "--num-workers", "3"], ["train", "--pretrained", "w.pth"]):
+    for argv in (
+        ["eval", "--model", "x", "--amp"],
+        ["bench", "--model", "x", "--option", "a=1"],
+        ["train", "--num-workers", "3"],
+        ["train", "--pretrained", "w.pth"],
+    ):
         with pytest.raises(SystemExit) as stop:
             parser.parse_args(argv)
         assert stop.value.code == 2 and "unrecognized arguments" in capsys.readouterr().err, argv
@@ -166,16 +173,30 @@ def test_every_flag_quoted_in_the_source_exists() -> None:
 
 def test_hints_name_flags_of_the_command_that_gives_them(tmp_path, capsys) -> None:
     data = write_folder(tmp_path / "three", {"a": 2, "b": 2, "c": 2})
-    weights = save_weights(ir.create_model("inception_v3", width_multiplier=0.25, num_classes=10),
-                           tmp_path / "ten.safetensors")
+    weights = save_weights(
+        ir.create_model("inception_v3", width_multiplier=0.25, num_classes=10), tmp_path / "ten.safetensors"
+    )
 
     def failing(command: list[str]) -> str:
         assert main(command) == 2
         return capsys.readouterr().err
 
     # weights that record 10 classes, data of 3: eval names both counts (--num-classes would contradict the weights)
-    message = failing(["eval", "--model", "inception_v3", "--weights", str(weights), "--model-option",
-                       "width_multiplier=0.25", "--data", str(data), "-j", "0"])
+    message = failing(
+        [
+            "eval",
+            "--model",
+            "inception_v3",
+            "--weights",
+            str(weights),
+            "--model-option",
+            "width_multiplier=0.25",
+            "--data",
+            str(data),
+            "-j",
+            "0",
+        ]
+    )
     assert "has 10 outputs" in message and "the data has 3 classes" in message
     assert_flags_exist(message, "eval")
     message = failing(["eval", "--weights", str(weights), "--num-classes", "3", "--data", str(data), "-j", "0"])
@@ -192,14 +213,30 @@ def test_hints_name_flags_of_the_command_that_gives_them(tmp_path, capsys) -> No
     message = failing(["train", "--data", str(tmp_path / "val_only"), "--print-config"])
     assert "has val/ but no train/ folder" in message
     assert_flags_exist(message, "train")
-    message = failing(["train", "--data", str(tmp_path / "val_only"), "--epochs", "1", "--run-dir",
-                       str(tmp_path / "run")])
+    message = failing(
+        ["train", "--data", str(tmp_path / "val_only"), "--epochs", "1", "--run-dir", str(tmp_path / "run")]
+    )
     assert "has val/ but no train/ folder" in message
     assert_flags_exist(message, "train")
     # a classifier that does not fit the data in training
-    message = failing(["train", "--model", "inception_v4", "--model-option", "width_multiplier=0.25", "--data",
-                       "synthetic:8:2", "--num-classes", "3", "--input-size", "75", "--run-dir",
-                       str(tmp_path / "run2"), "--no-tensorboard"])
+    message = failing(
+        [
+            "train",
+            "--model",
+            "inception_v4",
+            "--model-option",
+            "width_multiplier=0.25",
+            "--data",
+            "synthetic:8:2",
+            "--num-classes",
+            "3",
+            "--input-size",
+            "75",
+            "--run-dir",
+            str(tmp_path / "run2"),
+            "--no-tensorboard",
+        ]
+    )
     assert "--num-classes" in message
     assert_flags_exist(message, "train")
 
@@ -235,8 +272,23 @@ def test_print_config_prints_the_values_the_run_will_use(tmp_path, capsys) -> No
     assert (printed["num_classes"], printed["input_size"], printed["width_multiplier"]) == (3, 224, 1.0)
     assert printed["aux_logits"] is False and printed["val_fraction"] == 0.1
     assert "held out for validation" in out.err
-    assert main(["train", "--model", "inception_resnet_v2", "--model-option", "width_multiplier=0.5", "--data",
-                 "synthetic:8:4", "--input-size", "99", "--print-config"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                "inception_resnet_v2",
+                "--model-option",
+                "width_multiplier=0.5",
+                "--data",
+                "synthetic:8:4",
+                "--input-size",
+                "99",
+                "--print-config",
+            ]
+        )
+        == 0
+    )
     printed = json.loads(capsys.readouterr().out)
     assert (printed["num_classes"], printed["input_size"], printed["width_multiplier"]) == (4, 99, 0.5)
     assert printed["residual_scale"] == [0.17, 0.1, 0.2] and printed["lr"] == 0.045
@@ -253,8 +305,9 @@ def test_class_map_files_in_three_formats(tmp_path) -> None:
     (tmp_path / "map.json").write_text('{"cat": 3, "dog": 1}')
     assert read_class_map(tmp_path / "lines.txt") == {"zero": 0, "one": 1, "two": 2}
     assert read_class_map(tmp_path / "pairs.txt") == read_class_map(tmp_path / "map.json") == {"cat": 3, "dog": 1}
-    dataset = apply_class_map(ImageFolderDataset(write_folder(tmp_path / "d", {"cat": 2, "dog": 1})),
-                              {"cat": 3, "dog": 1})
+    dataset = apply_class_map(
+        ImageFolderDataset(write_folder(tmp_path / "d", {"cat": 2, "dog": 1})), {"cat": 3, "dog": 1}
+    )
     assert dataset.classes == ["0", "dog", "2", "cat"] and dataset.targets == [3, 3, 1]
     with pytest.raises(ValueError, match="1 class folder.* not in the class map: dog"):
         apply_class_map(ImageFolderDataset(tmp_path / "d"), {"cat": 0})
@@ -271,17 +324,56 @@ def test_eval_with_a_class_map_scores_a_subset_of_the_model_classes(tmp_path, ca
         model.fc.bias.copy_(torch.tensor([0.0, 0.0, 0.0, 50.0, 0.0]))
     weights = save_weights(model, tmp_path / "five.safetensors")
     out_json = tmp_path / "r.json"
-    assert main(["eval", "--model", "inception_v3", "--weights", str(weights), "--model-option",
-                 "width_multiplier=0.25", "--data-dir", str(data), "--class-map", str(tmp_path / "map.txt"),
-                 "--input-size", "75", "-j", "0", "--per-class", "--quiet", "--json", str(out_json)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                "inception_v3",
+                "--weights",
+                str(weights),
+                "--model-option",
+                "width_multiplier=0.25",
+                "--data-dir",
+                str(data),
+                "--class-map",
+                str(tmp_path / "map.txt"),
+                "--input-size",
+                "75",
+                "-j",
+                "0",
+                "--per-class",
+                "--quiet",
+                "--json",
+                str(out_json),
+            ]
+        )
+        == 0
+    )
     result = json.loads(out_json.read_text())
     assert result["num_images"] == 6
     assert result["top1_accuracy"] == pytest.approx(100 * 4 / 6)
     assert result["per_class_accuracy"] == {"dog": 0.0, "cat": 100.0}
     capsys.readouterr()
     (tmp_path / "short.txt").write_text("cat\n")
-    assert main(["eval", "--model", "inception_v3", "--weights", str(weights), "--model-option",
-                 "width_multiplier=0.25", "--data", str(data), "--class-map", str(tmp_path / "short.txt")]) == 2
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                "inception_v3",
+                "--weights",
+                str(weights),
+                "--model-option",
+                "width_multiplier=0.25",
+                "--data",
+                str(data),
+                "--class-map",
+                str(tmp_path / "short.txt"),
+            ]
+        )
+        == 2
+    )
     message = capsys.readouterr().err
     assert "not in --class-map" in message and "dog" in message
     assert_flags_exist(message, "eval")

@@ -43,8 +43,9 @@ def test_the_openvino_backend_gives_the_eager_outputs_in_each_precision() -> Non
     largest = expected.abs().max()
     calibration = images(16, seed=1)
     for precision, tolerance in (("fp32", 1e-4), ("bf16", 0.03), ("int8", 0.25)):
-        fast = optimize_for_inference(model, precision=precision, backend="openvino", calibration=calibration,
-                                      features=FULL)
+        fast = optimize_for_inference(
+            model, precision=precision, backend="openvino", calibration=calibration, features=FULL
+        )
         assert isinstance(fast, InferenceModel) and fast.plan.backend == "openvino"
         assert fast.plan.precision == precision and "OpenVINO" in str(fast.plan)
         out = logits(fast, x)
@@ -99,12 +100,14 @@ def test_auto_times_both_backends_once_and_remembers_the_choice(monkeypatch, tmp
     assert sorted(built) == ["build_openvino", "build_torch"]
     assert f"auto: {fast.plan.backend}, measured fastest:" in str(fast.plan) and "per batch of 2" in str(fast.plan)
     cache = json.loads((tmp_path / "backends.json").read_text())
-    (identity, entries), = cache.items()
+    ((identity, entries),) = cache.items()
     assert str(torch.get_num_threads()) + " threads" in identity
-    (key, entry), = entries.items()
+    ((key, entry),) = entries.items()
     assert key.startswith("googlenet ") and key.endswith(" 3x75x75 b2 fp32") and entry["backend"] == fast.plan.backend
-    assert set(entry["seconds"]) == {"torch", "openvino"} and min(entry["seconds"], key=entry["seconds"].get) == \
-        fast.plan.backend
+    assert (
+        set(entry["seconds"]) == {"torch", "openvino"}
+        and min(entry["seconds"], key=entry["seconds"].get) == fast.plan.backend
+    )
     x = images(2)
     assert torch.allclose(logits(fast, x), logits(model, x), atol=1e-4)
     built.clear()
@@ -123,8 +126,21 @@ def test_openvino_ir_export_round_trips_from_the_command_line(tmp_path, capsys) 
     model = tiny()
     save_weights(model, tmp_path / "g.safetensors")
     output = tmp_path / "g.xml"
-    common = ["export", "--model", "googlenet", "--weights", str(tmp_path / "g.safetensors"), "--model-option",
-              "width_multiplier=0.25", "--num-classes", "10", "--input-size", "75", "--output", str(output)]
+    common = [
+        "export",
+        "--model",
+        "googlenet",
+        "--weights",
+        str(tmp_path / "g.safetensors"),
+        "--model-option",
+        "width_multiplier=0.25",
+        "--num-classes",
+        "10",
+        "--input-size",
+        "75",
+        "--output",
+        str(output),
+    ]
     assert main([*common, "--format", "openvino"]) == 0
     assert "max abs difference from PyTorch" in capsys.readouterr().out
     assert output.is_file() and output.with_suffix(".bin").is_file()
@@ -153,14 +169,16 @@ def test_int8_exports_pass_their_agreement_check_and_refuse_a_bad_calibration(fa
     if fmt == "onnx":
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            result = export_deployment(model, path, fmt, precision="int8", calibration=calibration,
-                                       check_images=check)
+            result = export_deployment(model, path, fmt, precision="int8", calibration=calibration, check_images=check)
         print(f"{fmt} int8: top-1 agreement {result.agreement:.1f}% on {len(check)} check images")
         assert result.agreement >= 97.0 and path.is_file()
     bad = calibration[:8] * 0.02  # ranges observed on near-black images: every real image saturates
     refused = tmp_path / ("bad.xml" if fmt == "openvino" else "bad.onnx")
-    with pytest.raises(ValueError, match=r"agrees with the fp32 model on the top-1 class of \d+\.\d% of 300 check "
-                                         r"images, below the 97% required; nothing was written"):
+    with pytest.raises(
+        ValueError,
+        match=r"agrees with the fp32 model on the top-1 class of \d+\.\d% of 300 check "
+        r"images, below the 97% required; nothing was written",
+    ):
         export_deployment(model, refused, fmt, precision="int8", calibration=bad, check_images=check)
     assert not refused.exists() and not refused.with_suffix(".bin").exists()
 
@@ -174,9 +192,25 @@ def test_predict_runs_the_backend_asked_for_and_says_so(tmp_path, capsys) -> Non
 
     save_weights(tiny(), tmp_path / "g.safetensors")
     Image.fromarray(skimage.data.coffee()).save(tmp_path / "coffee.png")
-    command = ["predict", str(tmp_path / "coffee.png"), "--model", "googlenet", "--weights",
-               str(tmp_path / "g.safetensors"), "--model-option", "width_multiplier=0.25", "--num-classes", "10",
-               "--input-size", "75", "--device", "cpu", "--json", "--topk", "3"]
+    command = [
+        "predict",
+        str(tmp_path / "coffee.png"),
+        "--model",
+        "googlenet",
+        "--weights",
+        str(tmp_path / "g.safetensors"),
+        "--model-option",
+        "width_multiplier=0.25",
+        "--num-classes",
+        "10",
+        "--input-size",
+        "75",
+        "--device",
+        "cpu",
+        "--json",
+        "--topk",
+        "3",
+    ]
     outputs = {}
     for backend in ("torch", "openvino"):
         assert main([*command, "--backend", backend]) == 0
@@ -194,8 +228,10 @@ def test_benchmark_candidates_choose_the_backend_of_our_precision_path(monkeypat
 
     from inception_resnet.bench.spec import Workload, parse_candidate
 
-    assert parse_candidate("ours+int8+auto").engine == "auto" and parse_candidate("ours+bf16+openvino").spec == \
-        "ours+bf16+openvino"
+    assert (
+        parse_candidate("ours+int8+auto").engine == "auto"
+        and parse_candidate("ours+bf16+openvino").spec == "ours+bf16+openvino"
+    )
     for wrong in ("ours+auto", "ours+opt+ov+int8+auto", "ours+fp32+openvino+compile"):
         with pytest.raises(ValueError, match="'auto' and 'openvino' choose"):
             parse_candidate(wrong)
@@ -207,8 +243,15 @@ def test_benchmark_candidates_choose_the_backend_of_our_precision_path(monkeypat
         return optimize_for_inference(model, **{**kwargs, "backend": "torch", "batch_size": None})
 
     monkeypatch.setattr(prepare_module, "optimize_for_inference", recording)
-    workload = Workload("googlenet", batch_size=3, input_size=75, steps=1, warmup=0, rounds=1,
-                        model_options=(("width_multiplier", 0.25), ("num_classes", 5)))
+    workload = Workload(
+        "googlenet",
+        batch_size=3,
+        input_size=75,
+        steps=1,
+        warmup=0,
+        rounds=1,
+        model_options=(("width_multiplier", 0.25), ("num_classes", 5)),
+    )
     prepare_module.prepare(parse_candidate("ours+fp32+auto"), workload)
     assert seen[-1]["backend"] == "auto" and seen[-1]["batch_size"] == 3 and seen[-1]["precision"] == "fp32"
     suite = benchmark_script("bench_models")
@@ -217,8 +260,13 @@ def test_benchmark_candidates_choose_the_backend_of_our_precision_path(monkeypat
     specs = set(stages[0].candidates)
     for precision in ("fp32", "bf16", "int8"):  # ours (auto and each backend) and the plain exports' peers
         suffix = "" if precision == "fp32" else f"+{precision}"
-        assert {f"ours+{precision}+auto", f"ours+{precision}", f"ours+{precision}+openvino", f"timm+ov{suffix}",
-                f"ours+ov{suffix}"} <= specs
+        assert {
+            f"ours+{precision}+auto",
+            f"ours+{precision}",
+            f"ours+{precision}+openvino",
+            f"timm+ov{suffix}",
+            f"ours+ov{suffix}",
+        } <= specs
     assert {"timm+ort", "ours+ort"} <= specs
 
 
@@ -228,14 +276,32 @@ def test_the_deploy_summary_sets_our_fastest_path_against_the_fastest_plain_expo
     suite = benchmark_script("bench_models")
 
     def row(spec: str, img_s: float, precision: str = "fp32", plan: str = "") -> Result:
-        return Result("v4 b1", "inception_v4", "infer", 1, 299, "cpu", None, spec, spec.split("+")[0], precision,
-                      img_s=img_s, extra={"plan": plan} if plan else {})
+        return Result(
+            "v4 b1",
+            "inception_v4",
+            "infer",
+            1,
+            299,
+            "cpu",
+            None,
+            spec,
+            spec.split("+")[0],
+            precision,
+            img_s=img_s,
+            extra={"plan": plan} if plan else {},
+        )
 
-    results = [row("timm", 5.0), row("ours+fp32", 9.0), row("ours+fp32+auto", 10.0, plan="fp32 CPU inference: x "
-                                                             "(auto: openvino, measured fastest: openvino 90 ms)"),
-               row("ours+opt+ov", 12.0),  # our rewritten graph on OpenVINO: not a plain export, not a peer
-               row("timm+ov", 9.0), row("ours+ov", 9.6), row("timm+ort", 7.0),
-               row("ours+int8", 20.0, "int8"), row("timm+ov+int8", 25.0, "int8")]
+    results = [
+        row("timm", 5.0),
+        row("ours+fp32", 9.0),
+        row("ours+fp32+auto", 10.0, plan="fp32 CPU inference: x (auto: openvino, measured fastest: openvino 90 ms)"),
+        row("ours+opt+ov", 12.0),  # our rewritten graph on OpenVINO: not a plain export, not a peer
+        row("timm+ov", 9.0),
+        row("ours+ov", 9.6),
+        row("timm+ort", 7.0),
+        row("ours+int8", 20.0, "int8"),
+        row("timm+ov+int8", 25.0, "int8"),
+    ]
     text = suite.deploy_summary(results)
     fp32_line, int8_line = (line for line in text.splitlines() if line.startswith("| v4 b1"))
     assert "`ours+fp32+auto`" in fp32_line and "`ours+ov`" in fp32_line and "1.04x" in fp32_line

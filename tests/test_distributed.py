@@ -30,9 +30,22 @@ from inception_resnet.training.checkpoint import CheckpointManager, load_checkpo
 from inception_resnet.training.distributed import GlobalBatchSampler
 
 SETTINGS = dict(
-    model="inception_v4", width_multiplier=0.25, data="synthetic:32:4", input_size=75, batch_size=8, epochs=1,
-    threads=1, deterministic=True, freeze_bn=True, drop_rate=0.0, progress=False, log_every_steps=1,
-    checkpoint_every_steps=2, keep_last=5, num_workers=0, tensorboard=False,
+    model="inception_v4",
+    width_multiplier=0.25,
+    data="synthetic:32:4",
+    input_size=75,
+    batch_size=8,
+    epochs=1,
+    threads=1,
+    deterministic=True,
+    freeze_bn=True,
+    drop_rate=0.0,
+    progress=False,
+    log_every_steps=1,
+    checkpoint_every_steps=2,
+    keep_last=5,
+    num_workers=0,
+    tensorboard=False,
     lr=0.45,  # 10x the paper's, so that the weights move visibly
 )
 STEPS = 4
@@ -53,9 +66,21 @@ def train_flags() -> list[str]:
 
 
 def torchrun(run_dir: Path, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-               "--max-restarts=1", "--monitor-interval=0.2", "-m", "inception_resnet", "train", *train_flags(),
-               "--run-dir", str(run_dir)]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node=2",
+        "--max-restarts=1",
+        "--monitor-interval=0.2",
+        "-m",
+        "inception_resnet",
+        "train",
+        *train_flags(),
+        "--run-dir",
+        str(run_dir),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", **(env_extra or {})}
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=400)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
@@ -117,8 +142,7 @@ def test_a_run_resumes_on_a_different_number_of_processes(ddp_run, tmp_path):
     with pytest.warns(UserWarning, match="superseded"):  # the later checkpoint is set aside, not deleted
         summary = train(TrainConfig.from_dict({**SETTINGS, "run_dir": str(run_dir), "resume": str(middle)}))
     assert summary.global_step == STEPS
-    assert max_difference(load_checkpoint(summary.last_checkpoint)["model"], final_state(ddp_run)["model"]) \
-        < TOLERANCE
+    assert max_difference(load_checkpoint(summary.last_checkpoint)["model"], final_state(ddp_run)["model"]) < TOLERANCE
 
 
 def test_torchrun_restarts_a_killed_worker_from_the_last_checkpoint(ddp_run, tmp_path):
@@ -146,18 +170,37 @@ def test_a_two_node_job_that_loses_a_node_restarts_and_ends_where_an_uninterrupt
 
     def agent(is_host: bool, crash: bool = False) -> subprocess.Popen:
         """One node: a torchrun agent with one worker, joining the c10d rendezvous on localhost."""
-        command = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc-per-node=1",
-                   "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}", "--rdzv-id=two-nodes",
-                   f"--rdzv-conf=is_host={str(is_host).lower()},join_timeout=60", "--max-restarts=1",
-                   "--monitor-interval=0.2", "-m", "inception_resnet", "train", *train_flags(), "--run-dir",
-                   str(run_dir)]
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nnodes=2",
+            "--nproc-per-node=1",
+            "--rdzv-backend=c10d",
+            f"--rdzv-endpoint=127.0.0.1:{port}",
+            "--rdzv-id=two-nodes",
+            f"--rdzv-conf=is_host={str(is_host).lower()},join_timeout=60",
+            "--max-restarts=1",
+            "--monitor-interval=0.2",
+            "-m",
+            "inception_resnet",
+            "train",
+            *train_flags(),
+            "--run-dir",
+            str(run_dir),
+        ]
         # a fresh agent joining a restarted rendezvous waits forever for the shared store's address unless
         # each round publishes its own (torch's TCP-store sharing); crash: this node dies after step 3
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1",
-               **({CRASH_ENV: f"*:3:node:{marker}"} if crash else {})}
+        env = {
+            **os.environ,
+            "OMP_NUM_THREADS": "1",
+            "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1",
+            **({CRASH_ENV: f"*:3:node:{marker}"} if crash else {}),
+        }
         logs.append(tmp_path / f"agent-{len(logs)}.log")
-        return subprocess.Popen(command, env=env, stdout=logs[-1].open("w"), stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        return subprocess.Popen(
+            command, env=env, stdout=logs[-1].open("w"), stderr=subprocess.STDOUT, start_new_session=True
+        )
 
     started = time.monotonic()
     host = agent(is_host=True)  # hosts the rendezvous store: the node that survives
@@ -171,8 +214,9 @@ def test_a_two_node_job_that_loses_a_node_restarts_and_ends_where_an_uninterrupt
                 other = agent(is_host=False)  # the node comes back
                 agents.append(other)
             time.sleep(0.2)
-        assert host.wait(timeout=60) == 0 and other.wait(timeout=60) == 0, \
-            "\n".join(log.read_text()[-3000:] for log in logs)
+        assert host.wait(timeout=60) == 0 and other.wait(timeout=60) == 0, "\n".join(
+            log.read_text()[-3000:] for log in logs
+        )
     finally:
         for process in agents:
             if process.poll() is None:

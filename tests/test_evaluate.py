@@ -65,8 +65,14 @@ class TinyNet(nn.Module):
         self.fc = nn.Linear(16, num_classes)
         self.num_classes = num_classes
         self.model_name = f"tinynet_{crop_mode}_{input_size}"
-        self.metadata = ModelMetadata(name=self.model_name, source="test", input_size=(3, input_size, input_size),
-                                      min_input_size=32, crop_mode=crop_mode, num_classes=num_classes)
+        self.metadata = ModelMetadata(
+            name=self.model_name,
+            source="test",
+            input_size=(3, input_size, input_size),
+            min_input_size=32,
+            crop_mode=crop_mode,
+            num_classes=num_classes,
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.body(x).mean((2, 3)))
@@ -164,9 +170,9 @@ def test_evaluate_averages_every_view_of_the_crop_set(tree, crops):
     transform = multi_crop_transform_for(model, crops)
     dataset = build_dataset(str(tree), "val")
     with torch.inference_mode():
-        expected = torch.stack([
-            F.softmax(model(transform(decode_file(path))), dim=1).mean(0) for path, _ in dataset.samples
-        ])
+        expected = torch.stack(
+            [F.softmax(model(transform(decode_file(path))), dim=1).mean(0) for path, _ in dataset.samples]
+        )
     torch.testing.assert_close(result.probabilities, expected, rtol=1e-4, atol=1e-6)
     assert result.crops == crops and result.num_images == 7 and result.targets.tolist() == dataset.targets
     hits = (expected.argmax(1) == result.targets).float().mean().item() * 100
@@ -176,10 +182,8 @@ def test_evaluate_averages_every_view_of_the_crop_set(tree, crops):
 # -- ensembles --------------------------------------------------------------------------------------------
 def test_ensemble_averages_the_members_softmax_each_with_its_own_preprocessing(tree):
     tf_member, timm_member = TinyNet(input_size=64, crop_mode="tf"), TinyNet(input_size=48)
-    alone = [evaluate(m, str(tree), crops=10, keep_probabilities=True).probabilities
-             for m in (tf_member, timm_member)]
-    both = evaluate([tf_member, timm_member], str(tree), crops=10, weights_for_ensemble=[1, 3],
-                    keep_probabilities=True)
+    alone = [evaluate(m, str(tree), crops=10, keep_probabilities=True).probabilities for m in (tf_member, timm_member)]
+    both = evaluate([tf_member, timm_member], str(tree), crops=10, weights_for_ensemble=[1, 3], keep_probabilities=True)
     torch.testing.assert_close(both.probabilities, 0.25 * alone[0] + 0.75 * alone[1], rtol=1e-4, atol=1e-6)
     assert both.ensemble_weights == [0.25, 0.75] and both.models == [tf_member.model_name, timm_member.model_name]
     equal = evaluate([tf_member, timm_member], str(tree), keep_probabilities=True)
@@ -301,9 +305,18 @@ def test_autocast_runs_the_model_in_the_dtype_asked_for(tree, precision, dtype):
 
 # -- results ----------------------------------------------------------------------------------------------
 def test_results_table_json_and_csv(tmp_path):
-    result = EvalResult(top1_accuracy=75.0, top5_accuracy=90.0, num_images=8, num_skipped=2, loss=0.5, crops=10,
-                        models=["inception_v4"], ensemble_weights=[1.0], seconds=2.0,
-                        per_class_accuracy={"cat": 50.0, "dog": 100.0})
+    result = EvalResult(
+        top1_accuracy=75.0,
+        top5_accuracy=90.0,
+        num_images=8,
+        num_skipped=2,
+        loss=0.5,
+        crops=10,
+        models=["inception_v4"],
+        ensemble_weights=[1.0],
+        seconds=2.0,
+        per_class_accuracy={"cat": 50.0, "dog": 100.0},
+    )
     table = result.format_table()
     assert "| inception_v4 | 10" in table and "25.00 %" in table and "10.00 %" in table and "| dog" in table
     result.write_json(tmp_path / "r.json")
@@ -316,15 +329,37 @@ def test_results_table_json_and_csv(tmp_path):
 
 
 # -- command line -----------------------------------------------------------------------------------------
-TINY = ["--model", "inception_v4", "--model-option", "width_multiplier=0.25", "--input-size", "75",
-        "--workers", "0", "--quiet"]
+TINY = [
+    "--model",
+    "inception_v4",
+    "--model-option",
+    "width_multiplier=0.25",
+    "--input-size",
+    "75",
+    "--workers",
+    "0",
+    "--quiet",
+]
 
 
 def test_cli_eval_end_to_end_writes_json_and_csv(corrupt_tree, tmp_path, capsys):
     out_json, out_csv = tmp_path / "result.json", tmp_path / "result.csv"
     with pytest.warns(data_module.CorruptImageWarning):
-        code = main(["eval", *TINY, "--data", str(corrupt_tree), "--crops", "10", "--per-class",
-                     "--json", str(out_json), "--csv", str(out_csv)])
+        code = main(
+            [
+                "eval",
+                *TINY,
+                "--data",
+                str(corrupt_tree),
+                "--crops",
+                "10",
+                "--per-class",
+                "--json",
+                str(out_json),
+                "--csv",
+                str(out_csv),
+            ]
+        )
     assert code == 0
     saved = json.loads(out_json.read_text())
     assert (saved["num_images"], saved["num_skipped"], saved["crops"]) == (7, 1, 10)
@@ -339,8 +374,10 @@ def test_cli_weights_give_the_python_api_result_and_mismatches_are_explained(tre
     model = create_model("inception_v4", num_classes=3, width_multiplier=0.25)
     torch.save(model.state_dict(), tmp_path / "tiny.pth")
     out_json = tmp_path / "r.json"
-    assert main(["eval", *TINY, "--weights", str(tmp_path / "tiny.pth"), "--data", str(tree),
-                 "--json", str(out_json)]) == 0
+    assert (
+        main(["eval", *TINY, "--weights", str(tmp_path / "tiny.pth"), "--data", str(tree), "--json", str(out_json)])
+        == 0
+    )
     expected = evaluate(model, str(tree), input_size=75)
     saved = json.loads(out_json.read_text())
     assert saved["top1_accuracy"] == pytest.approx(expected.top1_accuracy)
@@ -368,8 +405,10 @@ def test_cli_defaults_to_fashion_mnist(tmp_path, monkeypatch):
     raw = tmp_path / "FashionMNIST" / "raw"
     raw.mkdir(parents=True)
     rng = np.random.default_rng(0)
-    for name, array in (("t10k-images-idx3-ubyte", rng.integers(0, 256, (12, 28, 28))),
-                        ("t10k-labels-idx1-ubyte", np.arange(12) % 10)):
+    for name, array in (
+        ("t10k-images-idx3-ubyte", rng.integers(0, 256, (12, 28, 28))),
+        ("t10k-labels-idx1-ubyte", np.arange(12) % 10),
+    ):
         header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
         with gzip.open(raw / f"{name}.gz", "wb") as handle:
             handle.write(header + array.astype(np.uint8).tobytes())

@@ -40,8 +40,23 @@ def test_onnx_export_from_the_cli_has_a_dynamic_batch_and_matches_pytorch(tmp_pa
     model = ir.create_model("inception_v4", width_multiplier=0.25).eval()
     save_weights(model, tmp_path / "v4.safetensors")
     out = tmp_path / "v4.onnx"
-    rc = main(["export", "--model", "inception_v4", "--weights", str(tmp_path / "v4.safetensors"), "--format", "onnx",
-               "--model-option", "width_multiplier=0.25", "--input-size", "75", "--output", str(out)])
+    rc = main(
+        [
+            "export",
+            "--model",
+            "inception_v4",
+            "--weights",
+            str(tmp_path / "v4.safetensors"),
+            "--format",
+            "onnx",
+            "--model-option",
+            "width_multiplier=0.25",
+            "--input-size",
+            "75",
+            "--output",
+            str(out),
+        ]
+    )
     assert rc == 0
     assert "max abs difference from PyTorch" in capsys.readouterr().out
     graph = onnx.load(str(out)).graph
@@ -55,8 +70,21 @@ def test_onnx_export_from_the_cli_has_a_dynamic_batch_and_matches_pytorch(tmp_pa
         got = torch.from_numpy(session.run(None, {"input": x.numpy()})[0])
         assert got.shape == (batch, 1000) and (got - expected).abs().max() <= 1e-4
     before = out.read_bytes()
-    rc = main(["export", "--model", "inception_v4", "--weights", str(tmp_path / "v4.safetensors"), "--format", "onnx",
-               "--model-option", "width_multiplier=0.25", "--output", str(out)])
+    rc = main(
+        [
+            "export",
+            "--model",
+            "inception_v4",
+            "--weights",
+            str(tmp_path / "v4.safetensors"),
+            "--format",
+            "onnx",
+            "--model-option",
+            "width_multiplier=0.25",
+            "--output",
+            str(out),
+        ]
+    )
     assert rc == 2 and "--overwrite" in capsys.readouterr().err
     assert out.read_bytes() == before  # an existing export is never lost
 

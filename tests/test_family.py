@@ -23,7 +23,6 @@ from inception_resnet.models.googlenet import GoogLeNetOutput
 FAMILY = ["googlenet", "bn_inception"]
 
 
-
 def cadene_bninception() -> nn.Module:
     """Cadene's BNInception with random weights, from the file ``pretrainedmodels/models/bninception.py``."""
     spec = importlib.util.find_spec("pretrainedmodels")
@@ -151,8 +150,13 @@ def test_bn_inception_structure_follows_figure_5() -> None:
     assert all(n.eps == 1e-5 for n in norms)
     assert not any(c.kernel_size == (5, 5) for c in convs)  # 5x5 -> two 3x3
     strided = sorted(n for n, c in full.named_modules() if isinstance(c, nn.Conv2d) and c.stride == (2, 2))
-    assert strided == ["conv1._7x7_s2.conv", "inception_3c._3x3.conv", "inception_3c._double_3x3_2.conv",
-                       "inception_4e._3x3.conv", "inception_4e._double_3x3_2.conv"]
+    assert strided == [
+        "conv1._7x7_s2.conv",
+        "inception_3c._3x3.conv",
+        "inception_3c._double_3x3_2.conv",
+        "inception_4e._3x3.conv",
+        "inception_4e._double_3x3_2.conv",
+    ]
     model = small("bn_inception").eval()
     with torch.no_grad():  # odd grids entering 3c / 4e (Cadene's model fails at 220) still concatenate
         for size in (108, 115):

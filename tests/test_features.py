@@ -118,7 +118,7 @@ def test_pruned_model_keeps_the_levels_asked_for_and_drops_the_rest(name: str) -
     model = copy.deepcopy(full)
     assert model.prune_intermediate_layers([1, -3]) == [1, 2]
     body = model.body_module_names()
-    cut = body[body.index(model.feature_info[2].module) + 1:]
+    cut = body[body.index(model.feature_info[2].module) + 1 :]
     assert cut and all(isinstance(model.get_submodule(n), nn.Identity) for n in cut)
     assert model.aux_logits is False and model.classifier_names() == [model.classifier_name]
     assert isinstance(model.get_classifier(), nn.Identity) and model.num_classes == 0

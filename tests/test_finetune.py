@@ -20,8 +20,18 @@ from inception_resnet.training.checkpoint import load_checkpoint
 from inception_resnet.weights.records import model_config, read_model_config, save_pretrained
 
 CLASSES = ("cat", "dog", "owl")
-TINY = dict(model="inception_v3", width_multiplier=0.25, input_size=75, epochs=1, batch_size=6, threads=1,
-            progress=False, tensorboard=False, num_workers=0, log_every_steps=1)
+TINY = dict(
+    model="inception_v3",
+    width_multiplier=0.25,
+    input_size=75,
+    epochs=1,
+    batch_size=6,
+    threads=1,
+    progress=False,
+    tensorboard=False,
+    num_workers=0,
+    log_every_steps=1,
+)
 
 
 def write_photos(root: Path, per_class: int = 4, val: int = 2) -> Path:
@@ -72,8 +82,10 @@ def test_checkpoints_and_the_final_folder_record_the_model(run) -> None:
 def test_eval_and_predict_take_the_model_from_the_run(run, capsys, tmp_path) -> None:
     run_dir, photos, summary = run
     out = tmp_path / "eval.json"
-    assert main(["eval", "--weights", str(run_dir), "--data", str(photos), "--json", str(out), "--quiet",
-                 "--no-optimize"]) == 0
+    assert (
+        main(["eval", "--weights", str(run_dir), "--data", str(photos), "--json", str(out), "--quiet", "--no-optimize"])
+        == 0
+    )
     result = json.loads(out.read_text())
     # the run's validation of the same weights on the same images, at the run's size and preprocessing
     assert result["loss"] == pytest.approx(summary.history[-1]["ema_val_loss"], abs=1e-4)
@@ -83,8 +95,9 @@ def test_eval_and_predict_take_the_model_from_the_run(run, capsys, tmp_path) -> 
     assert member["preprocessing"]["crop_pct"] == 0.875 and member["threads"] >= 1
     capsys.readouterr()
     image = str(photos / "val" / "owl" / "0.jpg")
-    assert main(["predict", image, "--weights", str(run_dir / "checkpoints" / "best.pt"), "--json",
-                 "--no-optimize"]) == 0
+    assert (
+        main(["predict", image, "--weights", str(run_dir / "checkpoints" / "best.pt"), "--json", "--no-optimize"]) == 0
+    )
     printed = json.loads(capsys.readouterr().out)
     assert {entry["label"] for entry in printed["predictions"][0]["top"]} == set(CLASSES)
     assert printed["run"]["input_size"] == [75, 75] and printed["model"] == "inception_v3"
@@ -185,8 +198,11 @@ def test_slow_starts_are_announced_before_they_begin(monkeypatch) -> None:
 
     events: list[str] = []
     monkeypatch.setattr(inference, "load_calibration", lambda *a, **k: events.append("calibrating") or [1])
-    monkeypatch.setattr(inference, "optimize_for_inference",
-                        lambda *a, **k: events.append("optimizing") or types.SimpleNamespace(plan="plan"))
+    monkeypatch.setattr(
+        inference,
+        "optimize_for_inference",
+        lambda *a, **k: events.append("optimizing") or types.SimpleNamespace(plan="plan"),
+    )
     model = ir.create_model("inception_resnet_v2")
     inference.optimize_model(model, "int8", calibration=["photos"], transform=lambda x: x, log=events.append)
     assert events[0].startswith("inception_resnet_v2: compiling with torch.compile takes two to three minutes")

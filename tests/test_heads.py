@@ -75,10 +75,23 @@ def test_fine_tuning_from_1000_classes_to_10_replaces_every_head_and_freezing_le
 
 def test_googlenet_fine_tunes_with_its_auxiliary_heads_from_1000_class_weights(tmp_path) -> None:
     weights = save_weights(build("googlenet", 1000), tmp_path / "googlenet.safetensors")
-    config = TrainConfig(model="googlenet", aux_logits=True, width_multiplier=0.25, pretrained=str(weights),
-                         freeze_body=True, data="synthetic:8:4", input_size=64, batch_size=4, epochs=1, threads=1,
-                         progress=False, num_workers=0, tensorboard=False, ema_decay=0.0,
-                         run_dir=str(tmp_path / "run"))
+    config = TrainConfig(
+        model="googlenet",
+        aux_logits=True,
+        width_multiplier=0.25,
+        pretrained=str(weights),
+        freeze_body=True,
+        data="synthetic:8:4",
+        input_size=64,
+        batch_size=4,
+        epochs=1,
+        threads=1,
+        progress=False,
+        num_workers=0,
+        tensorboard=False,
+        ema_decay=0.0,
+        run_dir=str(tmp_path / "run"),
+    )
     summary = train(config)
     trained = load_checkpoint(summary.last_checkpoint)["model"]
     assert [trained[f"{h}.weight"].shape[0] for h in CLASSIFIERS["googlenet"]] == [4, 4, 4]
@@ -90,14 +103,19 @@ def test_googlenet_fine_tunes_with_its_auxiliary_heads_from_1000_class_weights(t
 def body_and_heads(model: ir.InceptionNet) -> tuple[dict, dict]:
     heads = tuple(f"{h}." for h in model.classifier_names())
     state = model.state_dict()
-    return ({k: v for k, v in state.items() if not k.startswith(heads)},
-            {k: v for k, v in state.items() if k.startswith(heads)})
+    return (
+        {k: v for k, v in state.items() if not k.startswith(heads)},
+        {k: v for k, v in state.items() if k.startswith(heads)},
+    )
 
 
-@pytest.mark.parametrize(("name", "options", "heads"), [
-    ("googlenet", {"aux_logits": True}, "fc, aux1.fc2, aux2.fc2"),
-    ("inception_resnet_v1", {}, "classif"),
-])
+@pytest.mark.parametrize(
+    ("name", "options", "heads"),
+    [
+        ("googlenet", {"aux_logits": True}, "fc, aux1.fc2, aux2.fc2"),
+        ("inception_resnet_v1", {}, "classif"),
+    ],
+)
 def test_create_model_with_another_class_count_loads_the_body_and_leaves_every_head_new(
     name: str, options: dict, heads: str
 ) -> None:
@@ -130,8 +148,9 @@ def test_create_model_keeps_matching_weights_silent_and_the_default_class_count_
 
 
 def test_eval_members_load_their_weights_strictly(tmp_path) -> None:
-    weights = save_weights(ir.create_model("inception_v3", num_classes=10, width_multiplier=0.25),
-                           tmp_path / "ten.safetensors")
+    weights = save_weights(
+        ir.create_model("inception_v3", num_classes=10, width_multiplier=0.25), tmp_path / "ten.safetensors"
+    )
     options = {"width_multiplier": 0.25}
     assert build_member(MemberSpec("inception_v3", str(weights)), 10, 3, options).num_classes == 10
     # the weights record their 10 classes: the member keeps them (a new head would score nothing), and the

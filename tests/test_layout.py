@@ -97,9 +97,7 @@ MODULES = sorted(SRC.rglob("*.py"))
 def test_every_import_runs_down_the_layers() -> None:
     assert len(MODULES) > 50
     problems = [
-        problem
-        for path in MODULES
-        for problem in upward_imports(path.read_text(), module_name(path), is_package(path))
+        problem for path in MODULES for problem in upward_imports(path.read_text(), module_name(path), is_package(path))
     ]
     assert not problems, "\n".join(problems)
 
@@ -137,15 +135,21 @@ def test_the_trainer_is_composed_of_parts_not_mixins() -> None:
     several classes, and none from another class defined in training/ (the way mixins share state); an error
     may refine another error."""
     training = sorted((SRC / "training").glob("*.py"))
-    classes = {node.name: path.name for path in training for node in ast.walk(ast.parse(path.read_text()))
-               if isinstance(node, ast.ClassDef)}
+    classes = {
+        node.name: path.name
+        for path in training
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ClassDef)
+    }
     mixed = [
         f"{path.name}: {node.name}({', '.join(ast.unparse(b) for b in node.bases)})"
         for path in training
         for node in ast.walk(ast.parse(path.read_text()))
         if isinstance(node, ast.ClassDef)
-        and (len(node.bases) > 1 or any(ast.unparse(b) in classes and not ast.unparse(b).endswith("Error")
-                                        for b in node.bases))
+        and (
+            len(node.bases) > 1
+            or any(ast.unparse(b) in classes and not ast.unparse(b).endswith("Error") for b in node.bases)
+        )
     ]
     assert "RunParts" in classes and "Trainer" in classes
     assert not mixed, mixed
@@ -243,12 +247,14 @@ def test_one_cpu_inference_entry_point() -> None:
     assert defining == ["inference/optimize.py"]
     graph = import_graph()
     callers = sorted(m for m, targets in graph.items() if "inception_resnet.inference.optimize" in targets)
-    assert all(not m.startswith("inception_resnet.inference.") or m == "inception_resnet.inference" for m in callers), \
+    assert all(not m.startswith("inception_resnet.inference.") or m == "inception_resnet.inference" for m in callers), (
         callers
+    )
 
 
 def test_each_set_of_precisions_is_defined_once() -> None:
     definitions = re.compile(r"^(\w*PRECISIONS)\s*=", re.M)
-    found = sorted((match, path.relative_to(SRC).as_posix()) for path in MODULES
-                   for match in definitions.findall(path.read_text()))
+    found = sorted(
+        (match, path.relative_to(SRC).as_posix()) for path in MODULES for match in definitions.findall(path.read_text())
+    )
     assert found == [("AUTOCAST_PRECISIONS", "training/config.py"), ("INFERENCE_PRECISIONS", "inference/precision.py")]

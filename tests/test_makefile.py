@@ -16,8 +16,13 @@ def dry_run(target: str, tmp_path: Path, *variables: str) -> str:
     """What ``make -n TARGET`` would run, for a fresh environment in ``tmp_path``."""
     make = shutil.which("make")
     assert make, "make is needed to build this project (make install, make test)"
-    done = subprocess.run([make, "-n", "-C", str(ROOT), target, f"VENV={tmp_path / 'venv'}", *variables],
-                          capture_output=True, text=True, timeout=60, check=True)
+    done = subprocess.run(
+        [make, "-n", "-C", str(ROOT), target, f"VENV={tmp_path / 'venv'}", *variables],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     return done.stdout
 
 
@@ -30,10 +35,13 @@ def test_demo_installs_the_runtime_dependencies_only(tmp_path) -> None:
     assert "study compare --preset cpu --out study-results/cpu/compare" in commands
 
 
-@pytest.mark.parametrize(("target", "variables", "stamp"), [
-    ("test", (), ".installed-test"),
-    ("install", ("EXTRAS=test,tensorboard",), ".installed-test,tensorboard"),
-])
+@pytest.mark.parametrize(
+    ("target", "variables", "stamp"),
+    [
+        ("test", (), ".installed-test"),
+        ("install", ("EXTRAS=test,tensorboard",), ".installed-test,tensorboard"),
+    ],
+)
 def test_test_installs_the_test_extra_and_references(tmp_path, target, variables, stamp) -> None:
     commands = dry_run(target, tmp_path, *variables)
     assert f"-e '.[{stamp.split('-', 1)[1]}]'" in commands

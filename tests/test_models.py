@@ -34,8 +34,11 @@ GMACS = {  # conv + FC multiply-accumulates at 299x299
     "inception_resnet_v2_paper": 9.258,
 }
 NUM_FEATURES = {
-    "inception_v3": 2048, "inception_v4": 1536, "inception_resnet_v1": 1792,
-    "inception_resnet_v2": 1536, "inception_resnet_v2_paper": 2144,
+    "inception_v3": 2048,
+    "inception_v4": 1536,
+    "inception_resnet_v1": 1792,
+    "inception_resnet_v2": 1536,
+    "inception_resnet_v2_paper": 2144,
 }
 FEATURE_CHANNELS = {  # GoogLeNet Table 1; BN-Inception Figure 5 (branch sums); the others their figures
     "googlenet": [64, 192, 480, 832, 1024],
@@ -219,16 +222,18 @@ def test_residual_scale(name: str) -> None:
         small(name, residual_scale=(0.1, 0.2))
 
 
-@pytest.mark.parametrize("name", ["inception_resnet_v1", "inception_resnet_v2", "inception_resnet_v2_paper",
-                                  "inception_resnet_v1_facenet"])
+@pytest.mark.parametrize(
+    "name", ["inception_resnet_v1", "inception_resnet_v2", "inception_resnet_v2_paper", "inception_resnet_v1_facenet"]
+)
 def test_without_shortcuts_only_the_identity_paths_go(name: str, one_thread) -> None:
     kwargs = {"num_classes": 7} if name != "inception_resnet_v1_facenet" else {}
     residual = ir.create_model(name, width_multiplier=0.25, **kwargs).eval()
     plain = ir.create_model(name, width_multiplier=0.25, shortcut=False, **kwargs).eval()
     plain.load_state_dict(residual.state_dict())  # the same parameters, key for key
     assert count_parameters(plain) == count_parameters(residual)
-    assert model_macs(name, (3, 99, 99), width_multiplier=0.25, shortcut=False, **kwargs) == \
-        model_macs(name, (3, 99, 99), width_multiplier=0.25, **kwargs)
+    assert model_macs(name, (3, 99, 99), width_multiplier=0.25, shortcut=False, **kwargs) == model_macs(
+        name, (3, 99, 99), width_multiplier=0.25, **kwargs
+    )
     blocks = [m for m in plain.modules() if isinstance(m, ScaledResidual)]
     assert blocks and not any(b.shortcut for b in blocks)
     assert all(b.shortcut for b in residual.modules() if isinstance(b, ScaledResidual))
@@ -236,8 +241,9 @@ def test_without_shortcuts_only_the_identity_paths_go(name: str, one_thread) -> 
     with torch.no_grad():
         assert not torch.allclose(plain(x), residual(x), atol=1e-4)
         # block by block: the pre-activation outputs differ by exactly the input (the identity path)
-        for with_sc, without in zip([m for m in residual.modules() if isinstance(m, ScaledResidual)], blocks,
-                                    strict=True):
+        for with_sc, without in zip(
+            [m for m in residual.modules() if isinstance(m, ScaledResidual)], blocks, strict=True
+        ):
             h = torch.randn(1, with_sc.in_channels, 5, 5)
             with_sc.activate, without.activate = False, False
             assert torch.allclose(with_sc(h) - without(h), h, atol=1e-5)

@@ -42,14 +42,16 @@ def test_rmsprop_tf_follows_the_tensorflow_update(foreach, centered, momentum):
     grads = [rng.normal(scale=3.0, size=(3, 4)) for _ in range(5)]
     lrs = [0.045, 0.045, 0.02, 0.02, 0.01]  # a changing rate: TF keeps lr inside the momentum buffer
     param = nn.Parameter(torch.tensor(w0, dtype=torch.float64))
-    optimizer = RMSpropTF([param], lr=lrs[0], decay=0.9, momentum=momentum, eps=1.0, weight_decay=4e-5,
-                          centered=centered, foreach=foreach)
+    optimizer = RMSpropTF(
+        [param], lr=lrs[0], decay=0.9, momentum=momentum, eps=1.0, weight_decay=4e-5, centered=centered, foreach=foreach
+    )
     for g, lr in zip(grads, lrs, strict=True):
         set_lr(optimizer, lr)
         param.grad = torch.tensor(g, dtype=torch.float64)
         optimizer.step()
-    expected = tf_rmsprop_reference(w0, grads, lrs, decay=0.9, momentum=momentum, eps=1.0,
-                                    weight_decay=4e-5, centered=centered)
+    expected = tf_rmsprop_reference(
+        w0, grads, lrs, decay=0.9, momentum=momentum, eps=1.0, weight_decay=4e-5, centered=centered
+    )
     np.testing.assert_allclose(param.detach().numpy(), expected, rtol=1e-12, atol=1e-12)
 
 
@@ -156,5 +158,7 @@ def test_ema_update_averages_weights_and_batchnorm_statistics():
     restored = ModelEma(model, decay=0.5, warmup=False)
     restored.load_state_dict(ema.state_dict())
     assert restored.num_updates == 1
-    assert all(torch.equal(a, b) for a, b in zip(restored.module.state_dict().values(),
-                                                 ema.module.state_dict().values(), strict=True))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(restored.module.state_dict().values(), ema.module.state_dict().values(), strict=True)
+    )

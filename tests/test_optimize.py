@@ -239,12 +239,28 @@ def test_onednn_fuses_relu_and_the_residual_add() -> None:
 
 
 def test_candidate_specs_round_trip_and_reject_nonsense() -> None:
-    for spec in ["timm", "ours+opt+cl", "ours+opt+onednn", "timm+cl+compile", "ours+opt+cl+compile=max-autotune",
-                 "ours+opt+cl+compile+freezing+conv_1x1_as_mm", "ours+ort", "timm+jit", "ours+cl+graph"]:
+    for spec in [
+        "timm",
+        "ours+opt+cl",
+        "ours+opt+onednn",
+        "timm+cl+compile",
+        "ours+opt+cl+compile=max-autotune",
+        "ours+opt+cl+compile+freezing+conv_1x1_as_mm",
+        "ours+ort",
+        "timm+jit",
+        "ours+cl+graph",
+    ]:
         assert bench.parse_candidate(spec).spec == spec
     assert bench.parse_candidate("ours+onednn+opt").channels_last
-    for bad in ["keras", "timm+opt", "ours+freezing", "ours+jit+compile", "ours+compile=fast", "ours+onednn",
-                "ours+compile+graph"]:
+    for bad in [
+        "keras",
+        "timm+opt",
+        "ours+freezing",
+        "ours+jit+compile",
+        "ours+compile=fast",
+        "ours+onednn",
+        "ours+compile+graph",
+    ]:
         with pytest.raises(ValueError):
             bench.parse_candidate(bad)
     with pytest.raises(ValueError, match="not a torch._inductor.config option"):
@@ -254,8 +270,17 @@ def test_candidate_specs_round_trip_and_reject_nonsense() -> None:
 
 def test_run_workload_times_interleaved_candidates_and_reports_errors() -> None:
     options = (("width_multiplier", 0.25), ("num_classes", 7))
-    workload = bench.Workload("inception_resnet_v1", "infer", batch_size=2, input_size=75, steps=1, warmup=1,
-                              rounds=2, model_options=options, peak_tflops=1.0)
+    workload = bench.Workload(
+        "inception_resnet_v1",
+        "infer",
+        batch_size=2,
+        input_size=75,
+        steps=1,
+        warmup=1,
+        rounds=2,
+        model_options=options,
+        peak_tflops=1.0,
+    )
     specs = ["ours", "ours+opt+cl", "ours+opt+onednn", "ours+ort", "ours+compile+no_such_option"]
     workload = bench.with_workload(workload, peak_tflops=1e-3)
     results = bench.run_workload(workload, [bench.parse_candidate(s) for s in specs])
@@ -269,23 +294,49 @@ def test_run_workload_times_interleaved_candidates_and_reports_errors() -> None:
     assert good[0].ratio == 1.0 and good[0].baseline == "ours"
     table = bench.to_markdown(results)
     assert table.count("\n") == len(results) + 1 and "| `ours+opt+onednn` |" in table
-    train = bench.run_workload(bench.with_workload(workload, mode="train", rounds=1),
-                               [bench.parse_candidate("ours"), bench.parse_candidate("ours+opt+cl")])
+    train = bench.run_workload(
+        bench.with_workload(workload, mode="train", rounds=1),
+        [bench.parse_candidate("ours"), bench.parse_candidate("ours+opt+cl")],
+    )
     assert all(r.img_s > 0 and r.max_abs_diff is None and r.error is None for r in train)
-    aux = bench.run_workload(bench.with_workload(workload, model="googlenet", mode="train", rounds=1,
-                                                 model_options=options + (("aux_logits", True),)),
-                             [bench.parse_candidate("ours+cl")])
+    aux = bench.run_workload(
+        bench.with_workload(
+            workload, model="googlenet", mode="train", rounds=1, model_options=options + (("aux_logits", True),)
+        ),
+        [bench.parse_candidate("ours+cl")],
+    )
     assert aux[0].error is None and aux[0].img_s > 0  # the auxiliary heads go through the trainer's loss
-    assert train[0].tflops == pytest.approx(3 * train[0].img_s * bench.forward_gflops(
-        "inception_resnet_v1", 75, width_multiplier=0.25, num_classes=7) / 1e3, rel=1e-3)
+    assert train[0].tflops == pytest.approx(
+        3
+        * train[0].img_s
+        * bench.forward_gflops("inception_resnet_v1", 75, width_multiplier=0.25, num_classes=7)
+        / 1e3,
+        rel=1e-3,
+    )
 
 
 def test_timm_gets_our_weights_and_the_same_outputs() -> None:
-    workload = bench.Workload("inception_v3", "infer", batch_size=1, input_size=75, steps=1, warmup=0, rounds=1,
-                              model_options=(("num_classes", 5),))
-    timm_row, ours_row = bench.compare_with_timm("inception_v3", ["timm", "ours+opt+cl"], mode="infer",
-                                                 batch_size=1, input_size=75, steps=1, warmup=0, rounds=1,
-                                                 model_options=workload.model_options)
+    workload = bench.Workload(
+        "inception_v3",
+        "infer",
+        batch_size=1,
+        input_size=75,
+        steps=1,
+        warmup=0,
+        rounds=1,
+        model_options=(("num_classes", 5),),
+    )
+    timm_row, ours_row = bench.compare_with_timm(
+        "inception_v3",
+        ["timm", "ours+opt+cl"],
+        mode="infer",
+        batch_size=1,
+        input_size=75,
+        steps=1,
+        warmup=0,
+        rounds=1,
+        model_options=workload.model_options,
+    )
     assert timm_row.error is None and ours_row.error is None
     assert timm_row.max_abs_diff < 1e-4 and ours_row.max_abs_diff < 1e-4
     assert ours_row.baseline == "timm" and ours_row.ratio == pytest.approx(ours_row.img_s / timm_row.img_s, rel=1e-2)
@@ -293,11 +344,34 @@ def test_timm_gets_our_weights_and_the_same_outputs() -> None:
 
 def test_cli_writes_json_and_markdown(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out_json, out_md = tmp_path / "r.json", tmp_path / "r.md"
-    code = cli_main([
-        "bench", "--model", "googlenet", "--model-option", "width_multiplier=0.25",
-        "--input-size", "75", "--batch-size", "2", "--optimize", "--channels-last", "--no-optimize", "--steps", "1",
-        "--rounds", "1", "--warmup", "0", "--device", "cpu", "--json", str(out_json), "--markdown", str(out_md),
-    ])
+    code = cli_main(
+        [
+            "bench",
+            "--model",
+            "googlenet",
+            "--model-option",
+            "width_multiplier=0.25",
+            "--input-size",
+            "75",
+            "--batch-size",
+            "2",
+            "--optimize",
+            "--channels-last",
+            "--no-optimize",
+            "--steps",
+            "1",
+            "--rounds",
+            "1",
+            "--warmup",
+            "0",
+            "--device",
+            "cpu",
+            "--json",
+            str(out_json),
+            "--markdown",
+            str(out_md),
+        ]
+    )
     assert code == 0
     doc = json.loads(out_json.read_text())
     command = doc["environment"]["command"]

@@ -48,7 +48,7 @@ def images(count: int, size: int = 75, seed: int = 0, scale: float = 1.0) -> tor
 
 def logits(model: torch.nn.Module, x: torch.Tensor, chunk: int = 250) -> torch.Tensor:
     with torch.inference_mode():
-        return torch.cat([model(x[i:i + chunk]).float() for i in range(0, len(x), chunk)])
+        return torch.cat([model(x[i : i + chunk]).float() for i in range(0, len(x), chunk)])
 
 
 # -- the plan ---------------------------------------------------------------------------------------------------
@@ -144,8 +144,7 @@ def test_int8_calibration_observes_exactly_the_images_given() -> None:
             drawn.append(chunk)
             yield chunk, torch.zeros(len(chunk), dtype=torch.long)
 
-    fast = optimize_for_inference(model, precision="int8", calibration=batches(), compile=False,
-                                  features=FULL)
+    fast = optimize_for_inference(model, precision="int8", calibration=batches(), compile=False, features=FULL)
     assert fast.plan.calibration_images == 40 and torch.equal(torch.cat(drawn), given)
     graph = fast.quantized_graph.graph
     source = next(n for n in graph.nodes if n.op == "placeholder")
@@ -156,10 +155,12 @@ def test_int8_calibration_observes_exactly_the_images_given() -> None:
         observer(chunk)
     expected_scale, expected_zero_point = observer.calculate_qparams()
     assert scale == pytest.approx(float(expected_scale), rel=1e-6) and zero_point == int(expected_zero_point)
-    wider = optimize_for_inference(model, precision="int8", calibration=4 * given, compile=False,
-                                   features=FULL)
-    wider_first = next(n for n in next(n for n in wider.quantized_graph.graph.nodes if n.op == "placeholder").users
-                       if "quantize_per_tensor" in str(n.target))
+    wider = optimize_for_inference(model, precision="int8", calibration=4 * given, compile=False, features=FULL)
+    wider_first = next(
+        n
+        for n in next(n for n in wider.quantized_graph.graph.nodes if n.op == "placeholder").users
+        if "quantize_per_tensor" in str(n.target)
+    )
     assert wider_first.args[1] == pytest.approx(4 * scale, rel=0.05)  # the range follows the images, nothing else
     with pytest.raises(ValueError, match="no images"):
         optimize_for_inference(model, precision="int8", calibration=iter([]), features=FULL)
@@ -201,9 +202,11 @@ def test_bf16_and_int8_keep_the_fp32_answers_of_a_trained_network(fashion_networ
         agreement = 100 * (out.argmax(1) == reference.argmax(1)).float().mean().item()
         change = 100 * (out.argmax(1) != labels).float().mean().item() - error
         photo_diff = (out_photos - reference_photos).abs().max().item()
-        print(f"{fast.plan.precision}: agreement {agreement:.2f}%, top-1 error {error:.2f}% {change:+.2f} points, "
-              f"largest photo logit difference {photo_diff:.4f} (fp32 logits up to "
-              f"{reference_photos.abs().max().item():.2f}); {timing}")
+        print(
+            f"{fast.plan.precision}: agreement {agreement:.2f}%, top-1 error {error:.2f}% {change:+.2f} points, "
+            f"largest photo logit difference {photo_diff:.4f} (fp32 logits up to "
+            f"{reference_photos.abs().max().item():.2f}); {timing}"
+        )
         assert agreement >= agreement_min and abs(change) <= error_change_max
         assert photo_diff <= photo_max * reference_photos.abs().max().item()
         assert torch.equal(out_photos.argmax(1), reference_photos.argmax(1))
@@ -211,8 +214,23 @@ def test_bf16_and_int8_keep_the_fp32_answers_of_a_trained_network(fashion_networ
 
 
 # -- the command line -----------------------------------------------------------------------------------------
-TINY_EVAL = ["eval", "--model", "inception_v4", "--model-option", "width_multiplier=0.25", "--input-size", "75",
-             "--limit", "2", "--device", "cpu", "--workers", "0", "--quiet", "--no-download"]
+TINY_EVAL = [
+    "eval",
+    "--model",
+    "inception_v4",
+    "--model-option",
+    "width_multiplier=0.25",
+    "--input-size",
+    "75",
+    "--limit",
+    "2",
+    "--device",
+    "cpu",
+    "--workers",
+    "0",
+    "--quiet",
+    "--no-download",
+]
 
 
 def test_eval_on_the_cpu_runs_the_optimised_model_by_default_with_144_crops(capsys, monkeypatch, tmp_path) -> None:
@@ -231,7 +249,7 @@ def test_eval_on_the_cpu_runs_the_optimised_model_by_default_with_144_crops(caps
     assert main([*TINY_EVAL, "--crops", "144", "--batch-size", "96", "--json", str(fast_json)]) == 0
     err = capsys.readouterr().err
     assert "note: inception_v4: fp32 CPU inference: oneDNN fp32 convolutions" in err
-    (models, amp), = seen
+    ((models, amp),) = seen
     assert isinstance(models[0], InferenceModel) and models[0].precision == "fp32" and amp is None
     assert main([*TINY_EVAL, "--crops", "144", "--batch-size", "96", "--no-optimize", "--json", str(plain_json)]) == 0
     assert "CPU inference" not in capsys.readouterr().err and not isinstance(seen[1][0][0], InferenceModel)
@@ -275,9 +293,23 @@ def test_precision_and_calibration_flags_reach_the_library(capsys, monkeypatch, 
     from PIL import Image
 
     Image.fromarray(skimage.data.coffee()).save(photos / "0.png")
-    predict = ["predict", str(photos / "0.png"), "--model", "inception_v4", "--weights", str(weights),
-               "--model-option", "width_multiplier=0.25", "--num-classes", "10", "--input-size", "75", "--device",
-               "cpu", "--json"]
+    predict = [
+        "predict",
+        str(photos / "0.png"),
+        "--model",
+        "inception_v4",
+        "--weights",
+        str(weights),
+        "--model-option",
+        "width_multiplier=0.25",
+        "--num-classes",
+        "10",
+        "--input-size",
+        "75",
+        "--device",
+        "cpu",
+        "--json",
+    ]
     assert main([*predict, "--precision", "int8", "--calibration", str(photos)]) == 0
     assert calls[-1]["precision"] == "int8" and calls[-1]["calibration"].shape == (1, 3, 75, 75)
     out = capsys.readouterr()
@@ -326,10 +358,19 @@ def test_the_benchmark_times_our_precisions_as_the_library_builds_them_by_defaul
         return optimize_for_inference(model, **kwargs, features=FULL)
 
     monkeypatch.setattr(prepare_module, "optimize_for_inference", recording)
-    workload = Workload("googlenet", batch_size=1, input_size=75, steps=1, warmup=0, rounds=1,
-                        model_options=(("width_multiplier", 0.25), ("num_classes", 5)))
-    notes = {spec: prepare_module.prepare(parse_candidate(spec), workload).note
-             for spec in ("ours+int8", "ours+bf16", "ours+bf16+compile")}
+    workload = Workload(
+        "googlenet",
+        batch_size=1,
+        input_size=75,
+        steps=1,
+        warmup=0,
+        rounds=1,
+        model_options=(("width_multiplier", 0.25), ("num_classes", 5)),
+    )
+    notes = {
+        spec: prepare_module.prepare(parse_candidate(spec), workload).note
+        for spec in ("ours+int8", "ours+bf16", "ours+bf16+compile")
+    }
     # Without '+compile' the library decides: int8 compiled (as eval and predict run it), bf16 prepacked.
     assert [call["compile"] for call in seen] == [None, None, True]
     assert "torch.compile with freezing" in notes["ours+int8"] and "not compiled" not in notes["ours+int8"]
@@ -343,8 +384,25 @@ def test_the_profile_benchmark_splits_the_time_into_convolutions_and_the_rest(tm
     module = benchmark_script("profile_precision")
     assert module.is_kernel("onednn::qconv_pointwise") and module.is_kernel("mkldnn::_convolution_pointwise")
     assert not module.is_kernel("aten::cat") and not module.is_kernel("## Call CompiledFxGraph None ##")
-    assert module.main(["--model", "googlenet", "--input-size", "75", "--precisions", "fp32", "--batch-sizes", "2",
-                        "--repeats", "1", "--out", str(tmp_path)]) == 0
+    assert (
+        module.main(
+            [
+                "--model",
+                "googlenet",
+                "--input-size",
+                "75",
+                "--precisions",
+                "fp32",
+                "--batch-sizes",
+                "2",
+                "--repeats",
+                "1",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     (written,) = tmp_path.glob("profile-precision-googlenet-*.json")
     (row,) = json.loads(written.read_text())["rows"]
     assert row["precision"] == "fp32" and row["batch"] == 2 and row["img_s"] > 0
@@ -353,13 +411,33 @@ def test_the_profile_benchmark_splits_the_time_into_convolutions_and_the_rest(tm
 
 
 def test_the_accuracy_benchmark_trains_with_our_trainer_and_compares_every_precision_with_fp32(
-        tmp_path, benchmark_script) -> None:
+    tmp_path, benchmark_script
+) -> None:
     import json
 
     module = benchmark_script("precision_accuracy")
     run_dir = tmp_path / "run"
-    assert module.main(["--model", "googlenet", "--train-images", "64", "--val-images", "40", "--calibration-images",
-                        "8", "--threads", "1", "--run-dir", str(run_dir), "--out", str(tmp_path)]) == 0
+    assert (
+        module.main(
+            [
+                "--model",
+                "googlenet",
+                "--train-images",
+                "64",
+                "--val-images",
+                "40",
+                "--calibration-images",
+                "8",
+                "--threads",
+                "1",
+                "--run-dir",
+                str(run_dir),
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     assert (run_dir / "config.json").is_file()  # our trainer's run directory
     (written,) = tmp_path.glob("precision-accuracy-googlenet-*.json")
     rows = {r["precision"]: r for r in json.loads(written.read_text())["rows"]}
@@ -367,7 +445,8 @@ def test_the_accuracy_benchmark_trains_with_our_trainer_and_compares_every_preci
     for precision in ("bf16", "int8"):
         row = rows[precision]
         assert row["ran"] == plan_inference(precision).precision and row["plan"].startswith(
-            f"{row['ran']} CPU inference" if row["ran"] == precision else f"{precision} was asked for")
+            f"{row['ran']} CPU inference" if row["ran"] == precision else f"{precision} was asked for"
+        )
         assert 0.0 <= row["agreement"] <= 100.0 and row["bound"] == {"bf16": 0.2, "int8": 0.5}[precision]
         assert row["change"] == pytest.approx(row["top1_error"] - rows["fp32"]["top1_error"])
         assert row["photo_diff"] >= 0.0

@@ -89,8 +89,18 @@ def test_cli_reports_bad_files_and_still_classifies_the_others(tmp_path, capsys)
     (tmp_path / "folder").mkdir()
     bad = [tmp_path / "notes.jpg", tmp_path / "missing.png", tmp_path / "cut.jpg", tmp_path / "folder"]
     files = [PHOTOS[0], bad[0], bad[1], PHOTOS[3], bad[2], bad[3]]
-    common = ["--model", "inception_v3", "--weights", str(tmp_path / "w.safetensors"),
-              "--model-option", "width_multiplier=0.25", "--input-size", "107", "--topk", "3"]
+    common = [
+        "--model",
+        "inception_v3",
+        "--weights",
+        str(tmp_path / "w.safetensors"),
+        "--model-option",
+        "width_multiplier=0.25",
+        "--input-size",
+        "107",
+        "--topk",
+        "3",
+    ]
     rc = main(["predict", *map(str, files), *common, "--json"])
     captured = capsys.readouterr()
     assert rc == 1

@@ -27,7 +27,7 @@ def section(title: str) -> str:
     text = readme()
     start = text.index(f"\n## {title}\n")
     end = text.find("\n## ", start + 1)
-    return text[start:end if end > 0 else None]
+    return text[start : end if end > 0 else None]
 
 
 def code_lines() -> list[str]:
@@ -62,7 +62,7 @@ def command_words(line: str) -> list[str] | None:
 
 def test_model_table_is_the_output_of_the_models_command() -> None:
     text = readme()
-    table = text[text.index(TABLE_START) + len(TABLE_START):text.index(TABLE_END)].strip()
+    table = text[text.index(TABLE_START) + len(TABLE_START) : text.index(TABLE_END)].strip()
     expected = format_table(model_table())
     assert table == expected, "regenerate the README's model table with `inception-resnet models`"
     names = [row.split("|")[1].strip() for row in table.splitlines()[2:]]
@@ -97,7 +97,7 @@ def test_eval_example_prints_the_numbers_in_the_readme(capsys) -> None:
     """Random weights drawn with the default seed: the same table on every run."""
     text = section("Data and evaluation")
     example = next(line for line in code_lines() if line.startswith("inception-resnet eval --model inception_v4"))
-    after = text[text.index(example) + len(example):]
+    after = text[text.index(example) + len(example) :]
     expected = [line for line in after.split("```")[2].strip().splitlines() if line.startswith("|")]
     torch.manual_seed(12345)  # whatever the global random state, eval draws the weights with its --seed
     assert main(command_words(example) + ["--quiet"]) == 0
@@ -131,8 +131,11 @@ def test_finetune_section_runs_as_written(tmp_path, monkeypatch, capsys) -> None
     save_pretrained(tiny.state_dict(), model_config(tiny), tmp_path / "hub")
     text = section("Fine-tune on your own images")
     commands = [command_words(line) for line in text.split("```bash")[1].split("```")[0].splitlines()]
-    commands = [[str(tmp_path / "hub") if word == "timm/inception_v3.tv_in1k" else word for word in words]
-                for words in commands if words]
+    commands = [
+        [str(tmp_path / "hub") if word == "timm/inception_v3.tv_in1k" else word for word in words]
+        for words in commands
+        if words
+    ]
     assert [words[0] for words in commands] == ["train", "eval", "predict"]
     for words in commands:
         assert main(words + (["--no-tensorboard", "--threads", "1"] if words[0] == "train" else [])) == 0, words
@@ -147,9 +150,10 @@ def test_googlenet_snippet_runs_as_written() -> None:
     """The GoogLeNet and BN-Inception snippet imports and defines everything it uses."""
     text = section("Models")
     start = text.index("```python\nimport torch\nimport torchvision")
-    code = text[start + len("```python\n"):text.index("```", start + 3)]
+    code = text[start + len("```python\n") : text.index("```", start + 3)]
     namespace: dict = {}
     exec(compile(code, "README GoogLeNet snippet", "exec"), namespace)
     assert namespace["loss"].dim() == 0 and torch.isfinite(namespace["loss"])
-    torch.testing.assert_close(namespace["bn"].state_dict()["last_linear.weight"],
-                               namespace["cadene_state_dict"]["last_linear.weight"])
+    torch.testing.assert_close(
+        namespace["bn"].state_dict()["last_linear.weight"], namespace["cadene_state_dict"]["last_linear.weight"]
+    )

@@ -34,9 +34,19 @@ from inception_resnet.training import NonFiniteLossError, TrainConfig, TrainSumm
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TINY_TRAIN = {
-    "data": "synthetic:32", "width_multiplier": 0.25, "model_options": {"blocks": [1, 1, 1]}, "input_size": 75,
-    "epochs": 1, "batch_size": 16, "max_val_images": 16, "ema_decay": 0.0, "log_every_steps": 1, "keep_last": 1,
-    "progress": False, "tensorboard": False, "threads": 1,
+    "data": "synthetic:32",
+    "width_multiplier": 0.25,
+    "model_options": {"blocks": [1, 1, 1]},
+    "input_size": 75,
+    "epochs": 1,
+    "batch_size": 16,
+    "max_val_images": 16,
+    "ema_decay": 0.0,
+    "log_every_steps": 1,
+    "keep_last": 1,
+    "progress": False,
+    "tensorboard": False,
+    "threads": 1,
 }
 
 
@@ -96,8 +106,7 @@ def test_residual_stream_monitor_records_every_blocks_output_norm() -> None:
 
 
 def test_probe_measures_a_network_and_leaves_it_as_it_was() -> None:
-    net = build_model("inception_resnet_v2_paper", num_classes=10, in_chans=1, width_multiplier=0.25,
-                      blocks=(1, 2, 1))
+    net = build_model("inception_resnet_v2_paper", num_classes=10, in_chans=1, width_multiplier=0.25, blocks=(1, 2, 1))
     assert [name for name, _ in residual_blocks(net)] == ["repeat.0", "repeat_1.0", "repeat_1.1", "repeat_2.0"]
     net.train()
     frozen = next(m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)).eval()  # a frozen layer
@@ -108,8 +117,9 @@ def test_probe_measures_a_network_and_leaves_it_as_it_was() -> None:
     row = DeathProbe(probe_images=4).measure(net, images)
     assert [m.training for m in net.modules()] == flags and not frozen.training
     assert torch.equal(torch.get_rng_state(), rng)
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, torch.tensor([0, 1, 2, 3])),
-                                         batch_size=2)
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(images, torch.tensor([0, 1, 2, 3])), batch_size=2
+    )
     errors = DeathProbe().validate(net, loader, torch.device("cpu"))
     assert DeathProbe().validate(net, list(loader), torch.device("cpu")) == errors  # any iterable of batches
     empty = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images[:0], torch.tensor([], dtype=int)))
@@ -118,8 +128,9 @@ def test_probe_measures_a_network_and_leaves_it_as_it_was() -> None:
         logits = net.eval()(images)
     net.train(), frozen.eval()
     assert errors["val_top1_error"] == 100.0 * (logits.argmax(1) != torch.arange(4)).float().mean().item()
-    assert errors["val_loss"] == pytest.approx(torch.nn.functional.cross_entropy(logits, torch.arange(4)).item(),
-                                               rel=1e-4)
+    assert errors["val_loss"] == pytest.approx(
+        torch.nn.functional.cross_entropy(logits, torch.arange(4)).item(), rel=1e-4
+    )
     assert [m.training for m in net.modules()] == flags
     assert all(torch.equal(buffers[k], v) for k, v in net.state_dict().items())  # BatchNorm statistics too
     assert 0.0 <= row["dead_channels"] <= row["probe_zero_fraction"] <= 1.0
@@ -141,8 +152,9 @@ def test_each_run_gets_a_probe_of_its_own() -> None:
 def test_step_probe_adds_to_the_logged_rows_without_changing_training(tmp_path: Path) -> None:
     settings = {**TINY_TRAIN, "model": "inception_resnet_v2_paper", "seed": 3}
     plain = train({**settings, "run_dir": str(tmp_path / "plain")})
-    probed = train({**settings, "run_dir": str(tmp_path / "probed")},
-                   step_probe=DeathProbe(probe_images=8, val_every_steps=2))
+    probed = train(
+        {**settings, "run_dir": str(tmp_path / "probed")}, step_probe=DeathProbe(probe_images=8, val_every_steps=2)
+    )
     assert probed.final["train_loss"] == plain.final["train_loss"]  # the probe draws no random numbers
     assert probed.final["val_top1_error"] == plain.final["val_top1_error"]
     rows = [json.loads(line) for line in (tmp_path / "probed" / "steps.jsonl").read_text().splitlines()]
@@ -168,10 +180,18 @@ def test_deaths_far_above_the_papers_rate_are_labelled_rate_induced() -> None:
 def dying_steps(lr: float, scale: float, seed: int) -> list[dict]:
     """Crafted logs: at lr 0.18 the unscaled network dies at step 6; at 0.045 only seed 0 of it does."""
     dies = scale == 1.0 and (lr == 0.18 or seed == 0)
-    return [{"step": s, "loss": 2.303 if (dies and s >= 6) else 2.5 - 0.05 * s,
-             "dead_channels": 1.0 if (dies and s >= 6) else 0.1 * scale, "zero_fraction": 0.3,
-             "stream_rms": [1.0, 2.0 * scale + 1.0], "stream_rms_last": 2.0 * scale + 1.0,
-             "stream_rms_max": 2.0 * scale + 1.0} for s in range(0, 13)]
+    return [
+        {
+            "step": s,
+            "loss": 2.303 if (dies and s >= 6) else 2.5 - 0.05 * s,
+            "dead_channels": 1.0 if (dies and s >= 6) else 0.1 * scale,
+            "zero_fraction": 0.3,
+            "stream_rms": [1.0, 2.0 * scale + 1.0],
+            "stream_rms_last": 2.0 * scale + 1.0,
+            "stream_rms_max": 2.0 * scale + 1.0,
+        }
+        for s in range(0, 13)
+    ]
 
 
 def fake_scaling_train(config: TrainConfig) -> TrainSummary:
@@ -184,16 +204,26 @@ def fake_scaling_train(config: TrainConfig) -> TrainSummary:
     (run_dir / "steps.jsonl").write_text("".join(json.dumps(r) + "\n" for r in steps))
     derived = {"num_classes": 10, "input_size": config.input_size, "total_steps": 12, "train_images": 384}
     (run_dir / "config.json").write_text(json.dumps({"config": config.to_dict(), "derived": derived}))
-    return TrainSummary(str(run_dir), "completed", 1, 12, history, 1, 20.0, 10.0, 6.0, 10.0, None, None,
-                        config.to_dict(), math.log(10))
+    return TrainSummary(
+        str(run_dir), "completed", 1, 12, history, 1, 20.0, 10.0, 6.0, 10.0, None, None, config.to_dict(), math.log(10)
+    )
 
 
 def test_scaling_report_labels_deaths_and_sets_living_controls_beside_them(tmp_path: Path) -> None:
-    config = ScalingConfig(model="inception_resnet_v2_paper", scales=[1.0, 0.1], seeds=[0, 1], lrs=[0.045, 0.18],
-                           train={"width_multiplier": 0.5, "input_size": 75, "log_every_steps": 1})
+    config = ScalingConfig(
+        model="inception_resnet_v2_paper",
+        scales=[1.0, 0.1],
+        seeds=[0, 1],
+        lrs=[0.045, 0.18],
+        train={"width_multiplier": 0.5, "input_size": 75, "log_every_steps": 1},
+    )
     result = run_scaling(config, tmp_path, train_fn=fake_scaling_train, log=None)
-    assert [r.key for r in result.runs][:4] == ["lr0.045-scale1-seed0", "lr0.045-scale0.1-seed0",
-                                                "lr0.18-scale1-seed0", "lr0.18-scale0.1-seed0"]
+    assert [r.key for r in result.runs][:4] == [
+        "lr0.045-scale1-seed0",
+        "lr0.045-scale0.1-seed0",
+        "lr0.18-scale1-seed0",
+        "lr0.18-scale0.1-seed0",
+    ]
     assert result.dead_share(1.0, 0.045) == (1, 2) and result.dead_share(1.0, 0.18) == (2, 2)
     assert result.dead_share(0.1) == (0, 4)
     labels = {r.key: r.label for r in result.runs}
@@ -274,9 +304,17 @@ def test_scaling_cpu_presets_hold_no_compare_section(name: str) -> None:
 
 # -- running -----------------------------------------------------------------------------------------------------------
 def test_parallel_runs_train_in_other_processes_and_keep_the_plan_order(tmp_path: Path) -> None:
-    specs = [RunSpec(f"run{i}", "inception_resnet_v2_paper", i, "g",
-                     {"model": "inception_resnet_v2_paper", "seed": i, "lr": 0.045, "residual_scale": 1.0,
-                      "input_size": 75}, tmp_path / f"run{i}") for i in range(3)]
+    specs = [
+        RunSpec(
+            f"run{i}",
+            "inception_resnet_v2_paper",
+            i,
+            "g",
+            {"model": "inception_resnet_v2_paper", "seed": i, "lr": 0.045, "residual_scale": 1.0, "input_size": 75},
+            tmp_path / f"run{i}",
+        )
+        for i in range(3)
+    ]
     fake_scaling_train(TrainConfig.from_dict({**specs[2].settings, "run_dir": str(specs[2].run_dir)}))
     (specs[2].run_dir / "study_run.json").write_text(json.dumps({"status": "completed", "settings": {}}))
     messages: list[str] = []
@@ -288,15 +326,28 @@ def test_parallel_runs_train_in_other_processes_and_keep_the_plan_order(tmp_path
 
 
 def test_tiny_scaling_study_end_to_end(tmp_path: Path) -> None:
-    preset = {"name": "tiny", "description": "test", "scaling": {
-        "model": "inception_resnet_v2_paper", "lrs": [0.045, 0.18], "scales": [1.0, 0.1], "seeds": [0],
-        "min_filters": 0, "probe_images": 8, "val_every_steps": 1, "keep_checkpoints": False, "train": TINY_TRAIN}}
+    preset = {
+        "name": "tiny",
+        "description": "test",
+        "scaling": {
+            "model": "inception_resnet_v2_paper",
+            "lrs": [0.045, 0.18],
+            "scales": [1.0, 0.1],
+            "seeds": [0],
+            "min_filters": 0,
+            "probe_images": 8,
+            "val_every_steps": 1,
+            "keep_checkpoints": False,
+            "train": TINY_TRAIN,
+        },
+    }
     (tmp_path / "tiny.json").write_text(json.dumps(preset))
     out = tmp_path / "scaling"
     assert main(["study", "scaling", "--preset", str(tmp_path / "tiny.json"), "--out", str(out), "--quiet"]) == 0
     rows = read_csv(out / "scaling.csv")
-    assert sorted(r["key"] for r in rows) == sorted(["lr0.045-scale1-seed0", "lr0.045-scale0.1-seed0",
-                                                     "lr0.18-scale1-seed0", "lr0.18-scale0.1-seed0"])
+    assert sorted(r["key"] for r in rows) == sorted(
+        ["lr0.045-scale1-seed0", "lr0.045-scale0.1-seed0", "lr0.18-scale1-seed0", "lr0.18-scale0.1-seed0"]
+    )
     for row in rows:
         assert row["status"] == "completed"
         assert row["label"] in ("alive", "dead", "dead, rate-induced (4x the paper's rate)")

@@ -37,21 +37,23 @@ def test_t_interval_width_is_the_textbook_one() -> None:
     assert t_interval([1.0, 2.0]) is None  # no interval below 3 values
     one_sided = lower_bound(values)
     assert one_sided.high is None
-    assert one_sided.low == pytest.approx(mean - scipy_stats.t.ppf(0.95, 4) * sd / 5 ** 0.5)
+    assert one_sided.low == pytest.approx(mean - scipy_stats.t.ppf(0.95, 4) * sd / 5**0.5)
 
 
 def test_sign_flip_p_value_on_cases_with_a_known_answer() -> None:
     # all positive: only the observed pattern and its mirror are as extreme, two-sided p = 2 / 2^n
     for n in (3, 5, 6, 12):
-        assert sign_flip_p([1.0 + 0.1 * i for i in range(n)]) == pytest.approx(2 / 2 ** n)
+        assert sign_flip_p([1.0 + 0.1 * i for i in range(n)]) == pytest.approx(2 / 2**n)
     assert sign_flip_p([1.0, 2.0, 3.0, 4.0, 5.0], "greater") == pytest.approx(1 / 32)
     # a symmetric sample has mean 0: every pattern is at least as extreme, p = 1
     assert sign_flip_p([1.0, -1.0, 2.0, -2.0]) == pytest.approx(1.0)
     # against a brute-force count over all 2^n patterns
     data = [0.4, -0.1, 0.3, 0.25, -0.05, 0.2, 0.1]
     observed = abs(sum(data))
-    count = sum(abs(sum(s * d for s, d in zip(signs, data, strict=True))) >= observed - 1e-12
-                for signs in itertools.product((-1, 1), repeat=len(data)))
+    count = sum(
+        abs(sum(s * d for s, d in zip(signs, data, strict=True))) >= observed - 1e-12
+        for signs in itertools.product((-1, 1), repeat=len(data))
+    )
     assert sign_flip_p(data) == pytest.approx(count / 2 ** len(data))
 
 

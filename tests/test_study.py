@@ -38,12 +38,23 @@ from inception_resnet.training import NonFiniteLossError, TrainConfig, TrainSumm
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PAIR = ["inception_v3", "inception_resnet_v1"]
 MINI_TRAIN = {
-    "data": "synthetic:96", "width_multiplier": 0.25, "input_size": 75, "epochs": 1, "batch_size": 32,
-    "ema_decay": 0.0, "log_every_steps": 1, "keep_last": 1, "progress": False, "tensorboard": False, "threads": 1,
-    "validate_every_steps": 1, "bn_recompute_images": 32,
+    "data": "synthetic:96",
+    "width_multiplier": 0.25,
+    "input_size": 75,
+    "epochs": 1,
+    "batch_size": 32,
+    "ema_decay": 0.0,
+    "log_every_steps": 1,
+    "keep_last": 1,
+    "progress": False,
+    "tensorboard": False,
+    "threads": 1,
+    "validate_every_steps": 1,
+    "bn_recompute_images": 32,
 }
-NO_SHORTCUT = {"inception_resnet_v1_no_shortcut": {"model": "inception_resnet_v1",
-                                                   "model_options": {"shortcut": False}}}
+NO_SHORTCUT = {
+    "inception_resnet_v1_no_shortcut": {"model": "inception_resnet_v1", "model_options": {"shortcut": False}}
+}
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -64,9 +75,18 @@ def check_png(path: Path) -> None:
 @pytest.fixture(scope="module")
 def mini_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("study")
-    preset = {"name": "mini", "description": "test", "compare": {"pairs": [PAIR], "seeds": [0, 1], "parallel": 2,
-                                                              "levels": [85.0, 60.0], "train": MINI_TRAIN,
-                                                              "time_steps": 4}}
+    preset = {
+        "name": "mini",
+        "description": "test",
+        "compare": {
+            "pairs": [PAIR],
+            "seeds": [0, 1],
+            "parallel": 2,
+            "levels": [85.0, 60.0],
+            "train": MINI_TRAIN,
+            "time_steps": 4,
+        },
+    }
     (root / "mini.json").write_text(json.dumps(preset))
     out = root / "compare"
     assert main(["study", "compare", "--preset", str(root / "mini.json"), "--out", str(out)]) == 0
@@ -128,8 +148,12 @@ def test_mini_study_skips_finished_runs_when_started_again(mini_study: Path) -> 
     def must_not_train(config: TrainConfig) -> TrainSummary:
         raise AssertionError(f"trained {config.run_dir} again")
 
-    config = CompareConfig(pairs=[PAIR], seeds=[0, 1], train=dict(MINI_TRAIN, progress=True),  # progress: neutral
-                           time_steps=4)
+    config = CompareConfig(
+        pairs=[PAIR],
+        seeds=[0, 1],
+        train=dict(MINI_TRAIN, progress=True),  # progress: neutral
+        time_steps=4,
+    )
     result = run_compare(config, mini_study, train_fn=must_not_train, log=None)
     assert [r.status for r in result.records] == ["completed"] * 4
     assert not any(r.trained_now for r in result.records)
@@ -143,19 +167,25 @@ def test_mini_study_refuses_to_mix_configurations(mini_study: Path) -> None:
 
 
 def test_study_with_a_baseline_trains_it_alike_and_reports_it(tmp_path: Path) -> None:
-    preset = {"name": "mini", "description": "test", "compare": {"pairs": [PAIR], "seeds": [0], "train": MINI_TRAIN,
-                                                              "time_steps": 0}}
+    preset = {
+        "name": "mini",
+        "description": "test",
+        "compare": {"pairs": [PAIR], "seeds": [0], "train": MINI_TRAIN, "time_steps": 0},
+    }
     (tmp_path / "mini.json").write_text(json.dumps(preset))
     out = tmp_path / "compare"
-    assert main(["study", "compare", "--preset", str(tmp_path / "mini.json"), "--out", str(out),
-                 "--models", "googlenet"]) == 0
+    assert (
+        main(["study", "compare", "--preset", str(tmp_path / "mini.json"), "--out", str(out), "--models", "googlenet"])
+        == 0
+    )
     run = out / "runs" / "googlenet-seed0"
     assert json.loads((run / "study_run.json").read_text())["status"] == "completed"
     pair_settings = json.loads((out / "runs" / "inception_v3-seed0" / "config.json").read_text())["config"]
     settings = json.loads((run / "config.json").read_text())["config"]
     assert settings["model"] == "googlenet" and settings["input_size"] == 75  # the study's size, not 224
-    assert {k: v for k, v in settings.items() if k not in ("model", "run_dir")} == \
-        {k: v for k, v in pair_settings.items() if k not in ("model", "run_dir")}
+    assert {k: v for k, v in settings.items() if k not in ("model", "run_dir")} == {
+        k: v for k, v in pair_settings.items() if k not in ("model", "run_dir")
+    }
     models = {row["model"]: row for row in read_csv(out / "models.csv")}
     assert set(models) == {*PAIR, "googlenet"} and models["googlenet"]["role"] == "baseline"
     for key in ("final_top1_mean", "final_top5_mean", "final_loss_mean", "macs"):
@@ -185,8 +215,10 @@ def test_unknown_or_paired_baselines_are_refused(capsys: pytest.CaptureFixture[s
         with_overrides(section, ["baselines=googlenet"])
     assert main(["study", "compare", "--preset", "cpu", "--models", "nope", "--print-config"]) == 2
     assert "compare.baselines: unknown model 'nope'; known:" in capsys.readouterr().err
-    assert with_overrides(section, ['baselines=["googlenet", "bn_inception"]']).model_names[-2:] == \
-        ["googlenet", "bn_inception"]
+    assert with_overrides(section, ['baselines=["googlenet", "bn_inception"]']).model_names[-2:] == [
+        "googlenet",
+        "bn_inception",
+    ]
 
 
 # -- runs: resuming, diverging, time limit -------------------------------------------------------------------
@@ -204,21 +236,48 @@ def fake_train(rows_per_run: int = 2, *, steps: list[dict] | None = None, errors
         run_dir.mkdir(parents=True, exist_ok=True)
         evaluations = []
         if errors:
-            evaluations = [{"step": 10 * i, "train_seconds": float(i), "val_top1_error": err,
-                            "val_top5_error": err / 2} for i, err in enumerate(errors(config))]
+            evaluations = [
+                {"step": 10 * i, "train_seconds": float(i), "val_top1_error": err, "val_top5_error": err / 2}
+                for i, err in enumerate(errors(config))
+            ]
             (run_dir / "validation.jsonl").write_text("".join(json.dumps(r) + "\n" for r in evaluations))
             top1 = [evaluations[-1]["val_top1_error"]]
         else:
             top1 = [80.0 - 10 * e for e in range(1, rows_per_run + 1)]
-        history = [{"epoch": e, "step": 10 * e, "train_loss": 2.0 - 0.1 * e, "val_top1_error": err,
-                    "val_top5_error": err / 2, "epoch_seconds": 3.0, "images_per_second": 10.0, "clipped_steps": 5}
-                   for e, err in enumerate(top1, 1)]
+        history = [
+            {
+                "epoch": e,
+                "step": 10 * e,
+                "train_loss": 2.0 - 0.1 * e,
+                "val_top1_error": err,
+                "val_top5_error": err / 2,
+                "epoch_seconds": 3.0,
+                "images_per_second": 10.0,
+                "clipped_steps": 5,
+            }
+            for e, err in enumerate(top1, 1)
+        ]
         (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
         (run_dir / "steps.jsonl").write_text("".join(json.dumps(r) + "\n" for r in steps or []))
         derived = {"num_classes": 10, "input_size": config.input_size, "total_steps": 10 * (len(evaluations) - 1)}
         (run_dir / "config.json").write_text(json.dumps({"config": config.to_dict(), "derived": derived}))
-        return TrainSummary(str(run_dir), "completed", len(history), 10, history, 1, 60.0, 30.0, 6.0, 10.0,
-                            None, None, config.to_dict(), math.log(10), evaluations=evaluations)
+        return TrainSummary(
+            str(run_dir),
+            "completed",
+            len(history),
+            10,
+            history,
+            1,
+            60.0,
+            30.0,
+            6.0,
+            10.0,
+            None,
+            None,
+            config.to_dict(),
+            math.log(10),
+            evaluations=evaluations,
+        )
 
     return train_fn, calls
 
@@ -285,8 +344,9 @@ def test_level_table_and_verdicts_follow_the_curves(tmp_path: Path, residual_fas
 
     steps = [{"step": s, "grad_norm": 10.0 / s, "clipped": s <= 5, "elapsed": 0.1 * s} for s in range(1, 41)]
     train_fn, calls = fake_train(errors=errors, steps=steps)
-    config = CompareConfig(pairs=[PAIR], seeds=list(range(6)), levels=[60.0, 45.0], train={"input_size": 75},
-                           time_steps=8)
+    config = CompareConfig(
+        pairs=[PAIR], seeds=list(range(6)), levels=[60.0, 45.0], train={"input_size": 75}, time_steps=8
+    )
     result = run_compare(config, tmp_path, train_fn=train_fn, log=None)
     assert len(calls) == 12 + 2 * 3  # 6 seeds x 2 entries, then each network timed alone in 3 rounds
     timing_calls = calls[12:]
@@ -297,7 +357,7 @@ def test_level_table_and_verdicts_follow_the_curves(tmp_path: Path, residual_fas
     for level in pair.levels:
         assert level.steps.verdict == ("faster" if residual_faster else "slower")
         assert (level.steps.interval.estimate > 1.0) == residual_faster
-        assert level.steps.interval.p_value == pytest.approx(2 / 2 ** 6)  # every seed the same way: the least p
+        assert level.steps.interval.p_value == pytest.approx(2 / 2**6)  # every seed the same way: the least p
         assert all(v is not None for v in level.steps.partner + level.steps.residual)
         # the crossings are bracketed by the validations around them (every 10 steps here)
         assert all(c is not None and c.after - c.before == 10 for c in level.partner_crossings)
@@ -309,8 +369,9 @@ def test_level_table_and_verdicts_follow_the_curves(tmp_path: Path, residual_fas
     assert pair.partner.grad_norm_at(1).mean == pytest.approx(10.0)
     assert pair.mean_error.verdict == ("lower" if residual_faster else "higher")
     lines = result.verdict_lines()
-    assert lines[0] == ("inception_resnet_v1 vs inception_v3 (6 paired seeds; 95 % t-intervals, exact sign-flip "
-                        "p-values):")
+    assert lines[0] == (
+        "inception_resnet_v1 vs inception_v3 (6 paired seeds; 95 % t-intervals, exact sign-flip p-values):"
+    )
     assert ("-> faster" in lines[1]) == residual_faster
     report = (tmp_path / "report.md").read_text()
     assert "\n".join(lines) in report and (tmp_path / "verdicts.txt").read_text() == "\n".join(lines) + "\n"
@@ -324,11 +385,21 @@ def test_level_table_and_verdicts_follow_the_curves(tmp_path: Path, residual_fas
 
 def test_sensitivity_variants_are_trained_for_their_seeds_and_reported(tmp_path: Path) -> None:
     train_fn, calls = fake_train(errors=lambda config: [90.0, 70.0 - (config.lr or 0.0), 50.0, 40.0])
-    variant = {"label": "both at 0.09", "question": "Does the rate decide it?",
-               "pair": ["inception_v3_fast", "inception_resnet_v1"], "seeds": [0, 1, 2]}
-    config = CompareConfig(pairs=[PAIR], seeds=[0, 1, 2, 3], levels=[60.0], train={"input_size": 75},
-                           models={"inception_v3_fast": {"model": "inception_v3", "lr": 0.09}},
-                           sensitivity=[variant], time_steps=0)
+    variant = {
+        "label": "both at 0.09",
+        "question": "Does the rate decide it?",
+        "pair": ["inception_v3_fast", "inception_resnet_v1"],
+        "seeds": [0, 1, 2],
+    }
+    config = CompareConfig(
+        pairs=[PAIR],
+        seeds=[0, 1, 2, 3],
+        levels=[60.0],
+        train={"input_size": 75},
+        models={"inception_v3_fast": {"model": "inception_v3", "lr": 0.09}},
+        sensitivity=[variant],
+        time_steps=0,
+    )
     keys = [s.key for s in plan_compare(config, tmp_path)]
     assert keys[-3:] == [f"inception_v3_fast-seed{k}" for k in range(3)] and len(keys) == 11
     result = run_compare(config, tmp_path, train_fn=train_fn, log=None)
@@ -355,12 +426,14 @@ def test_verdicts_need_the_interval_and_the_sign_flip_test() -> None:
     bound = judge_time(partner, [100.0, 100.0, 95.0, 102.0, 98.0, 101.0], **budget)
     assert bound.verdict.startswith("faster (at least") and "5 of 6 partner runs never reached it" in bound.verdict
     assert bound.interval.high is None and bound.interval.low > 1.0 and ">=" in bound.interval.text()
-    assert judge_time([None, 90.0, None, None, None, None], [400.0, 450.0, 480.0, 470.0, 490.0, 495.0],
-                      **budget).verdict.startswith("not shown")
+    assert judge_time(
+        [None, 90.0, None, None, None, None], [400.0, 450.0, 480.0, 470.0, 490.0, 495.0], **budget
+    ).verdict.startswith("not shown")
     slower = judge_time([100.0, 120.0, 90.0, 95.0, 100.0, 110.0], [None, 400.0, None, 450.0, None, None], **budget)
     assert slower.verdict.startswith("slower (at most") and slower.interval.low is None
     assert judge_time([None, 100.0, 90.0], [90.0, None, 80.0], **budget).verdict.startswith(
-        "not shown (reached in 2/3 partner and 2/3 residual runs: censored on both sides)")
+        "not shown (reached in 2/3 partner and 2/3 residual runs: censored on both sides)"
+    )
     first = [20.0, 21.0, 19.5, 20.5, 20.2, 19.8]
     assert judge_error(first, [18.0, 18.5, 17.9, 18.2, 18.1, 18.4], ratio=False).verdict == "lower"
     assert judge_error(first, [21.0, 20.0, 20.5, 19.5, 20.1, 20.3], ratio=False).verdict == "not shown"
@@ -460,9 +533,12 @@ def test_levels_are_fixed_in_advance() -> None:
 
 
 def test_a_variant_without_shortcuts_is_the_same_network_with_one_option(tmp_path: Path) -> None:
-    config = CompareConfig(pairs=[PAIR, ["inception_resnet_v1_no_shortcut", "inception_resnet_v1"]], seeds=[0, 1],
-                           models={**NO_SHORTCUT, "inception_v3": {"lr": 0.02}},
-                           train={"input_size": 75, "model_options": {"width_multiplier": 0.25}})
+    config = CompareConfig(
+        pairs=[PAIR, ["inception_resnet_v1_no_shortcut", "inception_resnet_v1"]],
+        seeds=[0, 1],
+        models={**NO_SHORTCUT, "inception_v3": {"lr": 0.02}},
+        train={"input_size": 75, "model_options": {"width_multiplier": 0.25}},
+    )
     config.validate()
     specs = {s.key: s for s in plan_compare(config, tmp_path)}
     assert sorted(specs) == sorted(f"{m}-seed{k}" for m in (*PAIR, "inception_resnet_v1_no_shortcut") for k in (0, 1))
@@ -490,11 +566,17 @@ def test_sweep_chooses_each_entry_rate_on_held_out_training_images(tmp_path: Pat
         name = "inception_v3" if config.model == "inception_v3" else "inception_resnet_v1"
         return [90.0, 60.0, 20.0 + 10 * abs(math.log10(config.lr / best[name]))]
 
-    compare = CompareConfig(pairs=[PAIR, ["inception_resnet_v1_no_shortcut", "inception_resnet_v1"]],
-                            train={"input_size": 75, "max_val_images": 100},
-                            models={"inception_v3": {"lr": 0.5}, **NO_SHORTCUT})
-    sweep = SweepConfig(models=[*PAIR, "inception_resnet_v1_no_shortcut"], lrs=[0.01, 0.03, 0.1], seeds=[0],
-                        train={"holdout_fraction": 0.1})
+    compare = CompareConfig(
+        pairs=[PAIR, ["inception_resnet_v1_no_shortcut", "inception_resnet_v1"]],
+        train={"input_size": 75, "max_val_images": 100},
+        models={"inception_v3": {"lr": 0.5}, **NO_SHORTCUT},
+    )
+    sweep = SweepConfig(
+        models=[*PAIR, "inception_resnet_v1_no_shortcut"],
+        lrs=[0.01, 0.03, 0.1],
+        seeds=[0],
+        train={"holdout_fraction": 0.1},
+    )
     specs = plan_sweep(sweep, compare, tmp_path)
     assert len(specs) == 9 and all(s.settings["holdout_fraction"] == 0.1 for s in specs)
     assert sorted({s.settings["lr"] for s in specs}) == [0.01, 0.03, 0.1]  # the sweep's rates replace the entry's
@@ -526,8 +608,11 @@ def test_presets_are_valid_and_wide_enough() -> None:
         residuals = {pair[1] for pair in compare.pairs}
         for residual in residuals:  # each residual network has the paper's partner and its no-shortcut self
             partners = [pair[0] for pair in compare.pairs if pair[1] == residual]
-            assert any(compare.settings(p)["model"] == residual and
-                       compare.settings(p)["model_options"].get("shortcut") is False for p in partners)
+            assert any(
+                compare.settings(p)["model"] == residual
+                and compare.settings(p)["model_options"].get("shortcut") is False
+                for p in partners
+            )
             assert any(p.startswith("inception_v") for p in partners)
         if "scaling" in preset.sections:
             assert max(check_width(preset.scaling)) >= 1000
@@ -578,8 +663,10 @@ def test_cli_presets_and_print_config(capsys: pytest.CaptureFixture[str]) -> Non
     assert all(name in listing for name in ("cpu", "gpu", "imagenet"))
     assert main(["study", "presets", "gpu"]) == 0
     assert json.loads(capsys.readouterr().out)["name"] == "gpu"
-    assert main(["study", "scaling", "--preset", "scaling-cpu", "--print-config", "--seeds", "3,4", "--set",
-                 "lrs=[1.0]"]) == 0
+    assert (
+        main(["study", "scaling", "--preset", "scaling-cpu", "--print-config", "--seeds", "3,4", "--set", "lrs=[1.0]"])
+        == 0
+    )
     printed = json.loads(capsys.readouterr().out)
     assert printed["seeds"] == [3, 4] and printed["lrs"] == [1.0]
     assert main(["study", "scaling", "--preset", "cpu", "--print-config"]) == 2  # the demo preset has no scaling

@@ -21,9 +21,20 @@ from inception_resnet.training.progress import RunProgress
 from inception_resnet.training.validation import validation_due
 
 SMALL = dict(
-    model="inception_resnet_v1", width_multiplier=0.125, data="synthetic:32:4", input_size=75, batch_size=8,
-    epochs=2, threads=1, deterministic=True, progress=False, log_every_steps=1, num_workers=0, ema_decay=0.0,
-    tensorboard=False, keep_last=1,
+    model="inception_resnet_v1",
+    width_multiplier=0.125,
+    data="synthetic:32:4",
+    input_size=75,
+    batch_size=8,
+    epochs=2,
+    threads=1,
+    deterministic=True,
+    progress=False,
+    log_every_steps=1,
+    num_workers=0,
+    ema_decay=0.0,
+    tensorboard=False,
+    keep_last=1,
 )  # 4 steps per epoch, 8 in all
 
 
@@ -68,8 +79,16 @@ def test_validation_at_step_zero_and_every_n_steps(tmp_path: Path) -> None:
 
 
 def test_validation_gap_grows_with_the_step_under_validate_spacing(tmp_path: Path) -> None:
-    train(small(tmp_path / "run", validate_every_steps=1, validate_spacing=0.5, epochs=5, validate_every_epochs=100,
-                max_train_images=16))  # 2 steps per epoch, 10 in all
+    train(
+        small(
+            tmp_path / "run",
+            validate_every_steps=1,
+            validate_spacing=0.5,
+            epochs=5,
+            validate_every_epochs=100,
+            max_train_images=16,
+        )
+    )  # 2 steps per epoch, 10 in all
     steps = [r["step"] for r in read_jsonl(tmp_path / "run" / "validation.jsonl")]
     # gap = max(1, int(0.5 x last validated step)): 0, 1, 2, 3, 4, 6, 9, then the end of the run
     assert steps == [0, 1, 2, 3, 4, 6, 9, 10]
@@ -116,8 +135,9 @@ def test_recomputing_batchnorm_before_validations_does_not_change_training(tmp_p
     weights = torch.load(tmp_path / "plain" / "checkpoints" / "best.pt", weights_only=False)["model"]
     other = torch.load(tmp_path / "recomputed" / "checkpoints" / "best.pt", weights_only=False)["model"]
     assert all(torch.equal(weights[k], other[k]) for k in weights)  # running statistics included
-    assert [r["val_top1_error"] for r in plain.evaluations] != [r["val_top1_error"] for r in recomputed.evaluations] \
-        or [r["val_loss"] for r in plain.evaluations] != [r["val_loss"] for r in recomputed.evaluations]
+    assert [r["val_top1_error"] for r in plain.evaluations] != [
+        r["val_top1_error"] for r in recomputed.evaluations
+    ] or [r["val_loss"] for r in plain.evaluations] != [r["val_loss"] for r in recomputed.evaluations]
 
 
 def test_clipped_steps_are_counted(tmp_path: Path) -> None:
@@ -156,8 +176,18 @@ def test_holdout_training_never_reads_the_validation_split(tmp_path: Path, monke
         return IdxDataset(images, labels, ["a", "b", "c", "d"], transform, name="fake train")
 
     monkeypatch.setattr(datasets_module, "build_dataset", fake_build_dataset)
-    summary = train(small(tmp_path / "run", data="fashion-mnist", in_chans=1, holdout_fraction=0.2,
-                          augmentation="pad-crop", epochs=1, validate_every_steps=2, bn_recompute_images=8))
+    summary = train(
+        small(
+            tmp_path / "run",
+            data="fashion-mnist",
+            in_chans=1,
+            holdout_fraction=0.2,
+            augmentation="pad-crop",
+            epochs=1,
+            validate_every_steps=2,
+            bn_recompute_images=8,
+        )
+    )
     assert splits == ["train"]
     derived = json.loads((tmp_path / "run" / "config.json").read_text())["derived"]
     assert derived["val_images"] == 12 and derived["train_images"] == 48  # 3 of each class held out
@@ -199,11 +229,26 @@ def test_validations_survive_a_resumed_run(tmp_path: Path) -> None:
 def test_profile_of_a_study_run_splits_its_time(benchmark_script, tmp_path, capsys) -> None:
     """benchmarks/profile_study_run.py trains a few steps of the demo's entry and accounts for its time."""
     script = benchmark_script("profile_study_run")
-    preset = {"name": "tiny", "description": "test", "compare": {
-        "pairs": [["inception_v3", "inception_resnet_v1"]],
-        "train": {"data": "synthetic:64", "width_multiplier": 0.25, "input_size": 75, "batch_size": 16,
-                  "validate_every_steps": 1, "validate_spacing": 0.1, "bn_recompute_images": 16, "threads": 1,
-                  "max_val_images": 16, "tensorboard": False, "ema_decay": 0.0}}}
+    preset = {
+        "name": "tiny",
+        "description": "test",
+        "compare": {
+            "pairs": [["inception_v3", "inception_resnet_v1"]],
+            "train": {
+                "data": "synthetic:64",
+                "width_multiplier": 0.25,
+                "input_size": 75,
+                "batch_size": 16,
+                "validate_every_steps": 1,
+                "validate_spacing": 0.1,
+                "bn_recompute_images": 16,
+                "threads": 1,
+                "max_val_images": 16,
+                "tensorboard": False,
+                "ema_decay": 0.0,
+            },
+        },
+    }
     (tmp_path / "tiny.json").write_text(json.dumps(preset))
     assert script.main(["--preset", str(tmp_path / "tiny.json"), "--steps", "3", "--out", str(tmp_path)]) == 0
     data = json.loads(next(tmp_path.glob("profile-study-*.json")).read_text())

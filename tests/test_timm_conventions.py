@@ -73,7 +73,10 @@ def test_pretrained_true_takes_the_default_published_tag(tmp_path, monkeypatch) 
     assert model.pretrained_cfg["hf_hub_id"] == "timm/inception_v3.tv_in1k"
     assert model.pretrained_cfg["tag"] == "tv_in1k"
     assert {hub.default_tag(n) for n in ("inception_v3", "inception_v4", "inception_resnet_v2")} == {
-        "timm/inception_v3.tv_in1k", "timm/inception_v4.tf_in1k", "timm/inception_resnet_v2.tf_in1k"}
+        "timm/inception_v3.tv_in1k",
+        "timm/inception_v4.tf_in1k",
+        "timm/inception_resnet_v2.tf_in1k",
+    }
 
 
 def test_pretrained_false_none_and_wrong_types() -> None:
@@ -155,19 +158,26 @@ def test_predict_offline_answers_within_seconds_naming_existing_flags(no_network
 PHOTOS = ("chelsea", "astronaut", "coffee")
 
 
-@pytest.mark.parametrize("changes", [
-    {},                                                            # the models' own defaults (timm style, 0.875)
-    {"crop_pct": 0.8975},                                          # Inception-ResNet-v2's published weights
-    {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225), "interpolation": "bilinear"},
-], ids=["default", "irv2-crop", "imagenet-norm-bilinear"])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},  # the models' own defaults (timm style, 0.875)
+        {"crop_pct": 0.8975},  # Inception-ResNet-v2's published weights
+        {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225), "interpolation": "bilinear"},
+    ],
+    ids=["default", "irv2-crop", "imagenet-norm-bilinear"],
+)
 def test_timm_resolve_data_config_gives_our_transform(changes) -> None:
     model = ir.create_model("inception_v3", width_multiplier=0.25)
     model.set_metadata(**changes)
     config = timm.data.resolve_data_config({}, model=model)
     assert config == {
-        "input_size": (3, 299, 299), "interpolation": changes.get("interpolation", "bicubic"),
-        "mean": changes.get("mean", (0.5, 0.5, 0.5)), "std": changes.get("std", (0.5, 0.5, 0.5)),
-        "crop_pct": changes.get("crop_pct", 0.875), "crop_mode": "center",
+        "input_size": (3, 299, 299),
+        "interpolation": changes.get("interpolation", "bicubic"),
+        "mean": changes.get("mean", (0.5, 0.5, 0.5)),
+        "std": changes.get("std", (0.5, 0.5, 0.5)),
+        "crop_pct": changes.get("crop_pct", 0.875),
+        "crop_mode": "center",
     }
     theirs = timm.data.create_transform(**config)
     ours = eval_transform_for(model)

@@ -30,8 +30,18 @@ from inception_resnet.training.plots import plot_run, read_metrics
 from inception_resnet.weights import save_weights
 
 TINY = dict(
-    model="inception_v4", width_multiplier=0.25, data="synthetic:32:4", input_size=75, batch_size=4, epochs=2,
-    threads=1, deterministic=True, progress=False, log_every_steps=1, checkpoint_every_steps=3, num_workers=0,
+    model="inception_v4",
+    width_multiplier=0.25,
+    data="synthetic:32:4",
+    input_size=75,
+    batch_size=4,
+    epochs=2,
+    threads=1,
+    deterministic=True,
+    progress=False,
+    log_every_steps=1,
+    checkpoint_every_steps=3,
+    num_workers=0,
     tensorboard=False,  # importing it can pull in TensorFlow (seconds); RunLog's writer is tested on its own
 )
 STEPS = 16  # 32 images / batch 4 x 2 epochs
@@ -83,8 +93,17 @@ def test_run_records_metrics_config_and_summary(reference_run):
     run_dir = Path(summary.run_dir)
     assert summary.status == "completed" and summary.global_step == STEPS and summary.epochs_completed == 2
     for row in summary.history:
-        for key in ("train_loss", "lr", "images_per_second", "val_top1_error", "val_top5_error",
-                    "ema_val_top1_error", "ema_val_top5_error", "grad_norm", "elapsed"):
+        for key in (
+            "train_loss",
+            "lr",
+            "images_per_second",
+            "val_top1_error",
+            "val_top5_error",
+            "ema_val_top1_error",
+            "ema_val_top5_error",
+            "grad_norm",
+            "elapsed",
+        ):
             assert math.isfinite(row[key]), key
         assert 0.0 <= row["zero_fraction"] <= 1.0
     recorded = json.loads((run_dir / "config.json").read_text())
@@ -98,8 +117,11 @@ def test_run_records_metrics_config_and_summary(reference_run):
 
 
 def test_plot_draws_one_or_several_runs(reference_run, tmp_path):
-    out = plot_run([reference_run.run_dir, Path(reference_run.run_dir) / "metrics.jsonl"], tmp_path / "c.png",
-                   labels=["dir", "file"])
+    out = plot_run(
+        [reference_run.run_dir, Path(reference_run.run_dir) / "metrics.jsonl"],
+        tmp_path / "c.png",
+        labels=["dir", "file"],
+    )
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
     with pytest.raises(FileNotFoundError, match="metrics"):
         plot_run(tmp_path, tmp_path / "d.png")
@@ -108,8 +130,24 @@ def test_plot_draws_one_or_several_runs(reference_run, tmp_path):
 
 
 def test_cli_flags_map_onto_the_config(capsys, tmp_path):
-    assert main(["train", "--model", "inception_v3", "--recipe", "sgd", "--epochs", "20", "--no-scale-lr",
-                 "--model-option", "aux_logits=true", "--print-config"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                "inception_v3",
+                "--recipe",
+                "sgd",
+                "--epochs",
+                "20",
+                "--no-scale-lr",
+                "--model-option",
+                "aux_logits=true",
+                "--print-config",
+            ]
+        )
+        == 0
+    )
     printed = json.loads(capsys.readouterr().out)
     assert (printed["optimizer"], printed["scale_lr"], printed["warmup_epochs"]) == ("sgd", False, 2.0)
     assert printed["model_options"] == {"aux_logits": True} and printed["aux_logits"] is True
@@ -153,8 +191,9 @@ def test_nan_loss_stops_naming_epoch_step_and_last_good_checkpoint(tmp_path):
 def test_fine_tuning_replaces_the_classifier_and_can_freeze_the_body(tmp_path):
     source = create_model("inception_v4", num_classes=10, width_multiplier=0.25)
     weights = save_weights(source, tmp_path / "source.safetensors")
-    summary = train(tiny(tmp_path / "run", epochs=1, data="synthetic:8:4", pretrained=str(weights),
-                         freeze_body=True, ema_decay=0.0))
+    summary = train(
+        tiny(tmp_path / "run", epochs=1, data="synthetic:8:4", pretrained=str(weights), freeze_body=True, ema_decay=0.0)
+    )
     trained = load_checkpoint(summary.last_checkpoint)["model"]
     original = source.state_dict()
     body = [k for k in trained if not k.startswith("last_linear.")]
@@ -205,8 +244,9 @@ def test_tensorboard_receives_epoch_and_step_scalars_when_installed(tmp_path, mo
 def run_cli(args: list[str], log: Path) -> subprocess.Popen:
     handle = open(log, "w")  # noqa: SIM115 - closed by the caller through the process
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "inception_resnet", "train", *args], stdout=handle,
-                            stderr=subprocess.STDOUT, env=env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "inception_resnet", "train", *args], stdout=handle, stderr=subprocess.STDOUT, env=env
+    )
 
 
 def wait_for_step(run_dir: Path, step: int, process: subprocess.Popen, timeout: float = 240.0) -> None:
@@ -226,10 +266,33 @@ def wait_for_step(run_dir: Path, step: int, process: subprocess.Popen, timeout: 
 
 def test_sigkill_and_sigterm_then_resume_end_with_identical_weights(reference_run, tmp_path):
     run_dir = tmp_path / "run"
-    flags = ["--model", "inception_v4", "--width-multiplier", "0.25", "--data", "synthetic:32:4", "--input-size",
-             "75", "--batch-size", "4", "--epochs", "2", "--threads", "1", "--deterministic", "--no-progress",
-             "--log-every-steps", "1", "--checkpoint-every-steps", "3", "--workers", "0", "--no-tensorboard",
-             "--run-dir", str(run_dir)]
+    flags = [
+        "--model",
+        "inception_v4",
+        "--width-multiplier",
+        "0.25",
+        "--data",
+        "synthetic:32:4",
+        "--input-size",
+        "75",
+        "--batch-size",
+        "4",
+        "--epochs",
+        "2",
+        "--threads",
+        "1",
+        "--deterministic",
+        "--no-progress",
+        "--log-every-steps",
+        "1",
+        "--checkpoint-every-steps",
+        "3",
+        "--workers",
+        "0",
+        "--no-tensorboard",
+        "--run-dir",
+        str(run_dir),
+    ]
     first = run_cli(flags, tmp_path / "first.log")
     wait_for_step(run_dir, 7, first)
     first.send_signal(signal.SIGKILL)
@@ -257,8 +320,9 @@ def test_sigkill_and_sigterm_then_resume_end_with_identical_weights(reference_ru
     for index, state in reference["optimizer"]["state"].items():
         assert torch.equal(resumed["optimizer"]["state"][index]["momentum_buffer"], state["momentum_buffer"])
     assert [r["train_loss"] for r in summary.history] == [r["train_loss"] for r in reference_run.history]
-    assert [json.loads(line)["step"] for line in (run_dir / "steps.jsonl").read_text().splitlines()] == \
-        list(range(1, STEPS + 1))
+    assert [json.loads(line)["step"] for line in (run_dir / "steps.jsonl").read_text().splitlines()] == list(
+        range(1, STEPS + 1)
+    )
 
 
 def test_googlenet_trains_with_both_auxiliary_losses(tmp_path) -> None:
@@ -272,8 +336,9 @@ def test_googlenet_trains_with_both_auxiliary_losses(tmp_path) -> None:
     main, total = classification_loss(logits, aux, labels, 0.0, net.aux_loss_weight)
     expected = main + 0.3 * sum(F.cross_entropy(a, labels) for a in aux)
     assert torch.allclose(total, expected)
-    summary = train(tiny(tmp_path / "run", model="googlenet", epochs=1, data="synthetic:8:3", aux_logits=True,
-                         input_size=64))
+    summary = train(
+        tiny(tmp_path / "run", model="googlenet", epochs=1, data="synthetic:8:3", aux_logits=True, input_size=64)
+    )
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["derived"]["aux_loss_weight"] == 0.3
     assert summary.status == "completed"

@@ -66,10 +66,35 @@ def test_train_val_datasets_uses_a_val_split_when_there_is_one(tmp_path) -> None
 def test_training_on_a_folder_without_val_holds_out_and_records_it(tmp_path, capsys) -> None:
     data = write_folder(tmp_path / "data", {"ant": 8, "bee": 8})
     run_dir = tmp_path / "run"
-    code = main(["train", "--model", "inception_v4", "--model-option", "width_multiplier=0.25", "--data-dir",
-                 str(data), "--input-size", "75", "--epochs", "1", "-b", "4", "-j", "0", "--threads", "1",
-                 "--val-fraction", "0.25", "--seed", "5", "--run-dir", str(run_dir), "--no-progress",
-                 "--no-tensorboard"])
+    code = main(
+        [
+            "train",
+            "--model",
+            "inception_v4",
+            "--model-option",
+            "width_multiplier=0.25",
+            "--data-dir",
+            str(data),
+            "--input-size",
+            "75",
+            "--epochs",
+            "1",
+            "-b",
+            "4",
+            "-j",
+            "0",
+            "--threads",
+            "1",
+            "--val-fraction",
+            "0.25",
+            "--seed",
+            "5",
+            "--run-dir",
+            str(run_dir),
+            "--no-progress",
+            "--no-tensorboard",
+        ]
+    )
     assert code == 0
     err = capsys.readouterr().err
     assert "has no val/ split: 4 of its 16 training images (25%, class-balanced, seed 5) are held out" in err

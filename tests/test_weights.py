@@ -54,12 +54,14 @@ def test_background_class_is_dropped_or_kept(tmp_path) -> None:
 def test_safetensors_round_trip_and_checkpoint_nesting(tmp_path) -> None:
     model = ir.create_model("inception_resnet_v1", width_multiplier=0.25, num_classes=5).eval()
     save_weights(model, tmp_path / "w.safetensors")
-    torch.save({"epoch": 3, "state_dict": {f"module.{k}": v for k, v in model.state_dict().items()}},
-               tmp_path / "ckpt.pth")
+    torch.save(
+        {"epoch": 3, "state_dict": {f"module.{k}": v for k, v in model.state_dict().items()}}, tmp_path / "ckpt.pth"
+    )
     x = torch.randn(1, 3, 75, 75)
     for file in ("w.safetensors", "ckpt.pth"):
-        again = ir.create_model("inception_resnet_v1", width_multiplier=0.25, num_classes=5,
-                                pretrained=tmp_path / file).eval()
+        again = ir.create_model(
+            "inception_resnet_v1", width_multiplier=0.25, num_classes=5, pretrained=tmp_path / file
+        ).eval()
         with torch.no_grad():
             assert torch.equal(again(x), model(x))
 

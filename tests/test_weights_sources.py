@@ -127,8 +127,14 @@ def test_hub_tag_offline_without_a_copy_says_what_to_download(tmp_path, monkeypa
 
 def test_known_tags_table_lists_the_published_accuracies() -> None:
     table = hub.tags_table()
-    for tag in ("inception_v4.tf_in1k", "inception_resnet_v2.tf_in1k", "inception_resnet_v2.tf_ens_adv_in1k",
-                "inception_v3.tv_in1k", "inception_v3.tf_in1k", "inception_v3.gluon_in1k"):
+    for tag in (
+        "inception_v4.tf_in1k",
+        "inception_resnet_v2.tf_in1k",
+        "inception_resnet_v2.tf_ens_adv_in1k",
+        "inception_v3.tv_in1k",
+        "inception_v3.tf_in1k",
+        "inception_v3.gluon_in1k",
+    ):
         assert f"`timm/{tag}`" in table
     assert "| 80.434 | 95.312 | 0.8975 |" in table
     assert [t.repo_id for t in hub.tags_for("inception_v4")] == ["timm/inception_v4.tf_in1k"]
@@ -155,8 +161,9 @@ def import_tf_slim():
     """tf-slim 1.1 builds its layers through TF's tf_keras shims, which look for tf_keras.legacy_tf_layers;
     tf-keras 2.21 keeps those modules under tf_keras.src, so they are aliased before importing tf_slim."""
     for suffix in ("", ".base", ".variable_scope_shim", ".core", ".convolutional", ".pooling", ".normalization"):
-        sys.modules.setdefault("tf_keras.legacy_tf_layers" + suffix,
-                               importlib.import_module("tf_keras.src.legacy_tf_layers" + suffix))
+        sys.modules.setdefault(
+            "tf_keras.legacy_tf_layers" + suffix, importlib.import_module("tf_keras.src.legacy_tf_layers" + suffix)
+        )
     return importlib.import_module("tf_slim"), importlib.import_module("tf_slim.nets.inception_v3")
 
 
@@ -181,7 +188,8 @@ def test_tf_slim_inception_v3_checkpoint_gives_tf_slim_outputs(tf, tmp_path) -> 
             session.run(tf.compat.v1.global_variables_initializer())
             session.run(tf.group(*randomize))
             tf.compat.v1.train.Saver(write_version=tf.compat.v1.train.SaverDef.V1).save(
-                session, path, write_meta_graph=False)
+                session, path, write_meta_graph=False
+            )
             expected, expected_aux = session.run([logits, end_points["AuxLogits"]], {x: images})
     batch = torch.from_numpy(images).permute(0, 3, 1, 2)
     kept = ir.create_model("inception_v3", num_classes=1001, aux_logits=True, pretrained=path).eval()
@@ -198,18 +206,23 @@ def test_tf_slim_inception_v3_checkpoint_gives_tf_slim_outputs(tf, tmp_path) -> 
 
 
 SLIM_NAMES = {
-    "inception_v4": ("InceptionV4/Mixed_5b/Branch_0/Conv2d_0a_1x1/weights",
-                     "InceptionV4/Mixed_6h/Branch_2/Conv2d_0e_1x7/BatchNorm/moving_variance",
-                     "InceptionV4/Mixed_7d/Branch_1/Conv2d_0c_3x1/BatchNorm/beta",
-                     "InceptionV4/AuxLogits/Conv2d_2a/weights", "InceptionV4/AuxLogits/Aux_logits/biases",
-                     "InceptionV4/Logits/Logits/weights"),
-    "inception_resnet_v2": ("InceptionResnetV2/Repeat/block35_10/Conv2d_1x1/biases",
-                            "InceptionResnetV2/Repeat_1/block17_20/Branch_1/Conv2d_0c_7x1/weights",
-                            "InceptionResnetV2/Repeat_2/block8_9/Conv2d_1x1/weights",
-                            "InceptionResnetV2/Block8/Branch_0/Conv2d_1x1/BatchNorm/moving_mean",
-                            "InceptionResnetV2/AuxLogits/Conv2d_2a_5x5/weights",
-                            "InceptionResnetV2/AuxLogits/Logits/weights",
-                            "InceptionResnetV2/Logits/Logits/biases"),
+    "inception_v4": (
+        "InceptionV4/Mixed_5b/Branch_0/Conv2d_0a_1x1/weights",
+        "InceptionV4/Mixed_6h/Branch_2/Conv2d_0e_1x7/BatchNorm/moving_variance",
+        "InceptionV4/Mixed_7d/Branch_1/Conv2d_0c_3x1/BatchNorm/beta",
+        "InceptionV4/AuxLogits/Conv2d_2a/weights",
+        "InceptionV4/AuxLogits/Aux_logits/biases",
+        "InceptionV4/Logits/Logits/weights",
+    ),
+    "inception_resnet_v2": (
+        "InceptionResnetV2/Repeat/block35_10/Conv2d_1x1/biases",
+        "InceptionResnetV2/Repeat_1/block17_20/Branch_1/Conv2d_0c_7x1/weights",
+        "InceptionResnetV2/Repeat_2/block8_9/Conv2d_1x1/weights",
+        "InceptionResnetV2/Block8/Branch_0/Conv2d_1x1/BatchNorm/moving_mean",
+        "InceptionResnetV2/AuxLogits/Conv2d_2a_5x5/weights",
+        "InceptionResnetV2/AuxLogits/Logits/weights",
+        "InceptionResnetV2/Logits/Logits/biases",
+    ),
 }
 # Trainable values of the released checkpoints (no gamma, 1001 classes, aux head).
 SLIM_TRAINABLE = {"inception_v4": 46_009_106, "inception_resnet_v2": 59_182_258}
@@ -243,8 +256,11 @@ def test_tf_slim_checkpoint_in_the_released_layout_round_trips(tf, tmp_path, nam
         want, want_aux = original.forward_body(x)
         assert max_diff(model.forward_head(got), original.forward_head(want)[:, 1:]) <= 1e-4
         assert max_diff(model.AuxLogits(got_aux), original.AuxLogits(want_aux)[:, 1:]) <= 1e-4
-        assert all(float(m.weight.min()) == float(m.weight.max()) == 1.0
-                   for m in model.modules() if isinstance(m, nn.BatchNorm2d))
+        assert all(
+            float(m.weight.min()) == float(m.weight.max()) == 1.0
+            for m in model.modules()
+            if isinstance(m, nn.BatchNorm2d)
+        )
 
 
 def test_tf_slim_errors_are_clear(tmp_path, monkeypatch, capsys) -> None:
@@ -276,9 +292,13 @@ def keras_random_model(builder, size: int, seed: int):
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             beta, mean, var = layer.get_weights()
-            layer.set_weights([rng.normal(0, 0.1, beta.shape).astype("float32"),
-                               rng.normal(0, 0.1, mean.shape).astype("float32"),
-                               rng.uniform(0.5, 1.5, var.shape).astype("float32")])
+            layer.set_weights(
+                [
+                    rng.normal(0, 0.1, beta.shape).astype("float32"),
+                    rng.normal(0, 0.1, mean.shape).astype("float32"),
+                    rng.uniform(0.5, 1.5, var.shape).astype("float32"),
+                ]
+            )
     return model
 
 

@@ -47,28 +47,43 @@ class Bounds:
         low = self.ge if self.ge is not None else self.gt
         high = self.le if self.le is not None else self.lt
         if low is not None and high is not None and not integral:
-            return (f"lie in {'[' if self.ge is not None else '('}{low:g}, {high:g}"
-                    f"{']' if self.le is not None else ')'}")
+            return f"lie in {'[' if self.ge is not None else '('}{low:g}, {high:g}{']' if self.le is not None else ')'}"
         parts = []
         if low is not None:
-            parts.append(f"at least {low}" if integral and self.ge is not None else
-                         f"{'>=' if self.ge is not None else '>'} {low:g}")
+            parts.append(
+                f"at least {low}"
+                if integral and self.ge is not None
+                else f"{'>=' if self.ge is not None else '>'} {low:g}"
+            )
         if high is not None:
-            parts.append(f"at most {high}" if integral and self.le is not None else
-                         f"{'<=' if self.le is not None else '<'} {high:g}")
+            parts.append(
+                f"at most {high}"
+                if integral and self.le is not None
+                else f"{'<=' if self.le is not None else '<'} {high:g}"
+            )
         return " and ".join(parts)
 
     def admits(self, number: float) -> bool:
         """Whether ``number`` lies in the range."""
-        return not ((self.ge is not None and number < self.ge) or (self.gt is not None and number <= self.gt)
-                    or (self.le is not None and number > self.le) or (self.lt is not None and number >= self.lt))
+        return not (
+            (self.ge is not None and number < self.ge)
+            or (self.gt is not None and number <= self.gt)
+            or (self.le is not None and number > self.le)
+            or (self.lt is not None and number >= self.lt)
+        )
 
 
 NO_BOUNDS = Bounds()
 
 
-def bounded(default: Any = dataclasses.MISSING, *, help: str = "", factory: Any = dataclasses.MISSING,
-            bounds: Bounds | None = None, **limits: Any) -> Any:
+def bounded(
+    default: Any = dataclasses.MISSING,
+    *,
+    help: str = "",
+    factory: Any = dataclasses.MISSING,
+    bounds: Bounds | None = None,
+    **limits: Any,
+) -> Any:
     """A dataclass field with a default (or a default ``factory``), a help text and :class:`Bounds` (given as
     one, ``bounds``, when declared elsewhere, or as keywords: ``ge=1``)."""
     metadata = {"help": help, "bounds": bounds or Bounds(**limits)}
@@ -147,8 +162,9 @@ def check_value(where: str, value: Any, annotation: Any, bounds: Bounds = NO_BOU
         return
     elif dataclasses.is_dataclass(annotation):
         if not isinstance(value, annotation):
-            raise ValueError(f"{where} must be a mapping of the keys {', '.join(_field_names(annotation))}, "
-                             f"got {shown(value)}")
+            raise ValueError(
+                f"{where} must be a mapping of the keys {', '.join(_field_names(annotation))}, got {shown(value)}"
+            )
         check_fields(value, where)
         return
     if bounds.choices and value not in bounds.choices:

@@ -51,7 +51,10 @@ def nvidia_driver() -> str | None:
     with contextlib.suppress(OSError, subprocess.SubprocessError, IndexError):
         out = subprocess.run(
             ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=20, check=True,
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
         )
         return out.stdout.strip().splitlines()[0]
     return None
@@ -94,13 +97,15 @@ def environment(command: str | None = None) -> dict[str, Any]:
         "command": command if command is not None else command_line(),
     }
     if torch.cuda.is_available():
-        env.update({
-            "gpu": torch.cuda.get_device_name(0),
-            "gpu_count": torch.cuda.device_count(),
-            "driver": nvidia_driver(),
-            "cuda": torch.version.cuda,
-            "cudnn": torch.backends.cudnn.version(),
-        })
+        env.update(
+            {
+                "gpu": torch.cuda.get_device_name(0),
+                "gpu_count": torch.cuda.device_count(),
+                "driver": nvidia_driver(),
+                "cuda": torch.version.cuda,
+                "cudnn": torch.backends.cudnn.version(),
+            }
+        )
     return env
 
 
@@ -116,8 +121,14 @@ def environment_lines(env: dict[str, Any]) -> list[str]:
         cpu += f", {env['torch_threads']} torch threads"
     if env.get("cpu_flags"):
         cpu += f" (flags: {' '.join(env['cpu_flags'])})"
-    names = [("inception-resnet", "inception_resnet"), ("torch", "torch"), ("torchvision", "torchvision"),
-             ("timm", "timm"), ("onnxruntime", "onnxruntime"), ("Python", "python")]
+    names = [
+        ("inception-resnet", "inception_resnet"),
+        ("torch", "torch"),
+        ("torchvision", "torchvision"),
+        ("timm", "timm"),
+        ("onnxruntime", "onnxruntime"),
+        ("Python", "python"),
+    ]
     versions = ", ".join(f"{label} {env[key]}" for label, key in names if env.get(key) is not None)
     lines = [
         f"- Date: {env.get('date', '?')}",

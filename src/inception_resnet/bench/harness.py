@@ -45,7 +45,6 @@ from .spec import (
 # -- timing -----------------------------------------------------------------------------------------------
 
 
-
 def time_steps(step: Callable[[], None], steps: int, device: str) -> float:
     """Seconds per call of ``step`` over ``steps`` calls (CUDA events on a GPU, perf_counter elsewhere)."""
     if torch.device(device).type == "cuda":
@@ -108,9 +107,18 @@ class Result:
 
 
 def _row(workload: Workload, candidate: Candidate) -> Result:
-    return Result(workload.key, workload.model, workload.mode, workload.batch_size, workload.input_size,
-                  workload.device, workload.amp, candidate.spec, candidate.library,
-                  candidate.precision or workload.amp or "fp32")
+    return Result(
+        workload.key,
+        workload.model,
+        workload.mode,
+        workload.batch_size,
+        workload.input_size,
+        workload.device,
+        workload.amp,
+        candidate.spec,
+        candidate.library,
+        candidate.precision or workload.amp or "fp32",
+    )
 
 
 COMPARED_SAMPLES = 8  # outputs compared with the reference: the first images of the batch (eval is per image)
@@ -221,8 +229,15 @@ def _max_abs_diff(out: torch.Tensor | None, expected: torch.Tensor) -> float | N
     return float((out.detach()[:COMPARED_SAMPLES].float().cpu() - expected).abs().max())
 
 
-def _fill(row: Result, seconds: list[float], peaks: list[int], resident: int, workload: Workload,
-          gflops: float, peak_tflops: float | None) -> None:
+def _fill(
+    row: Result,
+    seconds: list[float],
+    peaks: list[int],
+    resident: int,
+    workload: Workload,
+    gflops: float,
+    peak_tflops: float | None,
+) -> None:
     if not seconds:
         return
     median = statistics.median(seconds)
@@ -273,5 +288,3 @@ def compare_with_timm(name: str, candidates: list[str] | None = None, **workload
     """Our model against timm's with the same settings, interleaved; default: eager, plain and optimised."""
     specs = candidates or ["timm", "ours", "ours+opt"]
     return run_workload(Workload(name, **workload), [parse_candidate(s) for s in specs])
-
-

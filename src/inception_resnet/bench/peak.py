@@ -55,8 +55,7 @@ def _kernel_missing_warns(name: str) -> Iterator[None]:
     try:
         yield
     except (RuntimeError, NotImplementedError, AttributeError) as error:
-        warnings.warn(f"GEMM peak {name} left out: {type(error).__name__}: {error}", RuntimeWarning,
-                      stacklevel=3)
+        warnings.warn(f"GEMM peak {name} left out: {type(error).__name__}: {error}", RuntimeWarning, stacklevel=3)
 
 
 def gemm_peaks(size: int = 2048, repeats: int = 10) -> dict[str, float]:
@@ -88,8 +87,9 @@ def gemm_peaks(size: int = 2048, repeats: int = 10) -> dict[str, float]:
         scales, zeros = torch.ones(size), torch.zeros(size, dtype=torch.int32)
 
         def qlinear() -> torch.Tensor:
-            return torch.ops.onednn.qlinear_pointwise(u8, 1.0, 0, packed, scales, zeros, None, 1.0, 0,
-                                                      torch.float32, "none", [], "")
+            return torch.ops.onednn.qlinear_pointwise(
+                u8, 1.0, 0, packed, scales, zeros, None, 1.0, 0, torch.float32, "none", [], ""
+            )
 
         peaks["int8_onednn"] = flops / _best_seconds(qlinear, repeats) / 1e12
     if "int8_mm" in peaks or "int8_onednn" in peaks:

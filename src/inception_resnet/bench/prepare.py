@@ -120,13 +120,25 @@ def _export_onnx(model: nn.Module, x: torch.Tensor, folder: str, dynamic_batch: 
     axes = {"input": {0: "batch"}, "logits": {0: "batch"}} if dynamic_batch else None
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the tracer's notes on our input checks: constant for a fixed shape
-        torch.onnx.export(model, (x,), path, dynamo=False, input_names=["input"], output_names=["logits"],
-                          opset_version=17, dynamic_axes=axes)
+        torch.onnx.export(
+            model,
+            (x,),
+            path,
+            dynamo=False,
+            input_names=["input"],
+            output_names=["logits"],
+            opset_version=17,
+            dynamic_axes=axes,
+        )
     return path
 
 
-def _openvino_session(model: nn.Module, x: torch.Tensor, precision: str, calibration: torch.Tensor | None,
-                      ) -> tuple[Callable[[], Any], Callable[[], None]]:
+def _openvino_session(
+    model: nn.Module,
+    x: torch.Tensor,
+    precision: str,
+    calibration: torch.Tensor | None,
+) -> tuple[Callable[[], Any], Callable[[], None]]:
     """OpenVINO on the CPU: the model's ONNX export, compiled with ``precision`` as the inference precision
     hint; for int8, first quantized by NNCF (``nncf.quantize``, its default mixed preset) on ``calibration``,
     with OpenVINO's default precision for the layers NNCF leaves in floating point (bf16 where the CPU has
@@ -185,8 +197,13 @@ def _prepare_inference(candidate: Candidate, workload: Workload, model: nn.Modul
         options = {}
         if candidate.engine != "torch":  # OpenVINO on our rewritten graph, or the backend measured fastest here
             options = {"backend": candidate.engine, "batch_size": workload.batch_size}
-        optimized = optimize_for_inference(model, precision=candidate.precision, calibration=calibration,
-                                           compile=True if candidate.compile is not None else None, **options)
+        optimized = optimize_for_inference(
+            model,
+            precision=candidate.precision,
+            calibration=calibration,
+            compile=True if candidate.compile is not None else None,
+            **options,
+        )
 
         def run_optimized() -> None:
             result[0] = optimized(x)
@@ -230,6 +247,7 @@ def _prepare_inference(candidate: Candidate, workload: Workload, model: nn.Modul
 
     if candidate.cuda_graph:
         step = _graphed(step, result, workload.warmup)
+
     def resident() -> int:
         return _tensor_bytes(model.parameters()) + _tensor_bytes(model.buffers())
 
@@ -271,15 +289,22 @@ def _prepare_training(candidate: Candidate, workload: Workload, model: nn.Module
     if candidate.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(
-        recipe["optimizer"], param_groups(model, recipe["weight_decay"], recipe["no_decay"]),
+        recipe["optimizer"],
+        param_groups(model, recipe["weight_decay"], recipe["no_decay"]),
         lr=scale_lr(recipe["lr"], workload.batch_size, recipe["reference_batch_size"]),
-        momentum=recipe["momentum"], rmsprop_decay=recipe["rmsprop_decay"], rmsprop_eps=recipe["rmsprop_eps"],
+        momentum=recipe["momentum"],
+        rmsprop_decay=recipe["rmsprop_decay"],
+        rmsprop_eps=recipe["rmsprop_eps"],
     )
     module: nn.Module = TrainingModule(model)
     runner = StepRunner(
-        _compile(module, candidate) if candidate.compile is not None else module, optimizer, device=device,
-        precision=workload.amp or "fp32", channels_last=candidate.channels_last,
-        label_smoothing=recipe["label_smoothing"], aux_loss_weight=getattr(model, "aux_loss_weight", 0.4),
+        _compile(module, candidate) if candidate.compile is not None else module,
+        optimizer,
+        device=device,
+        precision=workload.amp or "fp32",
+        channels_last=candidate.channels_last,
+        label_smoothing=recipe["label_smoothing"],
+        aux_loss_weight=getattr(model, "aux_loss_weight", 0.4),
         clip_grad_norm=recipe["clip_grad_norm"],
     )
     num_classes = int(dict(workload.model_options).get("num_classes", 1000))

@@ -1,5 +1,4 @@
-"""Benchmark reports: results as a Markdown table, a JSON document, and the files that hold both.
-"""
+"""Benchmark reports: results as a Markdown table, a JSON document, and the files that hold both."""
 
 from __future__ import annotations
 
@@ -36,15 +35,39 @@ def _fallback(result: Result) -> str:
 
 def to_markdown(results: list[Result]) -> str:
     """A markdown table of results, one row per candidate, grouped by workload."""
-    header = ["workload", "candidate", "img/s", "ms/batch (min-max)", "TFLOP/s", "MFU %", "peak GiB",
-              "x baseline", "max abs diff", "setup s", "note"]
+    header = [
+        "workload",
+        "candidate",
+        "img/s",
+        "ms/batch (min-max)",
+        "TFLOP/s",
+        "MFU %",
+        "peak GiB",
+        "x baseline",
+        "max abs diff",
+        "setup s",
+        "note",
+    ]
     rows = []
     for r in results:
         spread = f"{_fmt(r.ms_per_batch, 2)} ({_fmt(r.ms_min, 2)}-{_fmt(r.ms_max, 2)})" if r.ms_per_batch else ""
         ratio = f"{r.ratio:.2f}x {r.baseline}" if r.ratio is not None else ""
         diff = f"{r.max_abs_diff:.1e}" if r.max_abs_diff is not None else ""
-        rows.append([r.workload, f"`{r.candidate}`", _fmt(r.img_s), spread, _sig(r.tflops), _fmt(r.mfu, 1, 100.0),
-                     _fmt(r.peak_mem_gib, 2), ratio, diff, _fmt(r.setup_s), r.error or _fallback(r)])
+        rows.append(
+            [
+                r.workload,
+                f"`{r.candidate}`",
+                _fmt(r.img_s),
+                spread,
+                _sig(r.tflops),
+                _fmt(r.mfu, 1, 100.0),
+                _fmt(r.peak_mem_gib, 2),
+                ratio,
+                diff,
+                _fmt(r.setup_s),
+                r.error or _fallback(r),
+            ]
+        )
     return table(header, rows)
 
 

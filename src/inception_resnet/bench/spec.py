@@ -63,15 +63,21 @@ class Candidate:
         if self.engine not in BACKENDS:
             raise ValueError(f"engine must be one of {BACKENDS}, got {self.engine!r}")
         if self.engine != "torch" and (self.precision is None or self.runtime != "torch" or self.compile is not None):
-            raise ValueError("'auto' and 'openvino' choose optimize_for_inference's backend: write them with a "
-                             "precision and without jit/ort/ov/compile, e.g. ours+int8+auto")
+            raise ValueError(
+                "'auto' and 'openvino' choose optimize_for_inference's backend: write them with a "
+                "precision and without jit/ort/ov/compile, e.g. ours+int8+auto"
+            )
         if self.precision is not None and self.runtime == "torch":
             if self.library != "ours" or self.optimize or self.channels_last or self.cuda_graph:
-                raise ValueError("'fp32', 'bf16' and 'int8' run ours through optimize_for_inference(precision=...), "
-                                 "which chooses the rewrites and the layout: write e.g. ours+int8 or ours+bf16+compile")
+                raise ValueError(
+                    "'fp32', 'bf16' and 'int8' run ours through optimize_for_inference(precision=...), "
+                    "which chooses the rewrites and the layout: write e.g. ours+int8 or ours+bf16+compile"
+                )
             if self.compile not in (None, "default") or self.inductor or self.backend != "inductor":
-                raise ValueError("with a precision, 'compile' asks optimize_for_inference for torch.compile with "
-                                 "freezing; modes, backends and inductor options do not apply")
+                raise ValueError(
+                    "with a precision, 'compile' asks optimize_for_inference for torch.compile with "
+                    "freezing; modes, backends and inductor options do not apply"
+                )
 
     @property
     def spec(self) -> str:

@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="inception-resnet",
         description="Inception-v3/v4 and Inception-ResNet: models, weights, training, evaluation, the study. "
-                    "Run inception-resnet COMMAND --help for a command's flags and their defaults.",
+        "Run inception-resnet COMMAND --help for a command's flags and their defaults.",
     )
     parser.add_argument("--version", action="version", version=f"inception-resnet {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)

@@ -55,8 +55,10 @@ def candidates_from_args(args: argparse.Namespace) -> list[Candidate]:
     device = resolve_device(args.device)
     if args.mode == "infer" and uses_fast_path(args.precision, device, args.no_optimize):
         if args.compile not in (None, "default"):
-            raise ValueError(f"--compile {args.compile}: the optimised CPU model compiles in the default mode "
-                             "only; give --compile alone, or --no-optimize")
+            raise ValueError(
+                f"--compile {args.compile}: the optimised CPU model compiles in the default mode "
+                "only; give --compile alone, or --no-optimize"
+            )
         ours = Candidate("ours", precision=args.precision, compile=args.compile, engine=args.backend)
     elif args.precision == "int8":
         raise ValueError("--precision int8 is for inference (--mode infer) on the CPU with the optimised model")
@@ -68,17 +70,34 @@ def candidates_from_args(args: argparse.Namespace) -> list[Candidate]:
 def workload_from_args(args: argparse.Namespace) -> Workload:
     device = str(resolve_device(args.device))
     return Workload(
-        model=args.model, mode=args.mode, batch_size=args.batch_size, input_size=args.input_size,
-        device=device, amp=None if args.precision in ("fp32", "int8") else args.precision, steps=args.steps,
-        warmup=args.warmup, rounds=args.rounds, model_options=tuple(args.model_option),
+        model=args.model,
+        mode=args.mode,
+        batch_size=args.batch_size,
+        input_size=args.input_size,
+        device=device,
+        amp=None if args.precision in ("fp32", "int8") else args.precision,
+        steps=args.steps,
+        warmup=args.warmup,
+        rounds=args.rounds,
+        model_options=tuple(args.model_option),
         peak_tflops=args.peak_tflops,
     )
 
 
 def command_line(args: argparse.Namespace) -> str:
     """The command, rebuilt from the parsed flags (the results files quote it)."""
-    words = ["inception-resnet", "bench", "--model", args.model, "--mode", args.mode, "--batch-size",
-             str(args.batch_size), "--input-size", str(args.input_size)]
+    words = [
+        "inception-resnet",
+        "bench",
+        "--model",
+        args.model,
+        "--mode",
+        args.mode,
+        "--batch-size",
+        str(args.batch_size),
+        "--input-size",
+        str(args.input_size),
+    ]
     for flag in ("device", "compile", "baseline", "json", "markdown"):
         value = getattr(args, flag)
         words += [f"--{flag}", str(value)] if value is not None else []
@@ -111,44 +130,64 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         write_text_atomic(args.json, json.dumps(document(results, env), indent=2) + "\n", "the --json file")
     if args.markdown:
-        write_text_atomic(args.markdown, markdown_document(results, env, f"inception-resnet bench: {workload.key}"),
-                          "the --markdown file")
+        write_text_atomic(
+            args.markdown,
+            markdown_document(results, env, f"inception-resnet bench: {workload.key}"),
+            "the --markdown file",
+        )
     return 1 if all(r.error for r in results) else 0
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "bench", help="time a model against timm's (images/s, latency, TFLOP/s, peak memory)",
+        "bench",
+        help="time a model against timm's (images/s, latency, TFLOP/s, peak memory)",
         description=DESCRIPTION,
     )
     add_flag(parser, "model", required=True)
     add_flag(parser, "model_option", default=[])
-    parser.add_argument("--mode", choices=["infer", "train"], default="infer",
-                        help="inference, or the trainer's training step")
+    parser.add_argument(
+        "--mode", choices=["infer", "train"], default="infer", help="inference, or the trainer's training step"
+    )
     add_flag(parser, "batch_size", default=1)
     parser.add_argument("--input-size", type=int, default=299, metavar="N", help="input side in pixels")
     add_flag(parser, "device", default="auto")
     add_inference_flags(parser, calibration=False)
     parser.add_argument("--channels-last", action="store_true", help="model and input in channels_last")
-    parser.add_argument("--compile", nargs="?", const="default", default=None, metavar="MODE",
-                        help="torch.compile, optionally with a mode: default, max-autotune, reduce-overhead... "
-                             "(default: not compiled)")
-    parser.add_argument("--optimize", action="store_true",
-                        help="ours: optimize_for_inference's rewrites (infer; on the CPU with --no-optimize or "
-                             "--precision fp16) or fuse_branches (train)")
+    parser.add_argument(
+        "--compile",
+        nargs="?",
+        const="default",
+        default=None,
+        metavar="MODE",
+        help="torch.compile, optionally with a mode: default, max-autotune, reduce-overhead... (default: not compiled)",
+    )
+    parser.add_argument(
+        "--optimize",
+        action="store_true",
+        help="ours: optimize_for_inference's rewrites (infer; on the CPU with --no-optimize or "
+        "--precision fp16) or fuse_branches (train)",
+    )
     parser.add_argument("--timm", action="store_true", help="add timm's model with the same settings (baseline)")
-    parser.add_argument("--candidates", nargs="+", metavar="SPEC",
-                        help="explicit candidate specs (default: from the flags above)")
-    parser.add_argument("--baseline", default=None, metavar="SPEC",
-                        help="ratios against this candidate (default: the first timm candidate, else the first)")
+    parser.add_argument(
+        "--candidates", nargs="+", metavar="SPEC", help="explicit candidate specs (default: from the flags above)"
+    )
+    parser.add_argument(
+        "--baseline",
+        default=None,
+        metavar="SPEC",
+        help="ratios against this candidate (default: the first timm candidate, else the first)",
+    )
     parser.add_argument("--steps", type=int, default=5, help="timed steps per round")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps after building (compiles)")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds; medians are reported")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
-    parser.add_argument("--peak-tflops", type=float, default=None,
-                        help="peak for the FLOP utilisation column (default: no such column)")
+    parser.add_argument(
+        "--peak-tflops", type=float, default=None, help="peak for the FLOP utilisation column (default: no such column)"
+    )
     parser.add_argument("--json", default=None, metavar="FILE", help="write the results as JSON (default: none)")
-    parser.add_argument("--markdown", default=None, metavar="FILE",
-                        help="write a markdown results file (default: none)")
+    parser.add_argument(
+        "--markdown", default=None, metavar="FILE", help="write a markdown results file (default: none)"
+    )
     parser.add_argument("--verbose", action="store_true", help="log progress to stderr")
     parser.set_defaults(func=run)

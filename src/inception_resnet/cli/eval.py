@@ -61,16 +61,20 @@ def parse_member(text: str) -> MemberSpec:
     return MemberSpec(name, source or None, weight)
 
 
-
-
 def check_writable(path: str | None, what: str) -> None:
     """Fail before evaluating when an output file could not be written afterwards."""
     if path is not None:
         check_output_file(path, what)
 
 
-def build_member(spec: MemberSpec, num_classes: int, in_chans: int | None, options: dict[str, Any],
-                 input_size: int | None = None, explicit_classes: int | None = None) -> torch.nn.Module:
+def build_member(
+    spec: MemberSpec,
+    num_classes: int,
+    in_chans: int | None,
+    options: dict[str, Any],
+    input_size: int | None = None,
+    explicit_classes: int | None = None,
+) -> torch.nn.Module:
     """The model of one member: the one its weights record (our checkpoints and run directories), else ``spec.name``
     with as many outputs as the data has classes (random weights without a weights source)."""
     if spec.weights is None:
@@ -79,8 +83,14 @@ def build_member(spec: MemberSpec, num_classes: int, in_chans: int | None, optio
         return create_model(spec.name, num_classes=num_classes, in_chans=in_chans, **options).eval()
     recorded = read_model_config(spec.weights) is not None
     try:
-        return model_from_flags(spec.name, spec.weights, explicit_classes if recorded else num_classes, options,
-                                in_chans=in_chans, input_size=input_size)
+        return model_from_flags(
+            spec.name,
+            spec.weights,
+            explicit_classes if recorded else num_classes,
+            options,
+            in_chans=in_chans,
+            input_size=input_size,
+        )
     except ValueError as err:
         if recorded:
             raise
@@ -114,24 +124,44 @@ def run(args: argparse.Namespace) -> int:
     num_classes = args.num_classes or len(dataset.classes)
     options = dict(args.model_option)
     torch.manual_seed(args.seed)  # members without weights get the same random weights on every run
-    models = [build_member(spec, num_classes, args.in_chans, options, args.input_size, args.num_classes)
-              for spec in members]
-    transforms = [multi_crop_transform_for(model, args.crops, style=args.style, input_size=args.input_size)
-                  for model in models]
+    models = [
+        build_member(spec, num_classes, args.in_chans, options, args.input_size, args.num_classes) for spec in members
+    ]
+    transforms = [
+        multi_crop_transform_for(model, args.crops, style=args.style, input_size=args.input_size) for model in models
+    ]
     if fast:
         models = [optimize_member(model, args) for model in models]
     result = evaluate(
-        models, dataset, crops=args.crops, batch_size=args.batch_size,
-        weights_for_ensemble=[spec.weight for spec in members], device=device,
-        precision="fp32" if fast else args.precision, channels_last=args.channels_last and not fast,
-        num_workers=args.workers, strict=args.strict,
-        per_class=args.per_class, limit=args.limit, seed=args.seed, progress=not args.quiet,
-        style=args.style, input_size=args.input_size, gpu_decode=decode_on_gpu,
+        models,
+        dataset,
+        crops=args.crops,
+        batch_size=args.batch_size,
+        weights_for_ensemble=[spec.weight for spec in members],
+        device=device,
+        precision="fp32" if fast else args.precision,
+        channels_last=args.channels_last and not fast,
+        num_workers=args.workers,
+        strict=args.strict,
+        per_class=args.per_class,
+        limit=args.limit,
+        seed=args.seed,
+        progress=not args.quiet,
+        style=args.style,
+        input_size=args.input_size,
+        gpu_decode=decode_on_gpu,
         check_class_names=not args.ignore_class_names,
     )
-    result.run = {"members": [{"model": getattr(model, "model_name", spec.name), "weights": spec.weights,
-                               **describe_run(model, args.precision, device, transform)}
-                              for spec, model, transform in zip(members, models, transforms, strict=True)]}
+    result.run = {
+        "members": [
+            {
+                "model": getattr(model, "model_name", spec.name),
+                "weights": spec.weights,
+                **describe_run(model, args.precision, device, transform),
+            }
+            for spec, model, transform in zip(members, models, transforms, strict=True)
+        ]
+    }
     result.dataset = f"{args.data or 'fashion-mnist'} ({args.split})"
     report(result, args)
     return 0
@@ -144,9 +174,17 @@ def optimize_member(model: torch.nn.Module, args: argparse.Namespace) -> torch.n
     calibration = args.calibration or [args.data or "fashion-mnist"]
     if args.precision == "int8":
         transform = multi_crop_transform_for(model, 1, style=args.style, input_size=args.input_size)
-    return optimize_model(model, args.precision, calibration=calibration, calibration_images=args.calibration_images,
-                          transform=transform, compile=True if args.compile else None, seed=args.seed,
-                          backend=args.backend, batch_size=args.batch_size)
+    return optimize_model(
+        model,
+        args.precision,
+        calibration=calibration,
+        calibration_images=args.calibration_images,
+        transform=transform,
+        compile=True if args.compile else None,
+        seed=args.seed,
+        backend=args.backend,
+        batch_size=args.batch_size,
+    )
 
 
 def report(result: EvalResult, args: argparse.Namespace) -> None:
@@ -154,8 +192,12 @@ def report(result: EvalResult, args: argparse.Namespace) -> None:
     if result.skipped_files:
         shown = result.skipped_files[:10]
         more = len(result.skipped_files) - len(shown)
-        print(f"skipped {result.num_skipped} file(s) that could not be decoded: " + ", ".join(shown)
-              + (f" and {more} more" if more else ""), file=sys.stderr)
+        print(
+            f"skipped {result.num_skipped} file(s) that could not be decoded: "
+            + ", ".join(shown)
+            + (f" and {more} more" if more else ""),
+            file=sys.stderr,
+        )
     if args.json:
         result.write_json(args.json)
         print(f"wrote {args.json}")
@@ -166,28 +208,55 @@ def report(result: EvalResult, args: argparse.Namespace) -> None:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "eval", help="top-1/top-5 error with 1, 10, 12 or 144 crops, of a model or an ensemble",
+        "eval",
+        help="top-1/top-5 error with 1, 10, 12 or 144 crops, of a model or an ensemble",
         description="Evaluate a model (or an ensemble: softmax averaged) on an image folder or Fashion-MNIST. "
-                    "The models get as many outputs as the data has classes (or --num-classes); a model "
-                    "without --weights gets random weights drawn with --seed.",
+        "The models get as many outputs as the data has classes (or --num-classes); a model "
+        "without --weights gets random weights drawn with --seed.",
     )
-    add_flag(parser, "model", extra_help="(default: the one --weights records (our checkpoints and run "
-             "directories do), else none; give --model or --ensemble)")
-    add_flag(parser, "weights", extra_help="(default: none, random weights); a training run directory stands for "
-             "its final weights (RUN/model/) or its best checkpoint")
-    add_flag(parser, "model_option", default=[], help="a model option for every member, e.g. width_multiplier=0.25 "
-             "(repeatable; VALUE is read as JSON when it parses)")
-    add_flag(parser, "num_classes", help="classifier outputs of every member (default: the number of classes in "
-             "the data, or of the --class-map)")
+    add_flag(
+        parser,
+        "model",
+        extra_help="(default: the one --weights records (our checkpoints and run "
+        "directories do), else none; give --model or --ensemble)",
+    )
+    add_flag(
+        parser,
+        "weights",
+        extra_help="(default: none, random weights); a training run directory stands for "
+        "its final weights (RUN/model/) or its best checkpoint",
+    )
+    add_flag(
+        parser,
+        "model_option",
+        default=[],
+        help="a model option for every member, e.g. width_multiplier=0.25 "
+        "(repeatable; VALUE is read as JSON when it parses)",
+    )
+    add_flag(
+        parser,
+        "num_classes",
+        help="classifier outputs of every member (default: the number of classes in the data, or of the --class-map)",
+    )
     add_flag(parser, "class_map")
     parser.add_argument("--model-weight", type=float, default=1.0, help="ensemble weight of --model")
-    parser.add_argument("--ensemble", type=parse_member, action="append", default=[], metavar="NAME[:W[:WEIGHT]]",
-                        help="add an ensemble member: model name, optional weights source and ensemble weight "
-                             "(repeatable)")
-    parser.add_argument("--in-chans", type=int, default=None,
-                        help="input channels of the models (default: the weights', else 3)")
-    add_flag(parser, "data", help="image folder (DIR/val/<class>/*.jpg or DIR/<class>/*.jpg), 'fashion-mnist' "
-             "or 'mnist' (default: Fashion-MNIST's 10,000 test images)")
+    parser.add_argument(
+        "--ensemble",
+        type=parse_member,
+        action="append",
+        default=[],
+        metavar="NAME[:W[:WEIGHT]]",
+        help="add an ensemble member: model name, optional weights source and ensemble weight (repeatable)",
+    )
+    parser.add_argument(
+        "--in-chans", type=int, default=None, help="input channels of the models (default: the weights', else 3)"
+    )
+    add_flag(
+        parser,
+        "data",
+        help="image folder (DIR/val/<class>/*.jpg or DIR/<class>/*.jpg), 'fashion-mnist' "
+        "or 'mnist' (default: Fashion-MNIST's 10,000 test images)",
+    )
     parser.add_argument("--split", choices=("train", "val"), default="val", help="split to evaluate")
     parser.add_argument("--crops", type=int, choices=CROP_SETS, default=1, help="crop set")
     parser.add_argument("--style", choices=EVAL_STYLES, help="single-crop preprocessing (default: the weights')")
@@ -196,20 +265,34 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_flag(parser, "workers", default=min(8, os.cpu_count() or 1))
     add_flag(parser, "device", default="auto")
     add_inference_flags(parser)
-    parser.add_argument("--compile", action="store_true",
-                        help="on the CPU, also compile the fp32 and bf16 models (torch.compile with freezing: "
-                             "faster per image after a minute or more of compiling; int8 always compiles)")
-    parser.add_argument("--channels-last", action="store_true",
-                        help="channels-last memory format (the optimised CPU model always uses it)")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="on the CPU, also compile the fp32 and bf16 models (torch.compile with freezing: "
+        "faster per image after a minute or more of compiling; int8 always compiles)",
+    )
+    parser.add_argument(
+        "--channels-last",
+        action="store_true",
+        help="channels-last memory format (the optimised CPU model always uses it)",
+    )
     parser.add_argument("--no-gpu-decode", action="store_true", help="decode JPEGs on the CPU even with cuda")
     parser.add_argument("--strict", action="store_true", help="stop at the first undecodable file")
-    parser.add_argument("--ignore-class-names", action="store_true",
-                        help="evaluate even when the weights were trained on other class names (a warning)")
+    parser.add_argument(
+        "--ignore-class-names",
+        action="store_true",
+        help="evaluate even when the weights were trained on other class names (a warning)",
+    )
     parser.add_argument("--per-class", action="store_true", help="also report top-1 accuracy per class")
-    parser.add_argument("--limit", type=int, metavar="N",
-                        help="evaluate a class-balanced subset of N images (default: all)")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="seed of the --limit subset and of the random weights of members without weights")
+    parser.add_argument(
+        "--limit", type=int, metavar="N", help="evaluate a class-balanced subset of N images (default: all)"
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the --limit subset and of the random weights of members without weights",
+    )
     parser.add_argument("--no-download", action="store_true", help="never download Fashion-MNIST/MNIST")
     parser.add_argument("--json", metavar="FILE", help="write the results to this JSON file (default: none)")
     parser.add_argument("--csv", metavar="FILE", help="write the results to this CSV file (default: none)")

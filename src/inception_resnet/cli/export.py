@@ -39,8 +39,10 @@ def int8_images(args: argparse.Namespace, model: torch.nn.Module) -> tuple[torch
     evaluation transform. Without ``--check-data`` the check images are other images of the calibration
     source (drawn together, then split)."""
     if not args.calibration:
-        raise ValueError("--precision int8 needs --calibration: a few hundred images like the ones the model will "
-                         "see (a folder, image files, or fashion-mnist)")
+        raise ValueError(
+            "--precision int8 needs --calibration: a few hundred images like the ones the model will "
+            "see (a folder, image files, or fashion-mnist)"
+        )
     transform = eval_transform_for(model, input_size=args.input_size)
     source = args.calibration[0] if len(args.calibration) == 1 else list(args.calibration)
     count = args.calibration_images
@@ -53,9 +55,11 @@ def int8_images(args: argparse.Namespace, model: torch.nn.Module) -> tuple[torch
         order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
         calibration, check = images[order[:count]], images[order[count:]]
     if len(check) < MIN_CHECK_IMAGES:
-        raise ValueError(f"only {len(check)} check images besides the {len(calibration)} calibration images; the "
-                         f"int8 check needs at least {MIN_CHECK_IMAGES}: give a larger --calibration source, fewer "
-                         "--calibration-images, or --check-data SOURCE")
+        raise ValueError(
+            f"only {len(check)} check images besides the {len(calibration)} calibration images; the "
+            f"int8 check needs at least {MIN_CHECK_IMAGES}: give a larger --calibration source, fewer "
+            "--calibration-images, or --check-data SOURCE"
+        )
     return calibration, check
 
 
@@ -63,12 +67,16 @@ def run(args: argparse.Namespace) -> int:
     name = args.model
     output = Path(args.output) if args.output else default_path(name, args.format, args.precision)
     if output.is_dir():
-        raise IsADirectoryError(f"--output {output} is a folder; give a file name such as "
-                                f"{output / default_path(name, args.format, args.precision)}")
+        raise IsADirectoryError(
+            f"--output {output} is a folder; give a file name such as "
+            f"{output / default_path(name, args.format, args.precision)}"
+        )
     deploy = args.format == "openvino" or args.precision == "int8"
     if deploy and (args.format not in ("onnx", "openvino") or args.train_mode or args.no_check):
-        raise ValueError("--format openvino and --precision int8 (onnx or openvino) write eval-mode files and "
-                         "always check them; leave out --train-mode and --no-check")
+        raise ValueError(
+            "--format openvino and --precision int8 (onnx or openvino) write eval-mode files and "
+            "always check them; leave out --train-mode and --no-check"
+        )
     if output.exists() and not args.overwrite:
         raise ValueError(f"{output} exists; pass --overwrite to replace it or --output to write elsewhere")
     model = model_from_flags(name, args.weights, args.num_classes, args.model_option)
@@ -76,11 +84,26 @@ def run(args: argparse.Namespace) -> int:
         model.train()
     if deploy:
         calibration, check = int8_images(args, model) if args.precision == "int8" else (None, None)
-        result = export_deployment(model, output, args.format, precision=args.precision, calibration=calibration,
-                                   check_images=check, input_size=args.input_size, opset=args.opset)
+        result = export_deployment(
+            model,
+            output,
+            args.format,
+            precision=args.precision,
+            calibration=calibration,
+            check_images=check,
+            input_size=args.input_size,
+            opset=args.opset,
+        )
     else:
-        result = export_model(model, output, args.format, input_size=args.input_size, train_mode=args.train_mode,
-                              check=not args.no_check, opset=args.opset)
+        result = export_model(
+            model,
+            output,
+            args.format,
+            input_size=args.input_size,
+            train_mode=args.train_mode,
+            check=not args.no_check,
+            opset=args.opset,
+        )
     for note in result.notes:
         print(f"note: {note}")
     checked = "" if result.max_abs_diff is None else f" (max abs difference from PyTorch {result.max_abs_diff:.2e})"
@@ -92,31 +115,50 @@ def run(args: argparse.Namespace) -> int:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "export", help="write a model as safetensors (timm layout), ONNX, TorchScript or OpenVINO IR",
+        "export",
+        help="write a model as safetensors (timm layout), ONNX, TorchScript or OpenVINO IR",
         description="Write a model with its weights as safetensors (timm's layout), ONNX, TorchScript or OpenVINO "
-                    "IR (.xml and .bin); ONNX, TorchScript and IR files are checked against PyTorch on a random "
-                    "batch. --precision int8 (onnx: QDQ, openvino) quantizes on --calibration and writes the file "
-                    "only when its top-1 class agrees with the fp32 model's on at least 97%% of check images.",
+        "IR (.xml and .bin); ONNX, TorchScript and IR files are checked against PyTorch on a random "
+        "batch. --precision int8 (onnx: QDQ, openvino) quantizes on --calibration and writes the file "
+        "only when its top-1 class agrees with the fp32 model's on at least 97%% of check images.",
     )
     add_flag(parser, "model", required=True)
     add_model_arguments(parser)
     parser.add_argument("--format", choices=EXPORT_FORMATS, required=True, help="output format")
-    add_flag(parser, "precision", default="fp32", choices=EXPORT_PRECISION_CHOICES,
-             help="int8: post-training quantization (onnx, openvino) on --calibration")
+    add_flag(
+        parser,
+        "precision",
+        default="fp32",
+        choices=EXPORT_PRECISION_CHOICES,
+        help="int8: post-training quantization (onnx, openvino) on --calibration",
+    )
     add_flag(parser, "calibration")
     add_flag(parser, "calibration_images", default=DEFAULT_CALIBRATION_IMAGES)
-    parser.add_argument("--check-data", nargs="+", default=None, metavar="SOURCE",
-                        help="int8: the images the agreement is measured on, as --calibration (default: other "
-                             "images of the calibration source)")
-    parser.add_argument("--check-images", type=int, default=256, metavar="N",
-                        help="int8: how many check images (at least 100)")
-    parser.add_argument("--output", "-o", default=None, metavar="FILE",
-                        help="output file (default: NAME.<suffix> here)")
+    parser.add_argument(
+        "--check-data",
+        nargs="+",
+        default=None,
+        metavar="SOURCE",
+        help="int8: the images the agreement is measured on, as --calibration (default: other "
+        "images of the calibration source)",
+    )
+    parser.add_argument(
+        "--check-images", type=int, default=256, metavar="N", help="int8: how many check images (at least 100)"
+    )
+    parser.add_argument(
+        "--output", "-o", default=None, metavar="FILE", help="output file (default: NAME.<suffix> here)"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
-    parser.add_argument("--input-size", type=int, default=None,
-                        metavar="N", help="input side of the export example and check (default: the model's, 299)")
-    parser.add_argument("--train-mode", action="store_true",
-                        help="export the training-mode model (only safetensors can represent it)")
+    parser.add_argument(
+        "--input-size",
+        type=int,
+        default=None,
+        metavar="N",
+        help="input side of the export example and check (default: the model's, 299)",
+    )
+    parser.add_argument(
+        "--train-mode", action="store_true", help="export the training-mode model (only safetensors can represent it)"
+    )
     parser.add_argument("--no-check", action="store_true", help="skip the onnxruntime / TorchScript check")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset")
     parser.set_defaults(func=run)

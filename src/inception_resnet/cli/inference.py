@@ -66,21 +66,32 @@ def optimize_model(
     images = None
     compiles = precision == "int8" if compile is None else bool(compile)
     if compiles:
-        log(f"{name}: compiling with torch.compile takes {compile_estimate(model)} on the first batch (once per "
-            "run); --no-optimize skips it")
+        log(
+            f"{name}: compiling with torch.compile takes {compile_estimate(model)} on the first batch (once per "
+            "run); --no-optimize skips it"
+        )
     if precision == "int8":
         if not calibration:
-            raise ValueError("--precision int8 needs --calibration: a few hundred images like the ones to classify "
-                             "(a folder, image files, or fashion-mnist)")
+            raise ValueError(
+                "--precision int8 needs --calibration: a few hundred images like the ones to classify "
+                "(a folder, image files, or fashion-mnist)"
+            )
         if transform is None:
             raise ValueError("int8 calibration needs the model's evaluation transform")
         source: Any = calibration[0] if len(calibration) == 1 else list(calibration)
-        log(f"{name}: int8 calibration: reading up to {calibration_images} image(s) from {' '.join(calibration)}, "
+        log(
+            f"{name}: int8 calibration: reading up to {calibration_images} image(s) from {' '.join(calibration)}, "
             "then running them through the network to set the quantization ranges (a minute or more for a large "
-            "network on a few CPU cores)")
+            "network on a few CPU cores)"
+        )
         images = load_calibration(source, transform, calibration_images, seed=seed)
-    optimized = optimize_for_inference(model, precision=precision, calibration=images, compile=compile,
-                                       **({"backend": backend, "batch_size": batch_size} if backend != "torch" else {}))
+    optimized = optimize_for_inference(
+        model,
+        precision=precision,
+        calibration=images,
+        compile=compile,
+        **({"backend": backend, "batch_size": batch_size} if backend != "torch" else {}),
+    )
     source_note = f" from {' '.join(calibration)}" if images is not None else ""
     log(f"{name}: {optimized.plan}{source_note}")
     return optimized

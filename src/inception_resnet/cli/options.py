@@ -40,8 +40,14 @@ def parse_option(text: str) -> tuple[str, Any]:
 
 
 # Arguments of create_model that have a flag of their own: as --model-option they would clash with it.
-RESERVED_OPTIONS = {"num_classes": "--num-classes", "pretrained": "--weights", "in_chans": "--in-chans",
-                    "drop_rate": "--drop-rate", "features_only": None, "out_indices": None}
+RESERVED_OPTIONS = {
+    "num_classes": "--num-classes",
+    "pretrained": "--weights",
+    "in_chans": "--in-chans",
+    "drop_rate": "--drop-rate",
+    "features_only": None,
+    "out_indices": None,
+}
 
 
 def parse_model_option(text: str) -> tuple[str, Any]:
@@ -66,55 +72,69 @@ class Flag:
 SHARED: dict[str, Flag] = {
     "model": Flag(("--model",), "registered model name (see: inception-resnet models)", {"metavar": "NAME"}),
     "model_option": Flag(
-        ("--model-option",), "a model option, e.g. width_multiplier=0.25 or aux_logits=true (repeatable; VALUE "
-        "is read as JSON when it parses)", {"type": parse_model_option, "action": "append", "metavar": "KEY=VALUE"},
+        ("--model-option",),
+        "a model option, e.g. width_multiplier=0.25 or aux_logits=true (repeatable; VALUE "
+        "is read as JSON when it parses)",
+        {"type": parse_model_option, "action": "append", "metavar": "KEY=VALUE"},
     ),
     "weights": Flag(
-        ("--weights",), "weights to load: a file (.safetensors, .pth, TF-slim .ckpt, Keras .h5), a folder holding "
-        "model.safetensors, or a hub tag such as timm/inception_v4.tf_in1k", {"metavar": "SOURCE"},
+        ("--weights",),
+        "weights to load: a file (.safetensors, .pth, TF-slim .ckpt, Keras .h5), a folder holding "
+        "model.safetensors, or a hub tag such as timm/inception_v4.tf_in1k",
+        {"metavar": "SOURCE"},
     ),
     "num_classes": Flag(
         ("--num-classes",), "classifier outputs (1001 keeps TF-slim's background class)", {"type": int, "metavar": "N"}
     ),
     "class_map": Flag(
-        ("--class-map",), "map class folder names to the model's class indices: a text file with one class name "
+        ("--class-map",),
+        "map class folder names to the model's class indices: a text file with one class name "
         "per line (line k is index k, as timm's class maps) or 'NAME INDEX' lines, or a JSON object; lets weights "
-        "trained on many classes (ImageNet) be evaluated on a folder holding some of them", {"metavar": "FILE"},
+        "trained on many classes (ImageNet) be evaluated on a folder holding some of them",
+        {"metavar": "FILE"},
     ),
-    "device": Flag(
-        ("--device",), "auto (cuda when available, else cpu), cpu, cuda or cuda:N", {"metavar": "DEVICE"}
-    ),
+    "device": Flag(("--device",), "auto (cuda when available, else cpu), cpu, cuda or cuda:N", {"metavar": "DEVICE"}),
     "batch_size": Flag(("-b", "--batch-size"), "batch size", {"type": int, "metavar": "N"}),
     "workers": Flag(
-        ("-j", "--workers"), "data loader worker processes (0: load in the main process)",
+        ("-j", "--workers"),
+        "data loader worker processes (0: load in the main process)",
         {"type": int, "metavar": "N"},
     ),
     "precision": Flag(("--precision",), "fp32, or autocast to bf16 or fp16", {"choices": AUTOCAST_PRECISIONS}),
     "no_optimize": Flag(
-        ("--no-optimize",), "on the CPU, run the plain model (under autocast for bf16) instead of the optimised "
-        "one --precision selects", {"action": "store_true"},
+        ("--no-optimize",),
+        "on the CPU, run the plain model (under autocast for bf16) instead of the optimised one --precision selects",
+        {"action": "store_true"},
     ),
     "backend": Flag(
-        ("--backend",), "on the CPU, what runs the optimised model: torch (oneDNN kernels), openvino (the openvino "
+        ("--backend",),
+        "on the CPU, what runs the optimised model: torch (oneDNN kernels), openvino (the openvino "
         "extra), or auto (the one measured fastest here for this model, batch size and precision, remembered)",
         {"choices": BACKENDS},
     ),
     "calibration": Flag(
-        ("--calibration",), "int8: the images to calibrate on, preprocessed as the inputs: image files, a folder "
-        "of images (its train/ split when it has one) or fashion-mnist/mnist", {"nargs": "+", "metavar": "SOURCE"},
+        ("--calibration",),
+        "int8: the images to calibrate on, preprocessed as the inputs: image files, a folder "
+        "of images (its train/ split when it has one) or fashion-mnist/mnist",
+        {"nargs": "+", "metavar": "SOURCE"},
     ),
     "calibration_images": Flag(
-        ("--calibration-images",), "int8: how many calibration images to use at most (class-balanced from a "
-        "dataset)", {"type": int, "metavar": "N"},
+        ("--calibration-images",),
+        "int8: how many calibration images to use at most (class-balanced from a dataset)",
+        {"type": int, "metavar": "N"},
     ),
     "data": Flag(
-        ("--data", "--data-dir"), "an image folder (DIR/train/<class>/*.jpg and DIR/val/<class>/*.jpg, or "
-        "DIR/<class>/*.jpg), 'fashion-mnist' or 'mnist'", {"metavar": "DIR"},
+        ("--data", "--data-dir"),
+        "an image folder (DIR/train/<class>/*.jpg and DIR/val/<class>/*.jpg, or "
+        "DIR/<class>/*.jpg), 'fashion-mnist' or 'mnist'",
+        {"metavar": "DIR"},
     ),
 }
 
-def add_flag(parser: argparse.ArgumentParser, key: str, *, help: str | None = None, extra_help: str = "",
-             **overrides: Any) -> argparse.Action:
+
+def add_flag(
+    parser: argparse.ArgumentParser, key: str, *, help: str | None = None, extra_help: str = "", **overrides: Any
+) -> argparse.Action:
     """Add the shared flag ``key`` to ``parser``; ``overrides`` set ``default``, ``required``, ``dest``...
 
     ``help`` replaces the shared help text, ``extra_help`` is appended to it.
@@ -140,8 +160,14 @@ def resolve_device(name: str | None) -> Any:
     return device
 
 
-_SWITCHES = (argparse._StoreTrueAction, argparse._StoreFalseAction, argparse._StoreConstAction,
-             argparse._CountAction, argparse._HelpAction, argparse._VersionAction)
+_SWITCHES = (
+    argparse._StoreTrueAction,
+    argparse._StoreFalseAction,
+    argparse._StoreConstAction,
+    argparse._CountAction,
+    argparse._HelpAction,
+    argparse._VersionAction,
+)
 
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -179,4 +205,3 @@ class Parser(argparse.ArgumentParser):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
-

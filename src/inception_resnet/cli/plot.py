@@ -13,8 +13,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("runs", nargs="+", metavar="RUN", help="run directory or metrics file")
     parser.add_argument("-o", "--output", default="curves.png", help="PNG file to write (default: curves.png)")
-    parser.add_argument("--label", action="append", dest="labels", metavar="NAME",
-                        help="legend name per run, in order (default: the directory names)")
+    parser.add_argument(
+        "--label",
+        action="append",
+        dest="labels",
+        metavar="NAME",
+        help="legend name per run, in order (default: the directory names)",
+    )
     parser.add_argument("--title", default=None, help="figure title (default: none)")
     parser.set_defaults(func=run)
 

@@ -25,51 +25,87 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "study",
         help="the paper's residual study: residual vs non-residual pairs, and residual scaling (dying networks)",
         description="Train the paper's comparisons under one recipe for several seeds and write a report with "
-                    "curves, tables and the paper's numbers beside ours. Resumable: finished runs are skipped.",
+        "curves, tables and the paper's numbers beside ours. Resumable: finished runs are skipped.",
     )
     sub = parser.add_subparsers(dest="study_command", metavar="STUDY")
     sub.required = True
     descriptions = {
         "compare": "residual networks against their partners (Inception-v3 vs Inception-ResNet-v1 and "
-                   "Inception-ResNet-v1 without vs with its shortcuts; likewise v4 / Inception-ResNet-v2): curves, "
-                   "steps and time to fixed error levels, final errors, with t-intervals and sign-flip p-values",
+        "Inception-ResNet-v1 without vs with its shortcuts; likewise v4 / Inception-ResNet-v2): curves, "
+        "steps and time to fixed error levels, final errors, with t-intervals and sign-flip p-values",
         "sweep": "each entry of the comparison at several learning rates, validated on held-out training images: "
-                 "the rate per entry that the preset's comparison then uses",
+        "the rate per entry that the preset's comparison then uses",
         "scaling": "wide, full-depth Inception-ResNets for a grid of learning rates and residual scales "
-                   "1.0/0.3/0.2/0.1: dead channels before the final pooling and the residual stream measured as "
-                   "they train, the runs that died (with living controls) and every run's validation error",
+        "1.0/0.3/0.2/0.1: dead channels before the final pooling and the residual stream measured as "
+        "they train, the runs that died (with living controls) and every run's validation error",
     }
     for name, text in descriptions.items():
         command = sub.add_parser(name, help=text.split(":")[0], description=text)
-        command.add_argument("--preset", default=None,
-                             help="cpu, cpu-evidence, gpu, imagenet, scaling-cpu, scaling-cpu-long or a JSON file "
-                                  "(default: gpu with CUDA, else cpu)")
-        command.add_argument("--out", default=None, metavar="DIR",
-                             help=f"report directory (default: study-results/<preset>/{name})")
-        command.add_argument("--parallel", type=int, default=None, metavar="N",
-                             help="train N runs at once, one process each (shortcut for --set parallel=N)")
-        command.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                             help="change a setting: a study key (seeds=[0,1], pairs=..., scales=...) or a "
-                                  "training setting (epochs=2, train.lr=0.1); VALUE is JSON when it parses")
-        add_flag(command, "data", default=None, help="shortcut for --set data=DIR: an image folder, "
-                 "'fashion-mnist' or 'mnist' (default: the preset's)")
-        command.add_argument("--seeds", default=None,
-                             help="shortcut for --set seeds=[..], e.g. 0,1,2 (default: the preset's)")
-        command.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
-                             help="start no new run after this many seconds; the report marks the rest "
-                                  "(default: no limit)")
-        command.add_argument("--report-only", action="store_true",
-                             help="train nothing; rebuild the report from the runs already in --out")
-        command.add_argument("--print-config", action="store_true",
-                             help="print the study configuration (after --set) as JSON and exit")
+        command.add_argument(
+            "--preset",
+            default=None,
+            help="cpu, cpu-evidence, gpu, imagenet, scaling-cpu, scaling-cpu-long or a JSON file "
+            "(default: gpu with CUDA, else cpu)",
+        )
+        command.add_argument(
+            "--out", default=None, metavar="DIR", help=f"report directory (default: study-results/<preset>/{name})"
+        )
+        command.add_argument(
+            "--parallel",
+            type=int,
+            default=None,
+            metavar="N",
+            help="train N runs at once, one process each (shortcut for --set parallel=N)",
+        )
+        command.add_argument(
+            "--set",
+            dest="overrides",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="change a setting: a study key (seeds=[0,1], pairs=..., scales=...) or a "
+            "training setting (epochs=2, train.lr=0.1); VALUE is JSON when it parses",
+        )
+        add_flag(
+            command,
+            "data",
+            default=None,
+            help="shortcut for --set data=DIR: an image folder, 'fashion-mnist' or 'mnist' (default: the preset's)",
+        )
+        command.add_argument(
+            "--seeds", default=None, help="shortcut for --set seeds=[..], e.g. 0,1,2 (default: the preset's)"
+        )
+        command.add_argument(
+            "--time-limit",
+            type=float,
+            default=None,
+            metavar="SECONDS",
+            help="start no new run after this many seconds; the report marks the rest (default: no limit)",
+        )
+        command.add_argument(
+            "--report-only",
+            action="store_true",
+            help="train nothing; rebuild the report from the runs already in --out",
+        )
+        command.add_argument(
+            "--print-config", action="store_true", help="print the study configuration (after --set) as JSON and exit"
+        )
         command.add_argument("--quiet", action="store_true", help="no per-run progress bars")
         if name == "compare":
-            command.add_argument("--models", nargs="+", default=None, metavar="NAME",
-                                 help="extra baseline models (e.g. googlenet bn_inception) trained under the same "
-                                      "recipe, data order, budget and seeds; shortcut for --set baselines=[..]")
+            command.add_argument(
+                "--models",
+                nargs="+",
+                default=None,
+                metavar="NAME",
+                help="extra baseline models (e.g. googlenet bn_inception) trained under the same "
+                "recipe, data order, budget and seeds; shortcut for --set baselines=[..]",
+            )
         command.set_defaults(func=run, section=name)
-    presets = sub.add_parser("presets", help="list the presets, or print one (to copy and edit)",
-                             description="Without NAME: the presets and their descriptions. With NAME: its JSON.")
+    presets = sub.add_parser(
+        "presets",
+        help="list the presets, or print one (to copy and edit)",
+        description="Without NAME: the presets and their descriptions. With NAME: its JSON.",
+    )
     presets.add_argument("name", nargs="?", default=None, help="a preset to print (default: list them all)")
     presets.set_defaults(func=show_presets)
 
@@ -94,8 +130,9 @@ def overrides_from_args(args: argparse.Namespace) -> list[str]:
         try:
             seeds = [int(s) for s in str(args.seeds).replace(" ", "").split(",") if s]
         except ValueError:
-            raise ValueError(f"--seeds {args.seeds!r}: expected whole numbers separated by commas, e.g. 0,1,2") \
-                from None
+            raise ValueError(
+                f"--seeds {args.seeds!r}: expected whole numbers separated by commas, e.g. 0,1,2"
+            ) from None
         overrides.append(f"seeds={json.dumps(seeds)}")
     if args.time_limit is not None:
         overrides.append(f"time_limit_s={args.time_limit}")
@@ -132,8 +169,9 @@ def run(args: argparse.Namespace) -> int:
     command = command_line(args, args.preset or preset.name, out)
     log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
     if args.section == "sweep":
-        result = run_sweep(section, preset.compare, out, preset=preset.name, command=command,
-                           report_only=args.report_only, log=log)
+        result = run_sweep(
+            section, preset.compare, out, preset=preset.name, command=command, report_only=args.report_only, log=log
+        )
         for name, lr in result.chosen.items():
             print(f"chosen learning rate for {name}: {lr:g}")
     else:

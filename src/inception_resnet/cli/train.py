@@ -32,8 +32,14 @@ def _base_type(annotation: Any) -> Any:
 
 # TrainConfig fields set by the flags every command shares (cli/options.py), and the shared flag of each.
 SHARED_FIELDS = {
-    "model": "model", "model_options": "model_option", "pretrained": "weights", "num_classes": "num_classes",
-    "device": "device", "batch_size": "batch_size", "num_workers": "workers", "precision": "precision",
+    "model": "model",
+    "model_options": "model_option",
+    "pretrained": "weights",
+    "num_classes": "num_classes",
+    "device": "device",
+    "batch_size": "batch_size",
+    "num_workers": "workers",
+    "precision": "precision",
     "data": "data",
 }
 # What an unset (None) field means, for fields whose help does not say it and the recipe does not fill in.
@@ -88,11 +94,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         ),
         argument_default=argparse.SUPPRESS,
     )
-    parser.add_argument("--config", dest="config_file", metavar="FILE",
-                        help="JSON file of settings: a dict of fields, or a run's config.json (default: none)")
-    parser.add_argument("--print-config", action="store_true", default=False,
-                        help="print the configuration the run would use (recipe, model and data resolved) as JSON "
-                             "and exit")
+    parser.add_argument(
+        "--config",
+        dest="config_file",
+        metavar="FILE",
+        help="JSON file of settings: a dict of fields, or a run's config.json (default: none)",
+    )
+    parser.add_argument(
+        "--print-config",
+        action="store_true",
+        default=False,
+        help="print the configuration the run would use (recipe, model and data resolved) as JSON and exit",
+    )
     helps = field_help()
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
     for name, annotation in field_types().items():
@@ -141,8 +154,10 @@ def read_config_file(path: Path) -> dict[str, Any]:
     if isinstance(loaded, dict) and "config" in loaded:
         loaded = loaded["config"]
     if not isinstance(loaded, dict):
-        raise ValueError(f"--config {path} must hold a JSON object of training settings (or a run's config.json, "
-                         f"whose 'config' is one), got {json.dumps(loaded)[:80]}")
+        raise ValueError(
+            f"--config {path} must hold a JSON object of training settings (or a run's config.json, "
+            f"whose 'config' is one), got {json.dumps(loaded)[:80]}"
+        )
     return checked_settings(loaded, f"--config {path}")
 
 
@@ -179,15 +194,20 @@ def effective_config(config: TrainConfig) -> tuple[dict[str, Any], list[str]]:
             if synthetic is not None:
                 values["num_classes"] = synthetic[1]
             else:
-                train_set, _val, validation = train_val_datasets(config.data, config.val_fraction, config.seed,
-                                                                 download=False)
+                train_set, _val, validation = train_val_datasets(
+                    config.data, config.val_fraction, config.seed, download=False
+                )
                 values["num_classes"] = len(train_set.classes)
                 notes.append(validation)
         except RuntimeError as err:  # Fashion-MNIST / MNIST not here yet: the run would download them
             notes.append(f"num_classes left unresolved: the data is not available without a download ({err})")
     with torch.device("meta"):
-        model = create_model(values["model"], num_classes=values["num_classes"] or 1000, in_chans=config.in_chans,
-                             **config.model_kwargs())
+        model = create_model(
+            values["model"],
+            num_classes=values["num_classes"] or 1000,
+            in_chans=config.in_chans,
+            **config.model_kwargs(),
+        )
     if values["input_size"] is None:
         values["input_size"] = int(model.metadata.input_size[-1])
     return values, notes
@@ -207,11 +227,15 @@ def run(args: argparse.Namespace) -> int:
     if int(os.environ.get("RANK", "0")) != 0:
         return summary.exit_code
     final = summary.final
-    lines = [f"{summary.status}: {summary.epochs_completed} epoch(s), {summary.global_step} steps, "
-             f"{summary.seconds:.1f} s, {summary.images_per_second:.1f} img/s (training)"]
+    lines = [
+        f"{summary.status}: {summary.epochs_completed} epoch(s), {summary.global_step} steps, "
+        f"{summary.seconds:.1f} s, {summary.images_per_second:.1f} img/s (training)"
+    ]
     if summary.best_top1_error is not None:
-        lines.append(f"best top-1/top-5 error {summary.best_top1_error:.2f}/{summary.best_top5_error:.2f}% "
-                     f"(epoch {summary.best_epoch})")
+        lines.append(
+            f"best top-1/top-5 error {summary.best_top1_error:.2f}/{summary.best_top5_error:.2f}% "
+            f"(epoch {summary.best_epoch})"
+        )
     if final.get("zero_fraction") is not None:
         lines.append(f"zeros entering the final pooling: {100 * final['zero_fraction']:.1f}%")
     lines.append(f"run directory: {summary.run_dir}")

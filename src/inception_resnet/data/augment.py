@@ -69,8 +69,9 @@ def shift_hue(image: torch.Tensor, delta: float) -> torch.Tensor:
     top = torch.maximum(torch.maximum(red, green), blue)
     chroma = top - torch.minimum(torch.minimum(red, green), blue)
     safe = torch.where(chroma > 0, chroma, torch.ones_like(chroma))
-    hue = torch.where(top == red, (green - blue) / safe,
-                      torch.where(top == green, (blue - red) / safe + 2, (red - green) / safe + 4))
+    hue = torch.where(
+        top == red, (green - blue) / safe, torch.where(top == green, (blue - red) / safe + 2, (red - green) / safe + 4)
+    )
     hue = torch.remainder(hue + 6 * delta, 6)
 
     def channel(offset: int) -> torch.Tensor:
@@ -159,6 +160,13 @@ def train_transform(
 ) -> Callable[[Any], torch.Tensor]:
     """The Inception training transform (see the module docstring); output in [-1, 1] with the defaults."""
     return TrainTransform(
-        input_size, in_chans, mean=mean, std=std, interpolation=interpolation,
-        color_distortion=color_distortion, area=area, aspect=aspect, flip=flip,
+        input_size,
+        in_chans,
+        mean=mean,
+        std=std,
+        interpolation=interpolation,
+        color_distortion=color_distortion,
+        area=area,
+        aspect=aspect,
+        flip=flip,
     )

@@ -51,7 +51,8 @@ def _from_files(paths: Sequence[str], transform: Callable, count: int) -> list[t
 def _is_class_tree(root: Path) -> bool:
     entries = list(os.scandir(root))
     return any(e.is_dir() and not e.name.startswith(".") for e in entries) and not any(
-        e.is_file() and is_image_file(e.name) for e in entries)
+        e.is_file() and is_image_file(e.name) for e in entries
+    )
 
 
 def load_calibration(
@@ -75,18 +76,24 @@ def load_calibration(
         root = Path(source)
         if root.is_dir() and not (root / "train").is_dir() and (root / "val").is_dir():
             split = "val"  # a folder with only a val/ split: calibrate on it, as nothing else is there
-        dataset = subset(build_dataset(source, split, functools.partial(_single_view, transform), download=download),
-                         count, seed)
-        images = [image for image, _ in (dataset[i] for i in range(len(dataset)))
-                  if not isinstance(image, SkippedSample)]
+        dataset = subset(
+            build_dataset(source, split, functools.partial(_single_view, transform), download=download), count, seed
+        )
+        images = [
+            image for image, _ in (dataset[i] for i in range(len(dataset))) if not isinstance(image, SkippedSample)
+        ]
     elif Path(source).is_dir():
         images = _from_files(image_files(Path(source)), transform, count)
     elif Path(source).is_file():
         images = _from_files([str(source)], transform, count)
     else:
-        raise FileNotFoundError(f"calibration source {source} is neither an image file, a folder nor one of "
-                                f"{', '.join(sorted(set(BUILTIN_ALIASES.values())))}")
+        raise FileNotFoundError(
+            f"calibration source {source} is neither an image file, a folder nor one of "
+            f"{', '.join(sorted(set(BUILTIN_ALIASES.values())))}"
+        )
     if not images:
-        raise ValueError(f"no calibration images could be read from {source}; give image files or a folder of "
-                         "images like the ones the model will see")
+        raise ValueError(
+            f"no calibration images could be read from {source}; give image files or a folder of "
+            "images like the ones the model will see"
+        )
     return torch.stack(images)

@@ -52,8 +52,9 @@ def read_class_map(path: str | os.PathLike) -> dict[str, int]:
     return mapping
 
 
-def apply_class_map(dataset: ImageFolderDataset, mapping: dict[str, int], where: str = "the class map"
-                    ) -> ImageFolderDataset:
+def apply_class_map(
+    dataset: ImageFolderDataset, mapping: dict[str, int], where: str = "the class map"
+) -> ImageFolderDataset:
     """A copy of an image folder whose labels are ``mapping[folder name]``; ``classes`` gets one name per index.
 
     Every class folder must be in the map (a ValueError names those that are not). The copy has
@@ -65,8 +66,10 @@ def apply_class_map(dataset: ImageFolderDataset, mapping: dict[str, int], where:
     missing = [name for name in dataset.classes if name not in mapping]
     if missing:
         shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
-        raise ValueError(f"{len(missing)} class folder(s) of {dataset.root} are not in {where}: {shown}; add them "
-                         "to the map or remove those folders")
+        raise ValueError(
+            f"{len(missing)} class folder(s) of {dataset.root} are not in {where}: {shown}; add them "
+            "to the map or remove those folders"
+        )
     size = max(mapping.values()) + 1
     names = [str(index) for index in range(size)]
     for name, index in sorted(mapping.items(), key=lambda item: item[1], reverse=True):

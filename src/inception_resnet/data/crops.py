@@ -160,7 +160,12 @@ class MultiCropTransform(EvalTransform):
     """
 
     def __init__(
-        self, input_size: int | Sequence[int], crops: int = 1, in_chans: int = 3, *, style: str = "center",
+        self,
+        input_size: int | Sequence[int],
+        crops: int = 1,
+        in_chans: int = 3,
+        *,
+        style: str = "center",
         **options: Any,
     ) -> None:
         super().__init__(input_size, in_chans, style=style, **options)
@@ -189,6 +194,8 @@ def multi_crop_transform_for(
     """The crop-set transform for a model, with the preprocessing its metadata describes."""
     metadata = metadata_of(model_or_metadata)
     return MultiCropTransform(
-        resolve_input_size(metadata, input_size), crops, int(metadata.input_size[0]),
+        resolve_input_size(metadata, input_size),
+        crops,
+        int(metadata.input_size[0]),
         **eval_options_for(metadata, style),
     )

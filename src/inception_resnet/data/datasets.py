@@ -54,7 +54,16 @@ from .subsets import holdout_split
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".ppm", ".pgm")
 SPLITS = ("train", "val")
 FASHION_MNIST_CLASSES = [
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 ]
 MNIST_CLASSES = [str(digit) for digit in range(10)]
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
@@ -81,8 +90,12 @@ BUILTIN_DATASETS = {
     ),
     "mnist": BuiltinDataset("MNIST", "MNIST", tuple(MNIST_CLASSES)),
 }
-BUILTIN_ALIASES = {"fashion-mnist": "fashion-mnist", "fashion_mnist": "fashion-mnist", "fashionmnist": "fashion-mnist",
-                   "mnist": "mnist"}
+BUILTIN_ALIASES = {
+    "fashion-mnist": "fashion-mnist",
+    "fashion_mnist": "fashion-mnist",
+    "fashionmnist": "fashion-mnist",
+    "mnist": "mnist",
+}
 
 
 # -- ImageFolder ----------------------------------------------------------------------------------------
@@ -110,13 +123,14 @@ def class_folders(root: Path) -> list[str]:
             f"({root}/<class name>/<image>)"
         )
     raise ValueError(
-        f"no images in {root}: expected one sub-folder per class holding image files "
-        f"({', '.join(IMAGE_EXTENSIONS)})"
+        f"no images in {root}: expected one sub-folder per class holding image files ({', '.join(IMAGE_EXTENSIONS)})"
     )
 
 
 def image_files(
-    folder: Path, seen_files: dict[str, str] | None = None, seen_dirs: dict[str, str] | None = None,
+    folder: Path,
+    seen_files: dict[str, str] | None = None,
+    seen_dirs: dict[str, str] | None = None,
     skipped: list[tuple[str, str]] | None = None,
 ) -> list[str]:
     """The image files under ``folder`` (recursively, following links), each directory's files sorted first.
@@ -219,8 +233,13 @@ class ImageFolderDataset(Dataset):
     """
 
     def __init__(
-        self, root: str | os.PathLike, transform: Callable | None = None, *, strict: bool = False,
-        decode: bool = True, max_pixels: int | None = None,
+        self,
+        root: str | os.PathLike,
+        transform: Callable | None = None,
+        *,
+        strict: bool = False,
+        decode: bool = True,
+        max_pixels: int | None = None,
     ) -> None:
         self.root = Path(root)
         if not self.root.exists():
@@ -317,11 +336,13 @@ def locate_builtin(spec: BuiltinDataset, split: str, download: bool) -> tuple[Pa
 
 
 def offline_message(spec: BuiltinDataset, torchvision_raw: Path, why: str) -> str:
-    where = [f"the Debian package {APT_PACKAGE} (apt-get install {APT_PACKAGE}; files in {d})"
-             for d in spec.system_dirs]
+    where = [
+        f"the Debian package {APT_PACKAGE} (apt-get install {APT_PACKAGE}; files in {d})" for d in spec.system_dirs
+    ]
     where.append(f"the cache directory {torchvision_raw} (set INCEPTION_RESNET_DATA to move it)")
     return (
-        f"{spec.name} is not available: {why}. Looked for its IDX files in " + " and ".join(where)
+        f"{spec.name} is not available: {why}. Looked for its IDX files in "
+        + " and ".join(where)
         + ". Install the package, copy the four *-ubyte(.gz) files into the cache directory, or run once "
         "with network access to let torchvision download them there; or pass --data DIR with an image folder."
     )
@@ -331,7 +352,11 @@ class IdxDataset(Dataset):
     """Fashion-MNIST / MNIST from IDX files: 1 x 28 x 28 uint8 images through ``transform``."""
 
     def __init__(
-        self, images: np.ndarray, labels: np.ndarray, classes: Sequence[str], transform: Callable | None = None,
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        classes: Sequence[str],
+        transform: Callable | None = None,
         name: str = "idx",
     ) -> None:
         if len(images) != len(labels):
@@ -359,8 +384,9 @@ class IdxDataset(Dataset):
 def load_builtin(key: str, split: str, transform: Callable | None, download: bool) -> IdxDataset:
     spec = BUILTIN_DATASETS[key]
     images_path, labels_path = locate_builtin(spec, split, download)
-    return IdxDataset(read_idx(images_path), read_idx(labels_path), spec.classes, transform,
-                      name=f"{spec.name} {split}")
+    return IdxDataset(
+        read_idx(images_path), read_idx(labels_path), spec.classes, transform, name=f"{spec.name} {split}"
+    )
 
 
 # -- entry points ---------------------------------------------------------------------------------------
@@ -407,7 +433,11 @@ def build_dataset(
 
 
 def train_val_datasets(
-    data: str | os.PathLike | None, val_fraction: float, seed: int = 0, *, download: bool = True,
+    data: str | os.PathLike | None,
+    val_fraction: float,
+    seed: int = 0,
+    *,
+    download: bool = True,
 ) -> tuple[Dataset, Dataset | None, str]:
     """The training and validation sets of a training run, and a sentence saying where validation comes from.
 
@@ -437,7 +467,11 @@ def train_val_datasets(
     if val_fraction == 0:
         return full, None, f"no validation: {root} has no val/ split and val_fraction is 0"
     train, val = holdout_split(full, val_fraction, seed)
-    return train, val, (
-        f"{root} has no val/ split: {len(val)} of its {len(full)} training images ({val_fraction:.0%}, "
-        f"class-balanced, seed {seed}) are held out for validation and not trained on (val_fraction)"
+    return (
+        train,
+        val,
+        (
+            f"{root} has no val/ split: {len(val)} of its {len(full)} training images ({val_fraction:.0%}, "
+            f"class-balanced, seed {seed}) are held out for validation and not trained on (val_fraction)"
+        ),
     )

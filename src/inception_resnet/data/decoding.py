@@ -150,9 +150,11 @@ def pil_to_tensor(image: Image.Image) -> torch.Tensor:
         if not np.isfinite(array).all() or array.min() < 0.0 or array.max() > 1.0:
             finite = array[np.isfinite(array)]
             span = f"{finite.min():g} to {finite.max():g}" if finite.size else "no finite value"
-            raise ValueError(f"a 32-bit floating-point image must hold intensities from 0 to 1 (this one: {span}"
-                             f"{', with NaN or infinite values' if finite.size < array.size else ''}); convert it "
-                             "to 8 or 16 bits per pixel")
+            raise ValueError(
+                f"a 32-bit floating-point image must hold intensities from 0 to 1 (this one: {span}"
+                f"{', with NaN or infinite values' if finite.size < array.size else ''}); convert it "
+                "to 8 or 16 bits per pixel"
+            )
         grey = torch.from_numpy(np.rint(array * 65535.0).astype(np.uint16))
         return grey.unsqueeze(0).expand(3, -1, -1).contiguous()
     array = np.asarray(image.convert("RGB"))
@@ -235,9 +237,10 @@ def check_image_file(path: str | os.PathLike, max_pixels: int | None = None) -> 
         width, height = size
         if width * height > limit:
             raise CorruptImageError(
-                path, f"its header declares {width}x{height} = {width * height:,} pixels, more than the limit of "
+                path,
+                f"its header declares {width}x{height} = {width * height:,} pixels, more than the limit of "
                 f"{limit:,} per image (a damaged or hostile file, or a huge image: set {MAX_PIXELS_ENV} to raise "
-                "the limit)"
+                "the limit)",
             )
     return size
 

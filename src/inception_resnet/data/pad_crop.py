@@ -69,8 +69,10 @@ class PadCropTransform:
         return self.normalize(to_float(resize(image, self.size, self.interpolation)))
 
     def __repr__(self) -> str:
-        return (f"PadCropTransform(size={self.size}, in_chans={self.in_chans}, pad_fraction={self.pad_fraction:.3f}, "
-                f"flip={self.flip}, {self.normalize})")
+        return (
+            f"PadCropTransform(size={self.size}, in_chans={self.in_chans}, pad_fraction={self.pad_fraction:.3f}, "
+            f"flip={self.flip}, {self.normalize})"
+        )
 
 
 def whole_image_transform(
@@ -82,5 +84,6 @@ def whole_image_transform(
     interpolation: str = "bilinear",
 ) -> EvalTransform:
     """The whole image resized to the input size (no central crop): the evaluation of :class:`PadCropTransform`."""
-    return EvalTransform(input_size, in_chans, crop_pct=1.0, style="tf", interpolation=interpolation, mean=mean,
-                         std=std)
+    return EvalTransform(
+        input_size, in_chans, crop_pct=1.0, style="tf", interpolation=interpolation, mean=mean, std=std
+    )

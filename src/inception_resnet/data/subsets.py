@@ -74,7 +74,6 @@ def subset(dataset: Dataset, n: int, seed: int = 0) -> Dataset:
     return DatasetSubset(dataset, sorted(chosen))
 
 
-
 def holdout_split(dataset: Dataset, fraction: float, seed: int = 0) -> tuple[DatasetSubset, DatasetSubset]:
     """``(train, held_out)``: ``fraction`` of each class's items held out, chosen by ``seed``; disjoint.
 

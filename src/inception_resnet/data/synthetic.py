@@ -1,5 +1,4 @@
-"""Synthetic data for smoke tests: ``synthetic:N[:CLASSES]`` as a ready dataset.
-"""
+"""Synthetic data for smoke tests: ``synthetic:N[:CLASSES]`` as a ready dataset."""
 
 from __future__ import annotations
 
@@ -49,4 +48,3 @@ def parse_synthetic(spec: str | None) -> tuple[int, int] | None:
     except ValueError:
         raise ValueError(f"bad synthetic data spec {spec!r}; write synthetic:N or synthetic:N:CLASSES") from None
     return size, classes
-

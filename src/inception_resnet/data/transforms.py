@@ -331,8 +331,9 @@ def resolve_input_size(metadata: Any, input_size: int | Sequence[int] | None) ->
     """``input_size`` or the metadata's, refused when below the model's minimum (75 for the family)."""
     size = as_size(metadata.input_size if input_size is None else input_size)
     minimum = getattr(metadata, "min_input_size", 1)
-    check_min_size(getattr(metadata, "name", "the model"), size[0], size[1], minimum,
-                   f"choose an input_size of at least {minimum}")
+    check_min_size(
+        getattr(metadata, "name", "the model"), size[0], size[1], minimum, f"choose an input_size of at least {minimum}"
+    )
     return size
 
 

@@ -90,8 +90,10 @@ def check_classes(model: nn.Module, classes: Sequence[str] | None, *, check_name
         "the wrong labels"
     )
     if check_names:
-        raise ValueError(message + ". Use data with the same class folders, or pass --ignore-class-names "
-                         "(check_class_names=False) if the labels correspond anyway")
+        raise ValueError(
+            message + ". Use data with the same class folders, or pass --ignore-class-names "
+            "(check_class_names=False) if the labels correspond anyway"
+        )
     warnings.warn(message, stacklevel=3)
 
 
@@ -109,13 +111,20 @@ def autocast_dtype(precision: str | None) -> torch.dtype | None:
     if precision is None:
         return None
     if precision not in AUTOCAST_DTYPES:
-        raise ValueError(f"precision must be one of {', '.join(AUTOCAST_DTYPES)}, got {precision!r} (int8 runs "
-                         "through the optimised CPU model: inception_resnet.inference.optimize_for_inference)")
+        raise ValueError(
+            f"precision must be one of {', '.join(AUTOCAST_DTYPES)}, got {precision!r} (int8 runs "
+            "through the optimised CPU model: inception_resnet.inference.optimize_for_inference)"
+        )
     return AUTOCAST_DTYPES[precision]
 
 
 def forward_log_probs(
-    model: nn.Module, views: torch.Tensor, *, device: torch.device, precision: str, channels_last: bool,
+    model: nn.Module,
+    views: torch.Tensor,
+    *,
+    device: torch.device,
+    precision: str,
+    channels_last: bool,
     chunk: int | None = None,
 ) -> torch.Tensor:
     """``(B, V, C, H, W)`` views -> ``(B, K)`` log of the view-averaged softmax of one model."""
@@ -129,7 +138,7 @@ def forward_log_probs(
     with torch.autocast(device_type=device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
         for start in range(0, flat.shape[0], chunk):
             outputs.append(logits_of(model(flat[start : start + chunk])).float())
-    logits = torch.cat(outputs)[:, label_offset(model):]
+    logits = torch.cat(outputs)[:, label_offset(model) :]
     return average_log_probs(logits.view(batch, num_views, -1))
 
 
@@ -169,8 +178,9 @@ def predict_probabilities(
         raise ValueError(f"{len(per_member)} view tensors for {len(models)} models; give one per model")
     device = torch.device(device)
     member_log_probs = [
-        forward_log_probs(prepare_model(m, device, channels_last), v, device=device, precision=precision,
-                          channels_last=channels_last)
+        forward_log_probs(
+            prepare_model(m, device, channels_last), v, device=device, precision=precision, channels_last=channels_last
+        )
         for m, v in zip(models, per_member, strict=True)
     ]
     return combine_members(member_log_probs, ensemble_weights(weights, len(models))).exp()
@@ -217,8 +227,15 @@ class TrainingModeRestored:
 
 
 def progress_bar(total: int | None, enabled: bool, description: str) -> tqdm:
-    return tqdm(total=total, disable=not enabled, unit="img", unit_scale=False, desc=description,
-                dynamic_ncols=True, leave=False)
+    return tqdm(
+        total=total,
+        disable=not enabled,
+        unit="img",
+        unit_scale=False,
+        desc=description,
+        dynamic_ncols=True,
+        leave=False,
+    )
 
 
 def evaluate_loader(
@@ -247,14 +264,19 @@ def evaluate_loader(
     with TrainingModeRestored(network), torch.inference_mode(), progress_bar(total, progress, "eval") as bar:
         prepare_model(network, device, channels_last)
         for images, labels in loader:
-            log_probs = forward_log_probs(network, images.unsqueeze(1), device=device, precision=precision,
-                                          channels_last=channels_last)
+            log_probs = forward_log_probs(
+                network, images.unsqueeze(1), device=device, precision=precision, channels_last=channels_last
+            )
             metrics.update(log_probs, labels)
             bar.update(labels.numel())
     skipped_files = list(getattr(loader, "skipped_files", []))
     return metrics.result(
-        num_skipped=int(getattr(loader, "skipped", 0)), crops=1, models=[model_name(model)],
-        ensemble_weights=[1.0], seconds=time.perf_counter() - started, skipped_files=skipped_files,
+        num_skipped=int(getattr(loader, "skipped", 0)),
+        crops=1,
+        models=[model_name(model)],
+        ensemble_weights=[1.0],
+        seconds=time.perf_counter() - started,
+        skipped_files=skipped_files,
     )
 
 
@@ -272,11 +294,21 @@ class MemberViews:
 
 
 def evaluation_dataset(
-    data: str | Dataset | None, split: str, *, strict: bool, download: bool, decode: bool,
-    limit: int | None, seed: int, max_pixels: int | None = None,
+    data: str | Dataset | None,
+    split: str,
+    *,
+    strict: bool,
+    download: bool,
+    decode: bool,
+    limit: int | None,
+    seed: int,
+    max_pixels: int | None = None,
 ) -> Dataset:
-    dataset = data if isinstance(data, Dataset) else build_dataset(
-        data, split, strict=strict, download=download, decode=decode, max_pixels=max_pixels)
+    dataset = (
+        data
+        if isinstance(data, Dataset)
+        else build_dataset(data, split, strict=strict, download=download, decode=decode, max_pixels=max_pixels)
+    )
     if not hasattr(dataset, "with_transform"):
         raise ValueError("evaluate needs a dataset from inception_resnet.data.build_dataset (with_transform)")
     return subset(dataset, limit, seed) if limit is not None else dataset
@@ -337,15 +369,28 @@ def evaluate(
     transforms = [multi_crop_transform_for(m, crops, style=style, input_size=input_size) for m in models]
     if gpu_decode is None:
         gpu_decode = device.type == "cuda"
-    dataset = evaluation_dataset(data, split, strict=strict, download=download, decode=not gpu_decode,
-                                 limit=limit, seed=seed, max_pixels=max_pixels)
+    dataset = evaluation_dataset(
+        data,
+        split,
+        strict=strict,
+        download=download,
+        decode=not gpu_decode,
+        limit=limit,
+        seed=seed,
+        max_pixels=max_pixels,
+    )
     source = getattr(dataset, "dataset", dataset)
     decoding_here = isinstance(source, ImageFolderDataset) and not source.decode
     for model in models:
         check_classes(model, dataset.classes, check_names=check_class_names)
     dataset = dataset.with_transform(None if decoding_here else MemberViews(transforms))
-    loader = build_loader(dataset, max(1, batch_size // crops), num_workers=num_workers,
-                          pin_memory=device.type == "cuda" and not decoding_here, seed=seed)
+    loader = build_loader(
+        dataset,
+        max(1, batch_size // crops),
+        num_workers=num_workers,
+        pin_memory=device.type == "cuda" and not decoding_here,
+        seed=seed,
+    )
     metrics = MetricAccumulator(dataset.classes, per_class=per_class, keep=keep_probabilities)
     skipped_here: list[str] = []
     started = time.perf_counter()
@@ -358,8 +403,9 @@ def evaluate(
                 if labels.numel() == 0:
                     continue
             member_log_probs = [
-                forward_log_probs(m, views, device=device, precision=precision, channels_last=channels_last,
-                                  chunk=batch_size)
+                forward_log_probs(
+                    m, views, device=device, precision=precision, channels_last=channels_last, chunk=batch_size
+                )
                 for m, views in zip(members, images, strict=True)
             ]
             metrics.update(combine_members(member_log_probs, weights), labels)
@@ -367,14 +413,21 @@ def evaluate(
     left_out = [path for path, _ in getattr(source, "scan_skipped", [])] if limit is None else []
     skipped_files = left_out + loader.skipped_files + skipped_here
     return metrics.result(
-        num_skipped=len(skipped_files), crops=crops, models=[model_name(m) for m in models],
-        ensemble_weights=weights, dataset=describe(data, split), seconds=time.perf_counter() - started,
+        num_skipped=len(skipped_files),
+        crops=crops,
+        models=[model_name(m) for m in models],
+        ensemble_weights=weights,
+        dataset=describe(data, split),
+        seconds=time.perf_counter() - started,
         skipped_files=skipped_files,
     )
 
 
 def decode_on_device(
-    encoded: list, labels: torch.Tensor, transforms: Sequence[MultiCropTransform], device: torch.device,
+    encoded: list,
+    labels: torch.Tensor,
+    transforms: Sequence[MultiCropTransform],
+    device: torch.device,
     strict: bool,
 ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor, list[str]]:
     """Decode a batch on ``device`` and build every member's views there; drops (and lists) corrupt files."""

@@ -84,14 +84,33 @@ class EvalResult:
 
     def format_table(self) -> str:
         """A paper-style table (errors and accuracies in %), plus per-class accuracy when computed."""
-        header = ["models", "crops", "images", "skipped", "top-1 err", f"top-{self.top5_k} err",
-                  "top-1 acc", f"top-{self.top5_k} acc", "loss"]
-        row = [self.label, str(self.crops), str(self.num_images), str(self.num_skipped),
-               f"{self.top1_error:.2f} %", f"{self.top5_error:.2f} %", f"{self.top1_accuracy:.2f} %",
-               f"{self.top5_accuracy:.2f} %", f"{self.loss:.4f}"]
+        header = [
+            "models",
+            "crops",
+            "images",
+            "skipped",
+            "top-1 err",
+            f"top-{self.top5_k} err",
+            "top-1 acc",
+            f"top-{self.top5_k} acc",
+            "loss",
+        ]
+        row = [
+            self.label,
+            str(self.crops),
+            str(self.num_images),
+            str(self.num_skipped),
+            f"{self.top1_error:.2f} %",
+            f"{self.top5_error:.2f} %",
+            f"{self.top1_accuracy:.2f} %",
+            f"{self.top5_accuracy:.2f} %",
+            f"{self.loss:.4f}",
+        ]
         lines = table(header, [row], pad=True).split("\n")
-        lines.append(f"{self.num_images} images in {self.seconds:.1f} s ({self.images_per_second:.1f} images/s)"
-                     + (f" on {self.dataset}" if self.dataset else ""))
+        lines.append(
+            f"{self.num_images} images in {self.seconds:.1f} s ({self.images_per_second:.1f} images/s)"
+            + (f" on {self.dataset}" if self.dataset else "")
+        )
         if self.per_class_accuracy:
             lines.append("")
             rows = [[name, f"{acc:.2f} %"] for name, acc in self.per_class_accuracy.items()]
@@ -104,8 +123,11 @@ class EvalResult:
 
     def csv_row(self) -> dict[str, Any]:
         """One CSV row: the summary, then ``class_accuracy/<name>`` columns when per-class was computed."""
-        row = {key: value for key, value in self.to_dict().items()
-               if key not in ("per_class_accuracy", "skipped_files", "run")}
+        row = {
+            key: value
+            for key, value in self.to_dict().items()
+            if key not in ("per_class_accuracy", "skipped_files", "run")
+        }
         row["models"] = " + ".join(self.models)
         row["ensemble_weights"] = " ".join(f"{w:.6g}" for w in self.ensemble_weights)
         for name, accuracy in (self.per_class_accuracy or {}).items():
@@ -172,7 +194,8 @@ class MetricAccumulator:
         names = self.classes or [str(i) for i in range(len(self.class_totals))]
         return {
             names[i]: 100.0 * int(self.class_hits[i]) / int(total)
-            for i, total in enumerate(self.class_totals) if total > 0
+            for i, total in enumerate(self.class_totals)
+            if total > 0
         }
 
     def result(self, **details: Any) -> EvalResult:
@@ -212,6 +235,10 @@ def average_log_probs(logits: torch.Tensor) -> torch.Tensor:
 
 def combine_members(member_log_probs: Sequence[torch.Tensor], weights: Sequence[float]) -> torch.Tensor:
     """Log of the weighted mean of the members' probabilities (weights summing to 1)."""
-    stacked = torch.stack([lp + math.log(w) if w > 0 else torch.full_like(lp, -math.inf)
-                           for lp, w in zip(member_log_probs, weights, strict=True)])
+    stacked = torch.stack(
+        [
+            lp + math.log(w) if w > 0 else torch.full_like(lp, -math.inf)
+            for lp, w in zip(member_log_probs, weights, strict=True)
+        ]
+    )
     return torch.logsumexp(stacked, dim=0)

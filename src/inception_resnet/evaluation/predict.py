@@ -59,8 +59,10 @@ class Prediction:
     probabilities: list[float]
 
     def as_dict(self) -> dict[str, Any]:
-        top = [{"index": i, "label": n, "probability": p}
-               for i, n, p in zip(self.indices, self.labels, self.probabilities, strict=True)]
+        top = [
+            {"index": i, "label": n, "probability": p}
+            for i, n, p in zip(self.indices, self.labels, self.probabilities, strict=True)
+        ]
         return {"image": self.path, "top": top}
 
 
@@ -120,7 +122,7 @@ def predict_batch(model: nn.Module, batch: torch.Tensor, k: int = 5) -> tuple[to
 
 def _chunks(items: Sequence, size: int) -> Iterable[Sequence]:
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
 def predict_files(
@@ -147,8 +149,9 @@ def predict_files(
     if names is None:
         trained = trained_classes(model)
         fits = trained is not None and len(trained) == model.num_classes - meta.label_offset
-        names = ([BACKGROUND] * meta.label_offset + trained) if fits else class_names(model.num_classes,
-                                                                                      meta.label_offset)
+        names = (
+            ([BACKGROUND] * meta.label_offset + trained) if fits else class_names(model.num_classes, meta.label_offset)
+        )
     names = list(names)
     transform = eval_transform_for(model, input_size=input_size)
     device = torch.device(device) if device is not None else next(model.parameters()).device

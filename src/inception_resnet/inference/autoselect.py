@@ -52,8 +52,10 @@ def cpu_identity(features: dict[str, bool]) -> str:
     except ImportError:
         ov_version = "none"
     flags = ",".join(sorted(k for k, v in features.items() if v))
-    return (f"{cpu_name() or platform.processor()} | {torch.get_num_threads()} threads | {flags} | "
-            f"torch {torch.__version__} | openvino {ov_version}")
+    return (
+        f"{cpu_name() or platform.processor()} | {torch.get_num_threads()} threads | {flags} | "
+        f"torch {torch.__version__} | openvino {ov_version}"
+    )
 
 
 def workload_key(model: nn.Module, example: torch.Tensor, precision: str) -> str:
@@ -102,9 +104,16 @@ def _check_input(example: torch.Tensor, batches: list[torch.Tensor] | None) -> t
     return torch.randn(example.shape, generator=torch.Generator().manual_seed(0))
 
 
-def choose_backend(model: nn.Module, precision: str, calibration: Callable[[], list[torch.Tensor] | None],
-                   example: Callable[[list[torch.Tensor] | None], torch.Tensor], *, compile: bool | None = None,
-                   features: dict[str, bool] | None = None, warn: bool = True) -> InferenceModel:
+def choose_backend(
+    model: nn.Module,
+    precision: str,
+    calibration: Callable[[], list[torch.Tensor] | None],
+    example: Callable[[list[torch.Tensor] | None], torch.Tensor],
+    *,
+    compile: bool | None = None,
+    features: dict[str, bool] | None = None,
+    warn: bool = True,
+) -> InferenceModel:
     """The model of ``precision`` on the backend measured fastest for it here (see the module docstring).
 
     ``calibration()``: the int8 batches (None for other precisions); ``example(batches)``: a batch of the size
@@ -138,8 +147,10 @@ def choose_backend(model: nn.Module, precision: str, calibration: Callable[[], l
             continue
         built[name], seconds[name] = candidate, _time(candidate, check)
     if not built:
-        raise RuntimeError(f"no backend reproduced the fp32 model within the {precision} tolerance: "
-                           f"{'; '.join(notes)}; use backend='torch' or another precision")
+        raise RuntimeError(
+            f"no backend reproduced the fp32 model within the {precision} tolerance: "
+            f"{'; '.join(notes)}; use backend='torch' or another precision"
+        )
     chosen = min(seconds, key=seconds.get)
     timings = " vs ".join(f"{name} {1e3 * s:.1f} ms" for name, s in sorted(seconds.items(), key=lambda kv: kv[1]))
     why = f"measured fastest: {timings} per batch of {x.shape[0]}" + (f"; {'; '.join(notes)}" if notes else "")
@@ -151,8 +162,9 @@ def choose_backend(model: nn.Module, precision: str, calibration: Callable[[], l
     return result
 
 
-def _build_one(model: nn.Module, plan: InferencePlan, calibration: Callable, example: Callable,
-               warn: bool) -> InferenceModel:
+def _build_one(
+    model: nn.Module, plan: InferencePlan, calibration: Callable, example: Callable, warn: bool
+) -> InferenceModel:
     if plan.fell_back and warn:
         warnings.warn(str(plan), stacklevel=4)
     batches = calibration() if plan.precision == "int8" else None

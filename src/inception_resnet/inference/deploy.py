@@ -39,8 +39,9 @@ DEPLOY_FORMATS = ("openvino", "onnx")
 MIN_AGREEMENT = 97.0  # percent of the check images whose int8 top-1 class must be fp32's
 
 
-def agreement(run: Callable[[np.ndarray], np.ndarray], model: nn.Module, images: torch.Tensor,
-              batch_size: int = 32) -> float:
+def agreement(
+    run: Callable[[np.ndarray], np.ndarray], model: nn.Module, images: torch.Tensor, batch_size: int = 32
+) -> float:
     """Percent of ``images`` on which ``run`` (a batch in, logits out) gives the fp32 ``model``'s top-1 class."""
     same = 0
     with torch.no_grad():
@@ -65,8 +66,9 @@ def _openvino_runner(xml: bytes, weights: bytes, precision: str) -> Callable[[np
     import openvino as ov
 
     core = ov.Core()
-    compiled = core.compile_model(core.read_model(xml, ov.Tensor(np.frombuffer(weights, np.uint8))), "CPU",
-                                  compile_config(precision))
+    compiled = core.compile_model(
+        core.read_model(xml, ov.Tensor(np.frombuffer(weights, np.uint8))), "CPU", compile_config(precision)
+    )
     return lambda batch: compiled(batch)[0]
 
 
@@ -106,8 +108,15 @@ def quantize_onnx(data: bytes, calibration: torch.Tensor, per_channel: bool = Tr
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                quantize_static(source, target, Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
-                                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+                quantize_static(
+                    source,
+                    target,
+                    Reader(),
+                    quant_format=QuantFormat.QDQ,
+                    per_channel=per_channel,
+                    activation_type=QuantType.QUInt8,
+                    weight_type=QuantType.QInt8,
+                )
         finally:
             root.setLevel(level)
         return Path(target).read_bytes()
@@ -140,8 +149,10 @@ def export_deployment(
     if precision == "int8":
         for name, images in (("calibration", calibration), ("check_images", check_images)):
             if not isinstance(images, torch.Tensor) or images.dim() != 4 or len(images) == 0:
-                raise ValueError(f"an int8 export needs {name}= images, an (N, C, H, W) tensor preprocessed as the "
-                                 "model's inputs (the command line: --calibration SOURCE)")
+                raise ValueError(
+                    f"an int8 export needs {name}= images, an (N, C, H, W) tensor preprocessed as the "
+                    "model's inputs (the command line: --calibration SOURCE)"
+                )
     path = Path(path)
     if fmt == "openvino" and path.suffix != ".xml":
         raise ValueError(f"an OpenVINO IR is written as NAME.xml (with NAME.bin beside it); got {path}")
@@ -170,14 +181,17 @@ def export_deployment(
             raise ValueError(
                 f"the int8 {fmt} export agrees with the fp32 model on the top-1 class of {result.agreement:.1f}% of "
                 f"{len(check_images)} check images, below the {min_agreement:g}% required; nothing was written. "
-                "Calibrate on a few hundred images like the ones the model will see, or export fp32")
+                "Calibrate on a few hundred images like the ones the model will see, or export fp32"
+            )
     else:
         x = example_input(model, input_size, 3).cpu()
         with torch.no_grad():
             result.max_abs_diff = float(np.abs(run(x.numpy()) - model(x).numpy()).max())
         if not result.max_abs_diff <= atol:
-            raise ValueError(f"the {fmt} export differs from PyTorch by {result.max_abs_diff:.3g} (more than {atol}); "
-                             "nothing was written")
+            raise ValueError(
+                f"the {fmt} export differs from PyTorch by {result.max_abs_diff:.3g} (more than {atol}); "
+                "nothing was written"
+            )
     if weights:
         write_bytes_atomic(path.with_suffix(".bin"), weights, f"the {fmt} export's weights")
     write_bytes_atomic(path, xml, f"the {fmt} export")

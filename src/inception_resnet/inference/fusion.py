@@ -49,7 +49,6 @@ class FusionReport:
         return text + (f", {self.convs_packed} convolutions packed for oneDNN" if self.convs_packed else "")
 
 
-
 # -- horizontal fusion --------------------------------------------------------------------------------------
 
 
@@ -87,8 +86,12 @@ def _new_name(block: nn.Module, stem: str) -> str:
 def _merged_conv(block: nn.Module, convs: list[nn.Conv2d]) -> nn.Conv2d:
     first = convs[0]
     merged = nn.Conv2d(
-        first.in_channels, sum(c.out_channels for c in convs), 1, bias=first.bias is not None,
-        device=first.weight.device, dtype=first.weight.dtype,
+        first.in_channels,
+        sum(c.out_channels for c in convs),
+        1,
+        bias=first.bias is not None,
+        device=first.weight.device,
+        dtype=first.weight.dtype,
     )
     with torch.no_grad():
         merged.weight.copy_(torch.cat([c.weight for c in convs], 0))
@@ -217,4 +220,3 @@ def unfuse_branches(model: nn.Module) -> int:
             module.__class__ = base
             restored += 1
     return restored
-

@@ -80,13 +80,23 @@ class OneDNNConv2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.ops.mkldnn._convolution_pointwise(
-            x, self.packed_weight, self.bias, self.padding, self.stride, self.dilation, self.groups, self.attr,
-            [], "",
+            x,
+            self.packed_weight,
+            self.bias,
+            self.padding,
+            self.stride,
+            self.dilation,
+            self.groups,
+            self.attr,
+            [],
+            "",
         )
 
     def extra_repr(self) -> str:
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
-                f"padding={self.padding}, post_op={self.attr}")
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+            f"padding={self.padding}, post_op={self.attr}"
+        )
 
 
 class OneDNNConvAdd(OneDNNConv2d):
@@ -98,8 +108,19 @@ class OneDNNConvAdd(OneDNNConv2d):
 
     def forward(self, x: torch.Tensor, other: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         return torch.ops.mkldnn._convolution_pointwise(  # the .binary overload, chosen by the arguments
-            x, other, self.packed_weight, self.bias, self.padding, self.stride, self.dilation, self.groups, "add",
-            None, self.unary, [], "",
+            x,
+            other,
+            self.packed_weight,
+            self.bias,
+            self.padding,
+            self.stride,
+            self.dilation,
+            self.groups,
+            "add",
+            None,
+            self.unary,
+            [],
+            "",
         )
 
 
@@ -225,4 +246,3 @@ def pack_for_cpu(model: nn.Module, example_input: torch.Tensor | None = None) ->
         count = _pack_tree(model, set(), shapes)
     model.requires_grad_(False)
     return count
-

@@ -73,9 +73,11 @@ class OpenVINORunner(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if tuple(x.shape[1:]) != self.shape[1:]:
-            raise ValueError(f"this {self.precision} OpenVINO model was built for inputs of shape "
-                             f"{list(self.shape[1:])} (C, H, W), the size of its first batch, got "
-                             f"{list(x.shape[1:])}; resize the images, or optimise the model again for that size")
+            raise ValueError(
+                f"this {self.precision} OpenVINO model was built for inputs of shape "
+                f"{list(self.shape[1:])} (C, H, W), the size of its first batch, got "
+                f"{list(x.shape[1:])}; resize the images, or optimise the model again for that size"
+            )
         self.request.infer({0: x.contiguous().numpy()})
         return torch.from_numpy(self.request.get_output_tensor(0).data.copy())
 
@@ -87,12 +89,12 @@ def _compiled_for(network: Any, precision: str, x: torch.Tensor) -> OpenVINORunn
 
     static = convert(network, x, rewritten=True) if isinstance(network, nn.Module) else network.clone()
     static.reshape(list(x.shape))
-    return OpenVINORunner(ov.Core().compile_model(static, "CPU", compile_config(precision)), tuple(x.shape),
-                          precision)
+    return OpenVINORunner(ov.Core().compile_model(static, "CPU", compile_config(precision)), tuple(x.shape), precision)
 
 
-def build_openvino(model: nn.Module, plan: InferencePlan, example: torch.Tensor,
-                   calibration: list[torch.Tensor] | None = None) -> InferenceModel:
+def build_openvino(
+    model: nn.Module, plan: InferencePlan, example: torch.Tensor, calibration: list[torch.Tensor] | None = None
+) -> InferenceModel:
     """An :class:`InferenceModel` of the fp32 eval-mode ``model`` run by OpenVINO as ``plan`` says.
 
     ``example``: an input of the shape the int8 model will see (fp32 and bf16 are converted at the first call, for
@@ -105,5 +107,11 @@ def build_openvino(model: nn.Module, plan: InferencePlan, example: torch.Tensor,
     if plan.precision == "int8":
         network, plan.calibration_images = quantize(convert(network, example, rewritten=True), calibration or [])
         size = tuple(example.shape[1:])
-    return InferenceModel(None, model, plan, input_size=size, channels_last=False,
-                          build=functools.partial(_compiled_for, network, plan.precision))
+    return InferenceModel(
+        None,
+        model,
+        plan,
+        input_size=size,
+        channels_last=False,
+        build=functools.partial(_compiled_for, network, plan.precision),
+    )

@@ -27,8 +27,9 @@ __all__ = ["optimize_for_inference"]
 BUILDERS = {"torch": build_torch, "openvino": build_openvino}
 
 
-def _example(model: nn.Module, example_input: torch.Tensor | None, batches: list[torch.Tensor] | None,
-             batch_size: int | None) -> torch.Tensor:
+def _example(
+    model: nn.Module, example_input: torch.Tensor | None, batches: list[torch.Tensor] | None, batch_size: int | None
+) -> torch.Tensor:
     """One fp32 input of the shape the model will see: ``example_input``'s, the calibration images', or one
     image at the model's default size."""
     if example_input is None and batches:
@@ -82,13 +83,20 @@ def optimize_for_inference(
     capabilities (default: :func:`~inception_resnet.inference.precision.cpu_features`; for tests).
     """
     if precision is None:
-        given = {"backend": backend != "torch", "calibration": calibration is not None,
-                 "compile": compile is not None, "batch_size": batch_size is not None,
-                 "example_input": example_input is not None, "features": features is not None}
+        given = {
+            "backend": backend != "torch",
+            "calibration": calibration is not None,
+            "compile": compile is not None,
+            "batch_size": batch_size is not None,
+            "example_input": example_input is not None,
+            "features": features is not None,
+        }
         if any(given.values()):
             names = ", ".join(f"{k}=" for k, v in given.items() if v)
-            raise ValueError(f"{names} go with precision=: e.g. precision='int8', calibration=images "
-                             "(calibration= and compile= go with precision=)")
+            raise ValueError(
+                f"{names} go with precision=: e.g. precision='int8', calibration=images "
+                "(calibration= and compile= go with precision=)"
+            )
         return rewrite_for_inference(model, **rewrites)
     if rewrites:
         raise ValueError(f"precision= chooses the rewrites itself; leave out {', '.join(sorted(rewrites))}")
@@ -96,14 +104,22 @@ def optimize_for_inference(
     if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     if any(p.device.type != "cpu" for p in model.parameters()):
-        raise ValueError("precision= builds CPU inference models; move the model to the CPU first (on a GPU, run "
-                         "the plain model under torch.autocast instead)")
+        raise ValueError(
+            "precision= builds CPU inference models; move the model to the CPU first (on a GPU, run "
+            "the plain model under torch.autocast instead)"
+        )
     if any(p.dtype != torch.float32 for p in model.parameters()):
         raise ValueError("precision= starts from an fp32 model; call model.float() first")
     if backend == "auto":
-        return choose_backend(model, precision, lambda: _calibration(calibration) if precision == "int8" else None,
-                              lambda batches: _example(model, example_input, batches, batch_size),
-                              compile=compile, features=features, warn=warn)
+        return choose_backend(
+            model,
+            precision,
+            lambda: _calibration(calibration) if precision == "int8" else None,
+            lambda batches: _example(model, example_input, batches, batch_size),
+            compile=compile,
+            features=features,
+            warn=warn,
+        )
     plan = plan_inference(precision, compile, features, backend)
     if plan.fell_back and warn:
         warnings.warn(str(plan), stacklevel=2)
@@ -112,7 +128,11 @@ def optimize_for_inference(
     return build(model, plan, example, batches)
 
 
-def build(model: nn.Module, plan: Any, example: torch.Tensor, batches: list[torch.Tensor] | None,
-          ) -> InferenceModel:
+def build(
+    model: nn.Module,
+    plan: Any,
+    example: torch.Tensor,
+    batches: list[torch.Tensor] | None,
+) -> InferenceModel:
     """The model of ``plan`` built by its backend."""
     return BUILDERS[plan.backend](model, plan, example, batches)

@@ -32,8 +32,18 @@ from torch import nn
 INFERENCE_PRECISIONS = ("fp32", "bf16", "int8")  # what an optimised CPU model computes in (not autocast's)
 BACKENDS = ("auto", "torch", "openvino")
 # Attributes of our networks that evaluation, prediction and export read; copied onto the optimised model.
-_COPIED_ATTRIBUTES = ("model_name", "metadata", "num_classes", "in_chans", "default_size", "min_input_size",
-                      "features_only", "classify_output", "aux_logits", "pretrained_cfg")
+_COPIED_ATTRIBUTES = (
+    "model_name",
+    "metadata",
+    "num_classes",
+    "in_chans",
+    "default_size",
+    "min_input_size",
+    "features_only",
+    "classify_output",
+    "aux_logits",
+    "pretrained_cfg",
+)
 
 
 # -- what the CPU offers ------------------------------------------------------------------------------------
@@ -112,8 +122,9 @@ def check_precision(precision: str, backend: str = "torch") -> None:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
 
 
-def plan_inference(precision: str, compile: bool | None = None, features: dict[str, bool] | None = None,
-                   backend: str = "torch") -> InferencePlan:
+def plan_inference(
+    precision: str, compile: bool | None = None, features: dict[str, bool] | None = None, backend: str = "torch"
+) -> InferencePlan:
     """The plan for ``precision`` on ``backend`` (``"torch"`` or ``"openvino"``) on this CPU (or on a CPU with
     ``features``, see :func:`cpu_features`)."""
     check_precision(precision, backend)
@@ -122,15 +133,23 @@ def plan_inference(precision: str, compile: bool | None = None, features: dict[s
     features = dict(cpu_features() if features is None else features)
     chosen, reason = precision, ""
     if precision == "bf16" and not features.get("bf16"):
-        chosen, reason = "fp32", "but this CPU has no native bfloat16 instructions (AVX512-BF16 or AMX), so " \
-                                 "bfloat16 would be emulated and run slower than fp32"
+        chosen, reason = (
+            "fp32",
+            "but this CPU has no native bfloat16 instructions (AVX512-BF16 or AMX), so "
+            "bfloat16 would be emulated and run slower than fp32",
+        )
     if backend == "openvino":
         if compile:
-            raise ValueError("compile=True asks for torch.compile, which the openvino backend does not use; "
-                             "leave compile out or use backend='torch'")
+            raise ValueError(
+                "compile=True asks for torch.compile, which the openvino backend does not use; "
+                "leave compile out or use backend='torch'"
+            )
         if not have_openvino(int8=precision == "int8"):
-            raise ImportError("backend='openvino' needs OpenVINO" + (" and NNCF" if precision == "int8" else "")
-                              + ": pip install 'inception-resnet[openvino]' (or use backend='torch')")
+            raise ImportError(
+                "backend='openvino' needs OpenVINO"
+                + (" and NNCF" if precision == "int8" else "")
+                + ": pip install 'inception-resnet[openvino]' (or use backend='torch')"
+            )
         hint = {"fp32": "f32", "bf16": "bf16"}.get(chosen, "NNCF int8 static quantization")
         kernels = f"OpenVINO CPU plugin ({hint}) on our rewritten graph"
         return InferencePlan(precision, chosen, kernels, False, reason, features=features, backend="openvino")
@@ -138,15 +157,20 @@ def plan_inference(precision: str, compile: bool | None = None, features: dict[s
         if not features.get("x86"):
             chosen, reason = "fp32", "but the int8 path quantizes for x86 CPUs and this is not one"
         elif not features.get("vnni"):
-            chosen, reason = "fp32", "but this CPU has no int8 dot-product instructions (AVX512-VNNI, AVX-VNNI " \
-                                     "or AMX), so int8 convolutions would gain little over fp32"
+            chosen, reason = (
+                "fp32",
+                "but this CPU has no int8 dot-product instructions (AVX512-VNNI, AVX-VNNI "
+                "or AMX), so int8 convolutions would gain little over fp32",
+            )
         elif not have_torchao():
-            chosen, reason = "fp32", "but the torchao package (PT2E quantization) is not installed: " \
-                                     "pip install torchao"
+            chosen, reason = "fp32", "but the torchao package (PT2E quantization) is not installed: pip install torchao"
     compiled = (chosen == "int8") if compile is None else bool(compile)
     if chosen == "int8":
-        kernels = ("oneDNN int8 convolutions (VNNI), PT2E static quantization, torch.compile with freezing"
-                   if compiled else "oneDNN int8 convolutions (VNNI), PT2E static quantization, not compiled")
+        kernels = (
+            "oneDNN int8 convolutions (VNNI), PT2E static quantization, torch.compile with freezing"
+            if compiled
+            else "oneDNN int8 convolutions (VNNI), PT2E static quantization, not compiled"
+        )
     else:
         dtype = "bfloat16" if chosen == "bf16" else "fp32"
         if not features.get("onednn", True):
@@ -183,10 +207,17 @@ class InferenceModel(nn.Module):
     trained, moved off the CPU or copied; keep the original model for that.
     """
 
-    def __init__(self, runner: nn.Module | None, source: nn.Module, plan: InferencePlan,
-                 dtype: torch.dtype = torch.float32, input_size: tuple[int, ...] | None = None,
-                 fixed_batch: bool = False, build: Callable[[torch.Tensor], nn.Module] | None = None,
-                 channels_last: bool = True) -> None:
+    def __init__(
+        self,
+        runner: nn.Module | None,
+        source: nn.Module,
+        plan: InferencePlan,
+        dtype: torch.dtype = torch.float32,
+        input_size: tuple[int, ...] | None = None,
+        fixed_batch: bool = False,
+        build: Callable[[torch.Tensor], nn.Module] | None = None,
+        channels_last: bool = True,
+    ) -> None:
         super().__init__()
         if (runner is None) == (build is None):
             raise ValueError("give either a runner or a build function")
@@ -224,7 +255,8 @@ class InferenceModel(nn.Module):
             raise ValueError(
                 f"this {self.precision} model was {'quantized' if self.precision == 'int8' else 'built'} for "
                 f"inputs of shape {list(self.input_size)} (C, H, W), "
-                f"got {list(x.shape[1:])}; resize the images, or quantize with calibration images of that size")
+                f"got {list(x.shape[1:])}; resize the images, or quantize with calibration images of that size"
+            )
         x = x.to(self.input_dtype).contiguous(memory_format=self.memory_format)
         with torch.no_grad():
             if not self.fixed_batch:
@@ -252,14 +284,17 @@ class InferenceModel(nn.Module):
     def _apply(self, fn: Callable, recurse: bool = True) -> InferenceModel:
         probe = fn(torch.zeros(()))
         if probe.device.type != "cpu" or probe.dtype != torch.float32:
-            raise ValueError(f"an optimised {self.precision} model runs on the CPU as built; move or cast the "
-                             "original model and optimise that instead")
+            raise ValueError(
+                f"an optimised {self.precision} model runs on the CPU as built; move or cast the "
+                "original model and optimise that instead"
+            )
         return self
 
     def __deepcopy__(self, memo: dict) -> InferenceModel:
-        raise TypeError("an optimised inference model cannot be copied (its weights are packed for oneDNN or "
-                        "compiled); optimise a copy of the original model instead")
+        raise TypeError(
+            "an optimised inference model cannot be copied (its weights are packed for oneDNN or "
+            "compiled); optimise a copy of the original model instead"
+        )
 
     def extra_repr(self) -> str:
         return f"plan={self.plan}"
-

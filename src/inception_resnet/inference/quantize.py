@@ -35,21 +35,25 @@ def calibration_batches(calibration: Any, batch_size: int = 32) -> Iterator[torc
     """The image batches of ``calibration``: an ``(N, C, H, W)`` tensor (split into batches), or an iterable of
     image tensors, of ``(images, labels)`` pairs (a DataLoader) or of single ``(C, H, W)`` images."""
     if calibration is None:
-        raise ValueError("int8 needs calibration images: pass calibration= a tensor (N, C, H, W) or an iterable "
-                         "of image batches, preprocessed as the model's inputs (a few hundred images)")
+        raise ValueError(
+            "int8 needs calibration images: pass calibration= a tensor (N, C, H, W) or an iterable "
+            "of image batches, preprocessed as the model's inputs (a few hundred images)"
+        )
     if isinstance(calibration, torch.Tensor):
         if calibration.dim() != 4:
             raise ValueError(f"calibration images must be a 4-d tensor (N, C, H, W), got {list(calibration.shape)}")
         yield from calibration.split(batch_size)
         return
     if not isinstance(calibration, Iterable):
-        raise TypeError(f"calibration must be a tensor or an iterable of image batches, got "
-                        f"{type(calibration).__name__}")
+        raise TypeError(
+            f"calibration must be a tensor or an iterable of image batches, got {type(calibration).__name__}"
+        )
     for item in calibration:
         images = item[0] if isinstance(item, (tuple, list)) else item
         if not isinstance(images, torch.Tensor):
-            raise TypeError(f"calibration items must be image tensors or (images, labels) pairs, got "
-                            f"{type(images).__name__}")
+            raise TypeError(
+                f"calibration items must be image tensors or (images, labels) pairs, got {type(images).__name__}"
+            )
         yield images.unsqueeze(0) if images.dim() == 3 else images
 
 

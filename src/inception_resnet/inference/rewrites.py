@@ -50,9 +50,17 @@ def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     if bn.running_mean is None or bn.running_var is None:
         raise ValueError("cannot fold a BatchNorm without running statistics")
     fused = nn.Conv2d(
-        conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride, padding=conv.padding,
-        dilation=conv.dilation, groups=conv.groups, bias=True, padding_mode=conv.padding_mode,
-        device=conv.weight.device, dtype=conv.weight.dtype,
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        stride=conv.stride,
+        padding=conv.padding,
+        dilation=conv.dilation,
+        groups=conv.groups,
+        bias=True,
+        padding_mode=conv.padding_mode,
+        device=conv.weight.device,
+        dtype=conv.weight.dtype,
     )
     with torch.no_grad():
         mean = bn.running_mean.double()

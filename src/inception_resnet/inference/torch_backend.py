@@ -29,8 +29,9 @@ from .rewrites import rewrite_for_inference
 __all__ = ["build_torch"]
 
 
-def build_torch(model: nn.Module, plan: InferencePlan, example: torch.Tensor,
-                calibration: list[torch.Tensor] | None = None) -> InferenceModel:
+def build_torch(
+    model: nn.Module, plan: InferencePlan, example: torch.Tensor, calibration: list[torch.Tensor] | None = None
+) -> InferenceModel:
     """An :class:`InferenceModel` of the fp32 eval-mode ``model`` as ``plan`` says (its backend: torch).
 
     ``example``: one input of the shape the model will see (int8 exports the graph for it); ``calibration``:
@@ -53,7 +54,8 @@ def build_torch(model: nn.Module, plan: InferencePlan, example: torch.Tensor,
         runner = torch.compile(rewritten, dynamic=False)
     elif plan.features.get("onednn", True):
         rewritten.optimization_report.convs_packed = pack_for_cpu(
-            rewritten, example.to(dtype).contiguous(memory_format=torch.channels_last))
+            rewritten, example.to(dtype).contiguous(memory_format=torch.channels_last)
+        )
     result = InferenceModel(runner, model, plan, dtype)
     result.optimization_report = rewritten.optimization_report
     return result

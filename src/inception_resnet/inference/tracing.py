@@ -83,12 +83,16 @@ def swap_forward(block: nn.Module, graph: fx.Graph, prefix: str = "Fused", what:
     cls = _FUSED_CLASSES.get(key)
     if cls is None:
         original = getattr(base, "_fused_base", base)
-        cls = type(f"{prefix}{base.__name__}", (base,), {
-            "forward": type(generated).forward,
-            "__doc__": f"{original.__name__} with a generated forward ({what}; inception_resnet.inference).",
-            "__module__": __name__,
-            "_fused_base": original,
-            "_fused_code": generated.code,
-        })
+        cls = type(
+            f"{prefix}{base.__name__}",
+            (base,),
+            {
+                "forward": type(generated).forward,
+                "__doc__": f"{original.__name__} with a generated forward ({what}; inception_resnet.inference).",
+                "__module__": __name__,
+                "_fused_base": original,
+                "_fused_code": generated.code,
+            },
+        )
         _FUSED_CLASSES[key] = cls
     block.__class__ = cls

@@ -35,9 +35,20 @@ def check_min_size(model_name: str, height: int, width: int, minimum: int, fix: 
     """
     if height < minimum or width < minimum:
         raise ValueError(
-            model_name + ": input of " + str(height) + "x" + str(width) + " is too small; the minimum is "
-            + str(minimum) + "x" + str(minimum) + " (" + fix + ")"
+            model_name
+            + ": input of "
+            + str(height)
+            + "x"
+            + str(width)
+            + " is too small; the minimum is "
+            + str(minimum)
+            + "x"
+            + str(minimum)
+            + " ("
+            + fix
+            + ")"
         )
+
 
 class _StopForward(Exception):
     """Raised by the hook of the deepest tap to end a ``stop_early`` pass (caught in forward_intermediates)."""
@@ -241,13 +252,16 @@ class InceptionNet(nn.Module):
         """
         if global_pool is not None:
             if global_pool not in ("avg", ""):
-                raise ValueError(f"{self.model_name}: global_pool must be 'avg' or '' (no pooling), "
-                                 f"got {global_pool!r}")
+                raise ValueError(
+                    f"{self.model_name}: global_pool must be 'avg' or '' (no pooling), got {global_pool!r}"
+                )
             self.pool_type = global_pool
             self.global_pool = nn.AdaptiveAvgPool2d(1) if global_pool else nn.Identity()
         if num_classes > 0 and not self.pool_type:
-            raise ValueError(f"{self.model_name}: a classifier needs pooled features; call "
-                             f"reset_classifier({num_classes}, global_pool='avg')")
+            raise ValueError(
+                f"{self.model_name}: a classifier needs pooled features; call "
+                f"reset_classifier({num_classes}, global_pool='avg')"
+            )
         self.num_classes = num_classes
         setattr(self, self.classifier_name, self._make_classifier(self.num_features, num_classes))
         if self.aux_logits:
@@ -277,8 +291,7 @@ class InceptionNet(nn.Module):
         """Raise a ValueError naming the model, the input and the minimum when ``x`` cannot be processed."""
         if x.dim() != 4:
             raise ValueError(
-                self.model_name + ": expected a 4-d batch (N, C, H, W), got a tensor of shape "
-                + str(list(x.shape))
+                self.model_name + ": expected a 4-d batch (N, C, H, W), got a tensor of shape " + str(list(x.shape))
             )
         if not x.is_floating_point():
             raise ValueError(
@@ -287,13 +300,24 @@ class InceptionNet(nn.Module):
             )
         if x.shape[1] != self.in_chans:
             raise ValueError(
-                self.model_name + ": expected " + str(self.in_chans) + " input channels, got "
-                + str(x.shape[1]) + " (input shape " + str(list(x.shape))
-                + "); build the model with in_chans=" + str(x.shape[1]) + " or convert the images"
+                self.model_name
+                + ": expected "
+                + str(self.in_chans)
+                + " input channels, got "
+                + str(x.shape[1])
+                + " (input shape "
+                + str(list(x.shape))
+                + "); build the model with in_chans="
+                + str(x.shape[1])
+                + " or convert the images"
             )
-        check_min_size(self.model_name, x.shape[2], x.shape[3], self.min_input_size,
-                       "resize the images up, e.g. to the default " + str(self.default_size) + "x"
-                       + str(self.default_size))
+        check_min_size(
+            self.model_name,
+            x.shape[2],
+            x.shape[3],
+            self.min_input_size,
+            "resize the images up, e.g. to the default " + str(self.default_size) + "x" + str(self.default_size),
+        )
 
     def forward_body(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The stages: (final feature map, input of the auxiliary head or None). Each network defines it."""
@@ -371,10 +395,12 @@ class InceptionNet(nn.Module):
         captured: dict[int, torch.Tensor] = {}
         handles = []
         for index in sorted(set(take)):
+
             def hook(_module, _inputs, output, index=index, stop=stop_early and index == deepest):
                 captured[index] = output
                 if stop:
                     raise _StopForward
+
             handles.append(self.get_submodule(self.feature_info[index].module).register_forward_hook(hook))
         try:
             final = self.forward_body(x)[0]
@@ -404,7 +430,7 @@ class InceptionNet(nn.Module):
         take = feature_take_indices(len(self.feature_info), indices, self.model_name)
         deepest = max(take)
         body = self.body_module_names()
-        for name in body[body.index(self.feature_info[deepest].module) + 1:]:
+        for name in body[body.index(self.feature_info[deepest].module) + 1 :]:
             parent, _, child = name.rpartition(".")
             setattr(self.get_submodule(parent) if parent else self, child, nn.Identity())
         if prune_head or deepest < len(self.feature_info) - 1:

@@ -134,12 +134,15 @@ class InceptionBlock(nn.Module):
         self.out_channels = c(row.n1x1) + c(row.n3x3) + c(row.double) + c(row.pool_proj)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([
-            self._1x1(x),
-            self._3x3(self._3x3_reduce(x)),
-            self._double_3x3_2(self._double_3x3_1(self._double_3x3_reduce(x))),
-            self._pool_proj(self.pool(x)),
-        ], 1)
+        return torch.cat(
+            [
+                self._1x1(x),
+                self._3x3(self._3x3_reduce(x)),
+                self._double_3x3_2(self._double_3x3_1(self._double_3x3_reduce(x))),
+                self._pool_proj(self.pool(x)),
+            ],
+            1,
+        )
 
 
 class ReductionBlock(nn.Module):
@@ -156,11 +159,14 @@ class ReductionBlock(nn.Module):
         self.out_channels = c(row.n3x3) + c(row.double) + cin
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([
-            self._3x3(self._3x3_reduce(x)),
-            self._double_3x3_2(self._double_3x3_1(self._double_3x3_reduce(x))),
-            self.pool(x),
-        ], 1)
+        return torch.cat(
+            [
+                self._3x3(self._3x3_reduce(x)),
+                self._double_3x3_2(self._double_3x3_1(self._double_3x3_reduce(x))),
+                self.pool(x),
+            ],
+            1,
+        )
 
 
 def stem_unit(**units: CaffeConvBNReLU) -> nn.Sequential:
@@ -185,7 +191,7 @@ def _rename_keys(state_dict: dict[str, Any], prefix: str, table: dict[str, str])
     state_dict.clear()
     for key, value in items:
         if key.startswith(prefix):
-            path, _, leaf = key[len(prefix):].rpartition(".")
+            path, _, leaf = key[len(prefix) :].rpartition(".")
             if path in table:
                 key = prefix + table[path] + "." + leaf
         state_dict[key] = value
@@ -214,7 +220,7 @@ METADATA = ModelMetadata(
         "caffe_mean_bgr": (104, 117, 128),
         "caffe_std": (1, 1, 1),
         "note": "Cadene's weights take BGR 0-255 images minus the BGR mean: normalise RGB [0,1] images with "
-                "mean/std here, then reverse the channel order",
+        "mean/std here, then reverse the channel order",
     },
 )
 
@@ -235,8 +241,7 @@ class BNInception(InceptionNet):
         c = Widths(width_multiplier)
         self.conv1 = stem_unit(_7x7_s2=CaffeConvBNReLU(in_chans, c(64), 7, stride=2))
         self.pool1_3x3_s2 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
-        self.conv2 = stem_unit(_3x3_reduce=CaffeConvBNReLU(c(64), c(64)),
-                               _3x3=CaffeConvBNReLU(c(64), c(192), 3))
+        self.conv2 = stem_unit(_3x3_reduce=CaffeConvBNReLU(c(64), c(64)), _3x3=CaffeConvBNReLU(c(64), c(192), 3))
         self.pool2_3x3_s2 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
         cin = c(192)
         channels: dict[str, int] = {}

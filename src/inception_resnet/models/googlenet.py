@@ -56,15 +56,19 @@ def max_pool_ceil(kernel_size: int = 3, stride: int = 2, padding: int = 0) -> nn
     return nn.MaxPool2d(kernel_size, stride=stride, padding=padding, ceil_mode=True)
 
 
-def inception(cin: int, c: Widths, ch1x1: int, ch3x3red: int, ch3x3: int, ch5x5red: int, ch5x5: int,
-              pool_proj: int) -> Mixed:
+def inception(
+    cin: int, c: Widths, ch1x1: int, ch3x3red: int, ch3x3: int, ch5x5red: int, ch5x5: int, pool_proj: int
+) -> Mixed:
     """Fig. 2(b) block with the six widths of a Table 1 row: 1x1 | 1x1-3x3 | 1x1-"5x5" | pool-1x1."""
-    return Mixed(cin, {
-        "branch1": conv(cin, c(ch1x1)),
-        "branch2": chain(conv(cin, c(ch3x3red)), conv(c(ch3x3red), c(ch3x3), 3)),
-        "branch3": chain(conv(cin, c(ch5x5red)), conv(c(ch5x5red), c(ch5x5), 3)),
-        "branch4": chain(max_pool_ceil(3, 1, 1), conv(cin, c(pool_proj))),
-    })
+    return Mixed(
+        cin,
+        {
+            "branch1": conv(cin, c(ch1x1)),
+            "branch2": chain(conv(cin, c(ch3x3red)), conv(c(ch3x3red), c(ch3x3), 3)),
+            "branch3": chain(conv(cin, c(ch5x5red)), conv(c(ch5x5red), c(ch5x5), 3)),
+            "branch4": chain(max_pool_ceil(3, 1, 1), conv(cin, c(pool_proj))),
+        },
+    )
 
 
 class GoogLeNetAux(nn.Module):

@@ -35,42 +35,64 @@ def resolve_scales(residual_scale: float | Sequence[float]) -> tuple[float, floa
     return scales  # type: ignore[return-value]
 
 
-def block35(cin: int, c: Widths, b0: int, b1: tuple[int, int], b2: tuple[int, int, int],
-            scale: float, shortcut: bool = True) -> ScaledResidual:
+def block35(
+    cin: int, c: Widths, b0: int, b1: tuple[int, int], b2: tuple[int, int, int], scale: float, shortcut: bool = True
+) -> ScaledResidual:
     """Inception-ResNet-A on the 35x35 grid: 1x1 | 1x1 -> 3x3 | 1x1 -> 3x3 -> 3x3, then the up-projection."""
-    return ScaledResidual(cin, {
-        "branch0": conv(cin, c(b0)),
-        "branch1": chain(conv(cin, c(b1[0])), conv(c(b1[0]), c(b1[1]), 3)),
-        "branch2": chain(conv(cin, c(b2[0])), conv(c(b2[0]), c(b2[1]), 3), conv(c(b2[1]), c(b2[2]), 3)),
-    }, scale=scale, shortcut=shortcut)
+    return ScaledResidual(
+        cin,
+        {
+            "branch0": conv(cin, c(b0)),
+            "branch1": chain(conv(cin, c(b1[0])), conv(c(b1[0]), c(b1[1]), 3)),
+            "branch2": chain(conv(cin, c(b2[0])), conv(c(b2[0]), c(b2[1]), 3), conv(c(b2[1]), c(b2[2]), 3)),
+        },
+        scale=scale,
+        shortcut=shortcut,
+    )
 
 
-def block17(cin: int, c: Widths, b0: int, b1: tuple[int, int, int], scale: float,
-            shortcut: bool = True) -> ScaledResidual:
+def block17(
+    cin: int, c: Widths, b0: int, b1: tuple[int, int, int], scale: float, shortcut: bool = True
+) -> ScaledResidual:
     """Inception-ResNet-B on the 17x17 grid: 1x1 | 1x1 -> 1x7 -> 7x1, then the up-projection."""
-    return ScaledResidual(cin, {
-        "branch0": conv(cin, c(b0)),
-        "branch1": chain(conv(cin, c(b1[0])), conv(c(b1[0]), c(b1[1]), (1, 7)), conv(c(b1[1]), c(b1[2]), (7, 1))),
-    }, scale=scale, shortcut=shortcut)
+    return ScaledResidual(
+        cin,
+        {
+            "branch0": conv(cin, c(b0)),
+            "branch1": chain(conv(cin, c(b1[0])), conv(c(b1[0]), c(b1[1]), (1, 7)), conv(c(b1[1]), c(b1[2]), (7, 1))),
+        },
+        scale=scale,
+        shortcut=shortcut,
+    )
 
 
-def block8(cin: int, c: Widths, b0: int, b1: tuple[int, int, int], scale: float,
-           activate: bool = True, shortcut: bool = True) -> ScaledResidual:
+def block8(
+    cin: int, c: Widths, b0: int, b1: tuple[int, int, int], scale: float, activate: bool = True, shortcut: bool = True
+) -> ScaledResidual:
     """Inception-ResNet-C on the 8x8 grid: 1x1 | 1x1 -> 1x3 -> 3x1, then the up-projection."""
-    return ScaledResidual(cin, {
-        "branch0": conv(cin, c(b0)),
-        "branch1": chain(conv(cin, c(b1[0])), conv(c(b1[0]), c(b1[1]), (1, 3)), conv(c(b1[1]), c(b1[2]), (3, 1))),
-    }, scale=scale, activate=activate, shortcut=shortcut)
+    return ScaledResidual(
+        cin,
+        {
+            "branch0": conv(cin, c(b0)),
+            "branch1": chain(conv(cin, c(b1[0])), conv(c(b1[0]), c(b1[1]), (1, 3)), conv(c(b1[1]), c(b1[2]), (3, 1))),
+        },
+        scale=scale,
+        activate=activate,
+        shortcut=shortcut,
+    )
 
 
 def residual_reduction_b(cin: int, c: Widths, b0: int, b1: int, b2: tuple[int, int]) -> Mixed:
     """Reduction-B of the Inception-ResNets (Figs 12, 18): 256 -> 3x3/2 | 256 -> 3x3/2 | 256 -> 3x3 -> 3x3/2 | pool."""
-    return Mixed(cin, {
-        "branch0": chain(conv(cin, c(256)), conv(c(256), c(b0), 3, 2)),
-        "branch1": chain(conv(cin, c(256)), conv(c(256), c(b1), 3, 2)),
-        "branch2": chain(conv(cin, c(256)), conv(c(256), c(b2[0]), 3), conv(c(b2[0]), c(b2[1]), 3, 2)),
-        "branch3": max_pool_reduce(),
-    })
+    return Mixed(
+        cin,
+        {
+            "branch0": chain(conv(cin, c(256)), conv(c(256), c(b0), 3, 2)),
+            "branch1": chain(conv(cin, c(256)), conv(c(256), c(b1), 3, 2)),
+            "branch2": chain(conv(cin, c(256)), conv(c(256), c(b2[0]), 3), conv(c(b2[0]), c(b2[1]), 3, 2)),
+            "branch3": max_pool_reduce(),
+        },
+    )
 
 
 @dataclass(frozen=True)
@@ -102,20 +124,27 @@ class ResidualStages(NamedTuple):
 
 
 def residual_stages(
-    cin: int, c: Widths, widths: ResidualWidths, residual_scale: float | Sequence[float],
-    blocks: tuple[int, int, int], shortcut: bool = True,
+    cin: int,
+    c: Widths,
+    widths: ResidualWidths,
+    residual_scale: float | Sequence[float],
+    blocks: tuple[int, int, int],
+    shortcut: bool = True,
 ) -> ResidualStages:
     """``blocks[0]`` A blocks at ``cin`` channels, Reduction-A, ``blocks[1]`` B blocks, Reduction-B and
     ``blocks[2]`` C blocks, with the scales of ``residual_scale`` (see :func:`resolve_scales`)."""
     scale_a, scale_b, scale_c = resolve_scales(residual_scale)
-    blocks_a = nn.Sequential(*[block35(cin, c, **widths.block_a, scale=scale_a, shortcut=shortcut)
-                               for _ in range(blocks[0])])
+    blocks_a = nn.Sequential(
+        *[block35(cin, c, **widths.block_a, scale=scale_a, shortcut=shortcut) for _ in range(blocks[0])]
+    )
     reduce_a = reduction_a(cin, c, **widths.reduction_a)
     cin_b = reduce_a.out_channels
-    blocks_b = nn.Sequential(*[block17(cin_b, c, **widths.block_b, scale=scale_b, shortcut=shortcut)
-                               for _ in range(blocks[1])])
+    blocks_b = nn.Sequential(
+        *[block17(cin_b, c, **widths.block_b, scale=scale_b, shortcut=shortcut) for _ in range(blocks[1])]
+    )
     reduce_b = residual_reduction_b(cin_b, c, **widths.reduction_b)
     cin_c = reduce_b.out_channels
-    blocks_c = nn.Sequential(*[block8(cin_c, c, **widths.block_c, scale=scale_c, shortcut=shortcut)
-                               for _ in range(blocks[2])])
+    blocks_c = nn.Sequential(
+        *[block8(cin_c, c, **widths.block_c, scale=scale_c, shortcut=shortcut) for _ in range(blocks[2])]
+    )
     return ResidualStages(blocks_a, reduce_a, blocks_b, reduce_b, blocks_c)

@@ -57,8 +57,15 @@ class InceptionResNetV1Facenet(InceptionResNetV1):
                 "inception_resnet_v1_facenet: classify=True needs logits; pass num_classes "
                 f"(e.g. {FACE_CLASSES['vggface2']} for VGGFace2, {FACE_CLASSES['casia-webface']} for CASIA-WebFace)"
             )
-        super().__init__(num_classes=0, in_chans=in_chans, drop_rate=drop_rate, width_multiplier=width_multiplier,
-                         blocks=(5, 10, 5), metadata=METADATA, shortcut=shortcut)
+        super().__init__(
+            num_classes=0,
+            in_chans=in_chans,
+            drop_rate=drop_rate,
+            width_multiplier=width_multiplier,
+            blocks=(5, 10, 5),
+            metadata=METADATA,
+            shortcut=shortcut,
+        )
         c = Widths(width_multiplier)
         del self.classif
         cin = self.mixed_7a.out_channels

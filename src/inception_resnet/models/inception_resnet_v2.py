@@ -42,12 +42,15 @@ RELEASED_SCALES = (0.17, 0.10, 0.20)
 
 def mixed_5b(cin: int, c: Widths) -> Mixed:
     """The released network's Inception-v3-style A block: 96 | 48 -> 5x5 64 | 64 -> 96 -> 96 | pool -> 64."""
-    return Mixed(cin, {
-        "branch0": conv(cin, c(96)),
-        "branch1": chain(conv(cin, c(48)), conv(c(48), c(64), 5)),
-        "branch2": chain(conv(cin, c(64)), conv(c(64), c(96), 3), conv(c(96), c(96), 3)),
-        "branch3": chain(avg_pool_same(), conv(cin, c(64))),
-    })
+    return Mixed(
+        cin,
+        {
+            "branch0": conv(cin, c(96)),
+            "branch1": chain(conv(cin, c(48)), conv(c(48), c(64), 5)),
+            "branch2": chain(conv(cin, c(64)), conv(c(64), c(96), 3), conv(c(96), c(96), 3)),
+            "branch3": chain(avg_pool_same(), conv(cin, c(64))),
+        },
+    )
 
 
 RELEASED_METADATA = ModelMetadata(
@@ -71,8 +74,7 @@ class InceptionResNetV2(InceptionResNetStem):
         blocks: tuple[int, int, int] = (10, 20, 10),
         shortcut: bool = True,
     ) -> None:
-        super().__init__(metadata=RELEASED_METADATA, num_classes=num_classes, in_chans=in_chans,
-                         drop_rate=drop_rate)
+        super().__init__(metadata=RELEASED_METADATA, num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate)
         if blocks[2] < 1:
             raise ValueError(f"blocks[2] must be at least 1 (the last Block C is the unactivated one), got {blocks[2]}")
         c = Widths(width_multiplier)
@@ -80,8 +82,9 @@ class InceptionResNetV2(InceptionResNetStem):
         self.maxpool_5a = max_pool_reduce()
         self.mixed_5b = mixed_5b(stem_channels, c)
         # the last C block is the unscaled, unactivated block8 below
-        stages = residual_stages(self.mixed_5b.out_channels, c, WIDTHS, residual_scale,
-                                 (blocks[0], blocks[1], blocks[2] - 1), shortcut)
+        stages = residual_stages(
+            self.mixed_5b.out_channels, c, WIDTHS, residual_scale, (blocks[0], blocks[1], blocks[2] - 1), shortcut
+        )
         self.repeat, self.mixed_6a, self.repeat_1, self.mixed_7a, self.repeat_2 = stages
         cin_a, aux_channels, cin = stages.channels
         self.block8 = block8(cin, c, **WIDTHS.block_c, scale=1.0, activate=False, shortcut=shortcut)
@@ -133,8 +136,7 @@ class InceptionResNetV2Paper(InceptionNet):
         blocks: tuple[int, int, int] = (5, 10, 5),
         shortcut: bool = True,
     ) -> None:
-        super().__init__(metadata=PAPER_METADATA, num_classes=num_classes, in_chans=in_chans,
-                         drop_rate=drop_rate)
+        super().__init__(metadata=PAPER_METADATA, num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate)
         c = Widths(width_multiplier)
         self.stem = nn.Sequential(*stem(in_chans, c))
         stages = residual_stages(self.stem[-1].out_channels, c, WIDTHS, residual_scale, blocks, shortcut)

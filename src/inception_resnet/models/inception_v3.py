@@ -33,12 +33,15 @@ class InceptionA(nn.Module):
         self.out_channels = c(64) + c(64) + c(96) + c(pool_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([
-            self.branch1x1(x),
-            self.branch5x5_2(self.branch5x5_1(x)),
-            self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
-            self.branch_pool(self.pool(x)),
-        ], 1)
+        return torch.cat(
+            [
+                self.branch1x1(x),
+                self.branch5x5_2(self.branch5x5_1(x)),
+                self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
+                self.branch_pool(self.pool(x)),
+            ],
+            1,
+        )
 
 
 class InceptionB(nn.Module):
@@ -54,11 +57,14 @@ class InceptionB(nn.Module):
         self.out_channels = c(384) + c(96) + cin
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([
-            self.branch3x3(x),
-            self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
-            self.pool(x),
-        ], 1)
+        return torch.cat(
+            [
+                self.branch3x3(x),
+                self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
+                self.pool(x),
+            ],
+            1,
+        )
 
 
 class InceptionC(nn.Module):
@@ -127,12 +133,17 @@ class InceptionE(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b3 = self.branch3x3_1(x)
         d = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
-        return torch.cat([
-            self.branch1x1(x),
-            self.branch3x3_2a(b3), self.branch3x3_2b(b3),
-            self.branch3x3dbl_3a(d), self.branch3x3dbl_3b(d),
-            self.branch_pool(self.pool(x)),
-        ], 1)
+        return torch.cat(
+            [
+                self.branch1x1(x),
+                self.branch3x3_2a(b3),
+                self.branch3x3_2b(b3),
+                self.branch3x3dbl_3a(d),
+                self.branch3x3dbl_3b(d),
+                self.branch_pool(self.pool(x)),
+            ],
+            1,
+        )
 
 
 METADATA = ModelMetadata(

@@ -25,11 +25,18 @@ def stem(in_chans: int, c: Widths) -> list[nn.Module]:
     conv2b = conv(c(32), c(64), 3)
     mixed_3a = Mixed(c(64), {"maxpool": max_pool_reduce(), "conv": conv(c(64), c(96), 3, 2)})
     cin = mixed_3a.out_channels
-    mixed_4a = Mixed(cin, {
-        "branch0": chain(conv(cin, c(64)), conv(c(64), c(96), 3, padding="valid")),
-        "branch1": chain(conv(cin, c(64)), conv(c(64), c(64), (1, 7)), conv(c(64), c(64), (7, 1)),
-                         conv(c(64), c(96), 3, padding="valid")),
-    })
+    mixed_4a = Mixed(
+        cin,
+        {
+            "branch0": chain(conv(cin, c(64)), conv(c(64), c(96), 3, padding="valid")),
+            "branch1": chain(
+                conv(cin, c(64)),
+                conv(c(64), c(64), (1, 7)),
+                conv(c(64), c(64), (7, 1)),
+                conv(c(64), c(96), 3, padding="valid"),
+            ),
+        },
+    )
     cin = mixed_4a.out_channels
     mixed_5a = Mixed(cin, {"conv": conv(cin, c(192), 3, 2), "maxpool": max_pool_reduce()})
     return [conv1a, conv2a, conv2b, mixed_3a, mixed_4a, mixed_5a]
@@ -37,42 +44,63 @@ def stem(in_chans: int, c: Widths) -> list[nn.Module]:
 
 def inception_a(cin: int, c: Widths) -> Mixed:
     """Fig 4: 35x35 block, 96 | 64-96 | 64-96-96 | avgpool-96."""
-    return Mixed(cin, {
-        "branch0": conv(cin, c(96)),
-        "branch1": chain(conv(cin, c(64)), conv(c(64), c(96), 3)),
-        "branch2": chain(conv(cin, c(64)), conv(c(64), c(96), 3), conv(c(96), c(96), 3)),
-        "branch3": chain(avg_pool_same(), conv(cin, c(96))),
-    })
+    return Mixed(
+        cin,
+        {
+            "branch0": conv(cin, c(96)),
+            "branch1": chain(conv(cin, c(64)), conv(c(64), c(96), 3)),
+            "branch2": chain(conv(cin, c(64)), conv(c(64), c(96), 3), conv(c(96), c(96), 3)),
+            "branch3": chain(avg_pool_same(), conv(cin, c(96))),
+        },
+    )
 
 
 def reduction_a(cin: int, c: Widths, k: int, l: int, m: int, n: int) -> Mixed:
     """Fig 7: 35x35 -> 17x17, with the k, l, m, n of the paper's Table 1."""
-    return Mixed(cin, {
-        "branch0": conv(cin, c(n), 3, 2),
-        "branch1": chain(conv(cin, c(k)), conv(c(k), c(l), 3), conv(c(l), c(m), 3, 2)),
-        "branch2": max_pool_reduce(),
-    })
+    return Mixed(
+        cin,
+        {
+            "branch0": conv(cin, c(n), 3, 2),
+            "branch1": chain(conv(cin, c(k)), conv(c(k), c(l), 3), conv(c(l), c(m), 3, 2)),
+            "branch2": max_pool_reduce(),
+        },
+    )
 
 
 def inception_b(cin: int, c: Widths) -> Mixed:
     """Fig 5: 17x17 block, 384 | 192-1x7 224-7x1 256 | 192-7x1 192-1x7 224-7x1 224-1x7 256 | avgpool-128."""
-    return Mixed(cin, {
-        "branch0": conv(cin, c(384)),
-        "branch1": chain(conv(cin, c(192)), conv(c(192), c(224), (1, 7)), conv(c(224), c(256), (7, 1))),
-        "branch2": chain(conv(cin, c(192)), conv(c(192), c(192), (7, 1)), conv(c(192), c(224), (1, 7)),
-                         conv(c(224), c(224), (7, 1)), conv(c(224), c(256), (1, 7))),
-        "branch3": chain(avg_pool_same(), conv(cin, c(128))),
-    })
+    return Mixed(
+        cin,
+        {
+            "branch0": conv(cin, c(384)),
+            "branch1": chain(conv(cin, c(192)), conv(c(192), c(224), (1, 7)), conv(c(224), c(256), (7, 1))),
+            "branch2": chain(
+                conv(cin, c(192)),
+                conv(c(192), c(192), (7, 1)),
+                conv(c(192), c(224), (1, 7)),
+                conv(c(224), c(224), (7, 1)),
+                conv(c(224), c(256), (1, 7)),
+            ),
+            "branch3": chain(avg_pool_same(), conv(cin, c(128))),
+        },
+    )
 
 
 def reduction_b(cin: int, c: Widths) -> Mixed:
     """Fig 8: 17x17 -> 8x8, 192-3x3s2 192 | 256-1x7 256-7x1 320-3x3s2 320 | maxpool."""
-    return Mixed(cin, {
-        "branch0": chain(conv(cin, c(192)), conv(c(192), c(192), 3, 2)),
-        "branch1": chain(conv(cin, c(256)), conv(c(256), c(256), (1, 7)), conv(c(256), c(320), (7, 1)),
-                         conv(c(320), c(320), 3, 2)),
-        "branch2": max_pool_reduce(),
-    })
+    return Mixed(
+        cin,
+        {
+            "branch0": chain(conv(cin, c(192)), conv(c(192), c(192), 3, 2)),
+            "branch1": chain(
+                conv(cin, c(256)),
+                conv(c(256), c(256), (1, 7)),
+                conv(c(256), c(320), (7, 1)),
+                conv(c(320), c(320), 3, 2),
+            ),
+            "branch2": max_pool_reduce(),
+        },
+    )
 
 
 class InceptionC(nn.Module):
@@ -96,12 +124,17 @@ class InceptionC(nn.Module):
         x0 = self.branch0(x)
         x1 = self.branch1_0(x)
         x2 = self.branch2_2(self.branch2_1(self.branch2_0(x)))
-        return torch.cat([
-            x0,
-            self.branch1_1a(x1), self.branch1_1b(x1),
-            self.branch2_3a(x2), self.branch2_3b(x2),
-            self.branch3(x),
-        ], 1)
+        return torch.cat(
+            [
+                x0,
+                self.branch1_1a(x1),
+                self.branch1_1b(x1),
+                self.branch2_3a(x2),
+                self.branch2_3b(x2),
+                self.branch3(x),
+            ],
+            1,
+        )
 
 
 METADATA = ModelMetadata(

@@ -22,6 +22,7 @@ from torch import nn
 
 BN_EPS = 1e-3
 
+
 def make_divisible(value: float, divisor: int = 8) -> int:
     """Round ``value`` to the nearest multiple of ``divisor`` (never below ``divisor``, never 10% smaller)."""
     rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)

@@ -68,9 +68,11 @@ def build_model(
         if not isinstance(error, MemoryError) and "alloc" not in str(error):
             raise
         given = ", ".join(f"{k}={v!r}" for k, v in options.items()) or "its defaults"
-        raise ValueError(f"{name} with {given} and {num_classes} classes does not fit in memory "
-                         f"({str(error).splitlines()[0][:120]}); choose a smaller width_multiplier, fewer "
-                         "blocks or fewer classes") from None
+        raise ValueError(
+            f"{name} with {given} and {num_classes} classes does not fit in memory "
+            f"({str(error).splitlines()[0][:120]}); choose a smaller width_multiplier, fewer "
+            "blocks or fewer classes"
+        ) from None
 
 
 def check_model(name: str, options: dict[str, Any] | None = None) -> None:

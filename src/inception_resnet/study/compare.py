@@ -64,8 +64,9 @@ def plan_compare(config: CompareConfig, out_dir: str | os.PathLike) -> list[RunS
         wanted += [(seed, model, pair_label(pair)) for pair in config.pairs for model in pair]
         wanted += [(seed, model, BASELINE_GROUP) for model in config.baselines]
     for variant in config.sensitivity:
-        wanted += [(seed, model, variant["label"]) for seed in config.variant_seeds(variant) for model in
-                   variant["pair"]]
+        wanted += [
+            (seed, model, variant["label"]) for seed in config.variant_seeds(variant) for model in variant["pair"]
+        ]
     specs: dict[str, RunSpec] = {}
     for seed, model, group in wanted:
         key = f"{model}-seed{seed}"
@@ -93,8 +94,16 @@ def run_compare(
     specs = plan_compare(config, out)
     env = environment(command or "")  # the command the caller gives, else none
     study = {"study": "compare", "preset": preset, "config": section_to_dict(config), "environment": env}
-    records = collect_records(specs, out, study, report_only=report_only, train_fn=train_fn,
-                              time_limit_s=config.time_limit_s, log=log, parallel=config.parallel)
+    records = collect_records(
+        specs,
+        out,
+        study,
+        report_only=report_only,
+        train_fn=train_fn,
+        time_limit_s=config.time_limit_s,
+        log=log,
+        parallel=config.parallel,
+    )
     if not is_main_process():
         return CompareResult(out, [], records, None)
     timings: dict[str, dict[str, Any]] = {}
@@ -102,13 +111,19 @@ def run_compare(
         entries = {name: config.settings(name) for name in config.model_names}
         if log is not None and not report_only:
             log("timing every network alone (one run at a time, after the study's runs)")
-        timings = measure_step_times(entries, out, train_fn=train_fn, log=log, report_only=report_only,
-                                     steps=config.time_steps)
+        timings = measure_step_times(
+            entries, out, train_fn=train_fn, log=log, report_only=report_only, steps=config.time_steps
+        )
     seconds = {name: t.get("seconds_per_step") for name, t in timings.items()}
     pairs = [summarize_pair(config, pair, records, seconds) for pair in config.pairs]
-    variants = [VariantResult(v["label"], v.get("question", ""),
-                              summarize_pair(config, v["pair"], records, seconds, config.variant_seeds(v)))
-                for v in config.sensitivity]
+    variants = [
+        VariantResult(
+            v["label"],
+            v.get("question", ""),
+            summarize_pair(config, v["pair"], records, seconds, config.variant_seeds(v)),
+        )
+        for v in config.sensitivity
+    ]
     baselines = [summarize_model(model, records, config.weights, seconds.get(model)) for model in config.baselines]
     result = CompareResult(out, pairs, records, None, baselines, None, variants)
     result.report = write_compare_report(config, result, preset, timings=timings, redrawn=report_only)
@@ -136,8 +151,13 @@ def early_grad_norms(steps: list[dict[str, Any]], count: int = EARLY_STEPS) -> l
     return [float(r["grad_norm"]) for r in steps if 1 <= r.get("step", 0) <= count and r.get("grad_norm") is not None]
 
 
-def summarize_model(model: str, records: list[RunRecord], weights: str, step_seconds: float | None = None,
-                    seeds: list[int] | None = None) -> ModelResult:
+def summarize_model(
+    model: str,
+    records: list[RunRecord],
+    weights: str,
+    step_seconds: float | None = None,
+    seeds: list[int] | None = None,
+) -> ModelResult:
     """An entry's results over its finished runs (only ``seeds`` when given); curves in isolated seconds."""
     mine = [r for r in records if r.spec.model == model and (seeds is None or r.spec.seed in seeds)]
     done = [r for r in mine if r.finished and (r.rows or r.evaluations)]
@@ -186,8 +206,13 @@ def crossing(curve: Curve | None, level: float, clipped: list[bool] | None) -> C
     return Crossing(before, after, share)
 
 
-def summarize_pair(config: CompareConfig, pair: list[str], records: list[RunRecord],
-                   step_seconds: dict[str, float | None] | None = None, seeds: list[int] | None = None) -> PairResult:
+def summarize_pair(
+    config: CompareConfig,
+    pair: list[str],
+    records: list[RunRecord],
+    step_seconds: dict[str, float | None] | None = None,
+    seeds: list[int] | None = None,
+) -> PairResult:
     """The pair's entries, and its levels, mean error and final error judged over the seeds both finished."""
     step_seconds = step_seconds or {}
     partner = summarize_model(pair[0], records, config.weights, step_seconds.get(pair[0]), seeds)
@@ -205,19 +230,29 @@ def summarize_pair(config: CompareConfig, pair: list[str], records: list[RunReco
         steps_r = [time_to_level(c, level)[0] if c else None for c in curves_r]
         by_steps = judge_time(steps_p, steps_r, budget_partner=budget_p, budget_residual=budget_r)
         if partner.step_seconds and residual.step_seconds:
-            by_seconds = judge_time(scale(steps_p, partner.step_seconds), scale(steps_r, residual.step_seconds),
-                                    budget_partner=budget_p * partner.step_seconds if budget_p else None,
-                                    budget_residual=budget_r * residual.step_seconds if budget_r else None)
+            by_seconds = judge_time(
+                scale(steps_p, partner.step_seconds),
+                scale(steps_r, residual.step_seconds),
+                budget_partner=budget_p * partner.step_seconds if budget_p else None,
+                budget_residual=budget_r * residual.step_seconds if budget_r else None,
+            )
         else:
             by_seconds = Judged(steps_p, steps_r, None, "not shown (no isolated step times measured)")
         crossings_p = [crossing(c, level, f) for c, f in zip(curves_p, clipped_p, strict=True)]
         crossings_r = [crossing(c, level, f) for c, f in zip(curves_r, clipped_r, strict=True)]
-        conservative = judge_time([c.before if c and c.before > 0 else None for c in crossings_p],
-                                  [c.after if c else None for c in crossings_r],
-                                  budget_partner=budget_p, budget_residual=budget_r)
+        conservative = judge_time(
+            [c.before if c and c.before > 0 else None for c in crossings_p],
+            [c.after if c else None for c in crossings_r],
+            budget_partner=budget_p,
+            budget_residual=budget_r,
+        )
         levels.append(LevelResult(float(level), by_steps, by_seconds, crossings_p, crossings_r, conservative))
-    mean = judge_error([mean_error(c) if c else None for c in curves_p],
-                       [mean_error(c) if c else None for c in curves_r], ratio=True)
-    final = judge_error([c.top1[-1] if c and c.top1 else None for c in curves_p],
-                        [c.top1[-1] if c and c.top1 else None for c in curves_r], ratio=False)
+    mean = judge_error(
+        [mean_error(c) if c else None for c in curves_p], [mean_error(c) if c else None for c in curves_r], ratio=True
+    )
+    final = judge_error(
+        [c.top1[-1] if c and c.top1 else None for c in curves_p],
+        [c.top1[-1] if c and c.top1 else None for c in curves_r],
+        ratio=False,
+    )
     return PairResult(partner, residual, common, levels, mean, final)

@@ -103,8 +103,10 @@ class CompareConfig:
                 raise ValueError(f"compare.pairs: each pair is [partner, residual], got {pair!r}")
             for name in pair:
                 if name not in known:
-                    raise ValueError(f"compare.pairs: unknown model {name!r}; known: {', '.join(known)} (or define "
-                                     "a variant in compare.models with a 'model' key)")
+                    raise ValueError(
+                        f"compare.pairs: unknown model {name!r}; known: {', '.join(known)} (or define "
+                        "a variant in compare.models with a 'model' key)"
+                    )
         _check_baselines(self.baselines, known, {name for pair in self.pairs for name in pair})
         _check_distinct(self.seeds, "compare.seeds")
         _check_reserved(self.train, "compare.train")
@@ -186,11 +188,14 @@ class SweepConfig:
         if "lr" in self.train:
             raise ValueError("sweep.train sets lr; the rates come from sweep.lrs")
         if not 0.0 < float(self.train.get("holdout_fraction") or 0.0) < 1.0:
-            raise ValueError("sweep.train.holdout_fraction must lie in (0, 1): the sweep chooses on held-out "
-                             "training images, never on the validation split")
+            raise ValueError(
+                "sweep.train.holdout_fraction must lie in (0, 1): the sweep chooses on held-out "
+                "training images, never on the validation split"
+            )
         for name in self.models:
-            _check_run({**(compare or CompareConfig()).settings(name), **self.train, "lr": self.rates(name)[0]},
-                       "sweep.train")
+            _check_run(
+                {**(compare or CompareConfig()).settings(name), **self.train, "lr": self.rates(name)[0]}, "sweep.train"
+            )
 
     def rates(self, name: str) -> list[float]:
         """The learning rates of ``name``'s grid as given (the sweep may widen it: :func:`widened`)."""
@@ -244,14 +249,22 @@ class ScalingConfig:
         if self.lrs is not None:
             _check_distinct(self.lrs, "scaling.lrs")
             if "lr" in self.train:
-                raise ValueError("scaling.train sets lr and scaling.lrs is set too; give the rates in lrs only "
-                                 "(--set lrs=[0.045])")
+                raise ValueError(
+                    "scaling.train sets lr and scaling.lrs is set too; give the rates in lrs only (--set lrs=[0.045])"
+                )
         _check_distinct(self.seeds, "scaling.seeds")
         _check_reserved(self.train, "scaling.train")
         if "residual_scale" in self.train:
             raise ValueError("scaling.train sets residual_scale; the scales come from scaling.scales")
-        _check_run({**self.train, "model": self.model, "residual_scale": self.scales[0],
-                    **({"lr": self.lrs[0]} if self.lrs else {})}, "scaling.train")
+        _check_run(
+            {
+                **self.train,
+                "model": self.model,
+                "residual_scale": self.scales[0],
+                **({"lr": self.lrs[0]} if self.lrs else {}),
+            },
+            "scaling.train",
+        )
         if not self.train.get("log_every_steps", 10):
             raise ValueError("scaling.train.log_every_steps is 0: the death detector needs steps.jsonl")
 
@@ -283,18 +296,29 @@ def _check_sensitivity(variants: Any, known: list[str]) -> None:
         raise ValueError(f"compare.sensitivity must be a list of variants, got {variants!r}")
     labels = []
     for variant in variants:
-        if not isinstance(variant, dict) or set(variant) - {"label", "question", "pair", "seeds"} or not isinstance(
-                variant.get("label"), str) or not isinstance(variant.get("question", ""), str):
-            raise ValueError("compare.sensitivity: each variant is {\"label\": ..., \"question\": ..., \"pair\": "
-                             f"[partner, residual], \"seeds\": [...] (optional)}}, got {variant!r}")
+        if (
+            not isinstance(variant, dict)
+            or set(variant) - {"label", "question", "pair", "seeds"}
+            or not isinstance(variant.get("label"), str)
+            or not isinstance(variant.get("question", ""), str)
+        ):
+            raise ValueError(
+                'compare.sensitivity: each variant is {"label": ..., "question": ..., "pair": '
+                f'[partner, residual], "seeds": [...] (optional)}}, got {variant!r}'
+            )
         pair = variant.get("pair")
         if not isinstance(pair, list) or len(pair) != 2 or any(name not in known for name in pair):
             raise ValueError(f"compare.sensitivity {variant['label']!r}: pair must be two known entries, got {pair!r}")
         seeds = variant.get("seeds", [0])
-        if not isinstance(seeds, list) or not seeds or any(
-                not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= SEED_LIMIT for v in seeds):
-            raise ValueError(f"compare.sensitivity {variant['label']!r}: seeds must be a non-empty list of integers "
-                             f"from 0 to {SEED_LIMIT}, got {seeds!r}")
+        if (
+            not isinstance(seeds, list)
+            or not seeds
+            or any(not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= SEED_LIMIT for v in seeds)
+        ):
+            raise ValueError(
+                f"compare.sensitivity {variant['label']!r}: seeds must be a non-empty list of integers "
+                f"from 0 to {SEED_LIMIT}, got {seeds!r}"
+            )
         _check_distinct(seeds, f"compare.sensitivity {variant['label']!r} seeds")
         labels.append(variant["label"])
     if len(set(labels)) != len(labels):
@@ -306,8 +330,10 @@ def _check_reserved(values: dict[str, Any], where: str, *, variant: bool = False
     known = set(TrainConfig.field_names())
     unknown = [k for k in values if k not in known]
     if unknown:
-        raise ValueError(f"{where}: unknown training setting(s) {', '.join(map(repr, unknown))}; see "
-                         "`inception-resnet train --help` for the known ones")
+        raise ValueError(
+            f"{where}: unknown training setting(s) {', '.join(map(repr, unknown))}; see "
+            "`inception-resnet train --help` for the known ones"
+        )
     for reserved in ("model", "seed", "run_dir", "resume"):
         if reserved in values and not (variant and reserved == "model"):
             raise ValueError(f"{where} sets {reserved!r}, which the study sets for each run")

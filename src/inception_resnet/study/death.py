@@ -49,8 +49,9 @@ def detect_death(
     """
     criteria = criteria or DeathCriteria()
     if not len(steps) == len(zero_fractions) == len(losses):
-        raise ValueError(f"steps, zero fractions and losses differ in length: "
-                         f"{len(steps)}, {len(zero_fractions)}, {len(losses)}")
+        raise ValueError(
+            f"steps, zero fractions and losses differ in length: {len(steps)}, {len(zero_fractions)}, {len(losses)}"
+        )
     if not steps:
         return DeathReport(False, None, "no steps were logged")
     start = len(steps)
@@ -61,23 +62,35 @@ def detect_death(
     tail = len(steps) - start
     if tail == 0:
         if total_zero:
-            return DeathReport(False, None, f"{total_zero} all-zero point(s), but the network recovered",
-                               total_zero)
+            return DeathReport(False, None, f"{total_zero} all-zero point(s), but the network recovered", total_zero)
         finite = [z for z in zero_fractions if z is not None and math.isfinite(z)]
         highest = f"{max(finite):.4f}" if finite else "never measured"
         return DeathReport(False, None, f"highest {criteria.measure.replace('_', ' ')} {highest}", 0)
     if tail < criteria.min_points:
-        return DeathReport(False, None, f"all zero for the last {tail} logged point(s) only "
-                           f"(fewer than {criteria.min_points}): not enough evidence", total_zero)
+        return DeathReport(
+            False,
+            None,
+            f"all zero for the last {tail} logged point(s) only "
+            f"(fewer than {criteria.min_points}): not enough evidence",
+            total_zero,
+        )
     measured = [x for x in losses[start:] if x is not None and math.isfinite(x)]
     onset_loss = measured[0] if measured else float("nan")
     later = measured[1:]
     if later and min(later) < onset_loss * (1.0 - criteria.loss_tolerance):
-        return DeathReport(False, None, f"all zero from step {steps[start]}, but the loss kept falling "
-                           f"({onset_loss:.4f} -> {min(later):.4f})", total_zero)
-    return DeathReport(True, int(steps[start]), f"{criteria.measure.replace('_', ' ')} at least {threshold:g} from "
-                       f"step {steps[start]} to the end ({tail} logged points), loss flat at {onset_loss:.4f}",
-                       total_zero)
+        return DeathReport(
+            False,
+            None,
+            f"all zero from step {steps[start]}, but the loss kept falling ({onset_loss:.4f} -> {min(later):.4f})",
+            total_zero,
+        )
+    return DeathReport(
+        True,
+        int(steps[start]),
+        f"{criteria.measure.replace('_', ' ')} at least {threshold:g} from "
+        f"step {steps[start]} to the end ({tail} logged points), loss flat at {onset_loss:.4f}",
+        total_zero,
+    )
 
 
 def _all_zero(value: float | None, threshold: float) -> bool:
@@ -98,10 +111,18 @@ def detect_rows_death(rows: Sequence[dict[str, Any]], criteria: DeathCriteria | 
     criteria = criteria or DeathCriteria()
     rows = [r for r in rows if criteria.measure in r and "loss" in r]
     if not rows:
-        return DeathReport(False, None, f"no {criteria.measure} was logged (runs of `study scaling` log it; "
-                           "set death.measure=zero_fraction for other runs)")
-    return detect_death([int(r["step"]) for r in rows], [_float(r.get(criteria.measure)) for r in rows],
-                        [_float(r.get("loss")) for r in rows], criteria)
+        return DeathReport(
+            False,
+            None,
+            f"no {criteria.measure} was logged (runs of `study scaling` log it; "
+            "set death.measure=zero_fraction for other runs)",
+        )
+    return detect_death(
+        [int(r["step"]) for r in rows],
+        [_float(r.get(criteria.measure)) for r in rows],
+        [_float(r.get("loss")) for r in rows],
+        criteria,
+    )
 
 
 def rate_per_32(lr: float, batch_size: int, reference_batch_size: int, scale_lr: bool = True) -> float:

@@ -39,8 +39,11 @@ def _save(figure: Any, out_png: str | os.PathLike) -> Path:
 
 
 def _loss_points(rows: Rows) -> list[tuple[float, float]]:
-    return [(float(r["step"]), float(r["train_loss"])) for r in rows
-            if r.get("step") is not None and r.get("train_loss") is not None]
+    return [
+        (float(r["step"]), float(r["train_loss"]))
+        for r in rows
+        if r.get("step") is not None and r.get("train_loss") is not None
+    ]
 
 
 def plot_pair(
@@ -53,9 +56,11 @@ def plot_pair(
 ) -> Path:
     """Draw the entries' curves (``{name: (curves, per-epoch rows)}``, one of each per seed) to ``out_png``."""
     figure, axes = _figure(2, 2, (13, 9))
-    panels = ((axes[0][0], "top1", "step", "validation top-1 error (%)"),
-              (axes[0][1], "top1", "seconds", "validation top-1 error (%)"),
-              (axes[1][0], "top5", "step", "validation top-5 error (%)"))
+    panels = (
+        (axes[0][0], "top1", "step", "validation top-1 error (%)"),
+        (axes[0][1], "top1", "seconds", "validation top-1 error (%)"),
+        (axes[1][0], "top5", "step", "validation top-5 error (%)"),
+    )
     drawn = False
     for index, (model, (curves, runs)) in enumerate(models.items()):
         colour = f"C{index % 10}"
@@ -81,11 +86,19 @@ def plot_pair(
         if values == "top1":
             for level in levels:
                 axis.axhline(level, color="grey", linestyle="--", linewidth=0.8)
-                axis.annotate(f"{level:g} %", (1.0, level), xycoords=("axes fraction", "data"), fontsize=8,
-                              color="grey", ha="right", va="bottom")
+                axis.annotate(
+                    f"{level:g} %",
+                    (1.0, level),
+                    xycoords=("axes fraction", "data"),
+                    fontsize=8,
+                    color="grey",
+                    ha="right",
+                    va="bottom",
+                )
     for axis, _, x_axis, ylabel in panels:
-        axis.set_xlabel("optimiser step (0: untrained)" if x_axis == "step" else
-                        "training time (s, validation excluded)")
+        axis.set_xlabel(
+            "optimiser step (0: untrained)" if x_axis == "step" else "training time (s, validation excluded)"
+        )
         axis.set_ylabel(ylabel)
         axis.grid(True, alpha=0.3)
     axes[1][1].set_xlabel("optimiser step (end of each epoch)")
@@ -94,8 +107,10 @@ def plot_pair(
     handles, labels = axes[0][0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="outside lower center", ncols=min(3, len(handles)))
     weights_text = "raw weights" if weights == "raw" else "moving-average (EMA) weights"
-    figure.suptitle((title or " vs ".join(models)) + f" - {weights_text}; band: range over seeds; dashed: the "
-                    "error levels fixed in advance")
+    figure.suptitle(
+        (title or " vs ".join(models)) + f" - {weights_text}; band: range over seeds; dashed: the "
+        "error levels fixed in advance"
+    )
     return _save(figure, out_png)
 
 
@@ -186,8 +201,15 @@ def plot_scaling(
                 if not xs:
                     continue
                 axis = axes[row][column]
-                axis.plot(xs, ys, style, color=colour, linewidth=1.2, marker="." if len(xs) < 3 else None,
-                          label=f"scale {float(curve['scale']):g}, seed {curve['seed']}")
+                axis.plot(
+                    xs,
+                    ys,
+                    style,
+                    color=colour,
+                    linewidth=1.2,
+                    marker="." if len(xs) < 3 else None,
+                    label=f"scale {float(curve['scale']):g}, seed {curve['seed']}",
+                )
                 if curve.get("death_step") is not None:
                     at = [y for x, y in zip(xs, ys, strict=True) if x >= curve["death_step"]]
                     if at:
@@ -233,15 +255,29 @@ def plot_stream(
             colour = f"C{scales.index(float(curve['scale'])) % 10}"
             first, last = measured[0], measured[-1]
             axis.plot(range(1, len(first["stream_rms"]) + 1), first["stream_rms"], ":", color=colour, linewidth=1)
-            axis.plot(range(1, len(last["stream_rms"]) + 1), last["stream_rms"], "-", color=colour, linewidth=1.2,
-                      label=f"scale {float(curve['scale']):g}, seed {curve['seed']} (step {last['step']})")
+            axis.plot(
+                range(1, len(last["stream_rms"]) + 1),
+                last["stream_rms"],
+                "-",
+                color=colour,
+                linewidth=1.2,
+                label=f"scale {float(curve['scale']):g}, seed {curve['seed']} (step {last['step']})",
+            )
             drawn = True
         axis.set_title(f"lr {rate:.4g} per 32 images")
         edge = 0
         for name, count in stages:
             axis.axvline(edge + 0.5, color="grey", linewidth=0.8, alpha=0.6)
-            axis.text(edge + 0.5 + count / 2, 0.01, name, transform=axis.get_xaxis_transform(), ha="center",
-                      va="bottom", fontsize=7, color="grey")
+            axis.text(
+                edge + 0.5 + count / 2,
+                0.01,
+                name,
+                transform=axis.get_xaxis_transform(),
+                ha="center",
+                va="bottom",
+                fontsize=7,
+                color="grey",
+            )
             edge += count
         axis.set_xlabel("residual block (forward order)")
         axis.set_ylabel("residual stream after the block (RMS)")

@@ -43,16 +43,19 @@ class Preset:
         if name not in SECTIONS:
             raise ValueError(f"unknown study section {name!r}; choose one of {', '.join(SECTIONS)}")
         if name not in self.sections:
-            raise ValueError(f"preset {self.name} has no {name} section (it holds: {', '.join(self.sections)}); "
-                             f"choose another preset for `study {name}`")
+            raise ValueError(
+                f"preset {self.name} has no {name} section (it holds: {', '.join(self.sections)}); "
+                f"choose another preset for `study {name}`"
+            )
         return getattr(self, name)
 
 
 def preset_from_dict(data: dict[str, Any], *, name: str = "custom", source: str = "") -> Preset:
     """A :class:`Preset` from the JSON structure (unknown keys are errors); every section is validated."""
     if not isinstance(data, dict):
-        raise ValueError(f"a preset must be a JSON object with the sections {', '.join(SECTIONS)}, got "
-                         f"{json.dumps(data)[:80]}")
+        raise ValueError(
+            f"a preset must be a JSON object with the sections {', '.join(SECTIONS)}, got {json.dumps(data)[:80]}"
+        )
     unknown = [k for k in data if k not in ("name", "description", *SECTIONS)]
     if unknown:
         raise ValueError(f"preset {name}: unknown key(s) {', '.join(map(repr, unknown))}")
@@ -87,8 +90,10 @@ def preset_path(name_or_path: str | os.PathLike) -> Path:
         return path
     shipped = PRESET_DIR / f"{name_or_path}.json"
     if not shipped.is_file():
-        raise ValueError(f"unknown preset {str(name_or_path)!r}; choose one of {', '.join(preset_names())} "
-                         "or give the path of a JSON file")
+        raise ValueError(
+            f"unknown preset {str(name_or_path)!r}; choose one of {', '.join(preset_names())} "
+            "or give the path of a JSON file"
+        )
     return shipped
 
 
@@ -152,8 +157,10 @@ def with_overrides(section: Any, overrides: list[str], *, compare: CompareConfig
         elif key in TrainConfig.field_names():
             section.train[key] = value
         else:
-            raise ValueError(f"--set {key}: neither a study setting ({', '.join(sorted(own))}) nor a training "
-                             "setting (see `inception-resnet train --help`)")
+            raise ValueError(
+                f"--set {key}: neither a study setting ({', '.join(sorted(own))}) nor a training "
+                "setting (see `inception-resnet train --help`)"
+            )
     if isinstance(section, SweepConfig):
         section.validate(compare)
     else:

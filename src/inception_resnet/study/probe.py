@@ -99,8 +99,10 @@ def features_and_logits(net: nn.Module, images: torch.Tensor) -> tuple[torch.Ten
     """The feature map entering the final pooling and the logits (networks with ``forward_features`` /
     ``forward_head``, as every network of this package and timm's)."""
     if not (hasattr(net, "forward_features") and hasattr(net, "forward_head")):
-        raise TypeError(f"{type(net).__name__} has no forward_features/forward_head: the probe cannot see the "
-                        "input of its final pooling")
+        raise TypeError(
+            f"{type(net).__name__} has no forward_features/forward_head: the probe cannot see the "
+            "input of its final pooling"
+        )
     features = net.forward_features(images)
     return features, net.forward_head(features)
 
@@ -144,8 +146,7 @@ class DeathProbe:
         """The fixed probe batch: ``probe_images`` evenly spaced images of ``dataset`` (cached)."""
         if self._batch is None or self._batch.device != device:
             if dataset is None or len(dataset) == 0:
-                raise ValueError("the death probe needs validation images (set max_val_images > 0 or give val "
-                                 "data)")
+                raise ValueError("the death probe needs validation images (set max_val_images > 0 or give val data)")
             images = [dataset[i][0] for i in probe_indices(len(dataset), self.probe_images)]
             self._batch = torch.stack(images).to(device)
         return self._batch
@@ -155,8 +156,10 @@ class DeathProbe:
         with TrainingModeRestored(net), torch.no_grad(), ResidualStreamMonitor(net) as monitor:
             features = features_and_logits(net.eval(), images)[0]
         stream = monitor.last()
-        row: dict[str, Any] = {"dead_channels": dead_channel_share(features),
-                               "probe_zero_fraction": zero_fraction(features)}
+        row: dict[str, Any] = {
+            "dead_channels": dead_channel_share(features),
+            "probe_zero_fraction": zero_fraction(features),
+        }
         if stream:
             row.update({"stream_rms": stream, "stream_rms_last": stream[-1], "stream_rms_max": max(stream)})
         return row

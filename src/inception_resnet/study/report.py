@@ -19,8 +19,10 @@ from ..environment import environment_lines  # noqa: F401  (used by the study's 
 from ..files import write_text_atomic
 from ..markdown import table as md_table  # noqa: F401  (the study's name for it)
 
-PAPER = "Szegedy, Ioffe, Vanhoucke, Alemi 2016, \"Inception-v4, Inception-ResNet and the Impact of Residual " \
-        "Connections on Learning\""
+PAPER = (
+    'Szegedy, Ioffe, Vanhoucke, Alemi 2016, "Inception-v4, Inception-ResNet and the Impact of Residual '
+    'Connections on Learning"'
+)
 
 
 def fmt(value: float | None, digits: int = 2, suffix: str = "") -> str:
@@ -54,8 +56,12 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 def write_report(out: str | os.PathLike, lines: list[str], not_run: Sequence[str]) -> Path:
     """Write ``out/report.md`` from ``lines``; ``not_run`` (the keys of runs not trained yet) adds a note at the end."""
     if not_run:
-        lines = [*lines, f"**Incomplete**: {len(not_run)} run(s) not run ({', '.join(not_run)}); start the same "
-                 "command again to train them (finished runs are skipped).", ""]
+        lines = [
+            *lines,
+            f"**Incomplete**: {len(not_run)} run(s) not run ({', '.join(not_run)}); start the same "
+            "command again to train them (finished runs are skipped).",
+            "",
+        ]
     return write_text(Path(out) / "report.md", "\n".join(lines))
 
 

@@ -67,8 +67,21 @@ class ModelResult:
         return spread(norms[step - 1] for norms in self.early_grad_norms if len(norms) >= step)
 
     def to_dict(self) -> dict[str, Any]:
-        out = {k: getattr(self, k) for k in ("name", "seeds", "statuses", "parameters", "macs", "input_size",
-                                             "peak_lr", "total_steps", "step_seconds", "early_grad_norms")}
+        out = {
+            k: getattr(self, k)
+            for k in (
+                "name",
+                "seeds",
+                "statuses",
+                "parameters",
+                "macs",
+                "input_size",
+                "peak_lr",
+                "total_steps",
+                "step_seconds",
+                "early_grad_norms",
+            )
+        }
         out["model"] = self.network
         out["lr"] = self.lr
         for key in ("final_top1", "final_top5", "final_loss", "clipped_percent"):
@@ -88,8 +101,12 @@ class Judged:
     verdict: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {"partner": self.partner, "residual": self.residual, "verdict": self.verdict,
-                "interval": self.interval.to_dict() if self.interval else None}
+        return {
+            "partner": self.partner,
+            "residual": self.residual,
+            "verdict": self.verdict,
+            "interval": self.interval.to_dict() if self.interval else None,
+        }
 
 
 @dataclass
@@ -107,8 +124,12 @@ class Crossing:
         return (self.after - self.before) / self.after if self.after > 0 else 1.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"before": self.before, "after": self.after, "relative_gap": self.relative_gap,
-                "clipped_percent": self.clipped_percent}
+        return {
+            "before": self.before,
+            "after": self.after,
+            "relative_gap": self.relative_gap,
+            "clipped_percent": self.clipped_percent,
+        }
 
 
 @dataclass
@@ -136,10 +157,14 @@ class LevelResult:
         return statistics.fmean(values) if values else None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"level": self.level, "steps": self.steps.to_dict(), "seconds": self.seconds.to_dict(),
-                "conservative": self.conservative.to_dict() if self.conservative else None,
-                "partner_crossings": [c.to_dict() if c else None for c in self.partner_crossings],
-                "residual_crossings": [c.to_dict() if c else None for c in self.residual_crossings]}
+        return {
+            "level": self.level,
+            "steps": self.steps.to_dict(),
+            "seconds": self.seconds.to_dict(),
+            "conservative": self.conservative.to_dict() if self.conservative else None,
+            "partner_crossings": [c.to_dict() if c else None for c in self.partner_crossings],
+            "residual_crossings": [c.to_dict() if c else None for c in self.residual_crossings],
+        }
 
 
 @dataclass
@@ -163,22 +188,36 @@ class PairResult:
         p, r = self.partner.name, self.residual.name
         lines = [f"{r} vs {p} ({len(self.seeds)} paired seeds; 95 % t-intervals, exact sign-flip p-values):"]
         for level in self.levels:
-            lines.append(f"  steps to {level.level:g} % top-1 error, speed-up {p}/{r}: "
-                         f"{interval_text(level.steps.interval, 'x')} -> {level.steps.verdict}")
+            lines.append(
+                f"  steps to {level.level:g} % top-1 error, speed-up {p}/{r}: "
+                f"{interval_text(level.steps.interval, 'x')} -> {level.steps.verdict}"
+            )
         for level in self.levels:
-            lines.append(f"  seconds to {level.level:g} % (isolated step times), speed-up {p}/{r}: "
-                         f"{interval_text(level.seconds.interval, 'x')} -> {level.seconds.verdict}")
-        lines.append(f"  mean top-1 error over training, ratio {p}/{r}: "
-                     f"{interval_text(self.mean_error.interval, 'x')} -> {self.mean_error.verdict}")
-        lines.append(f"  final top-1 error, {r} minus {p}: "
-                     f"{interval_text(self.final_error.interval, ' points')} -> {self.final_error.verdict}")
+            lines.append(
+                f"  seconds to {level.level:g} % (isolated step times), speed-up {p}/{r}: "
+                f"{interval_text(level.seconds.interval, 'x')} -> {level.seconds.verdict}"
+            )
+        lines.append(
+            f"  mean top-1 error over training, ratio {p}/{r}: "
+            f"{interval_text(self.mean_error.interval, 'x')} -> {self.mean_error.verdict}"
+        )
+        lines.append(
+            f"  final top-1 error, {r} minus {p}: "
+            f"{interval_text(self.final_error.interval, ' points')} -> {self.final_error.verdict}"
+        )
         return lines
 
     def to_dict(self) -> dict[str, Any]:
-        return {"partner": self.partner.to_dict(), "residual": self.residual.to_dict(), "seeds": self.seeds,
-                "levels": [lv.to_dict() for lv in self.levels], "mean_error": self.mean_error.to_dict(),
-                "final_error": self.final_error.to_dict(), "figure": self.figure,
-                "verdict_lines": self.verdict_lines()}
+        return {
+            "partner": self.partner.to_dict(),
+            "residual": self.residual.to_dict(),
+            "seeds": self.seeds,
+            "levels": [lv.to_dict() for lv in self.levels],
+            "mean_error": self.mean_error.to_dict(),
+            "final_error": self.final_error.to_dict(),
+            "figure": self.figure,
+            "verdict_lines": self.verdict_lines(),
+        }
 
 
 def interval_text(interval: Interval | None, suffix: str) -> str:
@@ -242,12 +281,26 @@ class ScalingRun:
         return self.status in ("completed", "diverged")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"key": self.key, "lr": self.lr, "lr_per_32": self.lr_per_32, "scale": self.scale, "seed": self.seed,
-                "status": self.status, "message": self.message, "dead": self.death.dead,
-                "death_step": self.death.step, "death_reason": self.death.reason, "label": self.label,
-                "trained_normally": self.trained, "logged_steps": len(self.steps),
-                "last_step": self.steps[-1]["step"] if self.steps else None, "total_steps": self.total_steps,
-                "final_loss": self.final_loss, "final_val_top1_error": self.final_top1, **self.measures}
+        return {
+            "key": self.key,
+            "lr": self.lr,
+            "lr_per_32": self.lr_per_32,
+            "scale": self.scale,
+            "seed": self.seed,
+            "status": self.status,
+            "message": self.message,
+            "dead": self.death.dead,
+            "death_step": self.death.step,
+            "death_reason": self.death.reason,
+            "label": self.label,
+            "trained_normally": self.trained,
+            "logged_steps": len(self.steps),
+            "last_step": self.steps[-1]["step"] if self.steps else None,
+            "total_steps": self.total_steps,
+            "final_loss": self.final_loss,
+            "final_val_top1_error": self.final_top1,
+            **self.measures,
+        }
 
 
 @dataclass
@@ -294,9 +347,17 @@ class SweepPoint:
         return self.mean_error if name == "mean_error" else self.final_error
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "lr": self.lr, "final_errors": self.final_errors,
-                "start_errors": self.start_errors, "mean_errors": self.mean_errors, "clipped_percent": self.clipped,
-                "statuses": self.statuses, "final_error": self.final_error, "mean_error": self.mean_error}
+        return {
+            "model": self.model,
+            "lr": self.lr,
+            "final_errors": self.final_errors,
+            "start_errors": self.start_errors,
+            "mean_errors": self.mean_errors,
+            "clipped_percent": self.clipped,
+            "statuses": self.statuses,
+            "final_error": self.final_error,
+            "mean_error": self.mean_error,
+        }
 
 
 def _mean_of_all(values: list[float | None]) -> float | None:

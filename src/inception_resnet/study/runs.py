@@ -70,9 +70,16 @@ class RunRecord:
 
 def run_entry(record: RunRecord) -> dict[str, Any]:
     """A run for a report's summary.json: key, status, the study's settings and what training derived."""
-    return {"key": record.spec.key, "model": record.spec.model, "seed": record.spec.seed, "group": record.spec.group,
-            "status": record.status, "message": record.message, "settings": comparable(record.spec.settings),
-            "derived": {k: v for k, v in record.derived.items() if k != "classes"}}
+    return {
+        "key": record.spec.key,
+        "model": record.spec.model,
+        "seed": record.spec.seed,
+        "group": record.spec.group,
+        "status": record.status,
+        "message": record.message,
+        "settings": comparable(record.spec.settings),
+        "derived": {k: v for k, v in record.derived.items() if k != "classes"},
+    }
 
 
 def is_main_process() -> bool:
@@ -105,8 +112,14 @@ def write_marker(spec: RunSpec, status: str, message: str, summary: dict[str, An
     if not is_main_process():
         return
     spec.run_dir.mkdir(parents=True, exist_ok=True)
-    document = {"key": spec.key, "status": status, "message": message, "settings": comparable(spec.settings),
-                "summary": summary, "finished_at": time.strftime("%Y-%m-%d %H:%M:%S")}
+    document = {
+        "key": spec.key,
+        "status": status,
+        "message": message,
+        "settings": comparable(spec.settings),
+        "summary": summary,
+        "finished_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
     write_json(spec.run_dir / MARKER, document)
 
 
@@ -151,8 +164,14 @@ def existing_record(spec: RunSpec) -> RunRecord | None:
     marker = read_marker(spec.run_dir)
     if marker is None or marker.get("status") not in ("completed", "diverged"):
         return None
-    return RunRecord(spec, marker["status"], marker.get("message", ""), load_rows(spec.run_dir),
-                     load_derived(spec.run_dir), evaluations=load_evaluations(spec.run_dir))
+    return RunRecord(
+        spec,
+        marker["status"],
+        marker.get("message", ""),
+        load_rows(spec.run_dir),
+        load_derived(spec.run_dir),
+        evaluations=load_evaluations(spec.run_dir),
+    )
 
 
 def execute(spec: RunSpec, train_fn: TrainFn = train) -> RunRecord:
@@ -169,15 +188,33 @@ def execute(spec: RunSpec, train_fn: TrainFn = train) -> RunRecord:
         summary = train_fn(config)
     except NonFiniteLossError as err:
         write_marker(spec, "diverged", str(err), {})
-        return RunRecord(spec, "diverged", str(err), load_rows(spec.run_dir), load_derived(spec.run_dir), True,
-                         load_evaluations(spec.run_dir))
+        return RunRecord(
+            spec,
+            "diverged",
+            str(err),
+            load_rows(spec.run_dir),
+            load_derived(spec.run_dir),
+            True,
+            load_evaluations(spec.run_dir),
+        )
     if summary.status != "completed":
         raise KeyboardInterrupt(f"run {spec.key} {summary.status}; start the study again to continue it")
-    facts = {"seconds": summary.seconds, "images_per_second": summary.images_per_second,
-             "global_step": summary.global_step, "epochs": summary.epochs_completed}
+    facts = {
+        "seconds": summary.seconds,
+        "images_per_second": summary.images_per_second,
+        "global_step": summary.global_step,
+        "epochs": summary.epochs_completed,
+    }
     write_marker(spec, "completed", "", facts)
-    return RunRecord(spec, "completed", "", list(summary.history) or load_rows(spec.run_dir),
-                     load_derived(spec.run_dir), True, list(summary.evaluations) or load_evaluations(spec.run_dir))
+    return RunRecord(
+        spec,
+        "completed",
+        "",
+        list(summary.history) or load_rows(spec.run_dir),
+        load_derived(spec.run_dir),
+        True,
+        list(summary.evaluations) or load_evaluations(spec.run_dir),
+    )
 
 
 def run_all(
@@ -262,8 +299,9 @@ def run_parallel(
                 spec = specs[index]
                 if time_limit_s is not None and clock() - started > time_limit_s:
                     records[index] = RunRecord(spec, "not run", f"time limit of {time_limit_s:.0f} s reached")
-                    _say(log, f"[{index + 1}/{len(specs)}] {spec.key}: not run (time limit {time_limit_s:.0f} s "
-                              "reached)")
+                    _say(
+                        log, f"[{index + 1}/{len(specs)}] {spec.key}: not run (time limit {time_limit_s:.0f} s reached)"
+                    )
                     continue
                 _say(log, f"[{index + 1}/{len(specs)}] {spec.key}: training ({spec.group})")
                 running[pool.submit(_execute_quietly, spec, train_fn)] = (index, clock())
@@ -273,8 +311,10 @@ def run_parallel(
             for future in finished:
                 index, tick = running.pop(future)
                 records[index] = future.result()
-                _say(log, f"[{index + 1}/{len(specs)}] {specs[index].key}: {records[index].status} in "
-                          f"{clock() - tick:.0f} s")
+                _say(
+                    log,
+                    f"[{index + 1}/{len(specs)}] {specs[index].key}: {records[index].status} in {clock() - tick:.0f} s",
+                )
     return [records[i] for i in range(len(specs))]
 
 
@@ -304,8 +344,10 @@ def collect_records(
     if report_only:
         records = [existing_record(s) or RunRecord(s, "not run", "not trained yet") for s in specs]
         if all(r.status == "not run" for r in records):
-            raise ValueError(f"--report-only: {out} holds no finished run of this study; run the same command "
-                             "without --report-only to train them first")
+            raise ValueError(
+                f"--report-only: {out} holds no finished run of this study; run the same command "
+                "without --report-only to train them first"
+            )
     if is_main_process():
         out.mkdir(parents=True, exist_ok=True)
         if not report_only or not (out / "study.json").is_file():

@@ -145,8 +145,13 @@ def val_curve(record: RunRecord, steps: Sequence[dict[str, Any]]) -> list[tuple[
     step where the record holds such evaluations)."""
     points = {}
     for rows in (steps, getattr(record, "evaluations", None) or [], record.rows):
-        points.update({int(r["step"]): float(r["val_top1_error"]) for r in rows
-                       if isinstance(r.get("val_top1_error"), (int, float)) and "step" in r})
+        points.update(
+            {
+                int(r["step"]): float(r["val_top1_error"])
+                for r in rows
+                if isinstance(r.get("val_top1_error"), (int, float)) and "step" in r
+            }
+        )
     return sorted(points.items())
 
 
@@ -171,16 +176,23 @@ def summarize_run(record: RunRecord, config: ScalingConfig) -> ScalingRun:
     if record.status == "diverged":
         label = label.replace("dead", "diverged", 1)
     run = ScalingRun(
-        key=record.spec.key, lr=record.spec.settings.get("lr") if config.lrs is not None else None,
-        lr_per_32=per_32, scale=float(record.spec.settings["residual_scale"]), seed=record.spec.seed,
-        status=record.status, message=record.message, death=death,
+        key=record.spec.key,
+        lr=record.spec.settings.get("lr") if config.lrs is not None else None,
+        lr_per_32=per_32,
+        scale=float(record.spec.settings["residual_scale"]),
+        seed=record.spec.seed,
+        status=record.status,
+        message=record.message,
+        death=death,
         label=label if record.finished else "not run",
-        steps=steps, total_steps=record.derived.get("total_steps"),
-        final_loss=last.get("loss_window", last.get("loss")), final_top1=top1, measures=run_measures(steps),
+        steps=steps,
+        total_steps=record.derived.get("total_steps"),
+        final_loss=last.get("loss_window", last.get("loss")),
+        final_top1=top1,
+        measures=run_measures(steps),
         val=val_curve(record, steps),
     )
-    run.trained = (record.status == "completed" and not death.dead and top1 is not None
-                   and top1 <= config.trained_top1)
+    run.trained = record.status == "completed" and not death.dead and top1 is not None and top1 <= config.trained_top1
     return run
 
 
@@ -203,11 +215,24 @@ def run_scaling(
     out = Path(out_dir)
     specs = plan_scaling(config, out)
     env = environment(command or "")  # the command the caller gives, else none
-    study = {"study": "scaling", "preset": preset, "config": section_to_dict(config), "residual_widths": widths,
-             "environment": env}
+    study = {
+        "study": "scaling",
+        "preset": preset,
+        "config": section_to_dict(config),
+        "residual_widths": widths,
+        "environment": env,
+    }
     fn = train_fn or ProbedTrain(DeathProbe(config.probe_images, config.val_every_steps), config.keep_checkpoints)
-    records = collect_records(specs, out, study, report_only=report_only, train_fn=fn,
-                              time_limit_s=config.time_limit_s, log=log, parallel=config.parallel)
+    records = collect_records(
+        specs,
+        out,
+        study,
+        report_only=report_only,
+        train_fn=fn,
+        time_limit_s=config.time_limit_s,
+        log=log,
+        parallel=config.parallel,
+    )
     runs = [summarize_run(r, config) for r in records]
     result = ScalingResult(out, runs, widths, records, None)
     if is_main_process():

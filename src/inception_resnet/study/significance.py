@@ -31,8 +31,10 @@ def _continued_fraction(a: float, b: float, x: float) -> float:
     d = 1.0 / (d if abs(d) > tiny else tiny)
     result = d
     for m in range(1, 300):
-        for numerator in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-                          -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+        for numerator in (
+            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
+        ):
             d = 1.0 + numerator * d
             d = 1.0 / (d if abs(d) > tiny else tiny)
             c = 1.0 + numerator / c
@@ -93,7 +95,7 @@ def sign_flip_p(differences: Sequence[float], alternative: str = "two-sided") ->
     if n == 0:
         raise ValueError("a sign-flip test needs at least one difference")
     if n <= EXACT_SIGN_FLIPS:
-        patterns = ((np.arange(2 ** n)[:, None] >> np.arange(n)) & 1) * 2 - 1
+        patterns = ((np.arange(2**n)[:, None] >> np.arange(n)) & 1) * 2 - 1
     else:
         patterns = np.random.default_rng(0).choice([-1, 1], size=(SAMPLED_SIGN_FLIPS, n))
         patterns[0] = 1
@@ -144,12 +146,22 @@ class Interval:
         if self.high is None or self.low is None:
             bound = f">= {self.low:.{digits}f}" if self.high is None else f"<= {self.high:.{digits}f}"
             return f"{bound}{suffix} (one-sided {self.confidence:.0%} bound, n = {self.n}), p = {self.p_value:.3g}"
-        return (f"{self.estimate:.{digits}f}{suffix} [{self.low:.{digits}f}, {self.high:.{digits}f}], "
-                f"n = {self.n}, p = {self.p_value:.3g}")
+        return (
+            f"{self.estimate:.{digits}f}{suffix} [{self.low:.{digits}f}, {self.high:.{digits}f}], "
+            f"n = {self.n}, p = {self.p_value:.3g}"
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"estimate": self.estimate, "low": self.low, "high": self.high, "n": self.n, "p_value": self.p_value,
-                "detectable": self.detectable, "confidence": self.confidence, "method": self.method}
+        return {
+            "estimate": self.estimate,
+            "low": self.low,
+            "high": self.high,
+            "n": self.n,
+            "p_value": self.p_value,
+            "detectable": self.detectable,
+            "confidence": self.confidence,
+            "method": self.method,
+        }
 
 
 def t_interval(values: Sequence[float], *, confidence: float = CONFIDENCE) -> Interval | None:
@@ -186,8 +198,11 @@ def lower_bound(values: Sequence[float], *, confidence: float = CONFIDENCE) -> I
 
 def paired(first: Sequence[float | None], second: Sequence[float | None]) -> list[tuple[float, float]]:
     """The (first, second) pairs, seed by seed, where both values exist and are finite."""
-    return [(float(a), float(b)) for a, b in zip(first, second, strict=True)
-            if a is not None and b is not None and math.isfinite(a) and math.isfinite(b)]
+    return [
+        (float(a), float(b))
+        for a, b in zip(first, second, strict=True)
+        if a is not None and b is not None and math.isfinite(a) and math.isfinite(b)
+    ]
 
 
 def log_ratios(numerators: Sequence[float | None], denominators: Sequence[float | None]) -> list[float]:
@@ -199,9 +214,16 @@ def on_ratio_scale(interval: Interval | None) -> Interval | None:
     """An interval of mean log-ratios as one of ratios (geometric mean; the detectable effect as a factor)."""
     if interval is None:
         return None
-    return Interval(math.exp(interval.estimate), math.exp(interval.low) if interval.low is not None else None,
-                    math.exp(interval.high) if interval.high is not None else None, interval.n, interval.p_value,
-                    math.exp(interval.detectable), interval.confidence, interval.method)
+    return Interval(
+        math.exp(interval.estimate),
+        math.exp(interval.low) if interval.low is not None else None,
+        math.exp(interval.high) if interval.high is not None else None,
+        interval.n,
+        interval.p_value,
+        math.exp(interval.detectable),
+        interval.confidence,
+        interval.method,
+    )
 
 
 def ratio_interval(numerators: Sequence[float | None], denominators: Sequence[float | None]) -> Interval | None:

@@ -94,15 +94,23 @@ def curve_of(evaluations: Rows, rows: Rows, weights: str = "raw") -> Curve:
     """A run's :class:`Curve`: its validations when it has them, else its per-epoch rows."""
     keys = METRICS[weights]
     if evaluations:
-        points = [(float(r["step"]), float(r.get("train_seconds") or 0.0), r.get(keys["top1"]), r.get(keys["top5"]))
-                  for r in evaluations]
+        points = [
+            (float(r["step"]), float(r.get("train_seconds") or 0.0), r.get(keys["top1"]), r.get(keys["top5"]))
+            for r in evaluations
+        ]
     else:
         seconds = cumulative_seconds(rows)
-        points = [(float(r.get("step", r.get("epoch", 0))), s, r.get(keys["top1"]), r.get(keys["top5"]))
-                  for r, s in zip(rows, seconds, strict=True)]
+        points = [
+            (float(r.get("step", r.get("epoch", 0))), s, r.get(keys["top1"]), r.get(keys["top5"]))
+            for r, s in zip(rows, seconds, strict=True)
+        ]
     points = [p for p in points if p[2] is not None and math.isfinite(p[2])]
-    return Curve([p[0] for p in points], [p[1] for p in points], [float(p[2]) for p in points],
-                 [float(p[3]) if p[3] is not None else math.nan for p in points])
+    return Curve(
+        [p[0] for p in points],
+        [p[1] for p in points],
+        [float(p[2]) for p in points],
+        [float(p[3]) if p[3] is not None else math.nan for p in points],
+    )
 
 
 def first_crossing(curve: Sequence[tuple[float, float]], level: float) -> float | None:
@@ -136,16 +144,20 @@ def with_step_seconds(curve: Curve, seconds_per_step: float | None) -> Curve:
 
 def time_to_level(curve: Curve, level: float) -> tuple[float | None, float | None]:
     """``(steps, seconds)`` of training until the curve reaches ``level`` (interpolated; None: never)."""
-    return (first_crossing(list(zip(curve.steps, curve.top1, strict=True)), level),
-            first_crossing(list(zip(curve.seconds, curve.top1, strict=True)), level))
+    return (
+        first_crossing(list(zip(curve.steps, curve.top1, strict=True)), level),
+        first_crossing(list(zip(curve.seconds, curve.top1, strict=True)), level),
+    )
 
 
 def mean_error(curve: Curve) -> float | None:
     """The area under the top-1 error curve over the steps, divided by the steps: the mean error over training."""
     if len(curve.steps) < 2 or curve.steps[-1] <= curve.steps[0]:
         return None
-    area = sum((x1 - x0) * (y0 + y1) / 2 for x0, x1, y0, y1 in
-               zip(curve.steps, curve.steps[1:], curve.top1, curve.top1[1:], strict=False))
+    area = sum(
+        (x1 - x0) * (y0 + y1) / 2
+        for x0, x1, y0, y1 in zip(curve.steps, curve.steps[1:], curve.top1, curve.top1[1:], strict=False)
+    )
     return area / (curve.steps[-1] - curve.steps[0])
 
 

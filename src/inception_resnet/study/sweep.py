@@ -32,8 +32,9 @@ from .stats import clipped_share, curve_of, mean_error
 from .sweep_report import write_sweep_report
 
 
-def plan_sweep(sweep: SweepConfig, compare: CompareConfig, out_dir: str | os.PathLike,
-               grids: dict[str, list[float]] | None = None) -> list[RunSpec]:
+def plan_sweep(
+    sweep: SweepConfig, compare: CompareConfig, out_dir: str | os.PathLike, grids: dict[str, list[float]] | None = None
+) -> list[RunSpec]:
     """One run per (seed, entry, rate): the entry's compare settings, then ``sweep.train``, then the rate.
 
     ``grids`` gives each entry's rates (default: the configured ones, :meth:`SweepConfig.rates`).
@@ -77,20 +78,36 @@ def run_sweep(
     sweep.validate(compare)
     out = Path(out_dir)
     env = environment(command or "")
-    study = {"study": "sweep", "preset": preset, "config": section_to_dict(sweep),
-             "compare_settings": {name: compare.settings(name) for name in sweep.models}, "environment": env}
+    study = {
+        "study": "sweep",
+        "preset": preset,
+        "config": section_to_dict(sweep),
+        "compare_settings": {name: compare.settings(name) for name in sweep.models},
+        "environment": env,
+    }
     grids = {name: sorted(sweep.rates(name)) for name in sweep.models}
     for _ in range(sweep.widen + 1):  # each round trains what the grid lacks, then widens edge choices
         specs = plan_sweep(sweep, compare, out, grids)
-        records = collect_records(specs, out, study, report_only=report_only, train_fn=train_fn,
-                                  time_limit_s=sweep.time_limit_s, log=log, parallel=sweep.parallel)
+        records = collect_records(
+            specs,
+            out,
+            study,
+            report_only=report_only,
+            train_fn=train_fn,
+            time_limit_s=sweep.time_limit_s,
+            log=log,
+            parallel=sweep.parallel,
+        )
         if not is_main_process():
             return SweepResult(out, [], {}, records, None)
         points = summarize_sweep(sweep, records, grids)
         chosen, notes = choose_rates(sweep, points, grids)
-        wider = {name: grid for name, lr in chosen.items()
-                 if (grid := widened(grids[name], lr)) is not None
-                 and _widening_allowed(grid, sweep.rates(name), sweep.widen)}
+        wider = {
+            name: grid
+            for name, lr in chosen.items()
+            if (grid := widened(grids[name], lr)) is not None
+            and _widening_allowed(grid, sweep.rates(name), sweep.widen)
+        }
         if report_only or not wider:
             break
         for name, grid in wider.items():
@@ -124,26 +141,31 @@ def _relative(path: Path) -> str:
         return str(path)
 
 
-def summarize_sweep(sweep: SweepConfig, records: list[RunRecord],
-                    grids: dict[str, list[float]] | None = None) -> list[SweepPoint]:
+def summarize_sweep(
+    sweep: SweepConfig, records: list[RunRecord], grids: dict[str, list[float]] | None = None
+) -> list[SweepPoint]:
     points = []
     for name in sweep.models:
         for lr in (grids or {}).get(name, sweep.rates(name)):
             mine = [r for r in records if r.spec.model == name and r.spec.settings.get("lr") == float(lr)]
             curves = [curve_of(r.evaluations, r.rows) if r.status == "completed" else None for r in mine]
-            points.append(SweepPoint(
-                name, float(lr),
-                final_errors=[c.top1[-1] if c is not None and c.top1 else None for c in curves],
-                mean_errors=[mean_error(c) if c is not None else None for c in curves],
-                start_errors=[c.top1[0] if c is not None and c.measured_start else None for c in curves],
-                clipped=[clipped_share(r.rows) for r in mine],
-                statuses=[f"seed {r.spec.seed}: {r.status}" for r in mine],
-            ))
+            points.append(
+                SweepPoint(
+                    name,
+                    float(lr),
+                    final_errors=[c.top1[-1] if c is not None and c.top1 else None for c in curves],
+                    mean_errors=[mean_error(c) if c is not None else None for c in curves],
+                    start_errors=[c.top1[0] if c is not None and c.measured_start else None for c in curves],
+                    clipped=[clipped_share(r.rows) for r in mine],
+                    statuses=[f"seed {r.spec.seed}: {r.status}" for r in mine],
+                )
+            )
     return points
 
 
-def choose_rates(sweep: SweepConfig, points: list[SweepPoint],
-                 grids: dict[str, list[float]] | None = None) -> tuple[dict[str, float], list[str]]:
+def choose_rates(
+    sweep: SweepConfig, points: list[SweepPoint], grids: dict[str, list[float]] | None = None
+) -> tuple[dict[str, float], list[str]]:
     """The rate of lowest ``sweep.choose_by`` per entry (mean over seeds), and notes (a choice at an edge)."""
     chosen: dict[str, float] = {}
     notes: list[str] = []
@@ -157,12 +179,16 @@ def choose_rates(sweep: SweepConfig, points: list[SweepPoint],
         chosen[name] = best.lr
         starts = [e for p in mine for e in p.start_errors if e is not None]
         if starts and best.final_error is not None and best.final_error >= 0.95 * statistics.fmean(starts):
-            notes.append(f"`{name}`: no rate tried took the held-out error clearly below its step-0 value "
-                         f"({statistics.fmean(starts):.1f} %): the entry did not learn in this budget, and the "
-                         "choice among the rates is noise.")
+            notes.append(
+                f"`{name}`: no rate tried took the held-out error clearly below its step-0 value "
+                f"({statistics.fmean(starts):.1f} %): the entry did not learn in this budget, and the "
+                "choice among the rates is noise."
+            )
         rates = sorted((grids or {}).get(name, sweep.rates(name)))
         if best.lr in (rates[0], rates[-1]):
-            notes.append(f"`{name}`: the chosen rate {best.lr:g} is at the edge of the grid "
-                         f"({', '.join(f'{r:g}' for r in rates)}) after widening it {sweep.widen} time(s) at most; "
-                         "a wider grid might find a better one.")
+            notes.append(
+                f"`{name}`: the chosen rate {best.lr:g} is at the edge of the grid "
+                f"({', '.join(f'{r:g}' for r in rates)}) after widening it {sweep.widen} time(s) at most; "
+                "a wider grid might find a better one."
+            )
     return chosen, notes

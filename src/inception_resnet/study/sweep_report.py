@@ -14,40 +14,68 @@ from .results import SweepResult
 from .runs import run_entry
 from .stats import clipped_share, curve_of, mean_error
 
-MEASURE_TEXT = {"mean_error": "mean held-out top-1 error over training (%)",
-                "final_error": "final held-out top-1 error (%)"}
+MEASURE_TEXT = {
+    "mean_error": "mean held-out top-1 error over training (%)",
+    "final_error": "final held-out top-1 error (%)",
+}
 
 
-def write_sweep_report(sweep: SweepConfig, compare: CompareConfig, result: SweepResult, preset: str,
-                       env: dict[str, Any]) -> Path:
+def write_sweep_report(
+    sweep: SweepConfig, compare: CompareConfig, result: SweepResult, preset: str, env: dict[str, Any]
+) -> Path:
     out = result.out_dir
     rows = []
     for record in result.records:
         curve = curve_of(record.evaluations, record.rows)
-        rows.append({"model": record.spec.model, "lr": record.spec.settings.get("lr"), "seed": record.spec.seed,
-                     "status": record.status, "final_heldout_top1_error": curve.top1[-1] if curve.top1 else None,
-                     "mean_heldout_top1_error": mean_error(curve), "clipped_percent": clipped_share(record.rows)})
+        rows.append(
+            {
+                "model": record.spec.model,
+                "lr": record.spec.settings.get("lr"),
+                "seed": record.spec.seed,
+                "status": record.status,
+                "final_heldout_top1_error": curve.top1[-1] if curve.top1 else None,
+                "mean_heldout_top1_error": mean_error(curve),
+                "clipped_percent": clipped_share(record.rows),
+            }
+        )
     if rows:
         write_csv(out / "sweep.csv", rows)
     write_json(out / "chosen.json", {"models": result.preset_models(), "source": result.source})
-    write_json(out / "summary.json", {"preset": preset, "points": [p.to_dict() for p in result.points],
-                                      "chosen": result.chosen, "notes": result.notes,
-                                      "runs": [run_entry(r) for r in result.records]})
+    write_json(
+        out / "summary.json",
+        {
+            "preset": preset,
+            "points": [p.to_dict() for p in result.points],
+            "chosen": result.chosen,
+            "notes": result.notes,
+            "runs": [run_entry(r) for r in result.records],
+        },
+    )
     figure = None
-    errors = {name: {p.lr: p.measure(sweep.choose_by) for p in result.points if p.model == name}
-              for name in sweep.models}
+    errors = {
+        name: {p.lr: p.measure(sweep.choose_by) for p in result.points if p.model == name} for name in sweep.models
+    }
     if any(v is not None for by_lr in errors.values() for v in by_lr.values()):
-        plot_sweep(errors, out / "sweep.png", chosen=result.chosen, title=f"learning-rate sweep, `{preset}` preset",
-                   ylabel=MEASURE_TEXT[sweep.choose_by])
+        plot_sweep(
+            errors,
+            out / "sweep.png",
+            chosen=result.chosen,
+            title=f"learning-rate sweep, `{preset}` preset",
+            ylabel=MEASURE_TEXT[sweep.choose_by],
+        )
         figure = "sweep.png"
     first = sweep.models[0]
     resolved = TrainConfig.from_dict({**compare.settings(first), **sweep.train, "lr": sweep.rates(first)[0]})
     resolved = resolved.resolved()
     derived = next((r.derived for r in result.records if r.derived), {})
-    lines = [f"# Learning-rate sweep: `{preset}` preset", "",
-             "Each entry of the residual study trained at several learning rates under the settings `study compare` "
-             "gives it, validated on held-out *training* images; the validation split, on which the comparison is "
-             "judged, is not read.", ""]
+    lines = [
+        f"# Learning-rate sweep: `{preset}` preset",
+        "",
+        "Each entry of the residual study trained at several learning rates under the settings `study compare` "
+        "gives it, validated on held-out *training* images; the validation split, on which the comparison is "
+        "judged, is not read.",
+        "",
+    ]
     lines += environment_lines(env) + ["", "## What was run", ""]
     lines += [
         f"- Entries: {', '.join(f'`{m}`' for m in sweep.models)}; seeds {sweep.seeds}.",
@@ -61,20 +89,47 @@ def write_sweep_report(sweep: SweepConfig, compare: CompareConfig, result: Sweep
         f"learning rates per {resolved.reference_batch_size} images.",
         f"- Choice: the rate with the lowest {MEASURE_TEXT[sweep.choose_by]} (mean over seeds); a run whose loss "
         "became non-finite fails its rate. A choice at the edge of the grid widens it by one rate beyond that edge "
-        f"(up to {sweep.widen} time(s) per side).", ""]
+        f"(up to {sweep.widen} time(s) per side).",
+        "",
+    ]
     if figure:
         lines += [f"![sweep]({figure})", ""]
     table = []
     for point in result.points:
         mark = " (chosen)" if result.chosen.get(point.model) == point.lr else ""
-        table.append([f"`{point.model}`", f"{point.lr:g}{mark}",
-                      ", ".join(fmt(e) for e in point.final_errors) or "-",
-                      ", ".join(fmt(e) for e in point.mean_errors) or "-",
-                      ", ".join(fmt(c, 1) for c in point.clipped) or "-", "; ".join(point.statuses)])
-    lines += [md_table(["entry", "learning rate", "final held-out top-1 error % (per seed)",
-                        "mean held-out top-1 error over training % (per seed)", "clipped steps %", "runs"], table), ""]
+        table.append(
+            [
+                f"`{point.model}`",
+                f"{point.lr:g}{mark}",
+                ", ".join(fmt(e) for e in point.final_errors) or "-",
+                ", ".join(fmt(e) for e in point.mean_errors) or "-",
+                ", ".join(fmt(c, 1) for c in point.clipped) or "-",
+                "; ".join(point.statuses),
+            ]
+        )
+    lines += [
+        md_table(
+            [
+                "entry",
+                "learning rate",
+                "final held-out top-1 error % (per seed)",
+                "mean held-out top-1 error over training % (per seed)",
+                "clipped steps %",
+                "runs",
+            ],
+            table,
+        ),
+        "",
+    ]
     lines += ["## Chosen rates", ""]
     lines += [f"- `{name}`: {lr:g}" for name, lr in result.chosen.items()] + [f"- {note}" for note in result.notes]
-    lines += ["", "In the preset, `compare.models` takes them (and `compare.lr_source` names this report):", "",
-              "```json", json.dumps(result.preset_models(), indent=2), "```", ""]
+    lines += [
+        "",
+        "In the preset, `compare.models` takes them (and `compare.lr_source` names this report):",
+        "",
+        "```json",
+        json.dumps(result.preset_models(), indent=2),
+        "```",
+        "",
+    ]
     return write_text(out / "report.md", "\n".join(lines))

@@ -38,8 +38,9 @@ def timing_key(settings: dict[str, Any]) -> str:
     return f"{settings.get('model', 'model')}-{digest}"
 
 
-def plan_timing(entries: dict[str, dict[str, Any]], out_dir: str | Path, *, steps: int = TIMED_STEPS,
-                rounds: int = TIMING_ROUNDS) -> list[RunSpec]:
+def plan_timing(
+    entries: dict[str, dict[str, Any]], out_dir: str | Path, *, steps: int = TIMED_STEPS, rounds: int = TIMING_ROUNDS
+) -> list[RunSpec]:
     """Short runs of every distinct network among ``entries`` ({entry: training settings}), round after round,
     in ``out/timing/<network>-r<round>``."""
     networks: dict[str, dict[str, Any]] = {}
@@ -47,13 +48,26 @@ def plan_timing(entries: dict[str, dict[str, Any]], out_dir: str | Path, *, step
         key = timing_key(settings)
         if key not in networks:
             batch = int(settings.get("batch_size") or 32)
-            networks[key] = {**settings, "seed": 0, "epochs": 1, "max_train_images": batch * (steps + WARMUP_STEPS),
-                             "max_val_images": batch, "validate_every_steps": 0, "validate_spacing": 0.0,
-                             "validate_every_epochs": 1, "bn_recompute_images": 0, "log_every_steps": 1,
-                             "keep_last": 1}
-    return [RunSpec(f"{key}-r{index}", timed.get("model", key), 0, "timing", timed,
-                    Path(out_dir) / "timing" / f"{key}-r{index}")
-            for index in range(rounds) for key, timed in networks.items()]
+            networks[key] = {
+                **settings,
+                "seed": 0,
+                "epochs": 1,
+                "max_train_images": batch * (steps + WARMUP_STEPS),
+                "max_val_images": batch,
+                "validate_every_steps": 0,
+                "validate_spacing": 0.0,
+                "validate_every_epochs": 1,
+                "bn_recompute_images": 0,
+                "log_every_steps": 1,
+                "keep_last": 1,
+            }
+    return [
+        RunSpec(
+            f"{key}-r{index}", timed.get("model", key), 0, "timing", timed, Path(out_dir) / "timing" / f"{key}-r{index}"
+        )
+        for index in range(rounds)
+        for key, timed in networks.items()
+    ]
 
 
 def seconds_per_step(run_dir: Path) -> tuple[float | None, int]:
@@ -61,8 +75,11 @@ def seconds_per_step(run_dir: Path) -> tuple[float | None, int]:
     the steps in a shorter run), and how many steps it is the median of."""
     rows = [r for r in read_steps(run_dir) if r.get("elapsed") is not None and r.get("step")]
     warmup = min(WARMUP_STEPS, max(1, len(rows) // 4))
-    durations = [b["elapsed"] - a["elapsed"] for a, b in zip(rows, rows[1:], strict=False)
-                 if b["step"] == a["step"] + 1 and a["step"] >= warmup]
+    durations = [
+        b["elapsed"] - a["elapsed"]
+        for a, b in zip(rows, rows[1:], strict=False)
+        if b["step"] == a["step"] + 1 and a["step"] >= warmup
+    ]
     return (statistics.median(durations) if durations else None), len(durations)
 
 
@@ -88,9 +105,13 @@ def measure_step_times(
     found = {}
     for key, results in per_round.items():
         medians = [seconds for seconds, _ in results if seconds is not None]
-        found[key] = {"seconds_per_step": statistics.median(medians) if medians else None,
-                      "timed_steps": sum(count for _, count in results), "rounds": len(medians),
-                      "round_seconds": medians, "timing_run": key}
+        found[key] = {
+            "seconds_per_step": statistics.median(medians) if medians else None,
+            "timed_steps": sum(count for _, count in results),
+            "rounds": len(medians),
+            "round_seconds": medians,
+            "timing_run": key,
+        }
     return {name: found[timing_key(s)] for name, s in entries.items()}
 
 

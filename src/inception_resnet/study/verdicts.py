@@ -29,8 +29,9 @@ def _seeds_text(n: int) -> str:
     return f"{n} paired seed{'s' if n != 1 else ''}"
 
 
-def _one_sided(partner: list[float | None], residual: list[float | None], budget_partner: float,
-               budget_residual: float) -> tuple[Interval | None, str] | None:
+def _one_sided(
+    partner: list[float | None], residual: list[float | None], budget_partner: float, budget_residual: float
+) -> tuple[Interval | None, str] | None:
     """The censored case: a one-sided bound of the speed-up and its verdict, or None when it does not apply."""
     n = len(partner)
     missing_p = sum(v is None for v in partner)
@@ -38,9 +39,20 @@ def _one_sided(partner: list[float | None], residual: list[float | None], budget
     if missing_p and not missing_r:  # only partner runs censored: partner / residual is at least this
         logs = [math.log((budget_partner if p is None else p) / r) for p, r in zip(partner, residual, strict=True)]
         bound = lower_bound(logs)
-        interval = None if bound is None else Interval(math.exp(bound.estimate), math.exp(bound.low), None, bound.n,
-                                                       bound.p_value, math.exp(bound.detectable), bound.confidence,
-                                                       bound.method)
+        interval = (
+            None
+            if bound is None
+            else Interval(
+                math.exp(bound.estimate),
+                math.exp(bound.low),
+                None,
+                bound.n,
+                bound.p_value,
+                math.exp(bound.detectable),
+                bound.confidence,
+                bound.method,
+            )
+        )
         what = f"{missing_p} of {n} partner runs never reached it, counted at their whole budget"
         if interval is not None and interval.shows(1.0, ALPHA):
             return interval, f"faster (at least {interval.low:.2f}x; {what})"
@@ -48,9 +60,20 @@ def _one_sided(partner: list[float | None], residual: list[float | None], budget
     if missing_r and not missing_p:  # only residual runs censored: residual / partner is at least this
         logs = [math.log((budget_residual if r is None else r) / p) for p, r in zip(partner, residual, strict=True)]
         bound = lower_bound(logs)
-        interval = None if bound is None else Interval(math.exp(-bound.estimate), None, math.exp(-bound.low),
-                                                       bound.n, bound.p_value, math.exp(bound.detectable),
-                                                       bound.confidence, bound.method)
+        interval = (
+            None
+            if bound is None
+            else Interval(
+                math.exp(-bound.estimate),
+                None,
+                math.exp(-bound.low),
+                bound.n,
+                bound.p_value,
+                math.exp(bound.detectable),
+                bound.confidence,
+                bound.method,
+            )
+        )
         what = f"{missing_r} of {n} residual runs never reached it, counted at their whole budget"
         if interval is not None and interval.shows(1.0, ALPHA):
             return interval, f"slower (at most {interval.high:.2f}x; {what})"
@@ -58,8 +81,13 @@ def _one_sided(partner: list[float | None], residual: list[float | None], budget
     return None
 
 
-def judge_time(partner: list[float | None], residual: list[float | None], *, budget_partner: float | None,
-               budget_residual: float | None) -> Judged:
+def judge_time(
+    partner: list[float | None],
+    residual: list[float | None],
+    *,
+    budget_partner: float | None,
+    budget_residual: float | None,
+) -> Judged:
     """Steps (or seconds) to a level, paired by seed: the speed-up partner / residual and its verdict.
 
     ``None`` is a run that never reached the level; ``budget_*`` is each side's whole run (steps or seconds),
@@ -69,8 +97,7 @@ def judge_time(partner: list[float | None], residual: list[float | None], *, bud
     reached_p = sum(v is not None for v in partner)
     reached_r = sum(v is not None for v in residual)
     if n < MIN_INTERVAL_SEEDS:
-        return Judged(partner, residual, None, f"not shown ({_seeds_text(n)}: no interval below "
-                                               f"{MIN_INTERVAL_SEEDS})")
+        return Judged(partner, residual, None, f"not shown ({_seeds_text(n)}: no interval below {MIN_INTERVAL_SEEDS})")
     if reached_p == 0 and reached_r == 0:
         return Judged(partner, residual, None, "not shown (no run reached it)")
     if reached_p < n or reached_r < n:
@@ -78,8 +105,12 @@ def judge_time(partner: list[float | None], residual: list[float | None], *, bud
             censored = _one_sided(partner, residual, budget_partner, budget_residual)
             if censored is not None:
                 return Judged(partner, residual, *censored)
-        return Judged(partner, residual, None, f"not shown (reached in {reached_p}/{n} partner and {reached_r}/{n} "
-                                               "residual runs: censored on both sides)")
+        return Judged(
+            partner,
+            residual,
+            None,
+            f"not shown (reached in {reached_p}/{n} partner and {reached_r}/{n} residual runs: censored on both sides)",
+        )
     interval = ratio_interval(partner, residual)
     if interval is not None and interval.shows(1.0, ALPHA):
         return Judged(partner, residual, interval, "faster" if interval.low > 1.0 else "slower")
@@ -92,8 +123,7 @@ def judge_error(partner: list[float | None], residual: list[float | None], *, ra
     interval = ratio_interval(partner, residual) if ratio else difference_interval(partner, residual)
     if interval is None:
         n = sum(a is not None and b is not None for a, b in zip(partner, residual, strict=True))
-        return Judged(partner, residual, None, f"not shown ({_seeds_text(n)}: no interval below "
-                                               f"{MIN_INTERVAL_SEEDS})")
+        return Judged(partner, residual, None, f"not shown ({_seeds_text(n)}: no interval below {MIN_INTERVAL_SEEDS})")
     null = 1.0 if ratio else 0.0
     if not interval.shows(null, ALPHA):
         return Judged(partner, residual, interval, "not shown")

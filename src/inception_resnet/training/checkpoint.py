@@ -269,6 +269,7 @@ class CheckpointManager:
                 target = target_dir / path.name
                 os.replace(path, target)
                 moved.append(target)
-                warnings.warn(f"moved checkpoint {path.name} (newer than the one resumed from) to {target}",
-                              stacklevel=2)
+                warnings.warn(
+                    f"moved checkpoint {path.name} (newer than the one resumed from) to {target}", stacklevel=2
+                )
         return moved

@@ -55,7 +55,8 @@ def check_resume_compatible(config: TrainConfig, state: dict[str, Any], resume_p
         if saved.get(name) != getattr(config, name):
             warnings.warn(
                 f"resuming with {name}={getattr(config, name)!r} (checkpoint: {saved.get(name)!r}): the "
-                "data order differs from the interrupted run's", stacklevel=2,
+                "data order differs from the interrupted run's",
+                stacklevel=2,
             )
 
 
@@ -67,8 +68,9 @@ def checkpoint_state(parts: RunParts, rng_states: list[dict[str, Any]]) -> dict[
         "format_version": FORMAT_VERSION,
         "model_name": parts.config.model,
         "classes": parts.classes,
-        "model_config": run_model_config(unwrap_model(parts.net), parts.classes, parts.input_size,
-                                         parts.config.augmentation),
+        "model_config": run_model_config(
+            unwrap_model(parts.net), parts.classes, parts.input_size, parts.config.augmentation
+        ),
         "config": parts.config.to_dict(),
         "model": unwrap_model(parts.net).state_dict(),
         "model_ema": ema.module.state_dict() if ema is not None else None,
@@ -124,12 +126,19 @@ def save_checkpoint(parts: RunParts, run_dir: RunDirectory, is_best: bool = Fals
 def non_finite_weights_message(parts: RunParts, run_dir: RunDirectory, problem: str) -> str:
     """Why the run stopped on NaN or infinite weights, and where to resume from."""
     last = run_dir.newest_checkpoint()
-    where = (f"The newest checkpoint, {last}, has finite weights: resume from it with --resume {last} after "
-             "lowering the learning rate (--lr) or adding warm-up (--warmup-epochs)") if last else \
-        "No checkpoint was written yet; lower the learning rate (--lr) or add warm-up (--warmup-epochs)"
+    where = (
+        (
+            f"The newest checkpoint, {last}, has finite weights: resume from it with --resume {last} after "
+            "lowering the learning rate (--lr) or adding warm-up (--warmup-epochs)"
+        )
+        if last
+        else "No checkpoint was written yet; lower the learning rate (--lr) or add warm-up (--warmup-epochs)"
+    )
     progress = parts.progress
-    return (f"training stopped: the weights became NaN or infinite ({problem}) at epoch {progress.epoch + 1}, step "
-            f"{progress.global_step}; no checkpoint was written with them. {where}")
+    return (
+        f"training stopped: the weights became NaN or infinite ({problem}) at epoch {progress.epoch + 1}, step "
+        f"{progress.global_step}; no checkpoint was written with them. {where}"
+    )
 
 
 def restore_checkpoint(
@@ -159,8 +168,11 @@ def restore_checkpoint(
     progress.best = dict(state["best"])
     progress.elapsed_before = float(state["elapsed"])
     if progress.step_in_epoch > parts.steps_per_epoch:
-        warnings.warn(f"the checkpoint is at step {progress.step_in_epoch} of an epoch that now has "
-                      f"{parts.steps_per_epoch} steps; continuing with the next epoch", stacklevel=2)
+        warnings.warn(
+            f"the checkpoint is at step {progress.step_in_epoch} of an epoch that now has "
+            f"{parts.steps_per_epoch} steps; continuing with the next epoch",
+            stacklevel=2,
+        )
         progress.step_in_epoch = parts.steps_per_epoch
     rngs = state["rng"]
     rng = None
@@ -186,5 +198,7 @@ def check_disk_space(parts: RunParts, run_dir: RunDirectory) -> None:
     try:
         check_free_space(directory, estimate * (keep_last + 1), f"{keep_last + 1} checkpoints")
     except OSError as error:
-        warnings.warn(f"{error} (each checkpoint is about {human_bytes(estimate)}); the run may stop when "
-                      "the disk is full", stacklevel=2)
+        warnings.warn(
+            f"{error} (each checkpoint is about {human_bytes(estimate)}); the run may stop when the disk is full",
+            stacklevel=2,
+        )

@@ -28,25 +28,73 @@ SEED_LIMIT = 2**32 - 1  # numpy's and the data order's seeds are 32-bit
 
 RECIPES: dict[str, dict[str, Any]] = {
     "paper": dict(
-        optimizer="rmsprop_tf", lr=0.045, reference_batch_size=32, momentum=0.9, nesterov=False,
-        rmsprop_decay=0.9, rmsprop_eps=1.0, weight_decay=4e-5, no_decay="norm", schedule="step",
-        decay_rate=0.94, decay_epochs=2.0, warmup_epochs=0.0, min_lr=0.0, label_smoothing=0.1,
-        clip_grad_norm=2.0, drop_rate=0.2, aux_loss_weight=None, ema_decay=0.9999, ema_warmup=True,
+        optimizer="rmsprop_tf",
+        lr=0.045,
+        reference_batch_size=32,
+        momentum=0.9,
+        nesterov=False,
+        rmsprop_decay=0.9,
+        rmsprop_eps=1.0,
+        weight_decay=4e-5,
+        no_decay="norm",
+        schedule="step",
+        decay_rate=0.94,
+        decay_epochs=2.0,
+        warmup_epochs=0.0,
+        min_lr=0.0,
+        label_smoothing=0.1,
+        clip_grad_norm=2.0,
+        drop_rate=0.2,
+        aux_loss_weight=None,
+        ema_decay=0.9999,
+        ema_warmup=True,
     ),
     "sgd": dict(
-        optimizer="sgd", lr=0.1, reference_batch_size=256, momentum=0.9, nesterov=True,
-        rmsprop_decay=0.9, rmsprop_eps=1.0, weight_decay=1e-4, no_decay="norm_and_bias", schedule="cosine",
-        decay_rate=0.94, decay_epochs=2.0, warmup_epochs=5.0, min_lr=0.0, label_smoothing=0.1,
-        clip_grad_norm=0.0, drop_rate=0.2, aux_loss_weight=None, ema_decay=0.9999, ema_warmup=True,
+        optimizer="sgd",
+        lr=0.1,
+        reference_batch_size=256,
+        momentum=0.9,
+        nesterov=True,
+        rmsprop_decay=0.9,
+        rmsprop_eps=1.0,
+        weight_decay=1e-4,
+        no_decay="norm_and_bias",
+        schedule="cosine",
+        decay_rate=0.94,
+        decay_epochs=2.0,
+        warmup_epochs=5.0,
+        min_lr=0.0,
+        label_smoothing=0.1,
+        clip_grad_norm=0.0,
+        drop_rate=0.2,
+        aux_loss_weight=None,
+        ema_decay=0.9999,
+        ema_warmup=True,
     ),
     # from pretrained weights (the default with --weights): SGD as timm's and torchvision's fine-tuning, a peak
     # rate a ninth of the paper's, a short warm-up while the new classifier is random, cosine decay, no EMA
     # (a 0.9999 average would lag a run of a few hundred steps by most of it)
     "finetune": dict(
-        optimizer="sgd", lr=0.005, reference_batch_size=32, momentum=0.9, nesterov=True,
-        rmsprop_decay=0.9, rmsprop_eps=1.0, weight_decay=1e-4, no_decay="norm_and_bias", schedule="cosine",
-        decay_rate=0.94, decay_epochs=2.0, warmup_epochs=1.0, min_lr=0.0, label_smoothing=0.1,
-        clip_grad_norm=0.0, drop_rate=0.2, aux_loss_weight=None, ema_decay=0.0, ema_warmup=True,
+        optimizer="sgd",
+        lr=0.005,
+        reference_batch_size=32,
+        momentum=0.9,
+        nesterov=True,
+        rmsprop_decay=0.9,
+        rmsprop_eps=1.0,
+        weight_decay=1e-4,
+        no_decay="norm_and_bias",
+        schedule="cosine",
+        decay_rate=0.94,
+        decay_epochs=2.0,
+        warmup_epochs=1.0,
+        min_lr=0.0,
+        label_smoothing=0.1,
+        clip_grad_norm=0.0,
+        drop_rate=0.2,
+        aux_loss_weight=None,
+        ema_decay=0.0,
+        ema_warmup=True,
     ),
 }
 
@@ -67,21 +115,33 @@ class TrainConfig:
     """
 
     # what to train
-    model: str | None = _opt(None, "registered model name (see `inception-resnet models`; default: the one the "
-                                   "pretrained weights record, as our runs' do, else inception_v4)")
-    num_classes: int | None = _opt(None, "classifier outputs (default: the number of classes in the data)",
-                                   ge=1, le=MAX_CLASSES)
-    in_chans: int = _opt(3, "input channels of the model; images are converted (grey <-> RGB) to match",
-                         bounds=COMMON_ARGUMENTS["in_chans"][1])
-    input_size: int | None = _opt(None, "training and validation image size (default: the model's, 299)", ge=1,
-                                 le=MAX_INPUT_SIZE)
+    model: str | None = _opt(
+        None,
+        "registered model name (see `inception-resnet models`; default: the one the "
+        "pretrained weights record, as our runs' do, else inception_v4)",
+    )
+    num_classes: int | None = _opt(
+        None, "classifier outputs (default: the number of classes in the data)", ge=1, le=MAX_CLASSES
+    )
+    in_chans: int = _opt(
+        3,
+        "input channels of the model; images are converted (grey <-> RGB) to match",
+        bounds=COMMON_ARGUMENTS["in_chans"][1],
+    )
+    input_size: int | None = _opt(
+        None, "training and validation image size (default: the model's, 299)", ge=1, le=MAX_INPUT_SIZE
+    )
     width_multiplier: float | None = _opt(None, "model option: scale every layer's channels")
     aux_logits: bool | None = _opt(None, "model option: build the auxiliary classifier")
     residual_scale: float | tuple[float, float, float] | None = _opt(
-        None, "model option: scale of the residual branches (Inception-ResNet), one or an (A, B, C) triple")
+        None, "model option: scale of the residual branches (Inception-ResNet), one or an (A, B, C) triple"
+    )
     model_options: dict = _opt({}, "further model options, passed to create_model")
-    pretrained: str | None = _opt(None, "weights to start from (anything create_model(pretrained=) takes); "
-                                        "a classifier of another size is replaced by a new one")
+    pretrained: str | None = _opt(
+        None,
+        "weights to start from (anything create_model(pretrained=) takes); "
+        "a classifier of another size is replaced by a new one",
+    )
     freeze_body: bool = _opt(False, "train only the classifier(s); the body's BatchNorm statistics stay fixed")
     freeze_bn: bool = _opt(False, "use and keep the BatchNorm running statistics (BatchNorm in eval mode)")
     sync_bn: bool = _opt(False, "SyncBatchNorm across processes (CUDA only)")
@@ -89,24 +149,43 @@ class TrainConfig:
     data: str | None = _opt(None, "image folder, 'fashion-mnist' (default), 'mnist', or 'synthetic:N[:CLASSES]'")
     max_train_images: int | None = _opt(None, "train on a class-balanced subset of this many images", ge=1)
     max_val_images: int | None = _opt(None, "validate on a class-balanced subset of this many images", ge=1)
-    val_fraction: float = _opt(0.1, "without a val/ split in the data folder: the share of the training images "
-                                    "held out for validation (class-balanced, chosen by the seed; 0: none)", ge=0, lt=1)
-    num_workers: int | None = _opt(None, "data loader processes (default: 0 on a machine of <= 2 cores, else "
-                                         "up to 8 per process)", ge=0, le=1024)
+    val_fraction: float = _opt(
+        0.1,
+        "without a val/ split in the data folder: the share of the training images "
+        "held out for validation (class-balanced, chosen by the seed; 0: none)",
+        ge=0,
+        lt=1,
+    )
+    num_workers: int | None = _opt(
+        None, "data loader processes (default: 0 on a machine of <= 2 cores, else up to 8 per process)", ge=0, le=1024
+    )
     color_distortion: bool = _opt(True, "random colour distortion in the training augmentation")
-    augmentation: str = _opt("inception", "training augmentation: 'inception' (random crops of 5-100 percent of "
-                             "the area, flip, colour) or 'pad-crop' (small images: pad, random crop, flip; "
-                             "validation on the whole image)", choices=AUGMENTATIONS)
-    holdout_fraction: float = _opt(0.0, "validate on this class-balanced share of the training split, held out "
-                                   "from training (the validation split is not read; for learning-rate sweeps)",
-                                   ge=0, lt=1)
+    augmentation: str = _opt(
+        "inception",
+        "training augmentation: 'inception' (random crops of 5-100 percent of "
+        "the area, flip, colour) or 'pad-crop' (small images: pad, random crop, flip; "
+        "validation on the whole image)",
+        choices=AUGMENTATIONS,
+    )
+    holdout_fraction: float = _opt(
+        0.0,
+        "validate on this class-balanced share of the training split, held out "
+        "from training (the validation split is not read; for learning-rate sweeps)",
+        ge=0,
+        lt=1,
+    )
     # recipe
-    recipe: str | None = _opt(None, "hyper-parameter defaults: 'paper' (RMSProp, TF semantics), 'sgd', or "
-                                    "'finetune' (SGD, lower rate, warm-up, no EMA; default: finetune with pretrained "
-                                    "weights, else paper)", choices=tuple(RECIPES))
+    recipe: str | None = _opt(
+        None,
+        "hyper-parameter defaults: 'paper' (RMSProp, TF semantics), 'sgd', or "
+        "'finetune' (SGD, lower rate, warm-up, no EMA; default: finetune with pretrained "
+        "weights, else paper)",
+        choices=tuple(RECIPES),
+    )
     epochs: int = _opt(10, "number of epochs", ge=1, le=1_000_000)
-    batch_size: int = _opt(32, "GLOBAL batch per optimiser step (split over processes and accumulation)",
-                           ge=1, le=1_000_000)
+    batch_size: int = _opt(
+        32, "GLOBAL batch per optimiser step (split over processes and accumulation)", ge=1, le=1_000_000
+    )
     accum_steps: int = _opt(1, "gradient accumulation: micro-batches per optimiser step", ge=1, le=1_000_000)
     optimizer: str | None = _opt(None, "rmsprop_tf or sgd", choices=OPTIMIZERS)
     lr: float | None = _opt(None, "learning rate for reference_batch_size images (paper: 0.045 per 32)", ge=0)
@@ -117,10 +196,12 @@ class TrainConfig:
     rmsprop_decay: float | None = _opt(None, "RMSProp decay of the mean square (TF's `decay`)", ge=0, lt=1)
     rmsprop_eps: float | None = _opt(None, "RMSProp epsilon, inside the square root (paper: 1.0)", gt=0)
     weight_decay: float | None = _opt(None, "L2 weight decay", ge=0)
-    no_decay: str | None = _opt(None, "parameters exempt from weight decay: norm, norm_and_bias or none",
-                                choices=NO_DECAY_CHOICES)
-    schedule: str | None = _opt(None, "learning-rate schedule: step (staircase exponential), cosine, constant",
-                                choices=SCHEDULES)
+    no_decay: str | None = _opt(
+        None, "parameters exempt from weight decay: norm, norm_and_bias or none", choices=NO_DECAY_CHOICES
+    )
+    schedule: str | None = _opt(
+        None, "learning-rate schedule: step (staircase exponential), cosine, constant", choices=SCHEDULES
+    )
     decay_rate: float | None = _opt(None, "step schedule: factor per decay interval (paper: 0.94)", gt=0)
     decay_epochs: float | None = _opt(None, "step schedule: epochs per decay interval (paper: 2)", gt=0)
     staircase: bool = _opt(True, "step schedule: decay in steps (else continuously)")
@@ -128,16 +209,21 @@ class TrainConfig:
     min_lr: float | None = _opt(None, "cosine schedule: final learning rate", ge=0)
     label_smoothing: float | None = _opt(None, "label smoothing", ge=0, lt=1)
     clip_grad_norm: float | None = _opt(None, "clip gradients to this global norm (0: no clipping)", ge=0)
-    drop_rate: float | None = _opt(None, "dropout before the classifier (paper: keep 0.8, i.e. 0.2)",
-                                   bounds=COMMON_ARGUMENTS["drop_rate"][1])
-    aux_loss_weight: float | None = _opt(None, "weight of each auxiliary classifier's loss (default: the model's, "
-                                               "0.4 as TF-slim, 0.3 per head for GoogLeNet)", ge=0)
+    drop_rate: float | None = _opt(
+        None, "dropout before the classifier (paper: keep 0.8, i.e. 0.2)", bounds=COMMON_ARGUMENTS["drop_rate"][1]
+    )
+    aux_loss_weight: float | None = _opt(
+        None,
+        "weight of each auxiliary classifier's loss (default: the model's, 0.4 as TF-slim, 0.3 per head for GoogLeNet)",
+        ge=0,
+    )
     ema_decay: float | None = _opt(None, "decay of the weight EMA (0: no EMA)", ge=0, lt=1)
     ema_warmup: bool | None = _opt(None, "adjust the EMA decay for short runs: min(decay, (1+n)/(10+n))")
     # execution
     device: str = _opt("auto", "auto, cpu, cuda or cuda:N")
-    precision: str = _opt("fp32", "fp32, bf16 (autocast) or fp16 (autocast with a gradient scaler)",
-                          choices=AUTOCAST_PRECISIONS)
+    precision: str = _opt(
+        "fp32", "fp32, bf16 (autocast) or fp16 (autocast with a gradient scaler)", choices=AUTOCAST_PRECISIONS
+    )
     channels_last: bool = _opt(False, "channels-last memory format")
     compile: bool = _opt(False, "torch.compile the training step's model")
     deterministic: bool = _opt(False, "deterministic algorithms (bit-exact resumption on the CPU)")
@@ -151,13 +237,22 @@ class TrainConfig:
     log_every_steps: int = _opt(10, "write steps.jsonl every N steps (0: never)", ge=0)
     validate_every_epochs: int = _opt(1, "validate every N epochs (and after the last)", ge=1)
     validate_every_steps: int = _opt(0, "also validate at step 0 and every N optimiser steps (validation.jsonl)", ge=0)
-    validate_spacing: float = _opt(0.0, "with validate_every_steps: the gap between two validations grows to this "
-                                   "fraction of the step (0.1: a crossing is bracketed within 10 percent of its step)",
-                                   ge=0, le=1)
-    bn_recompute_images: int = _opt(0, "validate a copy of the network whose BatchNorm statistics are recomputed "
-                                    "on this many clean training images (0: the running statistics)", ge=0)
-    val_batch_size: int | None = _opt(None, "validation batch per process (default: twice the training one)",
-                                      ge=1, le=1_000_000)
+    validate_spacing: float = _opt(
+        0.0,
+        "with validate_every_steps: the gap between two validations grows to this "
+        "fraction of the step (0.1: a crossing is bracketed within 10 percent of its step)",
+        ge=0,
+        le=1,
+    )
+    bn_recompute_images: int = _opt(
+        0,
+        "validate a copy of the network whose BatchNorm statistics are recomputed "
+        "on this many clean training images (0: the running statistics)",
+        ge=0,
+    )
+    val_batch_size: int | None = _opt(
+        None, "validation batch per process (default: twice the training one)", ge=1, le=1_000_000
+    )
     progress: bool = _opt(True, "progress bar and per-epoch lines on stderr/stdout")
     tensorboard: bool = _opt(True, "write TensorBoard scalars when tensorboard is installed")
 
@@ -208,8 +303,10 @@ class TrainConfig:
         check_fields(self)
         reserved = sorted(set(self.model_options) & {"num_classes", "in_chans", "drop_rate", "pretrained"})
         if reserved:
-            raise ValueError(f"model_options {', '.join(reserved)}: these are settings of their own; give them as "
-                             + ", ".join(f"--{name.replace('_', '-')}" for name in reserved))
+            raise ValueError(
+                f"model_options {', '.join(reserved)}: these are settings of their own; give them as "
+                + ", ".join(f"--{name.replace('_', '-')}" for name in reserved)
+            )
         check_model(self.model, self.model_kwargs())
         if self.resume is not None and self.resume != "auto" and not Path(self.resume).exists():
             raise FileNotFoundError(f"checkpoint to resume from not found: {self.resume} (or pass --resume auto)")
@@ -271,5 +368,3 @@ def checked_settings(values: Mapping[str, Any], source: str) -> dict[str, Any]:
     except ValueError as error:
         raise ValueError(f"{source}: {error}") from None
     return dict(values)
-
-

@@ -105,8 +105,9 @@ def _attempt_store(world_size: int, timeout: datetime.timedelta) -> dist.Store |
     """
     if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
         return None
-    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world_size,
-                          is_master=False, timeout=timeout)
+    store = dist.TCPStore(
+        os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world_size, is_master=False, timeout=timeout
+    )
     run_id = os.environ.get("TORCHELASTIC_RUN_ID", "run")
     return dist.PrefixStore(f"inception_resnet/{run_id}/attempt_{restart_count()}/", store)
 

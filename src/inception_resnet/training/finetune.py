@@ -35,4 +35,3 @@ def freeze_body(net: nn.Module) -> list[str]:
     if not trainable:
         raise ValueError("freeze_body left nothing to train: the model has no classifier (num_classes=0?)")
     return trainable
-

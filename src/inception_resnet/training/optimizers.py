@@ -70,7 +70,12 @@ class RMSpropTF(torch.optim.Optimizer):
         if weight_decay < 0:
             raise ValueError(f"RMSpropTF: weight_decay must be >= 0, got {weight_decay}")
         defaults = dict(
-            lr=lr, decay=decay, momentum=momentum, eps=eps, weight_decay=weight_decay, centered=centered,
+            lr=lr,
+            decay=decay,
+            momentum=momentum,
+            eps=eps,
+            weight_decay=weight_decay,
+            centered=centered,
             foreach=foreach,
         )
         super().__init__(params, defaults)

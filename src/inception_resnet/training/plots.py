@@ -26,7 +26,6 @@ PANELS = (
 )
 
 
-
 def _label_for(source: RunSource) -> str:
     path = Path(source)
     return path.name if path.is_dir() else path.parent.name
@@ -54,8 +53,9 @@ def plot_run(
     directories = [Path(source).is_dir() for source in sources]
     step_rows = [read_steps(s) if is_dir else [] for s, is_dir in zip(sources, directories, strict=True)]
     val_rows = [read_validations(s) if is_dir else [] for s, is_dir in zip(sources, directories, strict=True)]
-    classes = [read_derived(s).get("num_classes") if is_dir else None for s, is_dir in zip(sources, directories,
-                                                                                          strict=True)]
+    classes = [
+        read_derived(s).get("num_classes") if is_dir else None for s, is_dir in zip(sources, directories, strict=True)
+    ]
     panels = PANELS if any(count is None or count >= 10 for count in classes) else PANELS[:2]
 
     figure = Figure(figsize=(5 * len(panels), 8.5), layout="constrained")
@@ -112,11 +112,20 @@ def _steps_per_epoch(rows: list[dict[str, Any]]) -> float | None:
     return last["step"] / last["epoch"] if last else None
 
 
-def _draw(axis, x_values: list, rows: list[dict[str, Any]], key: str, colour: str, style: str,
-          label: str, marker: str = "o") -> None:
-    points = [(x, row.get(key)) for x, row in zip(x_values, rows, strict=True)
-              if x is not None and row.get(key) is not None]
+def _draw(
+    axis, x_values: list, rows: list[dict[str, Any]], key: str, colour: str, style: str, label: str, marker: str = "o"
+) -> None:
+    points = [
+        (x, row.get(key)) for x, row in zip(x_values, rows, strict=True) if x is not None and row.get(key) is not None
+    ]
     if points:
         xs, ys = zip(*points, strict=True)
-        axis.plot(xs, ys, style, color=colour, marker=(marker or "o") if len(points) == 1 else marker, markersize=3,
-                  label=label)
+        axis.plot(
+            xs,
+            ys,
+            style,
+            color=colour,
+            marker=(marker or "o") if len(points) == 1 else marker,
+            markersize=3,
+            label=label,
+        )

@@ -17,8 +17,18 @@ from typing import Any
 
 def fresh_epoch_sums() -> dict[str, float]:
     """The running sums of an epoch that has not taken a step yet."""
-    return {"loss": 0.0, "total_loss": 0.0, "zero_fraction": 0.0, "grad_norm": 0.0, "grad_norm_max": 0.0,
-            "steps": 0, "images": 0, "seconds": 0.0, "skipped": 0, "clipped_steps": 0}
+    return {
+        "loss": 0.0,
+        "total_loss": 0.0,
+        "zero_fraction": 0.0,
+        "grad_norm": 0.0,
+        "grad_norm_max": 0.0,
+        "steps": 0,
+        "images": 0,
+        "seconds": 0.0,
+        "skipped": 0,
+        "clipped_steps": 0,
+    }
 
 
 @dataclass

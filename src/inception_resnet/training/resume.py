@@ -99,16 +99,20 @@ class RunDirectory:
         manager = self.checkpoints
         earlier = manager.checkpoints() or manager.best_path.exists()
         if resume is None and earlier:
-            return (f"the run directory {self.path} already holds checkpoints of an earlier run; pass "
-                    "--resume auto to continue it, or choose a new --run-dir"), None
+            return (
+                f"the run directory {self.path} already holds checkpoints of an earlier run; pass "
+                "--resume auto to continue it, or choose a new --run-dir"
+            ), None
         if resume is None:
             return None, None
         if resume != "auto":
             source = Path(resume).resolve()
             if earlier and not source.is_relative_to(manager.directory.resolve()):
-                return (f"cannot resume {resume} in {self.path}: that directory holds checkpoints of another "
-                        f"run, whose best.pt this run would overwrite; resume it in its own run directory "
-                        f"({source.parent.parent}) or choose a new --run-dir"), None
+                return (
+                    f"cannot resume {resume} in {self.path}: that directory holds checkpoints of another "
+                    f"run, whose best.pt this run would overwrite; resume it in its own run directory "
+                    f"({source.parent.parent}) or choose a new --run-dir"
+                ), None
             return None, resume
         path, bad = manager.latest_valid()
         if path is None and (bad or manager.best_path.exists()):
@@ -120,8 +124,10 @@ class RunDirectory:
 
     def no_intact_checkpoint(self, bad: list[tuple[Path, str]]) -> str:
         """The error of ``--resume auto`` when every rolling checkpoint is damaged (nothing is changed)."""
-        lines = [f"--resume auto found no intact checkpoint in {self.checkpoints.directory}, so it stops rather "
-                 "than start over:"]
+        lines = [
+            f"--resume auto found no intact checkpoint in {self.checkpoints.directory}, so it stops rather "
+            "than start over:"
+        ]
         lines += [f"  {path.name}: {reason}" for path, reason in bad]
         best = self.checkpoints.best_path
         if best.exists():
@@ -130,8 +136,10 @@ class RunDirectory:
             except (CheckpointError, OSError) as error:
                 lines.append(f"  best.pt: {error}")
             else:
-                lines.append(f"best.pt is intact (the best epoch's, not the newest): resume from it with --resume "
-                             f"{best}, or start afresh with a new --run-dir")
+                lines.append(
+                    f"best.pt is intact (the best epoch's, not the newest): resume from it with --resume "
+                    f"{best}, or start afresh with a new --run-dir"
+                )
                 return "\n".join(lines)
         lines.append("start afresh with a new --run-dir (this one is kept as it is)")
         return "\n".join(lines)

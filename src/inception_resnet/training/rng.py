@@ -1,5 +1,4 @@
-"""Random-number plumbing for exact resumption: per-sample augmentation seeds and checkpoint-safe RNG states.
-"""
+"""Random-number plumbing for exact resumption: per-sample augmentation seeds and checkpoint-safe RNG states."""
 
 from __future__ import annotations
 
@@ -56,7 +55,6 @@ class PerSampleSeeds(Dataset):
             return self.dataset[index]
 
 
-
 def capture_rng(device: torch.device) -> dict[str, Any]:
     """This process's torch (CPU and CUDA), numpy and Python random states, as checkpoint-safe values."""
     np_state = np.random.get_state()
@@ -64,8 +62,12 @@ def capture_rng(device: torch.device) -> dict[str, Any]:
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
-                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+        "numpy": {
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
         "python": {"version": py_version, "state": list(py_state), "gauss": py_gauss},
     }
 
@@ -75,8 +77,14 @@ def restore_rng(state: dict[str, Any], device: torch.device) -> None:
     if state.get("cuda") is not None and device.type == "cuda":
         torch.cuda.set_rng_state(state["cuda"], device)
     np_state = state["numpy"]
-    np.random.set_state(("MT19937", np_state["keys"].numpy().astype(np.uint32), np_state["pos"],
-                         np_state["has_gauss"], np_state["cached_gaussian"]))
+    np.random.set_state(
+        (
+            "MT19937",
+            np_state["keys"].numpy().astype(np.uint32),
+            np_state["pos"],
+            np_state["has_gauss"],
+            np_state["cached_gaussian"],
+        )
+    )
     python = state["python"]
     random.setstate((python["version"], tuple(python["state"]), python["gauss"]))
-

@@ -92,19 +92,22 @@ def held_out_data(
     """``holdout_fraction``: the training split less a held-out part, the held-out part, their description and
     whether transforms still apply."""
     if val_dataset is not None:
-        raise ValueError("holdout_fraction validates on a part of the training data; pass no val_dataset "
-                         "(or set holdout_fraction to 0)")
+        raise ValueError(
+            "holdout_fraction validates on a part of the training data; pass no val_dataset "
+            "(or set holdout_fraction to 0)"
+        )
     synthetic = parse_synthetic(config.data)
     ready = train_dataset is not None or synthetic is not None
     if train_dataset is None and synthetic is not None:
         count, classes = synthetic
-        train_dataset = SyntheticDataset(count, classes, config.in_chans, config.input_size or 299,
-                                         seed=config.seed)
+        train_dataset = SyntheticDataset(count, classes, config.in_chans, config.input_size or 299, seed=config.seed)
     elif train_dataset is None:
         train_dataset = datasets.build_dataset(config.data, "train")  # looked up now: tests replace it
     rest, held_out = holdout_split(train_dataset, config.holdout_fraction, seed=HOLDOUT_SEED)
-    validation = (f"validation on a held-out, class-balanced {config.holdout_fraction:g} of the training "
-                  f"split ({len(held_out)} images; the validation split is not read)")
+    validation = (
+        f"validation on a held-out, class-balanced {config.holdout_fraction:g} of the training "
+        f"split ({len(held_out)} images; the validation split is not read)"
+    )
     return rest, held_out, validation, not ready
 
 
@@ -129,8 +132,9 @@ def attach_transforms(data: RunData, net: nn.Module, config: TrainConfig, size: 
         train_tf = PadCropTransform(size, config.in_chans, mean=metadata.mean, std=metadata.std)
         eval_tf = whole_image_transform(size, config.in_chans, mean=metadata.mean, std=metadata.std)
     else:
-        train_tf = train_transform(size, config.in_chans, mean=metadata.mean, std=metadata.std,
-                                   color_distortion=config.color_distortion)
+        train_tf = train_transform(
+            size, config.in_chans, mean=metadata.mean, std=metadata.std, color_distortion=config.color_distortion
+        )
         eval_tf = eval_transform_for(net, input_size=size)
     data.clean_train = data.train.with_transform(eval_tf)  # BatchNorm recomputation's images
     data.train = data.train.with_transform(train_tf)
@@ -162,5 +166,10 @@ def check_fit(config: TrainConfig, net: nn.Module, data: RunData) -> None:
             f"pass --in-chans {image.shape[0]} or convert the images"
         )
     minimum = getattr(net, "min_input_size", 1)
-    check_min_size(config.model, image.shape[-2], image.shape[-1], minimum,
-                   f"the data yields images this small; resize them, e.g. --input-size {minimum}")
+    check_min_size(
+        config.model,
+        image.shape[-2],
+        image.shape[-1],
+        minimum,
+        f"the data yields images this small; resize them, e.g. --input-size {minimum}",
+    )

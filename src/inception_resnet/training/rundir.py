@@ -73,8 +73,12 @@ class RunLock:
         self.fd: int | None = None
 
     def record(self) -> dict[str, Any]:
-        return {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(),
-                "torchrun_job": os.environ.get("TORCHELASTIC_RUN_ID")}
+        return {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": time.time(),
+            "torchrun_job": os.environ.get("TORCHELASTIC_RUN_ID"),
+        }
 
     def acquire(self) -> str | None:
         """Take the lock; returns a note when a stale lock was taken over, raises RunDirectoryBusy if held."""
@@ -114,8 +118,12 @@ class RunLock:
             mine = self.record()
             same_host = owner.get("host") == mine["host"]
             same_job = bool(mine["torchrun_job"]) and owner.get("torchrun_job") == mine["torchrun_job"]
-            if locked is None and same_host and process_alive(int(owner.get("pid", 0) or 0)) \
-                    and owner.get("pid") != os.getpid():
+            if (
+                locked is None
+                and same_host
+                and process_alive(int(owner.get("pid", 0) or 0))
+                and owner.get("pid") != os.getpid()
+            ):
                 raise RunDirectoryBusy(self.busy_message(owner))
             if not (same_host or same_job):
                 raise RunDirectoryBusy(
@@ -158,8 +166,10 @@ class RunLock:
 
     def busy_message(self, owner: dict[str, Any]) -> str:
         who = describe_owner(owner) if owner else "another process"
-        return (f"the run directory {self.run_dir} is in use by another run: {who} holds {self.path}; wait for "
-                "it to finish (or stop it), or choose another --run-dir")
+        return (
+            f"the run directory {self.run_dir} is in use by another run: {who} holds {self.path}; wait for "
+            "it to finish (or stop it), or choose another --run-dir"
+        )
 
     def release(self) -> None:
         """Give the directory up: the lock file is removed, then the lock dropped."""
@@ -179,7 +189,6 @@ class RunLock:
         self.release()
 
 
-
 RunSource = str | os.PathLike
 
 
@@ -191,11 +200,14 @@ def read_config_document(run_dir: RunSource) -> dict[str, Any] | None:
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path} is damaged (not JSON text: {err}); restore it, or start afresh with a new "
-                         "--run-dir") from None
+        raise ValueError(
+            f"{path} is damaged (not JSON text: {err}); restore it, or start afresh with a new --run-dir"
+        ) from None
     if not isinstance(document, dict) or not isinstance(document.get("config"), dict):
-        raise ValueError(f"{path} is not a run's configuration (a JSON object with a 'config' object); restore it, "
-                         "or start afresh with a new --run-dir")
+        raise ValueError(
+            f"{path} is not a run's configuration (a JSON object with a 'config' object); restore it, "
+            "or start afresh with a new --run-dir"
+        )
     return document
 
 
@@ -251,8 +263,10 @@ def read_metrics(source: RunSource) -> list[dict[str, Any]]:
             except json.JSONDecodeError as err:
                 row = err
             if not isinstance(row, dict):
-                raise ValueError(f"{path}, line {number}: not a JSON object of metrics ({shorten(str(row))}); the "
-                                 "file is damaged: remove that line to read the others")
+                raise ValueError(
+                    f"{path}, line {number}: not a JSON object of metrics ({shorten(str(row))}); the "
+                    "file is damaged: remove that line to read the others"
+                )
             if row:
                 raw.append(row)
     elif path.suffix == ".csv":
@@ -321,15 +335,19 @@ class RunLog:
     def validation_jsonl(self) -> Path:
         return self.run_dir / "validation.jsonl"
 
-    def restart(self, history: list[dict[str, Any]], last_step: int,
-                evaluations: list[dict[str, Any]] | None = None) -> None:
+    def restart(
+        self, history: list[dict[str, Any]], last_step: int, evaluations: list[dict[str, Any]] | None = None
+    ) -> None:
         """Rewrite the files to what the checkpoint knows (drops rows a killed run wrote after it)."""
         if not self.enabled:
             return
         self._write_rows(history)
         if evaluations or self.validation_jsonl.is_file():
-            write_text_atomic(self.validation_jsonl, "".join(json.dumps(row) + "\n" for row in evaluations or []),
-                              "the validation log")
+            write_text_atomic(
+                self.validation_jsonl,
+                "".join(json.dumps(row) + "\n" for row in evaluations or []),
+                "the validation log",
+            )
         kept = [json.dumps(row) for row in read_steps(self.run_dir) if row.get("step", 0) <= last_step]
         write_text_atomic(self.steps_jsonl, "".join(line + "\n" for line in kept), "the step log")
 
@@ -379,4 +397,3 @@ class RunLog:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
-

@@ -65,8 +65,14 @@ def build_network(
     pretrained = config.pretrained if resume_path is None else None
     with warnings.catch_warnings():  # a new classifier is what fine-tuning to other classes wants; noted below
         warnings.filterwarnings("ignore", message=".*classifiers do not fit")
-        net = create_model(config.model, num_classes=num_classes, in_chans=config.in_chans,
-                           drop_rate=config.drop_rate, pretrained=pretrained, **config.model_kwargs())
+        net = create_model(
+            config.model,
+            num_classes=num_classes,
+            in_chans=config.in_chans,
+            drop_rate=config.drop_rate,
+            pretrained=pretrained,
+            **config.model_kwargs(),
+        )
     for note in getattr(net, "load_notes", []):
         say(f"pretrained weights: {note}")
     # the classes are the data's from now on (the run records them), not those the weights were trained on
@@ -122,13 +128,18 @@ def assemble_parts(
         net.to(memory_format=torch.channels_last)
     train_set = PerSampleSeeds(data.train, config.seed)
     sampler = GlobalBatchSampler(
-        len(data.train), config.batch_size, world_size=ctx.world_size, rank=ctx.rank,
-        accum_steps=config.accum_steps, seed=config.seed,
+        len(data.train),
+        config.batch_size,
+        world_size=ctx.world_size,
+        rank=ctx.rank,
+        accum_steps=config.accum_steps,
+        seed=config.seed,
     )
     workers = default_workers(ctx.world_size) if config.num_workers is None else config.num_workers
     pin = ctx.device.type == "cuda"
-    train_loader = build_loader(train_set, sampler.micro_batch, sampler=sampler, num_workers=workers,
-                                pin_memory=pin, seed=config.seed)
+    train_loader = build_loader(
+        train_set, sampler.micro_batch, sampler=sampler, num_workers=workers, pin_memory=pin, seed=config.seed
+    )
     val_loader = None
     if data.val is not None and ctx.is_main:
         val_batch = config.val_batch_size or 2 * sampler.micro_batch
@@ -136,18 +147,28 @@ def assemble_parts(
     bn_loader = None
     if config.bn_recompute_images and val_loader is not None:
         clean = subset(data.clean_train, config.bn_recompute_images, config.seed)
-        bn_loader = build_loader(clean, val_loader.batch_size, num_workers=workers, pin_memory=pin,
-                                 seed=config.seed)
+        bn_loader = build_loader(clean, val_loader.batch_size, num_workers=workers, pin_memory=pin, seed=config.seed)
     peak_lr = scale_lr(config.lr, config.batch_size, config.reference_batch_size) if config.scale_lr else config.lr
     schedule = LRSchedule(
-        peak_lr, sampler.steps_per_epoch, config.epochs, kind=config.schedule, decay_rate=config.decay_rate,
-        decay_epochs=config.decay_epochs, staircase=config.staircase, warmup_epochs=config.warmup_epochs,
+        peak_lr,
+        sampler.steps_per_epoch,
+        config.epochs,
+        kind=config.schedule,
+        decay_rate=config.decay_rate,
+        decay_epochs=config.decay_epochs,
+        staircase=config.staircase,
+        warmup_epochs=config.warmup_epochs,
         min_lr=config.min_lr,
     )
     groups = param_groups(net, config.weight_decay, config.no_decay)
     optimizer = build_optimizer(
-        config.optimizer, groups, lr=peak_lr, momentum=config.momentum, nesterov=config.nesterov,
-        rmsprop_decay=config.rmsprop_decay, rmsprop_eps=config.rmsprop_eps,
+        config.optimizer,
+        groups,
+        lr=peak_lr,
+        momentum=config.momentum,
+        nesterov=config.nesterov,
+        rmsprop_decay=config.rmsprop_decay,
+        rmsprop_eps=config.rmsprop_eps,
     )
     ema = ModelEma(net, config.ema_decay, config.ema_warmup) if config.ema_decay and ctx.is_main else None
     module: nn.Module = TrainingModule(net)
@@ -155,17 +176,36 @@ def assemble_parts(
         module = torch.compile(module)
     module = wrap_ddp(module, ctx, config.sync_bn)
     runner = StepRunner(
-        module, optimizer, device=ctx.device, precision=config.precision,
-        channels_last=config.channels_last, label_smoothing=config.label_smoothing,
-        aux_loss_weight=(config.aux_loss_weight if config.aux_loss_weight is not None
-                         else getattr(net, "aux_loss_weight", 0.4)),
+        module,
+        optimizer,
+        device=ctx.device,
+        precision=config.precision,
+        channels_last=config.channels_last,
+        label_smoothing=config.label_smoothing,
+        aux_loss_weight=(
+            config.aux_loss_weight if config.aux_loss_weight is not None else getattr(net, "aux_loss_weight", 0.4)
+        ),
         clip_grad_norm=config.clip_grad_norm,
         accum_steps=config.accum_steps,
     )
     return RunParts(
-        config=config, ctx=ctx, net=net, classes=list(data.train.classes), input_size=size, train_set=train_set,
-        sampler=sampler, train_loader=train_loader, val_loader=val_loader, bn_loader=bn_loader, peak_lr=peak_lr,
-        schedule=schedule, optimizer=optimizer, ema=ema, runner=runner, progress=progress,
-        validation=data.validation, train_images=len(data.train),
+        config=config,
+        ctx=ctx,
+        net=net,
+        classes=list(data.train.classes),
+        input_size=size,
+        train_set=train_set,
+        sampler=sampler,
+        train_loader=train_loader,
+        val_loader=val_loader,
+        bn_loader=bn_loader,
+        peak_lr=peak_lr,
+        schedule=schedule,
+        optimizer=optimizer,
+        ema=ema,
+        runner=runner,
+        progress=progress,
+        validation=data.validation,
+        train_images=len(data.train),
         val_images=len(data.val) if data.val is not None else 0,
     )

@@ -46,7 +46,10 @@ class TrainingModule(nn.Module):
 
 
 def classification_loss(
-    logits: torch.Tensor, aux: list[torch.Tensor], labels: torch.Tensor, label_smoothing: float,
+    logits: torch.Tensor,
+    aux: list[torch.Tensor],
+    labels: torch.Tensor,
+    label_smoothing: float,
     aux_weight: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(main loss, total loss)``: label-smoothed cross-entropy, plus ``aux_weight`` x each auxiliary one."""
@@ -106,8 +109,9 @@ class StepRunner:
         no_sync = getattr(self.module, "no_sync", None)
         context = no_sync() if (not sync and no_sync is not None) else contextlib.nullcontext()
         with context:
-            with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
-                                enabled=self.autocast_dtype is not None):
+            with torch.autocast(
+                self.device.type, dtype=self.autocast_dtype or torch.float32, enabled=self.autocast_dtype is not None
+            ):
                 logits, aux, zero_fraction = self.module(images)
             main, total = classification_loss(logits, aux, labels, self.label_smoothing, self.aux_loss_weight)
             scaled = total / self.accum_steps
@@ -135,4 +139,3 @@ class StepRunner:
         else:
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-

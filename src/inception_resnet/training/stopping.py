@@ -1,5 +1,4 @@
-"""How a run stops early: SIGTERM/SIGINT as a flag, a non-finite loss as an error, and a crash hook for tests.
-"""
+"""How a run stops early: SIGTERM/SIGINT as a flag, a non-finite loss as an error, and a crash hook for tests."""
 
 from __future__ import annotations
 
@@ -54,7 +53,6 @@ class StopRequest:
         return self.signal_name is not None
 
 
-
 def maybe_crash_for_test(ctx: DistContext, global_step: int) -> None:
     spec = os.environ.get(CRASH_ENV)
     if not spec:
@@ -67,4 +65,3 @@ def maybe_crash_for_test(ctx: DistContext, global_step: int) -> None:
         if node:
             os.kill(os.getppid(), signal.SIGKILL)
         os.kill(os.getpid(), signal.SIGKILL)
-

@@ -79,9 +79,13 @@ def _short(value: float | None, digits: int = 4) -> str:
 
 def epoch_line(row: dict[str, Any], epochs: int) -> str:
     """The line printed after an epoch (with ``progress``): loss, learning rate, speed, zeros, errors."""
-    parts = [f"epoch {row['epoch']}/{epochs}", f"loss {row['train_loss']:.4f}",
-             f"lr {row['lr']:.4g}", f"{row['images_per_second']:.1f} img/s",
-             f"zeros {100 * row['zero_fraction']:.1f}%"]
+    parts = [
+        f"epoch {row['epoch']}/{epochs}",
+        f"loss {row['train_loss']:.4f}",
+        f"lr {row['lr']:.4g}",
+        f"{row['images_per_second']:.1f} img/s",
+        f"zeros {100 * row['zero_fraction']:.1f}%",
+    ]
     if "val_top1_error" in row:
         parts.append(f"val top-1/top-5 error {_short(row['val_top1_error'])}/{_short(row['val_top5_error'])}%")
     if "ema_val_top1_error" in row:

@@ -51,7 +51,6 @@ split as validation set (``holdout_fraction``), the count of clipped steps per e
 ``augmentation="pad-crop"`` for small grey images (:mod:`inception_resnet.data.pad_crop`).
 """
 
-
 from __future__ import annotations
 
 import math
@@ -89,8 +88,9 @@ class Trainer:
     (:class:`~.resume.RunDirectory`) once the run directory is claimed.
     """
 
-    def __init__(self, config: TrainConfig, ctx: DistContext, stop: StopRequest,
-                 step_probe: StepProbe | None = None) -> None:
+    def __init__(
+        self, config: TrainConfig, ctx: DistContext, stop: StopRequest, step_probe: StepProbe | None = None
+    ) -> None:
         self.config = config
         self.ctx = ctx
         self.stop = stop
@@ -111,8 +111,15 @@ class Trainer:
         state = load_checkpoint(run_dir.resume_path) if run_dir.resume_path else None
         if state is not None:
             check_resume_compatible(config, state, run_dir.resume_path)
-        self.parts = parts = set_up_run(config, ctx, self.progress, resume_path=run_dir.resume_path,
-                                        train_dataset=train_dataset, val_dataset=val_dataset, say=self.say)
+        self.parts = parts = set_up_run(
+            config,
+            ctx,
+            self.progress,
+            resume_path=run_dir.resume_path,
+            train_dataset=train_dataset,
+            val_dataset=val_dataset,
+            say=self.say,
+        )
         check_disk_space(parts, run_dir)
         if state is not None:
             self.rng_to_restore = restore_checkpoint(parts, state, run_dir, self.say)
@@ -154,16 +161,19 @@ class Trainer:
         if config.validate_every_steps and progress.global_step == 0 and not progress.evaluations:
             validate_at_step(parts, self.log)  # the untrained network: the curves' first point is measured
         if progress.global_step == 0 and self.step_probe is not None and self.ctx.is_main:
-            self.log.step({"epoch": 0, "step": 0, "step_in_epoch": 0, "lr": parts.schedule(0), "elapsed": 0.0,
-                           **self.probe()})
+            self.log.step(
+                {"epoch": 0, "step": 0, "step_in_epoch": 0, "lr": parts.schedule(0), "elapsed": 0.0, **self.probe()}
+            )
         while progress.epoch < config.epochs:
             finished = self.train_epoch()
             if not finished:
                 return f"stopped by {self.stop.signal_name}"
             self.end_epoch()
             if progress.epoch < config.epochs and self.stop_requested_anywhere():
-                self.say(f"{self.stop.signal_name}: stopped after epoch {progress.epoch}; "
-                         f"checkpoint {self.run_dir.last_checkpoint}")
+                self.say(
+                    f"{self.stop.signal_name}: stopped after epoch {progress.epoch}; "
+                    f"checkpoint {self.run_dir.last_checkpoint}"
+                )
                 return f"stopped by {self.stop.signal_name}"
         return "completed"
 
@@ -184,9 +194,15 @@ class Trainer:
         parts.sampler.set_epoch(progress.epoch, progress.step_in_epoch)
         parts.train_set.epoch = progress.epoch
         batches = iter(parts.train_loader)
-        bar = tqdm(total=parts.steps_per_epoch, initial=progress.step_in_epoch, unit="step", dynamic_ncols=True,
-                   desc=f"epoch {progress.epoch + 1}/{config.epochs}", disable=not (ctx.is_main and config.progress),
-                   leave=False)
+        bar = tqdm(
+            total=parts.steps_per_epoch,
+            initial=progress.step_in_epoch,
+            unit="step",
+            dynamic_ncols=True,
+            desc=f"epoch {progress.epoch + 1}/{config.epochs}",
+            disable=not (ctx.is_main and config.progress),
+            leave=False,
+        )
         window: list[float] = []
         tick = time.perf_counter()
         try:
@@ -211,8 +227,10 @@ class Trainer:
                 if stats["stop"]:
                     self.stop.signal_name = self.stop.signal_name or "a signal on another process"
                     path = save_checkpoint(parts, self.run_dir)
-                    self.say(f"{self.stop.signal_name}: stopped at epoch {progress.epoch + 1}, step "
-                             f"{progress.global_step}; checkpoint {path}")
+                    self.say(
+                        f"{self.stop.signal_name}: stopped at epoch {progress.epoch + 1}, step "
+                        f"{progress.global_step}; checkpoint {path}"
+                    )
                     return False
                 every = config.checkpoint_every_steps
                 if every and progress.global_step % every == 0 and progress.step_in_epoch < parts.steps_per_epoch:
@@ -244,14 +262,29 @@ class Trainer:
             images_seen += labels.numel()
         grad_norm = runner.unscale_and_clip()
         stop_flag = 1.0 if self.stop.requested else 0.0
-        packed = torch.cat([sums, torch.stack([grad_norm.float().to(sums.device),
-                                               torch.tensor(stop_flag, device=sums.device),
-                                               torch.tensor(float(images_seen), device=sums.device)])])
+        packed = torch.cat(
+            [
+                sums,
+                torch.stack(
+                    [
+                        grad_norm.float().to(sums.device),
+                        torch.tensor(stop_flag, device=sums.device),
+                        torch.tensor(float(images_seen), device=sums.device),
+                    ]
+                ),
+            ]
+        )
         all_reduce(packed, self.ctx)
         world = self.ctx.world_size
         main_loss, total_loss, zero_fraction, grad_sum, stop_sum, images_total = packed.tolist()
-        stats = {"loss": main_loss / world, "total_loss": total_loss / world, "zero_fraction": zero_fraction / world,
-                 "grad_norm": grad_sum / world, "lr": lr, "stop": stop_sum > 0}
+        stats = {
+            "loss": main_loss / world,
+            "total_loss": total_loss / world,
+            "zero_fraction": zero_fraction / world,
+            "grad_norm": grad_sum / world,
+            "lr": lr,
+            "stop": stop_sum > 0,
+        }
         stats["clipped"] = bool(config.clip_grad_norm) and stats["grad_norm"] > config.clip_grad_norm
         fp16 = runner.scaler is not None
         if not math.isfinite(stats["total_loss"]) or (not fp16 and not math.isfinite(stats["grad_norm"])):
@@ -269,21 +302,36 @@ class Trainer:
         what = "loss" if not math.isfinite(stats["total_loss"]) else "gradient norm"
         value = stats["total_loss"] if what == "loss" else stats["grad_norm"]
         last = self.run_dir.newest_checkpoint()
-        where = (f"the newest checkpoint is {last} (intact, finite weights); resume from it with --resume {last} "
-                 "after lowering the learning rate (--lr) or adding warm-up (--warmup-epochs)") if last else \
-            "no checkpoint was written yet; lower the learning rate (--lr) or add warm-up (--warmup-epochs)"
-        return (f"training stopped: the {what} became {value} at epoch {progress.epoch + 1}, step "
-                f"{progress.global_step + 1} (step {progress.step_in_epoch + 1} of the epoch); the weights were not "
-                f"updated with it. {where}")
+        where = (
+            (
+                f"the newest checkpoint is {last} (intact, finite weights); resume from it with --resume {last} "
+                "after lowering the learning rate (--lr) or adding warm-up (--warmup-epochs)"
+            )
+            if last
+            else "no checkpoint was written yet; lower the learning rate (--lr) or add warm-up (--warmup-epochs)"
+        )
+        return (
+            f"training stopped: the {what} became {value} at epoch {progress.epoch + 1}, step "
+            f"{progress.global_step + 1} (step {progress.step_in_epoch + 1} of the epoch); the weights were not "
+            f"updated with it. {where}"
+        )
 
     def log_step(self, stats: dict[str, Any], window_loss: float, rate: float) -> None:
         """One row of steps.jsonl (with the step probe's values, on rank 0)."""
         progress = self.progress
         row = {
-            "epoch": progress.epoch + 1, "step": progress.global_step, "step_in_epoch": progress.step_in_epoch,
-            "loss": stats["loss"], "loss_window": window_loss, "total_loss": stats["total_loss"],
-            "grad_norm": stats["grad_norm"], "clipped": stats["clipped"], "lr": stats["lr"],
-            "zero_fraction": stats["zero_fraction"], "images_per_second": rate, "elapsed": progress.elapsed(),
+            "epoch": progress.epoch + 1,
+            "step": progress.global_step,
+            "step_in_epoch": progress.step_in_epoch,
+            "loss": stats["loss"],
+            "loss_window": window_loss,
+            "total_loss": stats["total_loss"],
+            "grad_norm": stats["grad_norm"],
+            "clipped": stats["clipped"],
+            "lr": stats["lr"],
+            "zero_fraction": stats["zero_fraction"],
+            "images_per_second": rate,
+            "elapsed": progress.elapsed(),
         }
         if self.step_probe is not None and self.ctx.is_main:
             row.update(self.probe())
@@ -292,10 +340,15 @@ class Trainer:
     def probe(self) -> dict[str, Any]:
         """The step probe's values for the current step (the network back in training mode afterwards)."""
         parts = self.parts
-        context = ProbeContext(net=unwrap_model(parts.net), step=self.progress.global_step,
-                               epoch=self.progress.epoch, device=self.ctx.device,
-                               val_dataset=parts.val_loader.dataset if parts.val_loader is not None else None,
-                               val_loader=parts.val_loader, config=self.config)
+        context = ProbeContext(
+            net=unwrap_model(parts.net),
+            step=self.progress.global_step,
+            epoch=self.progress.epoch,
+            device=self.ctx.device,
+            val_dataset=parts.val_loader.dataset if parts.val_loader is not None else None,
+            val_loader=parts.val_loader,
+            config=self.config,
+        )
         try:
             return dict(self.step_probe(context))
         finally:
@@ -334,8 +387,7 @@ def train(
     config = config.resolved()
     ctx = init_distributed(config.device)
     stop = StopRequest()
-    settings = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
-                torch.backends.cudnn.benchmark)
+    settings = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark)
     trainer = Trainer(config, ctx, stop, step_probe)
     try:
         return trainer.run(train_dataset, val_dataset)
@@ -345,4 +397,3 @@ def train(
         torch.use_deterministic_algorithms(settings[1])
         torch.backends.cudnn.benchmark = settings[2]
         shutdown(ctx)
-

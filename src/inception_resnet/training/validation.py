@@ -31,7 +31,12 @@ STEP_ROW_KEYS = ("step", "epoch", "train_seconds", "elapsed")  # validation.json
 
 
 def recompute_batchnorm(
-    net: nn.Module, loader: Any, *, device: torch.device, precision: str = "fp32", channels_last: bool = False,
+    net: nn.Module,
+    loader: Any,
+    *,
+    device: torch.device,
+    precision: str = "fp32",
+    channels_last: bool = False,
 ) -> nn.Module:
     """A copy of ``net`` in eval mode whose BatchNorm statistics are re-estimated over ``loader``'s images.
 
@@ -41,8 +46,7 @@ def recompute_batchnorm(
     """
     clone = copy.deepcopy(net)
     clone.eval()
-    norms = [m for m in clone.modules()
-             if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    norms = [m for m in clone.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
     for norm in norms:
         norm.reset_running_stats()
         norm.momentum = None
@@ -69,14 +73,19 @@ def validate(parts: RunParts) -> dict[str, Any]:
                 candidates.append(("ema_val", parts.ema.module))
             for prefix, network in candidates:
                 if parts.bn_loader is not None:
-                    network = recompute_batchnorm(network, parts.bn_loader, device=ctx.device, precision=amp,
-                                                  channels_last=config.channels_last)
-                result = evaluate_loader(network, parts.val_loader, device=ctx.device, precision=amp,
-                                         channels_last=config.channels_last)
-                results.update({
-                    f"{prefix}_top1_error": result.top1_error, f"{prefix}_top5_error": result.top5_error,
-                    f"{prefix}_loss": result.loss,
-                })
+                    network = recompute_batchnorm(
+                        network, parts.bn_loader, device=ctx.device, precision=amp, channels_last=config.channels_last
+                    )
+                result = evaluate_loader(
+                    network, parts.val_loader, device=ctx.device, precision=amp, channels_last=config.channels_last
+                )
+                results.update(
+                    {
+                        f"{prefix}_top1_error": result.top1_error,
+                        f"{prefix}_top5_error": result.top5_error,
+                        f"{prefix}_loss": result.loss,
+                    }
+                )
             results["val_skipped"] = result.num_skipped
         set_train_mode(parts)
     return broadcast_object(results, ctx)
@@ -86,8 +95,13 @@ def validate_at_step(parts: RunParts, log: RunLog) -> None:
     """Validate now (step 0, then as :func:`validation_due` says); one row of validation.jsonl."""
     progress = parts.progress
     results = validate(parts)
-    row = {"step": progress.global_step, "epoch": progress.global_step / parts.steps_per_epoch,
-           "train_seconds": progress.train_seconds(), **results, "elapsed": progress.elapsed()}
+    row = {
+        "step": progress.global_step,
+        "epoch": progress.global_step / parts.steps_per_epoch,
+        "train_seconds": progress.train_seconds(),
+        **results,
+        "elapsed": progress.elapsed(),
+    }
     progress.evaluations.append(row)
     if parts.ctx.is_main:
         log.validation(row)

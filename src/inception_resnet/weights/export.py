@@ -136,8 +136,16 @@ def onnx_bytes(model: nn.Module, example: torch.Tensor, opset: int = 17) -> byte
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (example,), buffer, input_names=["input"], output_names=names,
-                          dynamic_axes=dynamic, opset_version=opset, dynamo=False)
+        torch.onnx.export(
+            model,
+            (example,),
+            buffer,
+            input_names=["input"],
+            output_names=names,
+            dynamic_axes=dynamic,
+            opset_version=opset,
+            dynamo=False,
+        )
     return buffer.getvalue()
 
 
@@ -206,8 +214,9 @@ def export_model(
             measure = torchscript_difference
         diff = measure(data, model, example_input(model, input_size, 3)) if check else None
         if diff is not None and not diff <= atol:
-            raise ValueError(f"the {fmt} export differs from PyTorch by {diff:.3g} (more than {atol}); "
-                             "nothing was written")
+            raise ValueError(
+                f"the {fmt} export differs from PyTorch by {diff:.3g} (more than {atol}); nothing was written"
+            )
     finally:
         model.train(was_training)
     return ExportResult(write_bytes_atomic(path, data, f"the {fmt} export"), fmt, diff)

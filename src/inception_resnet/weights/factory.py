@@ -54,8 +54,13 @@ def create_model(
     check_model(name, options)
     if source is not None:
         fetch_weights(source, name)  # a missing file or an unreachable hub fails before the model is built
-    model = build_model(name, num_classes=default_classes if num_classes is None else num_classes,
-                        in_chans=in_chans, drop_rate=drop_rate, **options)
+    model = build_model(
+        name,
+        num_classes=default_classes if num_classes is None else num_classes,
+        in_chans=in_chans,
+        drop_rate=drop_rate,
+        **options,
+    )
     model.set_metadata(extra={**model.metadata.extra, "options": dict(options)})
     notes: list[str] = []
     heads: list[str] = []
@@ -64,8 +69,7 @@ def create_model(
         notes, heads = load_weights_report(model, source, num_classes is not None or features_only)
         if heads and not features_only:
             action = f"left newly initialised for num_classes={model.num_classes}" if model.num_classes else "dropped"
-            warnings.warn(f"{name}: the weights' classifiers do not fit; {', '.join(heads)} {action}",
-                          stacklevel=2)
+            warnings.warn(f"{name}: the weights' classifiers do not fit; {', '.join(heads)} {action}", stacklevel=2)
     model.load_notes = notes
     model.new_classifiers = heads
     if features_only:
@@ -74,24 +78,35 @@ def create_model(
 
 
 def from_config(
-    name: str | None, config: Mapping[str, Any] | None, num_classes: int | None, in_chans: int | None,
-    options: dict[str, Any], source: Any,
+    name: str | None,
+    config: Mapping[str, Any] | None,
+    num_classes: int | None,
+    in_chans: int | None,
+    options: dict[str, Any],
+    source: Any,
 ) -> tuple[str, int, int, dict[str, Any]]:
     """``(name, num_classes when not given, in_chans, options)``: the arguments merged with what the weights
     record; a ValueError for an argument that contradicts them."""
     if config is None:
         if name is None:
-            raise ValueError(f"give the model name: the weights {source!r} do not record which model they are for"
-                             if source is not None else "give the model name (see list_models())")
+            raise ValueError(
+                f"give the model name: the weights {source!r} do not record which model they are for"
+                if source is not None
+                else "give the model name (see list_models())"
+            )
         return name, 1000, 3 if in_chans is None else in_chans, dict(options)
     recorded, kwargs = build_arguments(config)
     where = f"the weights {os.fspath(source)}" if isinstance(source, (str, os.PathLike)) else "the weights"
     if name is not None and name != recorded:
-        raise ValueError(f"{where} are for {recorded}, not {name}; leave out the model name (or --model) to "
-                         f"build {recorded}, or pass weights of {name}")
+        raise ValueError(
+            f"{where} are for {recorded}, not {name}; leave out the model name (or --model) to "
+            f"build {recorded}, or pass weights of {name}"
+        )
     if in_chans is not None and in_chans != kwargs["in_chans"]:
-        raise ValueError(f"{where} take {kwargs['in_chans']}-channel images, not in_chans={in_chans}; leave out "
-                         "in_chans (--in-chans)")
+        raise ValueError(
+            f"{where} take {kwargs['in_chans']}-channel images, not in_chans={in_chans}; leave out "
+            "in_chans (--in-chans)"
+        )
     # an option given explicitly wins, as timm's keywords over a config's model_args (training with aux_logits
     # from weights that have the head, a record without the option); weights that cannot fit it fail to load
     merged = {**{k: v for k, v in kwargs.items() if k not in ("num_classes", "in_chans")}, **options}

@@ -63,20 +63,62 @@ _IMAGENET_STD = (0.229, 0.224, 0.225)
 KNOWN_TAGS: dict[str, HubTag] = {
     tag.repo_id: tag
     for tag in (
-        HubTag("timm/inception_v4.tf_in1k", "inception_v4", 80.144, 94.982,
-               origin="TF-slim inception_v4_2016_09_09, background class removed", default=True),
-        HubTag("timm/inception_resnet_v2.tf_in1k", "inception_resnet_v2", 80.434, 95.312, crop_pct=0.8975,
-               origin="TF-slim inception_resnet_v2_2016_08_30, background class removed", default=True),
-        HubTag("timm/inception_resnet_v2.tf_ens_adv_in1k", "inception_resnet_v2", 79.998, 94.940,
-               crop_pct=0.8975, origin="TF ensemble adversarial training (Tramer et al. 2018)"),
-        HubTag("timm/inception_v3.tv_in1k", "inception_v3", 77.472, 93.468, origin="torchvision IMAGENET1K_V1",
-               default=True),
-        HubTag("timm/inception_v3.tf_in1k", "inception_v3", 77.866, 93.644,
-               origin="TF-slim inception_v3_2016_08_28, background class removed"),
-        HubTag("timm/inception_v3.gluon_in1k", "inception_v3", 78.806, 94.372, mean=_IMAGENET_MEAN,
-               std=_IMAGENET_STD, origin="GluonCV"),
-        HubTag("timm/inception_v3.tf_adv_in1k", "inception_v3", 77.598, 93.726,
-               origin="TF adversarial training (Kurakin et al. 2017)"),
+        HubTag(
+            "timm/inception_v4.tf_in1k",
+            "inception_v4",
+            80.144,
+            94.982,
+            origin="TF-slim inception_v4_2016_09_09, background class removed",
+            default=True,
+        ),
+        HubTag(
+            "timm/inception_resnet_v2.tf_in1k",
+            "inception_resnet_v2",
+            80.434,
+            95.312,
+            crop_pct=0.8975,
+            origin="TF-slim inception_resnet_v2_2016_08_30, background class removed",
+            default=True,
+        ),
+        HubTag(
+            "timm/inception_resnet_v2.tf_ens_adv_in1k",
+            "inception_resnet_v2",
+            79.998,
+            94.940,
+            crop_pct=0.8975,
+            origin="TF ensemble adversarial training (Tramer et al. 2018)",
+        ),
+        HubTag(
+            "timm/inception_v3.tv_in1k",
+            "inception_v3",
+            77.472,
+            93.468,
+            origin="torchvision IMAGENET1K_V1",
+            default=True,
+        ),
+        HubTag(
+            "timm/inception_v3.tf_in1k",
+            "inception_v3",
+            77.866,
+            93.644,
+            origin="TF-slim inception_v3_2016_08_28, background class removed",
+        ),
+        HubTag(
+            "timm/inception_v3.gluon_in1k",
+            "inception_v3",
+            78.806,
+            94.372,
+            mean=_IMAGENET_MEAN,
+            std=_IMAGENET_STD,
+            origin="GluonCV",
+        ),
+        HubTag(
+            "timm/inception_v3.tf_adv_in1k",
+            "inception_v3",
+            77.598,
+            93.726,
+            origin="TF adversarial training (Kurakin et al. 2017)",
+        ),
     )
 }
 
@@ -139,8 +181,18 @@ def tags_table() -> str:
     rows = []
     for tag in KNOWN_TAGS.values():
         norm = "ImageNet" if tag.mean == _IMAGENET_MEAN else "0.5 / 0.5"
-        rows.append([f"`{tag.repo_id}`", tag.model, f"{tag.top1:.3f}", f"{tag.top5:.3f}", tag.crop_pct,
-                     tag.interpolation, norm, tag.origin])
+        rows.append(
+            [
+                f"`{tag.repo_id}`",
+                tag.model,
+                f"{tag.top1:.3f}",
+                f"{tag.top5:.3f}",
+                tag.crop_pct,
+                tag.interpolation,
+                norm,
+                tag.origin,
+            ]
+        )
     return table(["tag", "model", "top-1", "top-5", "crop", "interpolation", "mean / std", "origin"], rows)
 
 
@@ -251,8 +303,7 @@ def _download(repo_id: str, revision: str | None, cache: str | os.PathLike | Non
     last_error: Exception | None = None
     for filename in WEIGHT_FILES:
         try:
-            return Path(hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache,
-                                        endpoint=endpoint))
+            return Path(hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache, endpoint=endpoint))
         except LocalEntryNotFoundError as err:  # the network failed and the cache has no copy: not a missing file
             raise _unavailable(repo_id, err) from err
         except EntryNotFoundError as err:  # the hub answered that the file is not there: try the next name

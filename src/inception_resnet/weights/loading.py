@@ -69,8 +69,10 @@ def read_weights_file(path: str | os.PathLike) -> tuple[StateDict, list[str] | N
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         if "GLOBAL" not in str(err):  # not a pickle at all, or a damaged one
-            raise ValueError(f"{path} could not be read as a PyTorch weights file ({first_sentence(err)}); pass a "
-                             ".pth/.pt/.bin state dict or a .safetensors file") from None
+            raise ValueError(
+                f"{path} could not be read as a PyTorch weights file ({first_sentence(err)}); pass a "
+                ".pth/.pt/.bin state dict or a .safetensors file"
+            ) from None
         raise ValueError(  # torch's safe loader refused a pickle that names code to run
             f"{path} is not a plain weights file: its pickle names code to run ({code_named(err)}), which is "
             "never run here. If you trust the file, convert it once in Python: obj = torch.load(path, "
@@ -124,7 +126,7 @@ def unwrap_state_dict(obj: Any, where: str = "state dict") -> StateDict:
         raise ValueError(f"{where} is a {type(obj).__name__}, not a state dict")
     state = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
     if state and all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
+        state = {k[len("module.") :]: v for k, v in state.items()}
     return state
 
 
@@ -214,8 +216,10 @@ def weights_format(source: str | os.PathLike) -> tuple[str, str]:
         inner = run_weights(path)  # a training run directory: its final weights or best checkpoint
         if inner is not None:
             return weights_format(inner)
-        raise FileNotFoundError(f"the folder {path} holds none of {', '.join(WEIGHT_FILES)} and is no training run "
-                                "directory (no model/ or checkpoints/); pass the weights file")
+        raise FileNotFoundError(
+            f"the folder {path} holds none of {', '.join(WEIGHT_FILES)} and is no training run "
+            "directory (no model/ or checkpoints/); pass the weights file"
+        )
     if path.is_file():
         name = path.name.lower()
         if name.endswith(KERAS_SUFFIXES):

@@ -39,10 +39,34 @@ HEADER_KEY = "inception_resnet.config"  # its key in a safetensors header
 OUR_KEY = "inception_resnet"
 # the preprocessing fields of the metadata a configuration carries
 # the keys of timm's PretrainedCfg that ours have (timm refuses others)
-TIMM_FIELDS = ("architecture", "tag", "hf_hub_id", "input_size", "fixed_input_size", "min_input_size", "interpolation",
-               "crop_pct", "crop_mode", "mean", "std", "num_classes", "label_offset", "first_conv", "classifier")
-METADATA_FIELDS = ("input_size", "min_input_size", "mean", "std", "crop_pct", "crop_mode", "interpolation",
-                   "label_offset", "source")
+TIMM_FIELDS = (
+    "architecture",
+    "tag",
+    "hf_hub_id",
+    "input_size",
+    "fixed_input_size",
+    "min_input_size",
+    "interpolation",
+    "crop_pct",
+    "crop_mode",
+    "mean",
+    "std",
+    "num_classes",
+    "label_offset",
+    "first_conv",
+    "classifier",
+)
+METADATA_FIELDS = (
+    "input_size",
+    "min_input_size",
+    "mean",
+    "std",
+    "crop_pct",
+    "crop_mode",
+    "interpolation",
+    "label_offset",
+    "source",
+)
 
 
 def model_config(
@@ -55,9 +79,12 @@ def model_config(
         meta = meta.with_updates(input_size=(meta.input_size[0], int(input_size), int(input_size)))
     names = classes if classes is not None else meta.extra.get("classes")
     timm_cfg = {key: value for key, value in model.pretrained_cfg.items() if key in TIMM_FIELDS}
-    timm_cfg.update(input_size=list(meta.input_size), min_input_size=[meta.input_size[0], meta.min_input_size,
-                                                                      meta.min_input_size],
-                    mean=list(meta.mean), std=list(meta.std))
+    timm_cfg.update(
+        input_size=list(meta.input_size),
+        min_input_size=[meta.input_size[0], meta.min_input_size, meta.min_input_size],
+        mean=list(meta.mean),
+        std=list(meta.std),
+    )
     ours = {key: getattr(meta, key) for key in METADATA_FIELDS}
     ours["input_size"] = list(meta.input_size)
     ours["mean"], ours["std"] = list(meta.mean), list(meta.std)
@@ -78,9 +105,11 @@ def model_config(
 def build_arguments(config: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     """``(model name, create_model keywords)``: ``num_classes``, ``in_chans`` and the options."""
     ours = config.get(OUR_KEY, {})
-    kwargs = {"num_classes": int(config["num_classes"]),
-              "in_chans": int(config.get("model_args", {}).get("in_chans", 3)),
-              **dict(ours.get("options", {}))}
+    kwargs = {
+        "num_classes": int(config["num_classes"]),
+        "in_chans": int(config.get("model_args", {}).get("in_chans", 3)),
+        **dict(ours.get("options", {})),
+    }
     return str(config["architecture"]), kwargs
 
 
@@ -92,8 +121,11 @@ def metadata_changes(config: Mapping[str, Any]) -> dict[str, Any]:
         extra = dict(ours.get("extra", {}))
     else:  # timm's part only (a folder from the hub): its names for the same things
         timm_cfg = config.get("pretrained_cfg", {})
-        changes = {key: timm_cfg[key] for key in ("input_size", "mean", "std", "crop_pct", "crop_mode",
-                                                  "interpolation", "label_offset") if timm_cfg.get(key) is not None}
+        changes = {
+            key: timm_cfg[key]
+            for key in ("input_size", "mean", "std", "crop_pct", "crop_mode", "interpolation", "label_offset")
+            if timm_cfg.get(key) is not None
+        }
         extra = {}
     for key in ("input_size", "mean", "std"):
         if key in changes:
@@ -175,9 +207,12 @@ def checkpoint_config(checkpoint: Mapping[str, Any]) -> dict[str, Any] | None:
         if settings.get(name) is not None:
             options[name] = settings[name]
     num_classes = settings.get("num_classes") or (len(classes) if classes else 1000)
-    config: dict[str, Any] = {"architecture": settings["model"], "num_classes": num_classes,
-                              "model_args": {"in_chans": settings.get("in_chans", 3)},
-                              OUR_KEY: {"options": options}}
+    config: dict[str, Any] = {
+        "architecture": settings["model"],
+        "num_classes": num_classes,
+        "model_args": {"in_chans": settings.get("in_chans", 3)},
+        OUR_KEY: {"options": options},
+    }
     size = settings.get("input_size")
     if size:
         config["pretrained_cfg"] = {"input_size": [settings.get("in_chans", 3), size, size]}

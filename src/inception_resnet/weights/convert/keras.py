@@ -39,8 +39,10 @@ StateDict = dict[str, torch.Tensor]
 H5PY_HINT = "reading Keras .h5 weight files needs h5py: pip install h5py"
 _NUMBERED = re.compile(r"^(?P<base>conv2d|batch_normalization)(?:_(?P<n>\d+))?$")
 _UP_CONV = re.compile(r"^block(?P<kind>35|17|8)_(?P<n>\d+)_conv$")
-_BN_ORDER_BY_COUNT = {3: ("beta", "moving_mean", "moving_variance"),
-                      4: ("gamma", "beta", "moving_mean", "moving_variance")}
+_BN_ORDER_BY_COUNT = {
+    3: ("beta", "moving_mean", "moving_variance"),
+    4: ("gamma", "beta", "moving_mean", "moving_variance"),
+}
 
 
 @dataclass

@@ -31,8 +31,7 @@ from . import MissingDependencyError, conv_kernel, dense_kernel, vector
 StateDict = dict[str, torch.Tensor]
 
 TF_INSTALL_HINT = (
-    "reading TF-slim checkpoints needs TensorFlow: pip install 'inception-resnet[tf]' "
-    "(or pip install tensorflow-cpu)"
+    "reading TF-slim checkpoints needs TensorFlow: pip install 'inception-resnet[tf]' (or pip install tensorflow-cpu)"
 )
 
 
@@ -57,34 +56,51 @@ def _units(target: str, scope: str, table: Mapping[str, str]) -> list[SlimLayer]
 
 # -- Inception-v4 (timm layout) ----------------------------------------------------------------------------
 V4_MIXED_4A = {
-    "branch0.0": "Branch_0/Conv2d_0a_1x1", "branch0.1": "Branch_0/Conv2d_1a_3x3",
-    "branch1.0": "Branch_1/Conv2d_0a_1x1", "branch1.1": "Branch_1/Conv2d_0b_1x7",
-    "branch1.2": "Branch_1/Conv2d_0c_7x1", "branch1.3": "Branch_1/Conv2d_1a_3x3",
+    "branch0.0": "Branch_0/Conv2d_0a_1x1",
+    "branch0.1": "Branch_0/Conv2d_1a_3x3",
+    "branch1.0": "Branch_1/Conv2d_0a_1x1",
+    "branch1.1": "Branch_1/Conv2d_0b_1x7",
+    "branch1.2": "Branch_1/Conv2d_0c_7x1",
+    "branch1.3": "Branch_1/Conv2d_1a_3x3",
 }
 V4_BLOCK_A = {
     "branch0": "Branch_0/Conv2d_0a_1x1",
-    "branch1.0": "Branch_1/Conv2d_0a_1x1", "branch1.1": "Branch_1/Conv2d_0b_3x3",
-    "branch2.0": "Branch_2/Conv2d_0a_1x1", "branch2.1": "Branch_2/Conv2d_0b_3x3", "branch2.2": "Branch_2/Conv2d_0c_3x3",
+    "branch1.0": "Branch_1/Conv2d_0a_1x1",
+    "branch1.1": "Branch_1/Conv2d_0b_3x3",
+    "branch2.0": "Branch_2/Conv2d_0a_1x1",
+    "branch2.1": "Branch_2/Conv2d_0b_3x3",
+    "branch2.2": "Branch_2/Conv2d_0c_3x3",
     "branch3.1": "Branch_3/Conv2d_0b_1x1",
 }
 V4_REDUCTION_A = {
     "branch0": "Branch_0/Conv2d_1a_3x3",
-    "branch1.0": "Branch_1/Conv2d_0a_1x1", "branch1.1": "Branch_1/Conv2d_0b_3x3", "branch1.2": "Branch_1/Conv2d_1a_3x3",
+    "branch1.0": "Branch_1/Conv2d_0a_1x1",
+    "branch1.1": "Branch_1/Conv2d_0b_3x3",
+    "branch1.2": "Branch_1/Conv2d_1a_3x3",
 }
 V4_BLOCK_B = {
     "branch0": "Branch_0/Conv2d_0a_1x1",
-    "branch1.0": "Branch_1/Conv2d_0a_1x1", "branch1.1": "Branch_1/Conv2d_0b_1x7", "branch1.2": "Branch_1/Conv2d_0c_7x1",
-    "branch2.0": "Branch_2/Conv2d_0a_1x1", "branch2.1": "Branch_2/Conv2d_0b_7x1", "branch2.2": "Branch_2/Conv2d_0c_1x7",
-    "branch2.3": "Branch_2/Conv2d_0d_7x1", "branch2.4": "Branch_2/Conv2d_0e_1x7",
+    "branch1.0": "Branch_1/Conv2d_0a_1x1",
+    "branch1.1": "Branch_1/Conv2d_0b_1x7",
+    "branch1.2": "Branch_1/Conv2d_0c_7x1",
+    "branch2.0": "Branch_2/Conv2d_0a_1x1",
+    "branch2.1": "Branch_2/Conv2d_0b_7x1",
+    "branch2.2": "Branch_2/Conv2d_0c_1x7",
+    "branch2.3": "Branch_2/Conv2d_0d_7x1",
+    "branch2.4": "Branch_2/Conv2d_0e_1x7",
     "branch3.1": "Branch_3/Conv2d_0b_1x1",
 }
 V4_REDUCTION_B = V4_MIXED_4A  # the same two branches and scope names as the stem's Mixed_4a
 V4_BLOCK_C = {
     "branch0": "Branch_0/Conv2d_0a_1x1",
     "branch1_0": "Branch_1/Conv2d_0a_1x1",
-    "branch1_1a": "Branch_1/Conv2d_0b_1x3", "branch1_1b": "Branch_1/Conv2d_0c_3x1",
-    "branch2_0": "Branch_2/Conv2d_0a_1x1", "branch2_1": "Branch_2/Conv2d_0b_3x1", "branch2_2": "Branch_2/Conv2d_0c_1x3",
-    "branch2_3a": "Branch_2/Conv2d_0d_1x3", "branch2_3b": "Branch_2/Conv2d_0e_3x1",
+    "branch1_1a": "Branch_1/Conv2d_0b_1x3",
+    "branch1_1b": "Branch_1/Conv2d_0c_3x1",
+    "branch2_0": "Branch_2/Conv2d_0a_1x1",
+    "branch2_1": "Branch_2/Conv2d_0b_3x1",
+    "branch2_2": "Branch_2/Conv2d_0c_1x3",
+    "branch2_3a": "Branch_2/Conv2d_0d_1x3",
+    "branch2_3b": "Branch_2/Conv2d_0e_3x1",
     "branch3.1": "Branch_3/Conv2d_0b_1x1",
 }
 
@@ -118,31 +134,47 @@ def _inception_v4_layers(model: nn.Module) -> list[SlimLayer]:
 # -- Inception-ResNet-v2 (timm layout) ---------------------------------------------------------------------
 IRV2_MIXED_5B = {
     "branch0": "Branch_0/Conv2d_1x1",
-    "branch1.0": "Branch_1/Conv2d_0a_1x1", "branch1.1": "Branch_1/Conv2d_0b_5x5",
-    "branch2.0": "Branch_2/Conv2d_0a_1x1", "branch2.1": "Branch_2/Conv2d_0b_3x3", "branch2.2": "Branch_2/Conv2d_0c_3x3",
+    "branch1.0": "Branch_1/Conv2d_0a_1x1",
+    "branch1.1": "Branch_1/Conv2d_0b_5x5",
+    "branch2.0": "Branch_2/Conv2d_0a_1x1",
+    "branch2.1": "Branch_2/Conv2d_0b_3x3",
+    "branch2.2": "Branch_2/Conv2d_0c_3x3",
     "branch3.1": "Branch_3/Conv2d_0b_1x1",
 }
 IRV2_BLOCK35 = {
     "branch0": "Branch_0/Conv2d_1x1",
-    "branch1.0": "Branch_1/Conv2d_0a_1x1", "branch1.1": "Branch_1/Conv2d_0b_3x3",
-    "branch2.0": "Branch_2/Conv2d_0a_1x1", "branch2.1": "Branch_2/Conv2d_0b_3x3", "branch2.2": "Branch_2/Conv2d_0c_3x3",
+    "branch1.0": "Branch_1/Conv2d_0a_1x1",
+    "branch1.1": "Branch_1/Conv2d_0b_3x3",
+    "branch2.0": "Branch_2/Conv2d_0a_1x1",
+    "branch2.1": "Branch_2/Conv2d_0b_3x3",
+    "branch2.2": "Branch_2/Conv2d_0c_3x3",
 }
 IRV2_BLOCK17 = {
     "branch0": "Branch_0/Conv2d_1x1",
-    "branch1.0": "Branch_1/Conv2d_0a_1x1", "branch1.1": "Branch_1/Conv2d_0b_1x7", "branch1.2": "Branch_1/Conv2d_0c_7x1",
+    "branch1.0": "Branch_1/Conv2d_0a_1x1",
+    "branch1.1": "Branch_1/Conv2d_0b_1x7",
+    "branch1.2": "Branch_1/Conv2d_0c_7x1",
 }
 IRV2_BLOCK8 = {
     "branch0": "Branch_0/Conv2d_1x1",
-    "branch1.0": "Branch_1/Conv2d_0a_1x1", "branch1.1": "Branch_1/Conv2d_0b_1x3", "branch1.2": "Branch_1/Conv2d_0c_3x1",
+    "branch1.0": "Branch_1/Conv2d_0a_1x1",
+    "branch1.1": "Branch_1/Conv2d_0b_1x3",
+    "branch1.2": "Branch_1/Conv2d_0c_3x1",
 }
 IRV2_MIXED_6A = {
     "branch0": "Branch_0/Conv2d_1a_3x3",
-    "branch1.0": "Branch_1/Conv2d_0a_1x1", "branch1.1": "Branch_1/Conv2d_0b_3x3", "branch1.2": "Branch_1/Conv2d_1a_3x3",
+    "branch1.0": "Branch_1/Conv2d_0a_1x1",
+    "branch1.1": "Branch_1/Conv2d_0b_3x3",
+    "branch1.2": "Branch_1/Conv2d_1a_3x3",
 }
 IRV2_MIXED_7A = {
-    "branch0.0": "Branch_0/Conv2d_0a_1x1", "branch0.1": "Branch_0/Conv2d_1a_3x3",
-    "branch1.0": "Branch_1/Conv2d_0a_1x1", "branch1.1": "Branch_1/Conv2d_1a_3x3",
-    "branch2.0": "Branch_2/Conv2d_0a_1x1", "branch2.1": "Branch_2/Conv2d_0b_3x3", "branch2.2": "Branch_2/Conv2d_1a_3x3",
+    "branch0.0": "Branch_0/Conv2d_0a_1x1",
+    "branch0.1": "Branch_0/Conv2d_1a_3x3",
+    "branch1.0": "Branch_1/Conv2d_0a_1x1",
+    "branch1.1": "Branch_1/Conv2d_1a_3x3",
+    "branch2.0": "Branch_2/Conv2d_0a_1x1",
+    "branch2.1": "Branch_2/Conv2d_0b_3x3",
+    "branch2.2": "Branch_2/Conv2d_1a_3x3",
 }
 
 
@@ -195,22 +227,29 @@ def _v3_block_a(second: bool) -> dict[str, str]:
 
 V3_MIXED_6A = {
     "branch3x3": "Branch_0/Conv2d_1a_1x1",
-    "branch3x3dbl_1": "Branch_1/Conv2d_0a_1x1", "branch3x3dbl_2": "Branch_1/Conv2d_0b_3x3",
+    "branch3x3dbl_1": "Branch_1/Conv2d_0a_1x1",
+    "branch3x3dbl_2": "Branch_1/Conv2d_0b_3x3",
     "branch3x3dbl_3": "Branch_1/Conv2d_1a_1x1",
 }
 V3_BLOCK_C = {
     "branch1x1": "Branch_0/Conv2d_0a_1x1",
-    "branch7x7_1": "Branch_1/Conv2d_0a_1x1", "branch7x7_2": "Branch_1/Conv2d_0b_1x7",
+    "branch7x7_1": "Branch_1/Conv2d_0a_1x1",
+    "branch7x7_2": "Branch_1/Conv2d_0b_1x7",
     "branch7x7_3": "Branch_1/Conv2d_0c_7x1",
-    "branch7x7dbl_1": "Branch_2/Conv2d_0a_1x1", "branch7x7dbl_2": "Branch_2/Conv2d_0b_7x1",
-    "branch7x7dbl_3": "Branch_2/Conv2d_0c_1x7", "branch7x7dbl_4": "Branch_2/Conv2d_0d_7x1",
+    "branch7x7dbl_1": "Branch_2/Conv2d_0a_1x1",
+    "branch7x7dbl_2": "Branch_2/Conv2d_0b_7x1",
+    "branch7x7dbl_3": "Branch_2/Conv2d_0c_1x7",
+    "branch7x7dbl_4": "Branch_2/Conv2d_0d_7x1",
     "branch7x7dbl_5": "Branch_2/Conv2d_0e_1x7",
     "branch_pool": "Branch_3/Conv2d_0b_1x1",
 }
 V3_MIXED_7A = {
-    "branch3x3_1": "Branch_0/Conv2d_0a_1x1", "branch3x3_2": "Branch_0/Conv2d_1a_3x3",
-    "branch7x7x3_1": "Branch_1/Conv2d_0a_1x1", "branch7x7x3_2": "Branch_1/Conv2d_0b_1x7",
-    "branch7x7x3_3": "Branch_1/Conv2d_0c_7x1", "branch7x7x3_4": "Branch_1/Conv2d_1a_3x3",
+    "branch3x3_1": "Branch_0/Conv2d_0a_1x1",
+    "branch3x3_2": "Branch_0/Conv2d_1a_3x3",
+    "branch7x7x3_1": "Branch_1/Conv2d_0a_1x1",
+    "branch7x7x3_2": "Branch_1/Conv2d_0b_1x7",
+    "branch7x7x3_3": "Branch_1/Conv2d_0c_7x1",
+    "branch7x7x3_4": "Branch_1/Conv2d_1a_3x3",
 }
 
 
@@ -230,8 +269,10 @@ def _v3_block_e(last: bool) -> dict[str, str]:
 
 
 def _inception_v3_layers(model: nn.Module) -> list[SlimLayer]:
-    layers = [SlimLayer(name, name) for name in
-              ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "Conv2d_3b_1x1", "Conv2d_4a_3x3")]
+    layers = [
+        SlimLayer(name, name)
+        for name in ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "Conv2d_3b_1x1", "Conv2d_4a_3x3")
+    ]
     layers += _units("Mixed_5b", "Mixed_5b", _v3_block_a(second=False))
     layers += _units("Mixed_5c", "Mixed_5c", _v3_block_a(second=True))
     layers += _units("Mixed_5d", "Mixed_5d", _v3_block_a(second=False))
@@ -426,6 +467,11 @@ def load_slim_state(model: nn.Module, path: str | os.PathLike) -> tuple[StateDic
     return state_from_slim(model, read_checkpoint(path))
 
 
-SLIM_METADATA = {"crop_mode": "tf", "crop_pct": 0.875, "interpolation": "bilinear",
-                 "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}
+SLIM_METADATA = {
+    "crop_mode": "tf",
+    "crop_pct": 0.875,
+    "interpolation": "bilinear",
+    "mean": (0.5, 0.5, 0.5),
+    "std": (0.5, 0.5, 0.5),
+}
 """TF-slim's evaluation preprocessing (central 87.5 % crop, bilinear resize, [-1, 1])."""
