@@ -466,3 +466,28 @@ def test_random_train_config_values_end_in_success_or_one_line_error() -> None:
             assert "\n" not in str(error), (name, text, str(error))
         assert time.perf_counter() - started < 5, (name, text)
     assert refused > 150
+
+
+def test_eval_refuses_a_huge_input_size_before_building_any_model(capsys, monkeypatch) -> None:
+    import inception_resnet.cli.eval as eval_cli
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("a model was built before the input size was checked")
+
+    monkeypatch.setattr(eval_cli, "build_member", no_build)
+    assert main(["eval", "--model", "googlenet", "--data", "synthetic:8", "--input-size", "100000"]) == 2
+    assert "input_size must be at least 1 and at most 4096, got 100000" in capsys.readouterr().err
+
+
+def test_onnx_export_without_onnx_says_what_to_install(tmp_path, monkeypatch) -> None:
+    import importlib.util
+
+    from inception_resnet import create_model
+    from inception_resnet.weights.export import export_model
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnx" else real(name, *a))
+    model = create_model("googlenet", num_classes=3, width_multiplier=0.25)
+    with pytest.raises(RuntimeError, match="needs the onnx package.*pip install onnx"):
+        export_model(model, tmp_path / "m.onnx", "onnx")
+    assert not (tmp_path / "m.onnx").exists()

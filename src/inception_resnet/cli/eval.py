@@ -22,7 +22,7 @@ import torch
 from ..data.class_map import apply_class_map, read_class_map
 from ..data.crops import CROP_SETS, multi_crop_transform_for
 from ..data.datasets import build_dataset
-from ..data.transforms import EVAL_STYLES
+from ..data.transforms import EVAL_STYLES, as_size
 from ..evaluation.evaluate import EvalResult, evaluate
 from ..files import check_output_file
 from ..weights.factory import create_model
@@ -113,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
     check_writable(args.csv, "--csv file")
     if args.json and args.csv and Path(args.json).resolve() == Path(args.csv).resolve():
         raise ValueError("--json and --csv name the same file; give two different files")
+    if args.input_size is not None:  # before any model is built: a huge size would take minutes to refuse
+        as_size(args.input_size)
     given = args.model or args.weights
     members = ([MemberSpec(args.model, args.weights, args.model_weight)] if given else []) + args.ensemble
     if not members:

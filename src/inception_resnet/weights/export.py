@@ -16,6 +16,7 @@ are (timm's v4 and IR-v2 have no auxiliary head, so those weights are left out f
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import os
@@ -127,6 +128,16 @@ def _outputs(result) -> list[torch.Tensor]:
     return list(result)
 
 
+def require_onnx(check: bool = True) -> None:
+    """A clear error, before any work, when ONNX export lacks ``onnx`` (or, to check the file, ``onnxruntime``)."""
+    missing = [name for name in ("onnx", *(["onnxruntime"] if check else [])) if importlib.util.find_spec(name) is None]
+    if missing:
+        raise RuntimeError(
+            f"--format onnx needs the {' and '.join(missing)} package(s), which the runtime install leaves out: "
+            f"pip install {' '.join(missing)} (or install inception-resnet with its [bench] extra)"
+        )
+
+
 def onnx_bytes(model: nn.Module, example: torch.Tensor, opset: int = 17) -> bytes:
     """Trace ``model`` (eval mode) to ONNX with a dynamic batch dimension on the input and every output."""
     with torch.no_grad():
@@ -201,6 +212,8 @@ def export_model(
     if not path.parent.is_dir():
         raise FileNotFoundError(f"the folder of {path} does not exist; create {path.parent} first")
     check_output_file(path, f"the {fmt} export")
+    if fmt == "onnx":
+        require_onnx(check)
     if fmt == "safetensors":
         return export_safetensors(model, path)
     was_training = model.training
