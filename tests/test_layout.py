@@ -188,10 +188,6 @@ def test_docstrings_cite_nothing_outside_the_repository() -> None:
     assert not cited, cited
 
 
-# study/ is rewritten on its own branch (issue #24 item 3), which removes its circles; until it lands they are known.
-KNOWN_CIRCLES = {"study"}
-
-
 def import_graph() -> dict[str, set[str]]:
     """Module -> the modules of ours it imports (at any depth of its tree; a package import: its ``__init__``)."""
     names = {module_name(path) for path in MODULES}
@@ -237,7 +233,7 @@ def circles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_no_import_circle_not_even_through_imports_inside_functions() -> None:
     assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
-    found = [c for c in circles(import_graph()) if not all(m.split(".")[1] in KNOWN_CIRCLES for m in c)]
+    found = circles(import_graph())
     assert not found, f"import circles: {found}"
 
 

@@ -312,6 +312,7 @@ class ScalingResult:
     widths: list[int]
     records: list[RunRecord]
     report: Path | None
+    stages: list[tuple[str, int]] = field(default_factory=list)  # (stage module, blocks), forward order
 
     def dead_share(self, scale: float, lr: float | None = None) -> tuple[int, int]:
         """(dead runs, finished runs) at ``scale`` (and ``lr``, when given)."""

@@ -234,7 +234,8 @@ def run_scaling(
         parallel=config.parallel,
     )
     runs = [summarize_run(r, config) for r in records]
-    result = ScalingResult(out, runs, widths, records, None)
+    stages = residual_stages(config.model, {**config.train, "residual_scale": 1.0})
+    result = ScalingResult(out, runs, widths, records, None, stages)
     if is_main_process():
         result.report = write_scaling_report(config, result, preset)
     return result

@@ -269,9 +269,7 @@ def write_scaling_report(config: ScalingConfig, result: ScalingResult, preset: s
         )
         figures.append("scaling.png")
         if any(s.get("stream_rms") for c in curves for s in c["steps"]):
-            from .scaling import residual_stages
-
-            stages = residual_stages(config.model, {**config.train, "residual_scale": 1.0})
+            stages = result.stages
             if len(stages) == 3:  # the Inception-ResNet A, B and C stages
                 stages = [(f"{letter} ({name})", count) for letter, (name, count) in zip("ABC", stages, strict=True)]
             plot_stream(
