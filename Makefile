@@ -52,7 +52,10 @@ fashion-mnist:
 
 test: install
 	$(BIN)/ruff format --check --quiet src tests benchmarks || (echo "ruff format would change the files above: run ruff format src tests benchmarks"; exit 1)
-	$(BIN)/python -m pytest -q
+	@# OpenVINO's tests run in a process of their own: once its runtime is loaded, an unrelated later test of the
+	@# same process once died of a segmentation fault that does not happen alone.
+	$(BIN)/python -m pytest -q --ignore=tests/test_deploy.py
+	$(BIN)/python -m pytest -q tests/test_deploy.py
 
 # The CUDA code paths (nvJPEG decoding, GPU evaluation, bf16/fp16 training, optimised CUDA inference):
 # needs a GPU; benchmarks/gpu_session.sh runs these and then the GPU benchmark suite in one call.

@@ -354,10 +354,10 @@ def test_a_float_tiff_decodes_like_its_16_bit_twin_or_is_refused(tmp_path) -> No
 def test_an_extreme_aspect_ratio_stays_within_bounded_memory(tmp_path) -> None:
     Image.fromarray((np.random.default_rng(0).random((1, 60000)) * 255).astype(np.uint8)).save(tmp_path / "w.png")
     image = decode_file(tmp_path / "w.png")
-    for style in ("timm", "tf", "squash"):  # timm's shorter-side resize once asked for 28 GB
+    for style in ("center", "tf", "squash"):  # timm's shorter-side resize once asked for 28 GB
         assert EvalTransform(299, style=style)(image).shape == (3, 299, 299)
     ordinary = torch.randint(0, 255, (3, 300, 400), dtype=torch.uint8)  # below the cut: exactly as before
-    assert EvalTransform(299, style="timm")(ordinary).shape == (3, 299, 299)
+    assert EvalTransform(299, style="center")(ordinary).shape == (3, 299, 299)
 
 
 def test_predict_classifies_odd_but_valid_files_beside_good_ones(world, capsys, tmp_path, one_thread) -> None:

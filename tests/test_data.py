@@ -246,7 +246,7 @@ def test_eval_transform_accepts_pil_uint8_and_grey_and_scales_to_minus_one_one()
 
 def test_small_images_are_upsampled_to_the_input_size():
     digit = torch.randint(0, 256, (1, 28, 28), dtype=torch.uint8)
-    for style in ("tf", "timm", "squash"):
+    for style in ("tf", "center", "squash"):
         assert eval_transform(75, style=style)(digit).shape == (3, 75, 75)
     assert train_transform(80)(digit).shape == (3, 80, 80)
     assert train_transform(80, in_chans=1)(digit).shape == (1, 80, 80)
