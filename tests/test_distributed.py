@@ -55,7 +55,7 @@ TOLERANCE = 1e-5
 def train_flags() -> list[str]:
     flags = []
     for name, value in SETTINGS.items():
-        flag = "--" + name.replace("_", "-")
+        flag = "--" + {"num_workers": "workers"}.get(name, name).replace("_", "-")  # -j/--workers, timm's name
         if value is True:
             flags.append(flag)
         elif value is False:
