@@ -241,7 +241,7 @@ def test_eval_on_the_cpu_runs_the_optimised_model_by_default_with_144_crops(caps
     real_evaluate = eval_command.evaluate
 
     def spy(models, *args, **kwargs):
-        seen.append((models, kwargs["amp"]))
+        seen.append((models, kwargs["precision"]))
         return real_evaluate(models, *args, **kwargs)
 
     monkeypatch.setattr(eval_command, "evaluate", spy)
