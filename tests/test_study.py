@@ -637,7 +637,7 @@ def test_evidence_preset_holds_both_pairs_the_fair_control_and_dense_validation(
     compare, sweep = preset.compare, preset.sweep
     assert ["inception_v3", "inception_resnet_v1"] in compare.pairs
     assert ["inception_v4", "inception_resnet_v2_paper"] in compare.pairs
-    fair = [p for p, r in compare.pairs if compare.settings(p)["model_options"].get("residual_scale") == 1.0]
+    fair = [p for p, r in compare.pairs if compare.settings(p).get("model_options", {}).get("residual_scale") == 1.0]
     assert {compare.settings(p)["model"] for p in fair} == {"inception_resnet_v1", "inception_resnet_v2_paper"}
     assert all(compare.settings(p)["model_options"]["shortcut"] is False for p in fair)
     train = compare.train
