@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -44,7 +45,7 @@ from inception_resnet.bench import (  # noqa: E402
     to_markdown,
     write_results,
 )
-from inception_resnet.bench.peak import cpu_flags, gemm_peaks  # noqa: E402
+from inception_resnet.bench.peak import gemm_peaks  # noqa: E402
 from inception_resnet.environment import environment, environment_lines  # noqa: E402
 from inception_resnet.markdown import table  # noqa: E402
 
@@ -381,6 +382,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    # backend="auto" measures its choice within this run, not from what an earlier run remembered
+    os.environ["INCEPTION_RESNET_CACHE"] = tempfile.mkdtemp(prefix="bench-backends-")
     models = args.models or DEFAULT_MODELS[args.suite]
     if args.suite == "gpu":
         stages = gpu_suite(models, args.extended)
@@ -451,9 +454,7 @@ def add_machine_limits(env: dict, log: Callable[[str], None], again: bool = Fals
     measured = {k: round(v, 4) for k, v in gemm_peaks().items()}
     load = " / ".join(f"{v:.2f}" for v in os.getloadavg())
     if not again:
-        env.update(
-            cpu_flags=" ".join(cpu_flags()), gemm_peak_start=measured, gemm_peak_tflops=dict(measured), load_start=load
-        )
+        env.update(gemm_peak_start=measured, gemm_peak_tflops=dict(measured), load_start=load)
         for module in ("openvino", "nncf", "torchao"):
             try:
                 env[module] = __import__(module).__version__
@@ -476,7 +477,6 @@ def precision_document(results: list[Result], env: dict, title: str, deploy: boo
         return ", ".join(parts) + (f" (of {', '.join(details)})" if details else "")
 
     limits = [
-        f"- CPU flags: `{env.get('cpu_flags', '')}`",
         "- GEMM peak (2048x2048 matrix product, GFLOP/s; int8: GOP/s), at the start: "
         + gflops(env.get("gemm_peak_start"))
         + (f"; at the end: {gflops(env.get('gemm_peak_end'))}" if env.get("gemm_peak_end") else ""),
@@ -494,8 +494,8 @@ def precision_document(results: list[Result], env: dict, title: str, deploy: boo
     if deploy:
         notes = [
             "`ours+P+auto` is `optimize_for_inference(model, precision=P, backend='auto')` (the backend it "
-            "measured fastest here, cached), `ours+P+openvino` OpenVINO on our rewritten graph, `ours+P` the "
-            "torch backend; peers run the plain ONNX export of timm's or our unoptimised network (`+ov`: "
+            "measured fastest at the start of this run), `ours+P+openvino` OpenVINO on our rewritten graph, "
+            "`ours+P` the torch backend; peers run the plain ONNX export of timm's or our unoptimised network (`+ov`: "
             "OpenVINO, int8 by NNCF; `+ort`: ONNX Runtime, fp32 only). Ratios are within one interleaved run."
         ]
         summary = ["## Against the plain exports", "", *notes, "", deploy_summary(results), ""]

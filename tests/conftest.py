@@ -20,6 +20,24 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def _backend_cache(tmp_path_factory, monkeypatch) -> None:
+    """``backend="auto"`` remembers its timings in a folder of the session, never in the user's cache."""
+    monkeypatch.setenv("INCEPTION_RESNET_CACHE", str(tmp_path_factory.getbasetemp() / "backend-cache"))
+
+
+@pytest.fixture(autouse=True)
+def _torch_backend_unless_marked(request, monkeypatch) -> None:
+    """The commands' default backend is ``auto``, which loads OpenVINO when it is installed. Tests of other things
+    run the torch backend: once OpenVINO's runtime is loaded, an unrelated later test of the same process once
+    died of a segmentation fault (see the Makefile), and timing both backends costs seconds per command. The
+    default itself is tested in ``tests/test_deploy.py`` (its own process), marked ``default_backend``."""
+    if request.node.get_closest_marker("default_backend") is None:
+        from inception_resnet.cli import inference
+
+        monkeypatch.setattr(inference, "DEFAULT_BACKEND", "torch")
+
+
 @pytest.fixture
 def one_thread():
     """One intra-op thread: small models run as fast on one, and stay fast on a busy 2-core machine."""

@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import warnings
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from inception_resnet import create_model
 from inception_resnet.data import build_dataset, subset
@@ -15,7 +17,7 @@ from inception_resnet.data.calibration import load_calibration
 from inception_resnet.inference import autoselect, optimize_for_inference
 from inception_resnet.inference import precision as precision_module
 from inception_resnet.inference.deploy import export_deployment
-from inception_resnet.inference.precision import InferenceModel
+from inception_resnet.inference.precision import InferenceModel, have_openvino, plan_inference
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -89,6 +91,18 @@ def test_auto_without_openvino_is_torch_with_a_one_line_note(monkeypatch, tmp_pa
     assert not (tmp_path / "backends.json").exists()  # nothing was measured
 
 
+def test_auto_leaves_out_a_backend_that_cannot_run_the_model(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("INCEPTION_RESNET_CACHE", str(tmp_path))
+
+    def refuse(*args):
+        raise ValueError("the openvino backend runs classifiers")
+
+    monkeypatch.setattr(autoselect, "build_openvino", refuse)
+    fast = optimize_for_inference(tiny(), precision="fp32", backend="auto", example_input=images(1))
+    assert fast.plan.backend == "torch"
+    assert "openvino left out: the openvino backend runs classifiers" in str(fast.plan)
+
+
 def test_auto_times_both_backends_once_and_remembers_the_choice(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("INCEPTION_RESNET_CACHE", str(tmp_path))
     built = []
@@ -158,20 +172,25 @@ def _check_set(transform) -> torch.Tensor:
     return torch.stack([val[i][0] for i in range(len(val))])
 
 
-# The OpenVINO IR int8 export agrees on about 91% with this network (NNCF, default and mixed presets, f32 or bf16
-# for the rest), so it refuses: only its refusal is tested here until that is fixed (see the report of issue #27).
 @pytest.mark.parametrize("fmt", ["onnx", "openvino"])
 def test_int8_exports_pass_their_agreement_check_and_refuse_a_bad_calibration(fashion_network, tmp_path, fmt) -> None:
     model, transform = fashion_network
     check = _check_set(transform)
     calibration = load_calibration("fashion-mnist", transform, 128, download=False)
     path = tmp_path / ("model.xml" if fmt == "openvino" else "model.onnx")
-    if fmt == "onnx":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            result = export_deployment(model, path, fmt, precision="int8", calibration=calibration, check_images=check)
-        print(f"{fmt} int8: top-1 agreement {result.agreement:.1f}% on {len(check)} check images")
-        assert result.agreement >= 97.0 and path.is_file()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = export_deployment(model, path, fmt, precision="int8", calibration=calibration, check_images=check)
+    print(f"{fmt} int8: top-1 agreement {result.agreement:.1f}% on {len(check)} check images")
+    assert result.agreement >= 97.0 and path.is_file()
+    if fmt == "openvino":  # the IR reads back in a new OpenVINO runtime with the classes the check counted
+        import openvino as ov
+
+        compiled = ov.Core().compile_model(str(path), "CPU")
+        out = torch.from_numpy(compiled(check[:64].numpy())[0])
+        with torch.no_grad():
+            same = (out.argmax(1) == model(check[:64]).argmax(1)).float().mean().item()
+        assert same >= 0.9
     bad = calibration[:8] * 0.02  # ranges observed on near-black images: every real image saturates
     refused = tmp_path / ("bad.xml" if fmt == "openvino" else "bad.onnx")
     with pytest.raises(
@@ -220,6 +239,41 @@ def test_predict_runs_the_backend_asked_for_and_says_so(tmp_path, capsys) -> Non
     torch_top, openvino_top = (outputs[b]["predictions"][0]["top"] for b in ("torch", "openvino"))
     assert [row["index"] for row in torch_top] == [row["index"] for row in openvino_top]
     assert all(abs(a["probability"] - b["probability"]) < 1e-4 for a, b in zip(torch_top, openvino_top, strict=True))
+
+
+@pytest.mark.default_backend
+def test_eval_and_predict_choose_the_backend_by_measurement_by_default(tmp_path, capsys) -> None:
+    from inception_resnet.cli import main
+    from inception_resnet.weights import save_weights
+
+    two_classes = create_model("googlenet", width_multiplier=0.25, num_classes=2).eval()
+    save_weights(two_classes, tmp_path / "g.safetensors")
+    model_flags = ["--model", "googlenet", "--weights", str(tmp_path / "g.safetensors")]
+    model_flags += ["--model-option", "width_multiplier=0.25", "--num-classes", "2", "--input-size", "75"]
+    folder = tmp_path / "images"
+    for label in ("a", "b"):
+        (folder / label).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray((np.random.default_rng(i).random((40, 40, 3)) * 255).astype(np.uint8)).save(
+                folder / label / f"{i}.png"
+            )
+    image = str(folder / "a" / "0.png")
+    assert main(["predict", image, *model_flags, "--device", "cpu", "--json", "-b", "2"]) == 0
+    first = capsys.readouterr()
+    assert "(auto: " in first.err and "measured fastest" in first.err  # said on stderr, with the timings
+    ran = json.loads(first.out)["run"]
+    assert ran["backend_choice"].startswith("auto: ") and ran["precision"] == "fp32"
+    chosen = ran["backend_choice"].split()[1].rstrip(",")
+    assert chosen in ("torch", "openvino")
+    # the choice is remembered for this model, batch and precision: the next command builds only that backend
+    results = tmp_path / "eval.json"
+    assert (
+        main(["eval", "--data", str(folder), *model_flags, "--device", "cpu", "--json", str(results), "-b", "2"]) == 0
+    )
+    second = capsys.readouterr()
+    assert f"(auto: {chosen}, " in second.err and "remembered in" in second.err
+    (member,) = json.loads(results.read_text())["run"]["members"]
+    assert member["backend_choice"].startswith(f"auto: {chosen}, ")
 
 
 # -- the benchmark --------------------------------------------------------------------------------------------
@@ -307,3 +361,59 @@ def test_the_deploy_summary_sets_our_fastest_path_against_the_fastest_plain_expo
     assert "`ours+fp32+auto`" in fp32_line and "`ours+ov`" in fp32_line and "1.04x" in fp32_line
     assert "missed by 1%" in fp32_line and "openvino, measured fastest: openvino 90 ms" in fp32_line
     assert "`ours+int8`" in int8_line and "`timm+ov+int8`" in int8_line and "0.80x" in int8_line
+
+
+# -- accuracy on every backend (benchmarks/precision_accuracy.py) ------------------------------------------------
+def test_the_accuracy_benchmark_trains_with_our_trainer_and_compares_every_backend_and_precision_with_fp32(
+    tmp_path, benchmark_script
+) -> None:
+    import json
+
+    module = benchmark_script("precision_accuracy")
+    run_dir = tmp_path / "run"
+    assert (
+        module.main(
+            [
+                "--model",
+                "googlenet",
+                "--train-images",
+                "64",
+                "--val-images",
+                "40",
+                "--calibration-images",
+                "8",
+                "--threads",
+                "1",
+                "--run-dir",
+                str(run_dir),
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
+    assert (run_dir / "config.json").is_file()  # our trainer's run directory
+    (written,) = tmp_path.glob("precision-accuracy-googlenet-*.json")
+    rows = {(r["backend"], r["precision"]): r for r in json.loads(written.read_text())["rows"]}
+    assert rows["eager", "fp32"]["agreement"] == 100.0 and rows["eager", "fp32"]["change"] == 0.0
+    backends = ("torch", "openvino") if have_openvino(int8=True) else ("torch",)
+    assert set(rows) == {("eager", "fp32")} | {(b, p) for b in backends for p in ("fp32", "bf16", "int8")}
+    for backend in backends:
+        assert rows[backend, "fp32"]["agreement"] == 100.0  # the fp32 paths compute the eager model's classes
+        for precision in ("bf16", "int8"):
+            row = rows[backend, precision]
+            assert row["ran"] == plan_inference(precision, backend=backend).precision
+            assert 0.0 <= row["agreement"] <= 100.0 and row["bound"] == {"bf16": 0.2, "int8": 0.5}[precision]
+            assert row["change"] == pytest.approx(row["top1_error"] - rows["eager", "fp32"]["top1_error"])
+            assert row["photo_diff"] >= 0.0
+    assert rows["torch", "int8"]["plan"].startswith(
+        "int8 CPU inference" if rows["torch", "int8"]["ran"] == "int8" else "int8 was asked for"
+    )
+    # A run stopped before its last epoch (a signal, a time limit) reports nothing rather than a half-trained network.
+    from types import SimpleNamespace
+
+    module.train = lambda config: SimpleNamespace(status="stopped", best_checkpoint=None, exit_code=143)
+    for stale in tmp_path.glob("precision-accuracy-*"):
+        stale.unlink()
+    assert module.main(["--model", "googlenet", "--out", str(tmp_path)]) == 143
+    assert not list(tmp_path.glob("precision-accuracy-*"))

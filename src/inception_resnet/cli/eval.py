@@ -170,12 +170,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def optimize_member(model: torch.nn.Module, args: argparse.Namespace) -> torch.nn.Module:
-    """One member optimised for ``--precision`` on the CPU; int8 calibrates on ``--calibration`` (default: the
-    training split of ``--data``), through the member's single-crop evaluation transform."""
-    transform = None
+    """One member optimised for ``--precision`` on the CPU, for the size of its single-crop evaluation transform;
+    int8 calibrates on ``--calibration`` (default: the training split of ``--data``) through that transform."""
     calibration = args.calibration or [args.data or "fashion-mnist"]
-    if args.precision == "int8":
-        transform = multi_crop_transform_for(model, 1, style=args.style, input_size=args.input_size)
+    transform = multi_crop_transform_for(model, 1, style=args.style, input_size=args.input_size)
     return optimize_model(
         model,
         args.precision,

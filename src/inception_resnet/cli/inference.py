@@ -2,8 +2,11 @@
 
 On the CPU, ``--precision fp32|bf16|int8`` runs our optimised model
 (:func:`inception_resnet.inference.optimize_for_inference` with ``precision=``) unless
-``--no-optimize`` is given; int8 calibrates on ``--calibration`` (at most ``--calibration-images`` images,
-through the model's own evaluation transform). What was chosen is printed on stderr as a note.
+``--no-optimize`` is given, on ``--backend`` (default :data:`DEFAULT_BACKEND`, ``auto``: the backend measured
+fastest on this CPU for this model, batch size and precision; see
+:mod:`inception_resnet.inference.autoselect`); int8 calibrates on ``--calibration`` (at most
+``--calibration-images`` images, through the model's own evaluation transform). What was chosen, and why, is
+printed on stderr as a note and recorded in the JSON outputs.
 """
 
 from __future__ import annotations
@@ -21,12 +24,14 @@ from ..inference import INFERENCE_PRECISIONS, optimize_for_inference
 from ..version import __version__
 from .options import INFERENCE_FLAG_CHOICES, INFERENCE_PRECISION_HELP, add_flag
 
+DEFAULT_BACKEND = "auto"
+
 
 def add_inference_flags(parser: argparse.ArgumentParser, calibration: bool = True) -> None:
     """``--precision`` (with int8), ``--no-optimize`` and, where the command loads images, the calibration flags."""
     add_flag(parser, "precision", default="fp32", choices=INFERENCE_FLAG_CHOICES, help=INFERENCE_PRECISION_HELP)
     add_flag(parser, "no_optimize")
-    add_flag(parser, "backend", default="torch")
+    add_flag(parser, "backend", default=DEFAULT_BACKEND)
     if calibration:
         add_flag(parser, "calibration")
         add_flag(parser, "calibration_images", default=DEFAULT_CALIBRATION_IMAGES)
@@ -50,7 +55,7 @@ def optimize_model(
     calibration_images: int = DEFAULT_CALIBRATION_IMAGES,
     transform: Callable[[Any], torch.Tensor] | None = None,
     compile: bool | None = None,
-    backend: str = "torch",
+    backend: str = DEFAULT_BACKEND,
     batch_size: int | None = None,
     seed: int = 0,
     log: Callable[[str], None] | None = None,
@@ -58,7 +63,8 @@ def optimize_model(
     """The model optimised for ``precision`` on the CPU, its plan logged (default: a note on stderr).
 
     ``calibration`` (int8): the sources of :func:`~inception_resnet.data.calibration.load_calibration`, one
-    folder or dataset name, or image files; ``transform``: the model's evaluation transform; ``backend`` and
+    folder or dataset name, or image files; ``transform``: the model's evaluation transform (its ``size`` is the
+    input size the optimised model is built and, with ``auto``, timed for); ``backend`` and
     ``batch_size`` (the batch ``auto`` times): see :func:`~inception_resnet.inference.optimize_for_inference`.
     """
     log = log or (lambda message: print(f"note: {message}", file=sys.stderr, flush=True))
@@ -85,11 +91,16 @@ def optimize_model(
             "network on a few CPU cores)"
         )
         images = load_calibration(source, transform, calibration_images, seed=seed)
+    size = getattr(transform, "size", None)  # the images' size: what auto times and OpenVINO is built for
+    example = None
+    if images is None and size is not None:
+        example = torch.zeros(1, int(getattr(model, "in_chans", 3)), *size)
     optimized = optimize_for_inference(
         model,
         precision=precision,
         calibration=images,
         compile=compile,
+        example_input=example,
         **({"backend": backend, "batch_size": batch_size} if backend != "torch" else {}),
     )
     source_note = f" from {' '.join(calibration)}" if images is not None else ""
@@ -132,6 +143,7 @@ def describe_run(model: nn.Module, requested: str, device: torch.device, transfo
         "precision": used,
         "fell_back": used != requested,
         "backend": backend,
+        "backend_choice": getattr(plan, "choice", None),
         "device": str(device),
         "input_size": list(size) if size is not None else None,
         "preprocessing": preprocessing,

@@ -109,7 +109,8 @@ SHARED: dict[str, Flag] = {
     "backend": Flag(
         ("--backend",),
         "on the CPU, what runs the optimised model: torch (oneDNN kernels), openvino (the openvino "
-        "extra), or auto (the one measured fastest here for this model, batch size and precision, remembered)",
+        "extra), or auto (default: the one measured fastest here for this model, batch size and precision, "
+        "remembered)",
         {"choices": BACKENDS},
     ),
     "calibration": Flag(

@@ -2,8 +2,8 @@
 
 For one network (its name, parameter count and input shape), batch size and precision, :func:`choose_backend`
 builds the torch and the OpenVINO model, checks each against the fp32 eager network (largest logit difference
-within :data:`TOLERANCE` of the largest logit), times a few batches of each, keeps the faster and writes the
-timings to a JSON file keyed by the CPU's identity (its name, thread count, features and the library
+within :data:`TOLERANCE` of the largest logit), times a few batches of each, taking turns, keeps the faster
+and writes the timings to a JSON file keyed by the CPU's identity (its name, thread count, features and the library
 versions): the next call with the same key builds only the chosen backend. The file is
 ``$INCEPTION_RESNET_CACHE/backends.json`` (default ``~/.cache/inception_resnet``); deleting it measures again.
 Without OpenVINO (or, for int8, NNCF) the choice is torch, and the plan says why in one line.
@@ -34,7 +34,7 @@ __all__ = ["TOLERANCE", "cache_path", "choose_backend", "cpu_identity", "workloa
 
 # Largest logit difference from fp32 eager a backend may show, as a share of the largest fp32 logit.
 TOLERANCE = {"fp32": 1e-3, "bf16": 0.05, "int8": 0.25}
-TIMED_RUNS = 3
+TIMED_RUNS = 5
 
 
 def cache_path() -> Path:
@@ -83,15 +83,19 @@ def _write_cache(path: Path, identity: str, key: str, entry: dict[str, Any]) -> 
         warnings.warn(f"could not remember the backend choice in {path}: {error}", stacklevel=3)
 
 
-def _time(model: InferenceModel, x: torch.Tensor) -> float:
-    """Seconds per batch: the median of :data:`TIMED_RUNS` calls after one warm-up (which builds or compiles)."""
-    model(x)
-    times = []
-    for _ in range(TIMED_RUNS):
-        start = time.perf_counter()
+def _interleaved_seconds(models: dict[str, InferenceModel], x: torch.Tensor) -> dict[str, float]:
+    """Seconds per batch of each model: one warm-up call each (which builds or compiles), then
+    :data:`TIMED_RUNS` rounds in which every model runs once in turn; the median of its rounds. Taking turns
+    lets a slow spell of the machine fall on every backend alike rather than on whichever ran during it."""
+    for model in models.values():
         model(x)
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
+    times: dict[str, list[float]] = {name: [] for name in models}
+    for _ in range(TIMED_RUNS):
+        for name, model in models.items():
+            start = time.perf_counter()
+            model(x)
+            times[name].append(time.perf_counter() - start)
+    return {name: sorted(values)[len(values) // 2] for name, values in times.items()}
 
 
 def _check_input(example: torch.Tensor, batches: list[torch.Tensor] | None) -> torch.Tensor:
@@ -138,19 +142,24 @@ def choose_backend(
     with torch.no_grad():
         reference = reference_model(check)
     limit = TOLERANCE[precision] * float(reference.abs().max())
-    built, seconds, notes = {}, {}, []
+    built, notes = {}, []
     for name, plan in plans.items():
-        candidate = (build_torch if name == "torch" else build_openvino)(model, plan, x[:1], batches)
+        try:
+            candidate = (build_torch if name == "torch" else build_openvino)(model, plan, x[:1], batches)
+        except ValueError as error:  # what this backend does not run (e.g. OpenVINO and a features_only model)
+            notes.append(f"{name} left out: {error}")
+            continue
         difference = float((candidate(check) - reference).abs().max())
         if not difference <= limit:
             notes.append(f"{name} left out: its logits differ from fp32 by {difference:.3g} (limit {limit:.3g})")
             continue
-        built[name], seconds[name] = candidate, _time(candidate, check)
+        built[name] = candidate
     if not built:
         raise RuntimeError(
             f"no backend reproduced the fp32 model within the {precision} tolerance: "
             f"{'; '.join(notes)}; use backend='torch' or another precision"
         )
+    seconds = _interleaved_seconds(built, check)
     chosen = min(seconds, key=seconds.get)
     timings = " vs ".join(f"{name} {1e3 * s:.1f} ms" for name, s in sorted(seconds.items(), key=lambda kv: kv[1]))
     why = f"measured fastest: {timings} per batch of {x.shape[0]}" + (f"; {'; '.join(notes)}" if notes else "")
