@@ -28,7 +28,7 @@ from inception_resnet.data import (
 )
 from inception_resnet.data.augment import sample_crop_box, shift_hue, train_transform
 from inception_resnet.data.transforms import central_fraction_box, eval_transform, eval_transform_for
-from inception_resnet.models.base import ModelMetadata
+from inception_resnet.models.metadata import ModelMetadata
 
 
 def photo_classes() -> dict[str, list[np.ndarray]]:
