@@ -365,7 +365,7 @@ def test_caffe_weights_get_bgr_channel_order() -> None:
 
 
 def test_with_transform_copies_the_dataset_and_shares_its_data(tree) -> None:
-    from inception_resnet.data.datasets import IdxDataset
+    from inception_resnet.data.builtin_datasets import IdxDataset
 
     folder = build_dataset(str(tree), "train")
     idx = IdxDataset(np.zeros((3, 28, 28), np.uint8), np.arange(3), ["a", "b", "c"], name="tiny")

@@ -30,8 +30,9 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from ..data.crops import MultiCropTransform, check_crops, multi_crop_transform_for
-from ..data.datasets import ImageFolderDataset, build_dataset
+from ..data.datasets import build_dataset
 from ..data.decoding import decode_encoded
+from ..data.image_folder import ImageFolderDataset
 from ..data.loaders import build_loader
 from ..data.subsets import subset
 from .metrics import EvalResult, MetricAccumulator, average_log_probs, combine_members, ensemble_weights
