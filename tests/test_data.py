@@ -28,7 +28,7 @@ from inception_resnet.data import (
 )
 from inception_resnet.data.augment import sample_crop_box, shift_hue, train_transform
 from inception_resnet.data.transforms import central_fraction_box, eval_transform, eval_transform_for
-from inception_resnet.models.base import ModelMetadata
+from inception_resnet.models.metadata import ModelMetadata
 
 
 def photo_classes() -> dict[str, list[np.ndarray]]:
@@ -365,7 +365,7 @@ def test_caffe_weights_get_bgr_channel_order() -> None:
 
 
 def test_with_transform_copies_the_dataset_and_shares_its_data(tree) -> None:
-    from inception_resnet.data.datasets import IdxDataset
+    from inception_resnet.data.builtin_datasets import IdxDataset
 
     folder = build_dataset(str(tree), "train")
     idx = IdxDataset(np.zeros((3, 28, 28), np.uint8), np.arange(3), ["a", "b", "c"], name="tiny")

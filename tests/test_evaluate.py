@@ -25,8 +25,10 @@ from inception_resnet.cli.eval import MemberSpec, parse_member
 from inception_resnet.data import build_dataset, build_loader, decode_file
 from inception_resnet.data.crops import MultiCropTransform, crop_views, multi_crop_scales, multi_crop_transform_for
 from inception_resnet.data.transforms import eval_transform_for, resize_shorter_side
-from inception_resnet.evaluation.evaluate import EvalResult, evaluate, evaluate_loader, predict_probabilities
-from inception_resnet.models.base import ModelMetadata
+from inception_resnet.evaluation.evaluate import evaluate, evaluate_loader
+from inception_resnet.evaluation.forward import predict_probabilities
+from inception_resnet.evaluation.metrics import EvalResult
+from inception_resnet.models.metadata import ModelMetadata
 
 
 def write_tree(root: Path, corrupt: bool = False) -> Path:

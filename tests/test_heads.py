@@ -9,7 +9,7 @@ import torch
 
 import inception_resnet as ir
 from inception_resnet.cli.eval import MemberSpec, build_member
-from inception_resnet.evaluation.evaluate import check_classes
+from inception_resnet.evaluation.class_check import check_classes
 from inception_resnet.models.registry import model_options
 from inception_resnet.training import TrainConfig, load_checkpoint, train
 from inception_resnet.training.finetune import freeze_body, load_pretrained

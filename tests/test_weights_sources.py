@@ -25,7 +25,7 @@ from torch import nn
 import inception_resnet as ir
 from inception_resnet.cli import main
 from inception_resnet.weights import hub, load_weights, save_weights
-from inception_resnet.weights.convert import tf_slim
+from inception_resnet.weights.convert import tf_checkpoint, tf_slim, tf_slim_layout
 
 CROSS_FRAMEWORK_ATOL = 1e-3
 
@@ -148,7 +148,7 @@ TF_THREADS = {"intra_op_parallelism_threads": 1, "inter_op_parallelism_threads":
 def tf():
     """TensorFlow, imported after torch._dynamo (the other order crashes a later torch._dynamo import), on one
     thread: TF's idle pool threads otherwise spin and slow PyTorch down several-fold on CI's two cores."""
-    tf = tf_slim.import_tensorflow()
+    tf = tf_checkpoint.import_tensorflow()
     try:
         tf.config.threading.set_intra_op_parallelism_threads(1)
         tf.config.threading.set_inter_op_parallelism_threads(1)
@@ -269,7 +269,7 @@ def test_tf_slim_errors_are_clear(tmp_path, monkeypatch, capsys) -> None:
     with pytest.raises(ValueError, match="could not be read as a TensorFlow checkpoint"):
         ir.create_model("inception_v4", pretrained=bad)
     with pytest.raises(ValueError, match="no TF-slim checkpoint layout for inception_resnet_v1"):
-        tf_slim.slim_layers(ir.create_model("inception_resnet_v1", width_multiplier=0.25))
+        tf_slim_layout.slim_layers(ir.create_model("inception_resnet_v1", width_multiplier=0.25))
     v3 = ir.create_model("inception_v3", width_multiplier=0.25)
     partial = {k: v for k, v in tf_slim.to_slim_variables(v3).items() if "Mixed_7c" not in k}
     with pytest.raises(ValueError, match=r"lacks 36 variable\(s\).*InceptionV3/Mixed_7c/Branch_0"):
@@ -278,7 +278,7 @@ def test_tf_slim_errors_are_clear(tmp_path, monkeypatch, capsys) -> None:
         tf_slim.state_from_slim(ir.create_model("inception_v3", width_multiplier=0.25, aux_logits=True), partial)
     monkeypatch.setitem(sys.modules, "tensorflow", None)  # as if the tf extra were not installed
     with pytest.raises(ImportError, match=r"pip install 'inception-resnet\[tf\]'"):
-        tf_slim.read_checkpoint(bad)
+        tf_checkpoint.read_checkpoint(bad)
     assert main(["predict", str(bad), "--model", "inception_v4", "--weights", str(bad)]) == 2
     assert "needs TensorFlow: pip install" in capsys.readouterr().err  # a message, not a traceback
 

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..evaluation.evaluate import autocast_dtype
+from ..evaluation.forward import autocast_dtype
 from ..inference import fuse_branches, optimize_for_inference
 from ..training.config import RECIPES
 from ..training.optimizers import build_optimizer, param_groups, scale_lr

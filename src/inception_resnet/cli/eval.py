@@ -23,7 +23,8 @@ from ..data.class_map import apply_class_map, read_class_map
 from ..data.crops import CROP_SETS, multi_crop_transform_for
 from ..data.datasets import build_dataset
 from ..data.transforms import EVAL_STYLES, as_size
-from ..evaluation.evaluate import EvalResult, evaluate
+from ..evaluation.evaluate import evaluate
+from ..evaluation.metrics import EvalResult
 from ..files import check_output_file
 from ..weights.factory import create_model
 from ..weights.records import read_model_config

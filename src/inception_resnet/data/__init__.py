@@ -1,7 +1,8 @@
 """Data: datasets (image folders, Fashion-MNIST, MNIST, synthetic), decoding, loaders, preprocessing, crop sets.
 
-* :mod:`.datasets` - ``build_dataset(data, split)`` and the datasets it returns, ``train_val_datasets`` (a
-  held-out validation share where a folder has no ``val/``), class maps;
+* :mod:`.datasets` - ``build_dataset(data, split)`` and ``train_val_datasets`` (a held-out validation share
+  where a folder has no ``val/``), over :mod:`.image_folder` (class-per-folder trees) and
+  :mod:`.builtin_datasets` (Fashion-MNIST, MNIST); :mod:`.class_map` - class maps;
 * :mod:`.decoding` - decoding files, and skipping (or refusing) the ones that cannot be decoded;
 * :mod:`.subsets` - class-balanced subsets and held-out parts; :mod:`.loaders` - ``build_loader`` (skips
   the samples that could not be decoded, seeds its workers);
@@ -15,18 +16,10 @@ dataset or preprocessing goes: docs/architecture.md.
 """
 
 from .augment import TrainTransform, train_transform
+from .builtin_datasets import BUILTIN_DATASETS, DEBIAN_FASHION_MNIST, BuiltinDataset, IdxDataset
 from .class_map import apply_class_map, read_class_map
 from .crops import CROP_SETS, MultiCropTransform, crop_views, multi_crop_scales, multi_crop_transform_for
-from .datasets import (
-    BUILTIN_DATASETS,
-    DEBIAN_FASHION_MNIST,
-    IMAGE_EXTENSIONS,
-    BuiltinDataset,
-    IdxDataset,
-    ImageFolderDataset,
-    build_dataset,
-    train_val_datasets,
-)
+from .datasets import build_dataset, train_val_datasets
 from .decoding import (
     CorruptImageError,
     CorruptImageWarning,
@@ -35,6 +28,7 @@ from .decoding import (
     decode_encoded,
     decode_file,
 )
+from .image_folder import IMAGE_EXTENSIONS, ImageFolderDataset
 from .loaders import SkippingDataLoader, build_loader, collate_skipping
 from .pad_crop import PadCropTransform, whole_image_transform
 from .subsets import DatasetSubset, holdout_split, subset

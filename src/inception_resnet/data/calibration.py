@@ -19,8 +19,10 @@ from typing import Any
 
 import torch
 
-from .datasets import BUILTIN_ALIASES, build_dataset, image_files, is_image_file
+from .builtin_datasets import BUILTIN_ALIASES
+from .datasets import build_dataset
 from .decoding import CorruptImageError, SkippedSample, decode_file
+from .image_folder import image_files, is_image_file
 from .subsets import subset
 
 DEFAULT_CALIBRATION_IMAGES = 256

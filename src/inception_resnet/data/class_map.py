@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..checks import Bounds, check_value
 from ..models.registry import MAX_CLASSES
-from .datasets import ImageFolderDataset
+from .image_folder import ImageFolderDataset
 
 
 def read_class_map(path: str | os.PathLike) -> dict[str, int]:

@@ -23,7 +23,7 @@ import re
 import stat
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,6 +94,14 @@ class ToFloatImage:
 
     def __repr__(self) -> str:
         return "ToFloatImage()"
+
+
+def copy_with_transform(dataset: Any, transform: Callable | None) -> Any:
+    """A shallow copy of ``dataset`` (its data shared) applying ``transform``; None gives float images."""
+    copy = object.__new__(type(dataset))
+    copy.__dict__.update(dataset.__dict__)
+    copy.transform = transform if transform is not None else ToFloatImage()
+    return copy
 
 
 # -- decoding -------------------------------------------------------------------------------------------

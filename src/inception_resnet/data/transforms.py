@@ -14,7 +14,7 @@ with antialiasing, so an image smaller than the model's input (28x28 Fashion-MNI
   (341 for 299 at 0.875), then take the centre ``size x size`` crop. ``style="squash"`` (timm's too)
   resizes both sides to ``size / crop_pct`` first.
 * :func:`eval_transform_for` reads the style, crop fraction, interpolation, mean and std from a model's
-  :class:`~inception_resnet.models.base.ModelMetadata`, whose ``crop_mode`` is one of the same three names.
+  :class:`~inception_resnet.models.metadata.ModelMetadata`, whose ``crop_mode`` is one of the same three names.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from PIL import Image
 from torchvision.transforms import InterpolationMode
 
 from ..checks import Bounds, check_value
-from ..models.base import check_min_size
+from ..models.inputs import check_min_size
 
 INCEPTION_MEAN = (0.5, 0.5, 0.5)
 INCEPTION_STD = (0.5, 0.5, 0.5)

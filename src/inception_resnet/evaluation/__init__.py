@@ -1,6 +1,8 @@
 """Evaluation: top-1/top-5 error over a dataset (crop sets, ensembles), and classifying image files.
 
 * :mod:`.evaluate` - ``evaluate`` (the paper's protocol) and ``evaluate_loader`` (per-epoch validation);
+* :mod:`.forward` - running the models: autocast, the view-averaged softmax, ``predict_probabilities``;
+* :mod:`.class_check` - the model's classes against the data's, in number and in name;
 * :mod:`.metrics` - :class:`EvalResult` and the running sums behind it;
 * :mod:`.predict` - ``predict_files``: the top classes of image files.
 

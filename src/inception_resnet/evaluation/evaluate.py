@@ -5,7 +5,8 @@
 * :func:`evaluate` - the full protocol: each model gets its own preprocessing (from its metadata) and the
   views of the chosen crop set (:mod:`inception_resnet.data.crops`); its softmax outputs are averaged over the
   views, then the members' averages are averaged with the ensemble weights (equal by default).
-* :func:`predict_probabilities` - the same averaging for a batch of views, returning class probabilities.
+* :func:`~.forward.predict_probabilities` - the same averaging for a batch of views, returning class
+  probabilities (:mod:`.forward` runs the models; :mod:`.class_check` checks their classes against the data's).
 
 Accuracies and errors are **percentages** (0-100). Top-5 counts a hit among the ``min(5, classes)`` most
 probable classes. ``loss`` is the mean negative log of the averaged probability of the true class (the
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import copy
 import time
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -30,160 +30,14 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from ..data.crops import MultiCropTransform, check_crops, multi_crop_transform_for
-from ..data.datasets import ImageFolderDataset, build_dataset
+from ..data.datasets import build_dataset
 from ..data.decoding import decode_encoded
+from ..data.image_folder import ImageFolderDataset
 from ..data.loaders import build_loader
 from ..data.subsets import subset
-from .metrics import EvalResult, MetricAccumulator, average_log_probs, combine_members, ensemble_weights
-
-
-# -- running models -------------------------------------------------------------------------------------
-def logits_of(output: Any) -> torch.Tensor:
-    """The main logits of a model output (``InceptionOutput`` or a plain tensor)."""
-    if isinstance(output, torch.Tensor):
-        return output
-    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
-        return output[0]
-    raise TypeError(f"expected the model to return logits, got {type(output).__name__}")
-
-
-def label_offset(model: nn.Module) -> int:
-    """Leading outputs without a dataset class (1 for TF-slim's 1001-class 'background' weights)."""
-    metadata = getattr(model, "metadata", None)
-    return int(getattr(metadata, "label_offset", 0) or 0)
-
-
-def model_name(model: nn.Module) -> str:
-    return str(getattr(model, "model_name", type(model).__name__))
-
-
-def trained_classes(model: nn.Module) -> list[str] | None:
-    """The class names the model's weights were trained on, when the weights recorded them (our checkpoints)."""
-    metadata = getattr(model, "metadata", None)
-    names = getattr(metadata, "extra", {}).get("classes") if metadata is not None else None
-    return list(names) if isinstance(names, (list, tuple)) and names else None
-
-
-def check_classes(model: nn.Module, classes: Sequence[str] | None, *, check_names: bool = True) -> None:
-    """A clear error when the model's outputs and the dataset's classes disagree.
-
-    In number always; in names (and order) when the weights recorded the classes they were trained on: a
-    mismatch raises a ValueError, or only warns with ``check_names=False``.
-    """
-    outputs = getattr(model, "num_classes", None)
-    if classes is None or not isinstance(outputs, int) or outputs <= 0:
-        return
-    if outputs - label_offset(model) != len(classes):
-        raise ValueError(
-            f"{model_name(model)} has {outputs} outputs (label offset {label_offset(model)}) but the data has "
-            f"{len(classes)} classes; use weights trained on these classes, or build the model with "
-            f"num_classes={len(classes)}"
-        )
-    trained = trained_classes(model)
-    if trained is None or trained == list(classes):
-        return
-    differ = [(i, a, b) for i, (a, b) in enumerate(zip(trained, classes, strict=False)) if a != b]
-    shown = ", ".join(f"#{i}: {a!r} vs {b!r}" for i, a, b in differ[:5]) + (" ..." if len(differ) > 5 else "")
-    message = (
-        f"the weights of {model_name(model)} were trained on classes {shorten(trained)} but the data's classes are "
-        f"{shorten(list(classes))} ({len(differ)} of {len(classes)} differ: {shown}); the numbers would compare "
-        "the wrong labels"
-    )
-    if check_names:
-        raise ValueError(
-            message + ". Use data with the same class folders, or pass --ignore-class-names "
-            "(check_class_names=False) if the labels correspond anyway"
-        )
-    warnings.warn(message, stacklevel=3)
-
-
-def shorten(names: Sequence[str], count: int = 6) -> str:
-    """``[a, b, c, ...]`` with at most ``count`` names."""
-    shown = ", ".join(names[:count]) + (", ..." if len(names) > count else "")
-    return f"[{shown}]"
-
-
-AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def autocast_dtype(precision: str | None) -> torch.dtype | None:
-    """The autocast dtype of ``precision``: ``"fp32"`` (or None) none, ``"bf16"``, ``"fp16"``."""
-    if precision is None:
-        return None
-    if precision not in AUTOCAST_DTYPES:
-        raise ValueError(
-            f"precision must be one of {', '.join(AUTOCAST_DTYPES)}, got {precision!r} (int8 runs "
-            "through the optimised CPU model: inception_resnet.inference.optimize_for_inference)"
-        )
-    return AUTOCAST_DTYPES[precision]
-
-
-def forward_log_probs(
-    model: nn.Module,
-    views: torch.Tensor,
-    *,
-    device: torch.device,
-    precision: str,
-    channels_last: bool,
-    chunk: int | None = None,
-) -> torch.Tensor:
-    """``(B, V, C, H, W)`` views -> ``(B, K)`` log of the view-averaged softmax of one model."""
-    batch, num_views = views.shape[:2]
-    flat = views.reshape(batch * num_views, *views.shape[2:]).to(device, non_blocking=True)
-    if channels_last:
-        flat = flat.contiguous(memory_format=torch.channels_last)
-    chunk = chunk or flat.shape[0]
-    outputs = []
-    dtype = autocast_dtype(precision)
-    with torch.autocast(device_type=device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-        for start in range(0, flat.shape[0], chunk):
-            outputs.append(logits_of(model(flat[start : start + chunk])).float())
-    logits = torch.cat(outputs)[:, label_offset(model) :]
-    return average_log_probs(logits.view(batch, num_views, -1))
-
-
-def prepare_model(model: nn.Module, device: torch.device, channels_last: bool) -> nn.Module:
-    """Move to ``device`` (channels-last if asked) and switch to eval mode; returns the model."""
-    model.to(device)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    return model.eval()
-
-
-def as_model_list(models_or_model: nn.Module | Sequence[nn.Module]) -> list[nn.Module]:
-    models = [models_or_model] if isinstance(models_or_model, nn.Module) else list(models_or_model)
-    if not models or not all(isinstance(m, nn.Module) for m in models):
-        raise ValueError("give a model or a non-empty list of models (torch.nn.Module)")
-    return models
-
-
-@torch.inference_mode()
-def predict_probabilities(
-    models_or_model: nn.Module | Sequence[nn.Module],
-    views: torch.Tensor | Sequence[torch.Tensor],
-    *,
-    weights: Sequence[float] | None = None,
-    device: str | torch.device = "cpu",
-    precision: str = "fp32",
-    channels_last: bool = False,
-) -> torch.Tensor:
-    """Class probabilities ``(B, K)``: softmax averaged over the views, then over the models (weighted).
-
-    ``views`` is one ``(B, V, C, H, W)`` tensor for all models or a sequence with one per model (each
-    member its own preprocessing). The models are put in eval mode on ``device``.
-    """
-    models = as_model_list(models_or_model)
-    per_member = [views] * len(models) if isinstance(views, torch.Tensor) else list(views)
-    if len(per_member) != len(models):
-        raise ValueError(f"{len(per_member)} view tensors for {len(models)} models; give one per model")
-    device = torch.device(device)
-    member_log_probs = [
-        forward_log_probs(
-            prepare_model(m, device, channels_last), v, device=device, precision=precision, channels_last=channels_last
-        )
-        for m, v in zip(models, per_member, strict=True)
-    ]
-    return combine_members(member_log_probs, ensemble_weights(weights, len(models))).exp()
+from .class_check import check_classes
+from .forward import as_model_list, forward_log_probs, model_name, prepare_model
+from .metrics import EvalResult, MetricAccumulator, combine_members, ensemble_weights
 
 
 def resolve_ema(model: nn.Module, ema: Any) -> nn.Module:

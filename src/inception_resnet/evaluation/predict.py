@@ -25,7 +25,7 @@ from torch import nn
 
 from ..data.decoding import CorruptImageError, check_image_file, decode_file
 from ..data.transforms import eval_transform_for
-from .evaluate import trained_classes
+from .class_check import trained_classes
 
 BACKGROUND = "background"
 

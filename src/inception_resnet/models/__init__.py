@@ -15,7 +15,8 @@ from . import (  # noqa: F401  (registers the builders)
     inception_v3,
     inception_v4,
 )
-from .base import FeatureInfo, InceptionNet, InceptionOutput, ModelMetadata
+from .base import InceptionNet, InceptionOutput
+from .metadata import FeatureInfo, ModelMetadata
 from .registry import build_model, list_models, model_options, register_model
 
 __all__ = [

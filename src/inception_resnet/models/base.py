@@ -1,24 +1,26 @@
-"""The interface every network of the family shares: input checks, head, auxiliary output, feature taps.
+"""The interface every network of the family shares: the head, its classifiers, the auxiliary output, forward.
 
 Each network file defines the body (its stages, named as the reference layout names them) and
 ``forward_body``; :class:`InceptionNet` adds the rest in the style of timm and torchvision:
 ``forward_features``, ``forward_head(x, pre_logits=False)``, ``reset_classifier(n)``,
-``forward_intermediates`` and ``prune_intermediate_layers`` (timm's feature contract), ``features_only``
-models, and the metadata the weights need, also as timm's ``pretrained_cfg`` dict, so that
-``timm.data.resolve_data_config({}, model=model)`` and ``timm.data.create_transform`` reproduce the model's
-own evaluation preprocessing. See docs/architecture.md for where this sits in the package.
+``forward_intermediates`` and ``prune_intermediate_layers`` (timm's feature contract, computed in
+:mod:`.features`), ``features_only`` models, and the metadata the weights need (:mod:`.metadata`), also as
+timm's ``pretrained_cfg`` dict. The input checks are :mod:`.inputs`. See docs/architecture.md for where this
+sits in the package.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .features import body_module_names, cut_body_after, feature_take_indices, intermediates
+from .inputs import check_batch
 from .layers import conv
+from .metadata import ModelMetadata, timm_pretrained_cfg
 
 
 class InceptionOutput(NamedTuple):
@@ -26,85 +28,6 @@ class InceptionOutput(NamedTuple):
 
     logits: torch.Tensor
     aux_logits: torch.Tensor
-
-
-def check_min_size(model_name: str, height: int, width: int, minimum: int, fix: str) -> None:
-    """The one minimum-input check: a ValueError naming the model, the size, the minimum and ``fix``.
-
-    Used by the networks' forward (it compiles under TorchScript), the preprocessing and the trainer.
-    """
-    if height < minimum or width < minimum:
-        raise ValueError(
-            model_name
-            + ": input of "
-            + str(height)
-            + "x"
-            + str(width)
-            + " is too small; the minimum is "
-            + str(minimum)
-            + "x"
-            + str(minimum)
-            + " ("
-            + fix
-            + ")"
-        )
-
-
-class _StopForward(Exception):
-    """Raised by the hook of the deepest tap to end a ``stop_early`` pass (caught in forward_intermediates)."""
-
-
-def feature_take_indices(
-    count: int, indices: int | list[int] | tuple[int, ...] | None, name: str = "model"
-) -> list[int]:
-    """timm's reading of ``indices``: None all ``count`` taps, an int the last n, a sequence those (negatives
-    from the end); a ValueError when one is out of range."""
-    if indices is None:
-        return list(range(count))
-    if isinstance(indices, int):
-        if not 0 < indices <= count:
-            raise ValueError(f"{name}: the last-n index {indices} must lie in 1..{count}")
-        return list(range(count - indices, count))
-    taken = []
-    for i in indices:
-        index = count + i if i < 0 else i
-        if not 0 <= index < count:
-            raise ValueError(f"{name}: feature index {i} is out of range (0..{count - 1}, or negative from the end)")
-        taken.append(index)
-    if not taken:
-        raise ValueError(f"{name}: indices must name at least one feature level")
-    return taken
-
-
-@dataclass(frozen=True)
-class FeatureInfo:
-    """One feature level of ``features_only``: the module it taps, its channels and nominal stride."""
-
-    module: str
-    num_chs: int
-    reduction: int
-
-
-@dataclass(frozen=True)
-class ModelMetadata:
-    """What a user of the weights needs to know: input geometry, preprocessing, provenance."""
-
-    name: str
-    source: str
-    input_size: tuple[int, int, int] = (3, 299, 299)
-    min_input_size: int = 75
-    mean: tuple[float, ...] = (0.5, 0.5, 0.5)
-    std: tuple[float, ...] = (0.5, 0.5, 0.5)
-    crop_pct: float = 0.875
-    crop_mode: str = "center"
-    interpolation: str = "bicubic"
-    num_classes: int = 1000
-    label_offset: int = 0
-    weights: str | None = None
-    extra: dict = field(default_factory=dict)
-
-    def with_updates(self, **changes) -> ModelMetadata:
-        return replace(self, **changes)
 
 
 class AuxHead(nn.Module):
@@ -167,33 +90,15 @@ class InceptionNet(nn.Module):
     def pretrained_cfg(self) -> dict:
         """The preprocessing and provenance in timm's ``pretrained_cfg`` keys (a new dict on each access).
 
-        ``crop_mode`` is timm's name for the evaluation geometry ("center", "squash"); TF-slim's
-        central-fraction crop (our "tf" crop mode) is timm's "squash" (both sides scaled to ``size / crop_pct``,
-        then the centre crop), which gives the same region and scale up to rounding.
+        See :func:`~inception_resnet.models.metadata.timm_pretrained_cfg` for how ``crop_mode`` reads there.
         """
-        meta = self.metadata
-        crop_mode = "squash" if meta.crop_mode == "tf" else meta.crop_mode
-        weights = meta.weights
-        hub_id = meta.extra.get("hub_tag")
-        return {
-            "architecture": self.model_name,
-            "tag": hub_id.split(".", 1)[1] if hub_id and "." in hub_id else None,
-            "hf_hub_id": hub_id,
-            "source": meta.source,
-            "weights": weights,
-            "input_size": tuple(meta.input_size),
-            "fixed_input_size": False,
-            "min_input_size": (meta.input_size[0], meta.min_input_size, meta.min_input_size),
-            "interpolation": meta.interpolation,
-            "crop_pct": meta.crop_pct,
-            "crop_mode": crop_mode,
-            "mean": tuple(meta.mean),
-            "std": tuple(meta.std),
-            "num_classes": self.num_classes,
-            "label_offset": meta.label_offset,
-            "first_conv": self._first_conv_name(),
-            "classifier": getattr(self, "classifier_name", None),
-        }
+        return timm_pretrained_cfg(
+            self.metadata,
+            self.model_name,
+            self.num_classes,
+            self._first_conv_name(),
+            getattr(self, "classifier_name", None),
+        )
 
     @property
     def default_cfg(self) -> dict:
@@ -289,35 +194,7 @@ class InceptionNet(nn.Module):
     # -- forward --------------------------------------------------------------------------------------
     def check_input(self, x: torch.Tensor) -> None:
         """Raise a ValueError naming the model, the input and the minimum when ``x`` cannot be processed."""
-        if x.dim() != 4:
-            raise ValueError(
-                self.model_name + ": expected a 4-d batch (N, C, H, W), got a tensor of shape " + str(list(x.shape))
-            )
-        if not x.is_floating_point():
-            raise ValueError(
-                self.model_name + ": expected a floating-point batch, got integer or boolean values; convert "
-                "the images with x.float() / 255 and normalise them with the model's metadata (mean, std)"
-            )
-        if x.shape[1] != self.in_chans:
-            raise ValueError(
-                self.model_name
-                + ": expected "
-                + str(self.in_chans)
-                + " input channels, got "
-                + str(x.shape[1])
-                + " (input shape "
-                + str(list(x.shape))
-                + "); build the model with in_chans="
-                + str(x.shape[1])
-                + " or convert the images"
-            )
-        check_min_size(
-            self.model_name,
-            x.shape[2],
-            x.shape[3],
-            self.min_input_size,
-            "resize the images up, e.g. to the default " + str(self.default_size) + "x" + str(self.default_size),
-        )
+        check_batch(x, self.model_name, self.in_chans, self.min_input_size, self.default_size)
 
     def forward_body(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The stages: (final feature map, input of the auxiliary head or None). Each network defines it."""
@@ -390,26 +267,8 @@ class InceptionNet(nn.Module):
         if output_fmt != "NCHW":
             raise ValueError(f"{self.model_name}: output_fmt must be 'NCHW' (the only layout here), got {output_fmt!r}")
         take = feature_take_indices(len(self.feature_info), indices, self.model_name)
-        deepest = max(take)
         self.check_input(x)
-        captured: dict[int, torch.Tensor] = {}
-        handles = []
-        for index in sorted(set(take)):
-
-            def hook(_module, _inputs, output, index=index, stop=stop_early and index == deepest):
-                captured[index] = output
-                if stop:
-                    raise _StopForward
-
-            handles.append(self.get_submodule(self.feature_info[index].module).register_forward_hook(hook))
-        try:
-            final = self.forward_body(x)[0]
-        except _StopForward:
-            final = captured[deepest]
-        finally:
-            for handle in handles:
-                handle.remove()
-        maps = [captured[i] for i in sorted(set(take))]
+        final, maps = intermediates(self, x, take, stop_early)
         return maps if intermediates_only else (final, maps)
 
     @torch.jit.unused
@@ -429,37 +288,16 @@ class InceptionNet(nn.Module):
         """
         take = feature_take_indices(len(self.feature_info), indices, self.model_name)
         deepest = max(take)
-        body = self.body_module_names()
-        for name in body[body.index(self.feature_info[deepest].module) + 1 :]:
-            parent, _, child = name.rpartition(".")
-            setattr(self.get_submodule(parent) if parent else self, child, nn.Identity())
+        cut_body_after(self, deepest)
         if prune_head or deepest < len(self.feature_info) - 1:
             self._remove_heads()
             self.num_features = self.feature_info[deepest].num_chs
         return take
 
     def body_module_names(self) -> list[str]:
-        """The body's modules in the order ``forward_body`` runs them, up to the last feature level.
-
-        The children in the order they were built (each network builds them in forward order), without the
-        head's; a container that holds a feature tap (``features.9``) is listed by its children.
-        """
-        taps = [info.module for info in self.feature_info]
-        head = set(self._head_module_names())
-        names: list[str] = []
-
-        def visit(prefix: str, module: nn.Module) -> None:
-            for child_name, child in module.named_children():
-                name = prefix + child_name
-                if name in head:
-                    continue
-                if any(tap.startswith(name + ".") for tap in taps):
-                    visit(name + ".", child)
-                else:
-                    names.append(name)
-
-        visit("", self)
-        return names[: names.index(taps[-1]) + 1]
+        """The body's modules in the order ``forward_body`` runs them, up to the last feature level
+        (:func:`~inception_resnet.models.features.body_module_names`)."""
+        return body_module_names(self)
 
     def set_features_only(self, out_indices: tuple[int, ...] = (0, 1, 2, 3, 4)) -> None:
         """Turn the model into a feature extractor returning the maps at ``out_indices``; drops the heads.

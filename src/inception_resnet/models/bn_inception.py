@@ -44,8 +44,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import FeatureInfo, InceptionNet, ModelMetadata
+from .base import InceptionNet
 from .layers import Widths, init_weights
+from .metadata import FeatureInfo, ModelMetadata
 from .registry import register_model
 
 CAFFE_BN_EPS = 1e-5  # PyTorch's default, kept by the Caffe conversion (the zoo's TF-derived nets use 1e-3)

@@ -33,8 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import FeatureInfo, InceptionNet, ModelMetadata
+from .base import InceptionNet
 from .layers import Mixed, Widths, chain, conv, init_weights
+from .metadata import FeatureInfo, ModelMetadata
 from .registry import register_model
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

@@ -14,9 +14,10 @@ from collections.abc import Sequence
 
 import torch
 
-from .base import FeatureInfo, InceptionNet, ModelMetadata
+from .base import InceptionNet
 from .inception_resnet_blocks import ResidualWidths, residual_stages
 from .layers import Widths, conv, init_weights, max_pool_reduce
+from .metadata import FeatureInfo, ModelMetadata
 from .registry import register_model
 
 # Widths of the v1 blocks (Figs 10-13; facenet's block35 / block17 / block8 / Mixed_7a) and Reduction-A (Fig 7).

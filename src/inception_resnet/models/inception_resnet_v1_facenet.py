@@ -19,10 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import FeatureInfo, ModelMetadata
 from .inception_resnet_blocks import block8
 from .inception_resnet_v1 import WIDTHS, InceptionResNetV1
 from .layers import BN_EPS, Widths, init_weights
+from .metadata import FeatureInfo, ModelMetadata
 from .registry import register_model
 
 FACE_CLASSES = {"vggface2": 8631, "casia-webface": 10575}

@@ -22,11 +22,12 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .base import FeatureInfo, InceptionNet, ModelMetadata
+from .base import InceptionNet
 from .inception_resnet_blocks import ResidualWidths, block8, residual_stages
 from .inception_resnet_v1 import InceptionResNetStem
 from .inception_v4 import stem
 from .layers import Mixed, Widths, avg_pool_same, chain, conv, init_weights, max_pool_reduce
+from .metadata import FeatureInfo, ModelMetadata
 from .registry import register_model
 
 # Widths of the v2 blocks (Figs 16-19; TF-slim block35 / block17 / block8 / Mixed_7a) and Reduction-A (Fig 7).

@@ -12,8 +12,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import FeatureInfo, InceptionNet, ModelMetadata
+from .base import InceptionNet
 from .layers import Widths, avg_pool_same, conv, init_weights, max_pool_reduce
+from .metadata import FeatureInfo, ModelMetadata
 from .registry import register_model
 
 

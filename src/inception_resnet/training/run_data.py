@@ -22,7 +22,7 @@ from ..data.pad_crop import PadCropTransform, whole_image_transform
 from ..data.subsets import holdout_split, subset
 from ..data.synthetic import SyntheticDataset, parse_synthetic
 from ..data.transforms import eval_transform_for
-from ..models.base import check_min_size
+from ..models.inputs import check_min_size
 from .config import TrainConfig
 from .rng import isolated_rng
 

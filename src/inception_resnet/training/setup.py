@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 
 from ..data.loaders import build_loader
 from ..data.subsets import subset
-from ..models.base import check_min_size
+from ..models.inputs import check_min_size
 from ..weights.factory import create_model
 from .config import TrainConfig
 from .distributed import DistContext, GlobalBatchSampler, wrap_ddp

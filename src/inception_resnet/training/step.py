@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..evaluation.evaluate import autocast_dtype
+from ..evaluation.forward import autocast_dtype
 from ..models.base import InceptionNet
 
 

@@ -14,7 +14,7 @@ weights for the same architecture.
 :data:`KNOWN_TAGS` lists the tags published for the networks of this package, with the preprocessing
 their weights were evaluated with and their ImageNet-1k validation accuracy as timm's results table
 reports it; :func:`tag_metadata` turns an entry into the
-:class:`~inception_resnet.models.base.ModelMetadata` changes that loading the tag records on the model.
+:class:`~inception_resnet.models.metadata.ModelMetadata` changes that loading the tag records on the model.
 """
 
 from __future__ import annotations

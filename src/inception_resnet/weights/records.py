@@ -4,7 +4,7 @@ The configuration is one JSON-able dict in the layout of the ``config.json`` tim
 folder (``timm.create_model("local-dir:FOLDER")``): ``architecture``, ``num_classes``, ``num_features``,
 ``label_names`` (the class names), ``model_args`` (``in_chans``) and ``pretrained_cfg`` (input size,
 interpolation, crop fraction and mode, mean and std), plus our own ``inception_resnet`` entry: the network's
-options (``width_multiplier``, ``aux_logits``...) and its metadata as :class:`~inception_resnet.models.base.
+options (``width_multiplier``, ``aux_logits``...) and its metadata as :class:`~inception_resnet.models.metadata.
 ModelMetadata` spells it. The same dict is found
 
 * in ``config.json`` beside a ``model.safetensors`` (:func:`save_pretrained`; the ``model/`` folder a training

@@ -1,7 +1,8 @@
 """Converters from the weight formats of other libraries to this package's state-dict layout.
 
 * :mod:`.tf_slim` - TF-slim checkpoints (``inception_v4.ckpt``, ``inception_resnet_v2_2016_08_30.ckpt``,
-  ``inception_v3.ckpt``), read with TensorFlow's checkpoint reader (the optional ``tf`` extra).
+  ``inception_v3.ckpt``) to our layout and back, by the table of scopes in :mod:`.tf_slim_layout`; the files
+  are read with TensorFlow's checkpoint reader (:mod:`.tf_checkpoint`, the optional ``tf`` extra).
 * :mod:`.keras` - Keras ``InceptionResNetV2`` / ``InceptionV3`` weight files (the published legacy ``.h5``
   and Keras 3 ``.weights.h5`` / ``.keras``), read with h5py alone.
 * :mod:`.facenet` - facenet-pytorch ``InceptionResnetV1`` state dicts (VGGFace2, CASIA-WebFace) for the
