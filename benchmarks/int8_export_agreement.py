@@ -45,7 +45,7 @@ def trained(args: argparse.Namespace, folder: str) -> str:
         TrainConfig.from_dict(
             dict(
                 model=args.model,
-                width_multiplier=args.width,
+                model_options={"width_multiplier": args.width},
                 data="fashion-mnist",
                 input_size=75,
                 max_train_images=2048,

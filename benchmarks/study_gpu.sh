@@ -102,14 +102,14 @@ case "$MODE" in
         # the gpu preset's code path at a toy size (seconds per run on a CPU): one seed, 64 images, 75x75,
         # width 0.25, Inception-ResNet-v2 with one block per stage; scaling with two scales, no width check
         tiny=(--seeds 0 --set max_train_images=64 --set max_val_images=32 --set epochs=1 --set batch_size=16
-              --set input_size=75 --set width_multiplier=0.25 --set precision=fp32 --set num_workers=0 --set threads=1)
+              --set input_size=75 --set model_options.width_multiplier=0.25 --set precision=fp32 --set num_workers=0 --set threads=1)
         COMPARE_ARGS=("${tiny[@]}" --set validate_every_steps=2 --set bn_recompute_images=16 --set 'models={
             "inception_resnet_v1_no_shortcut": {"model": "inception_resnet_v1", "model_options": {"shortcut": false}},
             "inception_resnet_v2": {"model_options": {"blocks": [1, 1, 1]}},
             "inception_resnet_v2_no_shortcut": {"model": "inception_resnet_v2",
                                                 "model_options": {"blocks": [1, 1, 1], "shortcut": false}}}')
         SCALING_ARGS=("${tiny[@]}" --set 'scales=[1.0, 0.1]' --set 'lrs=[0.045, 0.18]' --set min_filters=0
-                      --set 'model_options={"blocks": [1, 1, 1]}' --set parallel=1 --set log_every_steps=1)
+                      --set 'model_options.blocks=[1, 1, 1]' --set parallel=1 --set log_every_steps=1)
         WITH_SCALING=1 run ;;
     *) echo "usage: $0 prepare | run [DIR] | scaling [DIR] | smoke [DIR]" >&2; exit 2 ;;
 esac

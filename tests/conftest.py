@@ -77,7 +77,7 @@ def fashion_network(tmp_path_factory):
         TrainConfig.from_dict(
             dict(
                 model="googlenet",
-                width_multiplier=0.25,
+                model_options={"width_multiplier": 0.25},
                 data="fashion-mnist",
                 input_size=75,
                 max_train_images=2048,

@@ -60,8 +60,8 @@ TRAIN = [
     "train",
     "--model",
     "inception_v4",
-    "--width-multiplier",
-    "0.125",
+    "--model-option",
+    "width_multiplier=0.125",
     "--input-size",
     "75",
     "--data",
@@ -536,9 +536,15 @@ TRAIN_ERRORS = [
     Case("lr NaN", [*TRAIN, "--lr", "nan"], "lr must be a finite number"),
     Case("lr infinite", [*TRAIN, "--lr", "inf"], "lr must be a finite number"),
     Case("lr negative", [*TRAIN, "--lr", "-1"], "lr must be >= 0"),
-    Case("residual scale NaN", [*TRAIN, "--residual-scale", "nan"], "residual_scale must be a finite number"),
-    Case("width NaN", [*TRAIN, "--width-multiplier", "nan"], "width_multiplier must be a finite number"),
-    Case("width negative", [*TRAIN, "--width-multiplier", "-0.5"], r"width_multiplier must lie in \(0, 16\]"),
+    Case(
+        "residual scale NaN",
+        [*TRAIN, "--model", "inception_resnet_v2", "--model-option", "residual_scale=NaN"],
+        "residual_scale must be a finite number",
+    ),
+    Case("width NaN", [*TRAIN, "--model-option", "width_multiplier=NaN"], "width_multiplier must be a finite number"),
+    Case(
+        "width negative", [*TRAIN, "--model-option", "width_multiplier=-0.5"], r"width_multiplier must lie in \(0, 16\]"
+    ),
     Case("momentum NaN", [*TRAIN, "--momentum", "nan"], "momentum must be a finite number"),
     Case("decay epochs 0", [*TRAIN, "--decay-epochs", "0"], "decay_epochs must be > 0"),
     Case("epochs 0", [*TRAIN, "--epochs", "0"], "epochs must be at least 1"),
@@ -571,6 +577,12 @@ def test_train_refuses(case: Case, world, capsys, monkeypatch, tmp_path, one_thr
 def test_train_config_file_with_unknown_key(tmp_path, capsys, one_thread) -> None:
     (tmp_path / "c.json").write_text(json.dumps({"lr": 0.1, "learning_rate": 0.1}))
     assert_error(capsys, [*TRAIN, "--config", tmp_path / "c.json"], "unknown training setting.*'learning_rate'")
+
+
+def test_train_config_file_with_a_model_option_as_a_setting(tmp_path, capsys, one_thread) -> None:
+    (tmp_path / "c.json").write_text(json.dumps({"width_multiplier": 0.25}))
+    pattern = r"unknown training setting.*'width_multiplier' \(an option of the model: put it in model_options\)"
+    assert_error(capsys, [*TRAIN, "--config", tmp_path / "c.json"], pattern)
 
 
 # -- train: run directories, checkpoints, disks --------------------------------------------------------------

@@ -269,8 +269,9 @@ def test_print_config_prints_the_values_the_run_will_use(tmp_path, capsys) -> No
     assert main(["train", "--model", "googlenet", "--data", str(data), "--print-config"]) == 0
     out = capsys.readouterr()
     printed = json.loads(out.out)
-    assert (printed["num_classes"], printed["input_size"], printed["width_multiplier"]) == (3, 224, 1.0)
-    assert printed["aux_logits"] is False and printed["val_fraction"] == 0.1
+    options = printed["model_options"]
+    assert (printed["num_classes"], printed["input_size"], options["width_multiplier"]) == (3, 224, 1.0)
+    assert options["aux_logits"] is False and printed["val_fraction"] == 0.1
     assert "held out for validation" in out.err
     assert (
         main(
@@ -290,8 +291,9 @@ def test_print_config_prints_the_values_the_run_will_use(tmp_path, capsys) -> No
         == 0
     )
     printed = json.loads(capsys.readouterr().out)
-    assert (printed["num_classes"], printed["input_size"], printed["width_multiplier"]) == (4, 99, 0.5)
-    assert printed["residual_scale"] == [0.17, 0.1, 0.2] and printed["lr"] == 0.045
+    options = printed["model_options"]
+    assert (printed["num_classes"], printed["input_size"], options["width_multiplier"]) == (4, 99, 0.5)
+    assert options["residual_scale"] == [0.17, 0.1, 0.2] and printed["lr"] == 0.045
     # what --print-config prints is a --config file for the same run
     (tmp_path / "c.json").write_text(json.dumps(printed))
     assert main(["train", "--config", str(tmp_path / "c.json"), "--print-config"]) == 0

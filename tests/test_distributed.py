@@ -31,7 +31,7 @@ from inception_resnet.training.distributed import GlobalBatchSampler
 
 SETTINGS = dict(
     model="inception_v4",
-    width_multiplier=0.25,
+    model_options={"width_multiplier": 0.25},
     data="synthetic:32:4",
     input_size=75,
     batch_size=8,
@@ -235,7 +235,12 @@ def test_a_restart_seen_on_any_node_makes_every_node_resume(tmp_path, monkeypatc
     """After a node comes back, rank 0 may run on its fresh agent (restart count 0) while the others count 1."""
     from inception_resnet.training import resume
 
-    settings = {**SETTINGS, "width_multiplier": 0.125, "data": "synthetic:16:2", "run_dir": str(tmp_path / "run")}
+    settings = {
+        **SETTINGS,
+        "model_options": {"width_multiplier": 0.125},
+        "data": "synthetic:16:2",
+        "run_dir": str(tmp_path / "run"),
+    }
     train(TrainConfig.from_dict(settings))
     monkeypatch.setattr(resume, "gather_objects", lambda value, ctx: [value, 1])  # another rank was restarted
     summary = train(TrainConfig.from_dict({**settings, "epochs": 2}))

@@ -22,7 +22,7 @@ from inception_resnet.weights.records import model_config, read_model_config, sa
 CLASSES = ("cat", "dog", "owl")
 TINY = dict(
     model="inception_v3",
-    width_multiplier=0.25,
+    model_options={"width_multiplier": 0.25},
     input_size=75,
     epochs=1,
     batch_size=6,

@@ -35,8 +35,7 @@ from inception_resnet.training import NonFiniteLossError, TrainConfig, TrainSumm
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TINY_TRAIN = {
     "data": "synthetic:32",
-    "width_multiplier": 0.25,
-    "model_options": {"blocks": [1, 1, 1]},
+    "model_options": {"width_multiplier": 0.25, "blocks": [1, 1, 1]},
     "input_size": 75,
     "epochs": 1,
     "batch_size": 16,
@@ -197,7 +196,7 @@ def dying_steps(lr: float, scale: float, seed: int) -> list[dict]:
 def fake_scaling_train(config: TrainConfig) -> TrainSummary:
     run_dir = Path(config.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    steps = dying_steps(config.lr, config.residual_scale, config.seed)
+    steps = dying_steps(config.lr, config.model_options["residual_scale"], config.seed)
     dead = steps[-1]["dead_channels"] == 1.0
     history = [{"epoch": 1, "step": 12, "train_loss": 2.0, "val_top1_error": 90.0 if dead else 20.0 + config.seed}]
     (run_dir / "metrics.jsonl").write_text(json.dumps(history[0]) + "\n")
@@ -215,7 +214,7 @@ def test_scaling_report_labels_deaths_and_sets_living_controls_beside_them(tmp_p
         scales=[1.0, 0.1],
         seeds=[0, 1],
         lrs=[0.045, 0.18],
-        train={"width_multiplier": 0.5, "input_size": 75, "log_every_steps": 1},
+        train={"model_options": {"width_multiplier": 0.5}, "input_size": 75, "log_every_steps": 1},
     )
     result = run_scaling(config, tmp_path, train_fn=fake_scaling_train, log=None)
     assert [r.key for r in result.runs][:4] == [
@@ -253,7 +252,8 @@ def test_a_diverged_run_is_labelled_apart_with_its_rate(tmp_path: Path) -> None:
         fake_scaling_train(config)
         raise NonFiniteLossError("the loss became nan at epoch 1, step 7")
 
-    config = ScalingConfig(scales=[1.0], seeds=[0], lrs=[0.045, 0.18], train={"width_multiplier": 0.5})
+    half = {"model_options": {"width_multiplier": 0.5}}
+    config = ScalingConfig(scales=[1.0], seeds=[0], lrs=[0.045, 0.18], train=half)
     result = run_scaling(config, tmp_path, train_fn=diverging, log=None)
     assert [r.label for r in result.runs] == ["diverged", "diverged, rate-induced (4x the paper's rate)"]
     assert not any(r.trained for r in result.runs)
@@ -273,10 +273,12 @@ def test_rate_grid_plans_one_run_per_rate_scale_and_seed(tmp_path: Path) -> None
 
 
 def test_scaling_refuses_narrow_networks() -> None:
-    config = ScalingConfig(model="inception_resnet_v2_paper", train={"width_multiplier": 0.25})
+    config = ScalingConfig(model="inception_resnet_v2_paper", train={"model_options": {"width_multiplier": 0.25}})
     with pytest.raises(ValueError, match="more than min_filters=1000"):
         check_width(config)
-    half = ScalingConfig(model="inception_resnet_v2_paper", wide_stages=2, train={"width_multiplier": 0.5})
+    half = ScalingConfig(
+        model="inception_resnet_v2_paper", wide_stages=2, train={"model_options": {"width_multiplier": 0.5}}
+    )
     with pytest.raises(ValueError, match="fewer than wide_stages=2"):  # only the C stage (1072) is wide
         check_width(half)
 
@@ -310,7 +312,13 @@ def test_parallel_runs_train_in_other_processes_and_keep_the_plan_order(tmp_path
             "inception_resnet_v2_paper",
             i,
             "g",
-            {"model": "inception_resnet_v2_paper", "seed": i, "lr": 0.045, "residual_scale": 1.0, "input_size": 75},
+            {
+                "model": "inception_resnet_v2_paper",
+                "seed": i,
+                "lr": 0.045,
+                "model_options": {"residual_scale": 1.0},
+                "input_size": 75,
+            },
             tmp_path / f"run{i}",
         )
         for i in range(3)

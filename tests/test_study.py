@@ -39,7 +39,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PAIR = ["inception_v3", "inception_resnet_v1"]
 MINI_TRAIN = {
     "data": "synthetic:96",
-    "width_multiplier": 0.25,
+    "model_options": {"width_multiplier": 0.25},
     "input_size": 75,
     "epochs": 1,
     "batch_size": 32,
@@ -136,7 +136,8 @@ def test_mini_study_keeps_raw_data_and_configuration(mini_study: Path) -> None:
     assert all(math.isfinite(float(r["val_top1_error"])) for r in rows)
     assert json.loads((mini_study / "epochs.json").read_text())[0]["model"] in PAIR
     study = json.loads((mini_study / "study.json").read_text())
-    assert study["config"]["train"]["width_multiplier"] == 0.25 and study["config"]["seeds"] == [0, 1]
+    assert study["config"]["train"]["model_options"] == {"width_multiplier": 0.25}
+    assert study["config"]["seeds"] == [0, 1]
     assert "torch" in study["environment"]
     for model in PAIR:
         run = mini_study / "runs" / f"{model}-seed0"
@@ -656,6 +657,18 @@ def test_overrides_reach_the_right_section() -> None:
         with_overrides(section, ["no_such_thing=1"])
     with pytest.raises(ValueError, match="unknown model"):
         with_overrides(section, ['pairs=[["inception_v3", "resnet50"]]'])
+
+
+def test_a_model_option_is_set_among_the_study_s_model_options() -> None:
+    scaling = load_preset("scaling-cpu").scaling
+    section = with_overrides(scaling, ["model_options.width_multiplier=0.5", "train.model_options.blocks=[1, 1, 1]"])
+    assert section.train["model_options"] == {"width_multiplier": 0.5, "blocks": [1, 1, 1]}
+    assert scaling.train["model_options"] == {"width_multiplier": 1.0}  # the preset's own is untouched
+    compare = load_preset("cpu").compare
+    with pytest.raises(ValueError, match=r"an option of the model.*--set model_options.width_multiplier=0.25"):
+        with_overrides(compare, ["width_multiplier=0.25"])
+    with pytest.raises(ValueError, match=r"'aux_logits' \(an option of the model: put it in model_options\)"):
+        CompareConfig(pairs=[PAIR], train={"aux_logits": True}).validate()
 
 
 def test_cli_presets_and_print_config(capsys: pytest.CaptureFixture[str]) -> None:

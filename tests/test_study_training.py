@@ -22,7 +22,7 @@ from inception_resnet.training.validation import validation_due
 
 SMALL = dict(
     model="inception_resnet_v1",
-    width_multiplier=0.125,
+    model_options={"width_multiplier": 0.125},
     data="synthetic:32:4",
     input_size=75,
     batch_size=8,
@@ -236,7 +236,7 @@ def test_profile_of_a_study_run_splits_its_time(benchmark_script, tmp_path, caps
             "pairs": [["inception_v3", "inception_resnet_v1"]],
             "train": {
                 "data": "synthetic:64",
-                "width_multiplier": 0.25,
+                "model_options": {"width_multiplier": 0.25},
                 "input_size": 75,
                 "batch_size": 16,
                 "validate_every_steps": 1,

@@ -31,7 +31,7 @@ from inception_resnet.weights import save_weights
 
 TINY = dict(
     model="inception_v4",
-    width_multiplier=0.25,
+    model_options={"width_multiplier": 0.25},
     data="synthetic:32:4",
     input_size=75,
     batch_size=4,
@@ -150,7 +150,7 @@ def test_cli_flags_map_onto_the_config(capsys, tmp_path):
     )
     printed = json.loads(capsys.readouterr().out)
     assert (printed["optimizer"], printed["scale_lr"], printed["warmup_epochs"]) == ("sgd", False, 2.0)
-    assert printed["model_options"] == {"aux_logits": True} and printed["aux_logits"] is True
+    assert printed["model_options"] == {"width_multiplier": 1.0, "aux_logits": True}  # every option, resolved
     assert main(["train", "--resume", "auto", "--print-config"]) == 2  # needs --run-dir: a clear error
     assert "--run-dir" in capsys.readouterr().err
 
@@ -202,7 +202,8 @@ def test_fine_tuning_replaces_the_classifier_and_can_freeze_the_body(tmp_path):
 
 
 def test_auxiliary_head_adds_its_weighted_loss(tmp_path):
-    summary = train(tiny(tmp_path / "run", epochs=1, data="synthetic:8:4", aux_logits=True, aux_loss_weight=0.4))
+    options = {"width_multiplier": 0.25, "aux_logits": True}
+    summary = train(tiny(tmp_path / "run", epochs=1, data="synthetic:8:4", model_options=options, aux_loss_weight=0.4))
     row = summary.history[0]
     assert row["train_total_loss"] > row["train_loss"] + 0.3 * math.log(4) * 0.4
 
@@ -269,8 +270,8 @@ def test_sigkill_and_sigterm_then_resume_end_with_identical_weights(reference_ru
     flags = [
         "--model",
         "inception_v4",
-        "--width-multiplier",
-        "0.25",
+        "--model-option",
+        "width_multiplier=0.25",
         "--data",
         "synthetic:32:4",
         "--input-size",
@@ -337,7 +338,14 @@ def test_googlenet_trains_with_both_auxiliary_losses(tmp_path) -> None:
     expected = main + 0.3 * sum(F.cross_entropy(a, labels) for a in aux)
     assert torch.allclose(total, expected)
     summary = train(
-        tiny(tmp_path / "run", model="googlenet", epochs=1, data="synthetic:8:3", aux_logits=True, input_size=64)
+        tiny(
+            tmp_path / "run",
+            model="googlenet",
+            epochs=1,
+            data="synthetic:8:3",
+            model_options={"width_multiplier": 0.25, "aux_logits": True},
+            input_size=64,
+        )
     )
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["derived"]["aux_loss_weight"] == 0.3

@@ -63,8 +63,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             action="append",
             default=[],
             metavar="KEY=VALUE",
-            help="change a setting: a study key (seeds=[0,1], pairs=..., scales=...) or a "
-            "training setting (epochs=2, train.lr=0.1); VALUE is JSON when it parses",
+            help="change a setting: a study key (seeds=[0,1], pairs=..., scales=...), a "
+            "training setting (epochs=2, train.lr=0.1) or a model option (model_options.width_multiplier=0.25); "
+            "VALUE is JSON when it parses",
         )
         add_flag(
             command,

@@ -1,7 +1,8 @@
 """``inception-resnet train``: every :class:`~inception_resnet.training.TrainConfig` field as a ``--flag``.
 
 Values come, lowest priority first, from the recorded configuration of the run being resumed (with
-``--resume``), a JSON file (``--config``), then the flags given. Flags not given are not passed on, so the
+``--resume``), a JSON file (``--config``), then the flags given; ``model_options`` are merged key by key
+(``--model-option KEY=VALUE`` changes one option of the file's). Flags not given are not passed on, so the
 recipe fills them in.
 """
 
@@ -44,9 +45,6 @@ SHARED_FIELDS = {
 }
 # What an unset (None) field means, for fields whose help does not say it and the recipe does not fill in.
 NONE_MEANS = {
-    "width_multiplier": "the model's, 1.0",
-    "aux_logits": "the model's",
-    "residual_scale": "the model's, as released",
     "pretrained": "none, random initialisation",
     "max_train_images": "all",
     "max_val_images": "all",
@@ -135,7 +133,7 @@ def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
     names = set(TrainConfig.field_names())
     for name, value in vars(args).items():
         if name in names:
-            values[name] = dict(value) if name == "model_options" else value
+            values[name] = {**values.get(name, {}), **dict(value)} if name == "model_options" else value
     return values
 
 
@@ -183,11 +181,8 @@ def effective_config(config: TrainConfig) -> tuple[dict[str, Any], list[str]]:
 
     values = config.resolved().to_dict()
     notes: list[str] = []
-    options, given = model_option_defaults(values["model"]), config.model_kwargs()
-    for name in ("width_multiplier", "aux_logits", "residual_scale"):
-        if name in options and values[name] is None:
-            value = given.get(name, options[name])
-            values[name] = list(value) if isinstance(value, tuple) else value
+    options = {**model_option_defaults(values["model"]), **config.model_options}
+    values["model_options"] = {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()}
     if values["num_classes"] is None:
         synthetic = parse_synthetic(config.data)
         try:
@@ -206,7 +201,7 @@ def effective_config(config: TrainConfig) -> tuple[dict[str, Any], list[str]]:
             values["model"],
             num_classes=values["num_classes"] or 1000,
             in_chans=config.in_chans,
-            **config.model_kwargs(),
+            **config.model_options,
         )
     if values["input_size"] is None:
         values["input_size"] = int(model.metadata.input_size[-1])

@@ -142,7 +142,7 @@ def model_cost(settings: dict[str, Any], derived: dict[str, Any]) -> tuple[int, 
     classes = derived.get("num_classes") or config.num_classes or 10
     size = derived.get("input_size") or config.input_size or 299
     with torch.device("meta"):
-        net = create_model(config.model, num_classes=classes, in_chans=config.in_chans, **config.model_kwargs())
+        net = create_model(config.model, num_classes=classes, in_chans=config.in_chans, **config.model_options)
     return count_parameters(net), int(count_macs(net, (config.in_chans, size, size))), size
 
 

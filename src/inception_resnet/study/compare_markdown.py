@@ -53,10 +53,14 @@ def _ms(seconds: float | None) -> str:
     return f"{seconds * 1000:.1f}" if seconds is not None else "-"
 
 
-def model_md(models: list[tuple[str, ModelResult]]) -> str:
+def model_md(models: list[tuple[str, ModelResult]], shared: dict[str, Any] | None = None) -> str:
+    """The entries' table; the options column shows each entry's model options besides the ``shared`` ones
+    (the study's, the same for every entry)."""
+    shared = shared or {}
     rows = []
     for role, m in models:
         options = m.settings.get("model_options") or {}
+        options = {k: v for k, v in options.items() if k not in shared or shared[k] != v}
         built = f"`{m.network}`" + (f" {json.dumps(options)}" if options else "")
         rows.append(
             [
@@ -224,6 +228,8 @@ def setup_lines(config: CompareConfig, records: list[RunRecord], timings: dict[s
         f", the gap growing to {resolved.validate_spacing:.0%} of the step" if resolved.validate_spacing else ""
     )
     rounds = sorted({t.get("rounds", 1) for t in timings.values() if t.get("timed_steps")})
+    shared = config.train.get("model_options", {})  # every entry's (the table of entries shows the others)
+    others = {k: v for k, v in shared.items() if k != "width_multiplier"}
     bn = resolved.bn_recompute_images
     return [
         f"- Pairs (partner vs residual): {', '.join(f'`{a}` vs `{b}`' for a, b in config.pairs)}; seeds "
@@ -235,8 +241,9 @@ def setup_lines(config: CompareConfig, records: list[RunRecord], timings: dict[s
         f"{derived.get('val_images', '?')} validation images (never seen in training or in the choice of "
         f"rates); {derived.get('num_classes', '?')} classes; input {derived.get('input_size', resolved.input_size)} "
         f"px, {resolved.in_chans} channel(s); augmentation `{resolved.augmentation}`.",
-        f"- Networks: width multiplier {resolved.width_multiplier or 1.0} (1.0 is the paper's width). A "
-        "no-shortcut entry is its residual network with the identity path of every Inception-ResNet block "
+        f"- Networks: width multiplier {shared.get('width_multiplier') or 1.0} (1.0 is the paper's width)"
+        + (f"; every entry has the model options {json.dumps(others)}" if others else "")
+        + ". A no-shortcut entry is its residual network with the identity path of every Inception-ResNet block "
         "removed (`shortcut=False`: same parameters and multiply-accumulates); with its released block scales "
         "(0.17 / 0.10 / 0.20) the only path is scaled down at every block, so `residual_scale=1.0` is the fair "
         "control.",

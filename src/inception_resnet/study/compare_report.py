@@ -180,13 +180,14 @@ def write_compare_report(
         "",
     ]
     lines += ["## What was run", "", *setup_lines(config, records, timings), "", READING, ""]
+    shared = config.train.get("model_options", {})  # every entry's, said once in "What was run"
     lines += ["## Verdicts", "", "```", *verdicts, "```", ""]
     for pair in pairs:
         lines += [
             f"## {pair.partner.name} vs {pair.residual.name}",
             "",
             *_figure_lines(pair, out, config),
-            model_md(roles([pair], [])),
+            model_md(roles([pair], []), shared),
             "",
             level_md(pair),
             "",
@@ -220,7 +221,7 @@ def write_compare_report(
                 "```",
                 "",
                 *_figure_lines(variant.pair, out, config),
-                model_md(roles([variant.pair], [])),
+                model_md(roles([variant.pair], []), shared),
                 "",
                 level_md(variant.pair),
                 "",
@@ -229,7 +230,7 @@ def write_compare_report(
         result.baselines_figure = draw_models(baselines, out / BASELINE_FIGURE, config, "baselines")
         lines += ["## Baselines", "", "Extra entries trained like the pairs' networks; no partner, no verdict.", ""]
         lines += [f"![baselines]({result.baselines_figure})", ""] if result.baselines_figure else []
-        lines += [model_md([("baseline", m) for m in baselines]), ""]
+        lines += [model_md([("baseline", m) for m in baselines], shared), ""]
     lines += ["## Beside the paper", "", *paper_md(pairs, baselines)]
     lines += [
         "## Files",

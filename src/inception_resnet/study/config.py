@@ -21,7 +21,7 @@ from typing import Any
 from ..checks import bounded, check_fields
 from ..models.registry import list_models
 from ..training import TrainConfig
-from ..training.config import SEED_LIMIT
+from ..training.config import SEED_LIMIT, setting_hint
 
 WEIGHTS = ("raw", "ema")
 SECTIONS = ("compare", "sweep", "scaling")
@@ -29,6 +29,7 @@ DEATH_MEASURES = ("dead_channels", "zero_fraction")
 SWEEP_MEASURES = ("mean_error", "final_error")
 PAPER_LR = 0.045  # the paper's learning rate, per 32 images (section 3.3 and the recipe)
 PARALLEL_LIMIT = 256  # runs trained at once
+SCALE_OPTION = "residual_scale"  # the model option the scaling study varies (``scaling.scales``)
 
 
 @dataclass
@@ -206,10 +207,11 @@ class SweepConfig:
 class ScalingConfig:
     """``study scaling``: a wide Inception-ResNet for each learning rate, residual scale and seed.
 
-    ``train`` holds the settings all runs share (width, blocks, input size, data, ``log_every_steps``: the
-    death detector reads ``steps.jsonl``). ``lrs`` are the learning rates of the grid, each per
-    ``reference_batch_size`` images as ``train.lr`` is (the paper's recipe: per 32 images, scaled linearly
-    to the batch); without ``lrs`` every run uses ``train.lr``. Every (lr, scale, seed) is one run.
+    ``train`` holds the settings all runs share (``model_options`` such as width and blocks, input size, data,
+    ``log_every_steps``: the death detector reads ``steps.jsonl``); each run adds its scale to the model
+    options. ``lrs`` are the learning rates of the grid, each per ``reference_batch_size`` images as
+    ``train.lr`` is (the paper's recipe: per 32 images, scaled linearly to the batch); without ``lrs`` every
+    run uses ``train.lr``. Every (lr, scale, seed) is one run.
 
     At every logged step the study's probe measures the network on ``probe_images`` fixed validation images
     (dead channels, zero fraction, the residual stream after every block) and, every ``val_every_steps``
@@ -254,19 +256,23 @@ class ScalingConfig:
                 )
         _check_distinct(self.seeds, "scaling.seeds")
         _check_reserved(self.train, "scaling.train")
-        if "residual_scale" in self.train:
-            raise ValueError("scaling.train sets residual_scale; the scales come from scaling.scales")
+        if SCALE_OPTION in self.train.get("model_options", {}):
+            raise ValueError(f"scaling.train.model_options sets {SCALE_OPTION}; the scales come from scaling.scales")
         _check_run(
             {
-                **self.train,
-                "model": self.model,
-                "residual_scale": self.scales[0],
+                **self.run_settings(self.scales[0]),
                 **({"lr": self.lrs[0]} if self.lrs else {}),
             },
             "scaling.train",
         )
         if not self.train.get("log_every_steps", 10):
             raise ValueError("scaling.train.log_every_steps is 0: the death detector needs steps.jsonl")
+
+    def run_settings(self, scale: float) -> dict[str, Any]:
+        """The training settings of a run at residual scale ``scale``: ``train``, the model, and the scale
+        among the model options."""
+        options = {**self.train.get("model_options", {}), SCALE_OPTION: float(scale)}
+        return {**self.train, "model": self.model, "model_options": options}
 
     @property
     def rates(self) -> list[float | None]:
@@ -331,7 +337,7 @@ def _check_reserved(values: dict[str, Any], where: str, *, variant: bool = False
     unknown = [k for k in values if k not in known]
     if unknown:
         raise ValueError(
-            f"{where}: unknown training setting(s) {', '.join(map(repr, unknown))}; see "
+            f"{where}: unknown training setting(s) {', '.join(map(setting_hint, unknown))}; see "
             "`inception-resnet train --help` for the known ones"
         )
     for reserved in ("model", "seed", "run_dir", "resume"):

@@ -18,6 +18,7 @@ from typing import Any
 
 from ..checks import build
 from ..training import TrainConfig
+from ..training.config import every_model_option
 from .config import SECTION_OF, SECTIONS, CompareConfig, DeathCriteria, ScalingConfig, SweepConfig
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
@@ -134,7 +135,9 @@ def with_overrides(section: Any, overrides: list[str], *, compare: CompareConfig
     """A copy of ``section`` with ``KEY=VALUE`` settings applied and validated.
 
     ``KEY`` is a key of the section (``seeds``, ``pairs``, ``scales``...), ``death.KEY``, ``train.KEY``, or
-    a bare training setting (``epochs=2`` means ``train.epochs=2``). ``VALUE`` is read as JSON when it parses.
+    a bare training setting (``epochs=2`` means ``train.epochs=2``); ``model_options.OPTION`` (or
+    ``train.model_options.OPTION``) sets one of ``train.model_options``, keeping the others. ``VALUE`` is read
+    as JSON when it parses.
     A sweep is checked against ``compare`` (whose entries it tunes).
     """
     section = dataclasses.replace(section, train=dict(section.train))
@@ -145,7 +148,19 @@ def with_overrides(section: Any, overrides: list[str], *, compare: CompareConfig
         if not sep or not key:
             raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. epochs=2 or seeds=[0,1]")
         value = parse_value(raw)
-        if key.startswith("death.") and isinstance(section, ScalingConfig):
+        bare = key.removeprefix("train.")
+        option = bare.removeprefix("model_options.")
+        if bare not in TrainConfig.field_names() and bare in every_model_option():
+            raise ValueError(
+                f"--set {key}: an option of the model, not a training setting; set it with "
+                f"--set model_options.{bare}={raw}"
+            )
+        if bare.startswith("model_options.") and option:
+            options = section.train.get("model_options", {})
+            if not isinstance(options, dict):
+                raise ValueError(f"--set {key}: train.model_options is {options!r}, not a JSON object")
+            section.train["model_options"] = {**options, option: value}
+        elif key.startswith("death.") and isinstance(section, ScalingConfig):
             section.death = build(DeathCriteria, {**dataclasses.asdict(section.death), key[6:]: value}, "scaling.death")
         elif key.startswith("train."):
             section.train[key[6:]] = value

@@ -28,7 +28,7 @@ from typing import Any
 from ..environment import environment
 from ..training import TrainConfig, TrainSummary, train
 from ..training.rundir import read_steps
-from .config import ScalingConfig, section_to_dict
+from .config import SCALE_OPTION, ScalingConfig, section_to_dict
 from .death import DeathReport, detect_rows_death, rate_label, rate_per_32
 from .probe import DeathProbe, residual_blocks
 from .results import ScalingResult, ScalingRun
@@ -50,7 +50,7 @@ def plan_scaling(config: ScalingConfig, out_dir: str | os.PathLike) -> list[RunS
         for lr in config.rates:
             for scale in config.scales:
                 key = run_key(lr, scale, seed)
-                settings = {**config.train, "model": config.model, "residual_scale": float(scale), "seed": seed}
+                settings = {**config.run_settings(scale), "seed": seed}
                 if lr is not None:
                     settings["lr"] = float(lr)
                 group = (f"lr {lr:g}, " if lr is not None else "") + f"scale {scale:g}"
@@ -66,7 +66,7 @@ def _meta_model(model: str, settings: dict[str, Any]) -> Any:
 
     config = TrainConfig.from_dict({**settings, "model": model})
     with torch.device("meta"):
-        return create_model(model, num_classes=10, in_chans=config.in_chans, **config.model_kwargs())
+        return create_model(model, num_classes=10, in_chans=config.in_chans, **config.model_options)
 
 
 def residual_widths(model: str, settings: dict[str, Any]) -> list[int]:
@@ -92,7 +92,7 @@ def residual_stages(model: str, settings: dict[str, Any]) -> list[tuple[str, int
 
 def check_width(config: ScalingConfig) -> list[int]:
     """The residual widths; a ValueError when fewer than ``wide_stages`` stages exceed ``min_filters``."""
-    widths = residual_widths(config.model, {**config.train, "residual_scale": 1.0})
+    widths = residual_widths(config.model, config.run_settings(1.0))
     if not widths:
         raise ValueError(f"{config.model} has no residual blocks; the scaling study needs an Inception-ResNet")
     wide = [w for w in widths if w > config.min_filters] if config.min_filters else widths
@@ -100,8 +100,8 @@ def check_width(config: ScalingConfig) -> list[int]:
         raise ValueError(
             f"{config.model} at these settings has {len(wide)} residual stage(s) of more than min_filters="
             f"{config.min_filters} filters (stages: {widths}), fewer than wide_stages={config.wide_stages} (the "
-            "paper saw deaths above 1000 filters); raise train.width_multiplier, or lower min_filters or "
-            "wide_stages knowingly"
+            "paper saw deaths above 1000 filters); raise width_multiplier in train.model_options, or lower "
+            "min_filters or wide_stages knowingly"
         )
     return widths
 
@@ -179,7 +179,7 @@ def summarize_run(record: RunRecord, config: ScalingConfig) -> ScalingRun:
         key=record.spec.key,
         lr=record.spec.settings.get("lr") if config.lrs is not None else None,
         lr_per_32=per_32,
-        scale=float(record.spec.settings["residual_scale"]),
+        scale=float(record.spec.settings["model_options"][SCALE_OPTION]),
         seed=record.spec.seed,
         status=record.status,
         message=record.message,
@@ -234,7 +234,7 @@ def run_scaling(
         parallel=config.parallel,
     )
     runs = [summarize_run(r, config) for r in records]
-    stages = residual_stages(config.model, {**config.train, "residual_scale": 1.0})
+    stages = residual_stages(config.model, config.run_settings(1.0))
     result = ScalingResult(out, runs, widths, records, None, stages)
     if is_main_process():
         result.report = write_scaling_report(config, result, preset)

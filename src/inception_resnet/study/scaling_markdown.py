@@ -88,7 +88,7 @@ def setup_lines(
     wide = [w for w in result.widths if w > config.min_filters]
     return [
         f"- Network: `{config.model}`, blocks {resolved.model_options.get('blocks', 'as defined (full depth)')}, "
-        f"width multiplier {resolved.width_multiplier or 1.0}: residual stages of "
+        f"width multiplier {resolved.model_options.get('width_multiplier') or 1.0}: residual stages of "
         f"{', '.join(map(str, result.widths))} filters ({len(wide)} above {config.min_filters}).",
         f"- Data: {resolved.data or 'fashion-mnist'}, {derived.get('train_images', '?')} training images, "
         f"{derived.get('val_images', resolved.max_val_images or '?')} validation images, input "

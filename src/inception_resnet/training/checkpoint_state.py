@@ -45,7 +45,7 @@ def non_finite_weights(state: dict[str, Any]) -> str | None:
 def check_resume_compatible(config: TrainConfig, state: dict[str, Any], resume_path: str | None) -> None:
     """An error when the checkpoint's network differs from the configured one; a warning when its data order does."""
     saved = state["config"]
-    for name in ("model", "in_chans", "width_multiplier", "aux_logits", "residual_scale", "model_options"):
+    for name in ("model", "in_chans", "model_options"):
         if saved.get(name) != getattr(config, name):
             raise ValueError(
                 f"cannot resume from {resume_path}: it was trained with {name}={saved.get(name)!r} but "

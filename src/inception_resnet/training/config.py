@@ -17,7 +17,8 @@ from typing import Any
 
 from ..checks import bounded, check_fields
 from ..data.transforms import MAX_INPUT_SIZE
-from ..models.registry import COMMON_ARGUMENTS, MAX_CLASSES, check_model
+from ..models.registry import COMMON_ARGUMENTS, MAX_CLASSES, check_model, list_models
+from ..models.registry import model_options as builder_options
 from .optimizers import NO_DECAY_CHOICES, SCHEDULES
 from .rundir import load_run_config
 
@@ -118,12 +119,11 @@ class TrainConfig:
     input_size: int | None = _opt(
         None, "training and validation image size (default: the model's, 299)", ge=1, le=MAX_INPUT_SIZE
     )
-    width_multiplier: float | None = _opt(None, "model option: scale every layer's channels")
-    aux_logits: bool | None = _opt(None, "model option: build the auxiliary classifier")
-    residual_scale: float | tuple[float, float, float] | None = _opt(
-        None, "model option: scale of the residual branches (Inception-ResNet), one or an (A, B, C) triple"
+    model_options: dict = _opt(
+        {},
+        "options of the model's builder, passed to create_model (on the command line KEY=VALUE, e.g. "
+        "width_multiplier=0.25); an option the model does not have is an error naming the ones it has",
     )
-    model_options: dict = _opt({}, "further model options, passed to create_model")
     pretrained: str | None = _opt(
         None,
         "weights to start from (anything create_model(pretrained=) takes); "
@@ -254,11 +254,8 @@ class TrainConfig:
         known = cls.field_names()
         unknown = [k for k in values if k not in known]
         if unknown:
-            hints = []
-            for key in unknown:
-                close = difflib.get_close_matches(key, known, n=3)
-                hints.append(f"{key!r}" + (f" (did you mean {', '.join(close)}?)" if close else ""))
-            raise ValueError(f"unknown training setting(s): {', '.join(hints)}. Known settings: {', '.join(known)}")
+            hints = ", ".join(setting_hint(key) for key in unknown)
+            raise ValueError(f"unknown training setting(s): {hints}. Known settings: {', '.join(known)}")
         return cls(**dict(values))
 
     def to_dict(self) -> dict[str, Any]:
@@ -285,7 +282,7 @@ class TrainConfig:
         """Raise a ValueError for a value of the wrong type, not finite, or out of range (on a resolved config).
 
         Every field is checked against its annotation and bounds (:func:`~inception_resnet.checks.check_fields`);
-        the model and its options (``model_options`` and the option fields) against the model's builder.
+        the model and its ``model_options`` against the model's builder.
         """
         check_fields(self)
         reserved = sorted(set(self.model_options) & {"num_classes", "in_chans", "drop_rate", "pretrained"})
@@ -294,17 +291,23 @@ class TrainConfig:
                 f"model_options {', '.join(reserved)}: these are settings of their own; give them as "
                 + ", ".join(f"--{name.replace('_', '-')}" for name in reserved)
             )
-        check_model(self.model, self.model_kwargs())
+        check_model(self.model, self.model_options)
         if self.resume is not None and self.resume != "auto" and not Path(self.resume).exists():
             raise FileNotFoundError(f"checkpoint to resume from not found: {self.resume} (or pass --resume auto)")
 
-    def model_kwargs(self) -> dict[str, Any]:
-        """The options ``create_model`` gets besides the name, classes, channels and dropout."""
-        options = dict(self.model_options)
-        for name in ("width_multiplier", "aux_logits", "residual_scale"):
-            if getattr(self, name) is not None:
-                options[name] = getattr(self, name)
-        return options
+
+def every_model_option() -> set[str]:
+    """The options of every registered model's builder (a setting of that name belongs in ``model_options``)."""
+    return {option for name in list_models() for option in builder_options(name)}
+
+
+def setting_hint(key: str) -> str:
+    """An unknown setting ``key`` quoted, with what was meant: an option of the model (its place is
+    ``model_options``) or the closest known settings."""
+    if key in every_model_option():
+        return f"{key!r} (an option of the model: put it in model_options)"
+    close = difflib.get_close_matches(key, TrainConfig.field_names(), n=3)
+    return f"{key!r}" + (f" (did you mean {', '.join(close)}?)" if close else "")
 
 
 def recorded_model(pretrained: str | None) -> str:
@@ -326,7 +329,8 @@ def field_types() -> dict[str, Any]:
 
 
 def config_for_resume(overrides: Mapping[str, Any]) -> TrainConfig:
-    """The recorded configuration of the run being resumed, updated with ``overrides`` (which hold ``resume``).
+    """The recorded configuration of the run being resumed, updated with ``overrides`` (which hold ``resume``;
+    their ``model_options`` update the recorded ones key by key).
 
     ``resume`` is ``"auto"`` (then ``run_dir`` must be given) or a checkpoint file (its run directory is
     the one above ``checkpoints/``).
@@ -344,7 +348,10 @@ def config_for_resume(overrides: Mapping[str, Any]) -> TrainConfig:
         raise ValueError("--resume auto needs --run-dir (the run directory to continue)")
     path = Path(run_dir) / "config.json"
     base = checked_settings(load_run_config(run_dir), str(path)) if path.is_file() else {}
-    return TrainConfig.from_dict({**base, **overrides, "run_dir": run_dir})
+    values = {**base, **overrides, "run_dir": run_dir}
+    if isinstance(overrides.get("model_options"), Mapping):
+        values["model_options"] = {**base.get("model_options", {}), **overrides["model_options"]}
+    return TrainConfig.from_dict(values)
 
 
 def checked_settings(values: Mapping[str, Any], source: str) -> dict[str, Any]:

@@ -71,7 +71,7 @@ def build_network(
             in_chans=config.in_chans,
             drop_rate=config.drop_rate,
             pretrained=pretrained,
-            **config.model_kwargs(),
+            **config.model_options,
         )
     for note in getattr(net, "load_notes", []):
         say(f"pretrained weights: {note}")

@@ -203,9 +203,6 @@ def checkpoint_config(checkpoint: Mapping[str, Any]) -> dict[str, Any] | None:
     if not isinstance(settings, Mapping) or not settings.get("model"):
         return None
     options = dict(settings.get("model_options") or {})
-    for name in ("width_multiplier", "aux_logits", "residual_scale"):
-        if settings.get(name) is not None:
-            options[name] = settings[name]
     num_classes = settings.get("num_classes") or (len(classes) if classes else 1000)
     config: dict[str, Any] = {
         "architecture": settings["model"],
