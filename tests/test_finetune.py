@@ -158,6 +158,37 @@ def test_pretrained_weights_choose_the_finetune_recipe_and_their_model(run) -> N
         assert read_model_config(run_dir)["num_classes"] == 3
 
 
+def test_weights_trained_on_other_classes_get_a_new_classifier(run) -> None:
+    from inception_resnet.training.setup import build_network
+
+    run_dir, _photos, _summary = run
+    config = TrainConfig(pretrained=str(run_dir)).resolved()
+    trained = ir.create_model(pretrained=run_dir).state_dict()
+    notes: list[str] = []
+    same = build_network(config, list(CLASSES), None, notes.append).state_dict()
+    assert torch.equal(same["fc.weight"], trained["fc.weight"]) and not any("new classifier" in n for n in notes)
+    # as many classes, other ones (here the same in another order): the weights' classifier would load
+    other = build_network(config, ["owl", "dog", "cat"], None, notes.append).state_dict()
+    assert notes[-1] == (
+        "pretrained weights: new classifier(s) fc: the weights were trained on other classes (cat, dog, owl) "
+        "than the data's (owl, dog, cat)"
+    )
+    assert not torch.equal(other["fc.weight"], trained["fc.weight"]) and not other["fc.bias"].any()
+    assert all(torch.equal(other[k], trained[k]) for k in trained if not k.startswith("fc."))
+
+
+def test_classes_choose_part_of_the_data(run, capsys) -> None:
+    _run_dir, photos, _summary = run
+    assert (
+        main(["train", "--model", "googlenet", "--data", str(photos), "--classes", "owl", "0", "--print-config"]) == 0
+    )
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["classes"] == ["owl", "0"] and printed["num_classes"] == 2
+    for classes, message in (([], "at least 1 item"), ([-1], r"classes\[0\] must be at least 0"), ("owl", "a list")):
+        with pytest.raises(ValueError, match=message):
+            TrainConfig(classes=classes).resolved()
+
+
 def test_plot_of_a_short_run_draws_its_steps_and_no_top5_for_three_classes(run, tmp_path, monkeypatch) -> None:
     from matplotlib.axes import Axes
     from PIL import Image as PILImage

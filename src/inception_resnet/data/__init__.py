@@ -3,8 +3,8 @@
 * :mod:`.datasets` - ``build_dataset(data, split)`` and the datasets it returns, ``train_val_datasets`` (a
   held-out validation share where a folder has no ``val/``), class maps;
 * :mod:`.decoding` - decoding files, and skipping (or refusing) the ones that cannot be decoded;
-* :mod:`.subsets` - class-balanced subsets and held-out parts; :mod:`.loaders` - ``build_loader`` (skips
-  the samples that could not be decoded, seeds its workers);
+* :mod:`.subsets` - class-balanced subsets, held-out parts and the items of some classes; :mod:`.loaders` -
+  ``build_loader`` (skips the samples that could not be decoded, seeds its workers);
 * :mod:`.synthetic` - ``synthetic:N[:CLASSES]`` noise images for smoke tests;
 * :mod:`.transforms` - training augmentation and evaluation preprocessing; :mod:`.pad_crop` - the same for
   small images (pad, random crop, flip);
@@ -37,7 +37,7 @@ from .decoding import (
 )
 from .loaders import SkippingDataLoader, build_loader, collate_skipping
 from .pad_crop import PadCropTransform, whole_image_transform
-from .subsets import DatasetSubset, holdout_split, subset
+from .subsets import ClassSubset, DatasetSubset, class_subset, holdout_split, subset
 from .synthetic import SyntheticDataset, parse_synthetic
 from .transforms import (
     EVAL_STYLES,
@@ -58,6 +58,7 @@ __all__ = [
     "INCEPTION_MEAN",
     "INCEPTION_STD",
     "BuiltinDataset",
+    "ClassSubset",
     "CorruptImageError",
     "CorruptImageWarning",
     "DatasetSubset",
@@ -74,6 +75,7 @@ __all__ = [
     "apply_class_map",
     "build_dataset",
     "build_loader",
+    "class_subset",
     "collate_skipping",
     "crop_views",
     "decode_encoded",

@@ -134,6 +134,13 @@ class TrainConfig:
     sync_bn: bool = _opt(False, "SyncBatchNorm across processes (CUDA only)")
     # data
     data: str | None = _opt(None, "image folder, 'fashion-mnist' (default), 'mnist', or 'synthetic:N[:CLASSES]'")
+    classes: list[int | str] | None = _opt(
+        None,
+        "train and validate on these classes of the data only: names, or indices into its class list; "
+        "relabelled 0, 1, ... in the order given (default: all)",
+        ge=0,
+        min_items=1,
+    )
     max_train_images: int | None = _opt(None, "train on a class-balanced subset of this many images", ge=1)
     max_val_images: int | None = _opt(None, "validate on a class-balanced subset of this many images", ge=1)
     val_fraction: float = _opt(
