@@ -69,7 +69,10 @@ RECIPES: dict[str, dict[str, Any]] = {
     ),
     # from pretrained weights (the default with --weights): SGD as timm's and torchvision's fine-tuning, a peak
     # rate a ninth of the paper's, a short warm-up while the new classifier is random, cosine decay, no EMA
-    # (a 0.9999 average would lag a run of a few hundred steps by most of it)
+    # (a 0.9999 average would lag a run of a few hundred steps by most of it). The rate is for weights worth
+    # keeping: measured on Fashion-MNIST, five classes to the other five (benchmarks/finetune_recipe.py), a short
+    # run from a small network's weak features needs a rate above the from-scratch one to beat recipe paper from
+    # the same weights, so such runs should pass lr; the default was kept (see the README's fine-tuning section)
     "finetune": dict(
         _SHARED,
         clip_grad_norm=0.0,

@@ -84,13 +84,19 @@ def build_network(
         renewed = renew_classifiers(net)
         say(
             f"pretrained weights: new classifier(s) {', '.join(renewed)}: the weights were trained on other "
-            f"classes ({', '.join(map(str, recorded))}) than the data's ({', '.join(classes)})"
+            f"classes ({some_names(recorded)}) than the data's ({some_names(classes)})"
         )
     # the classes are the data's from now on (the run records them), not those the weights were trained on
     net.set_metadata(extra={k: v for k, v in net.metadata.extra.items() if k != "classes"})
     if config.freeze_body:
         freeze_body(net)
     return net
+
+
+def some_names(names: list, shown: int = 6) -> str:
+    """The first ``shown`` names, and how many there are when there are more."""
+    text = ", ".join(map(str, names[:shown]))
+    return text if len(names) <= shown else f"{text}, ... ({len(names)} in all)"
 
 
 def training_input_size(config: TrainConfig, net: nn.Module) -> int:
