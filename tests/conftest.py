@@ -47,9 +47,10 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def benchmark_script():
-    """Load a script of ``benchmarks/`` as a module: ``benchmark_script("ablation")``."""
+    """Load a script of ``benchmarks/`` as a module: ``benchmark_script("ablation")`` (session-scoped, so that
+    module fixtures may use it)."""
 
     def load(name: str):
         spec = importlib.util.spec_from_file_location(

@@ -22,6 +22,7 @@ from inception_resnet.data import (
     EncodedImage,
     build_dataset,
     build_loader,
+    class_subset,
     decode_encoded,
     decode_file,
     subset,
@@ -214,6 +215,26 @@ def test_subset_is_class_balanced_deterministic_and_keeps_classes(tree):
     assert len(subset(dataset, 100)) == len(dataset)
     with pytest.raises(ValueError, match="at least 1"):
         subset(dataset, 0)
+
+
+def test_class_subset_keeps_the_chosen_classes_relabelled_in_their_order(tree):
+    dataset = build_dataset(str(tree), "val")  # animal (2 photos), landscape (2), object (3)
+    chosen = class_subset(dataset, ["object", 0])
+    assert chosen.classes == ["object", "animal"] and chosen.labels == [2, 0]
+    assert chosen.targets == [1, 1, 0, 0, 0] and len(chosen) == 5  # file order kept, labels renumbered
+    image, label = chosen[0]
+    assert label == 1 and torch.equal(image, dataset[0][0])
+    assert chosen.with_transform(eval_transform(32))[4][0].shape == (3, 32, 32)
+    assert subset(chosen, 2).classes == ["object", "animal"] and sorted(subset(chosen, 2).targets) == [0, 1]
+    assert class_subset(dataset, ["1"]).classes == ["landscape"]  # digits that name no class: an index
+    for classes, message in (
+        (["objects"], r"'objects' is not a class of the data \(did you mean object\?\)"),
+        ([3], r"3 is no class index of the data \(0 to 2\)"),
+        (["animal", 0], r"0 names class 0 \(animal\) a second time"),
+        ([], "give at least one class"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            class_subset(dataset, classes)
 
 
 def test_loader_shuffle_and_random_transforms_repeat_with_the_seed(tree):

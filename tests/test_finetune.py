@@ -158,6 +158,37 @@ def test_pretrained_weights_choose_the_finetune_recipe_and_their_model(run) -> N
         assert read_model_config(run_dir)["num_classes"] == 3
 
 
+def test_weights_trained_on_other_classes_get_a_new_classifier(run) -> None:
+    from inception_resnet.training.setup import build_network
+
+    run_dir, _photos, _summary = run
+    config = TrainConfig(pretrained=str(run_dir)).resolved()
+    trained = ir.create_model(pretrained=run_dir).state_dict()
+    notes: list[str] = []
+    same = build_network(config, list(CLASSES), None, notes.append).state_dict()
+    assert torch.equal(same["fc.weight"], trained["fc.weight"]) and not any("new classifier" in n for n in notes)
+    # as many classes, other ones (here the same in another order): the weights' classifier would load
+    other = build_network(config, ["owl", "dog", "cat"], None, notes.append).state_dict()
+    assert notes[-1] == (
+        "pretrained weights: new classifier(s) fc: the weights were trained on other classes (cat, dog, owl) "
+        "than the data's (owl, dog, cat)"
+    )
+    assert not torch.equal(other["fc.weight"], trained["fc.weight"]) and not other["fc.bias"].any()
+    assert all(torch.equal(other[k], trained[k]) for k in trained if not k.startswith("fc."))
+
+
+def test_classes_choose_part_of_the_data(run, capsys) -> None:
+    _run_dir, photos, _summary = run
+    assert (
+        main(["train", "--model", "googlenet", "--data", str(photos), "--classes", "owl", "0", "--print-config"]) == 0
+    )
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["classes"] == ["owl", "0"] and printed["num_classes"] == 2
+    for classes, message in (([], "at least 1 item"), ([-1], r"classes\[0\] must be at least 0"), ("owl", "a list")):
+        with pytest.raises(ValueError, match=message):
+            TrainConfig(classes=classes).resolved()
+
+
 def test_plot_of_a_short_run_draws_its_steps_and_no_top5_for_three_classes(run, tmp_path, monkeypatch) -> None:
     from matplotlib.axes import Axes
     from PIL import Image as PILImage
@@ -211,3 +242,48 @@ def test_slow_starts_are_announced_before_they_begin(monkeypatch) -> None:
     events.clear()
     inference.optimize_model(model, "fp32", log=events.append)  # fp32 does not compile by default: no note
     assert events == ["optimizing", "inception_resnet_v2: plan"]
+
+
+# -- fine-tuning against the from-scratch recipe (issue #25) -------------------------------------------------------
+# benchmarks/finetune_recipe.py measures these runs over seeds and rates (docs/results/finetune-recipe-*.md); the
+# test runs its default settings for seed 0: 512 images of classes 5-9 for 4 epochs at batch 32. From these weak,
+# small-network features a short run needs a peak rate near the from-scratch one (the recipe's default is for
+# features worth keeping, see the README): the test gives the rate the measurement chose.
+FIVE_TO_FIVE_STEPS = 64
+FINETUNE_LR = 0.2  # per 32 images: the best of the rates measured
+FINETUNE_ERROR = 25.0  # percent top-1 on 500 test images of classes 5-9 after 64 steps (measured: 15.2, 20.6)
+
+
+@pytest.fixture(scope="module")
+def five_to_five(tmp_path_factory, benchmark_script):
+    """GoogLeNet x0.25 trained on Fashion-MNIST classes 0-4, then on classes 5-9 from those weights by the
+    finetune recipe and by the paper's from-scratch recipe, as many steps each; the benchmark's module too."""
+    bench = benchmark_script("finetune_recipe")
+    root = tmp_path_factory.mktemp("five-to-five")
+    before = torch.get_num_threads()
+    try:
+        source = bench.run(bench.pretrain_settings(), root / "pretrain", threads=1)
+        runs = {
+            recipe: bench.run(bench.finetune_settings(source.run_dir, recipe, lr), root / recipe, threads=1)
+            for recipe, lr in (("finetune", FINETUNE_LR), ("paper", None))
+        }
+    finally:
+        torch.set_num_threads(before)
+    return bench, source, runs
+
+
+def test_fine_tuning_five_classes_to_the_other_five_beats_the_from_scratch_recipe(five_to_five) -> None:
+    bench, source, runs = five_to_five
+    finetune, paper = runs["finetune"], runs["paper"]
+    assert (finetune.config["recipe"], finetune.config["optimizer"], finetune.config["ema_decay"]) == (
+        "finetune",
+        "sgd",
+        0.0,
+    )
+    assert (paper.config["recipe"], paper.config["pretrained"]) == ("paper", source.run_dir)
+    assert finetune.global_step == paper.global_step == FIVE_TO_FIVE_STEPS
+    assert read_model_config(source.run_dir)["label_names"] == ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat"]
+    assert read_model_config(finetune.run_dir)["label_names"] == ["Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+    error, scratch = bench.error_after(finetune), bench.error_after(paper)
+    assert error < FINETUNE_ERROR, f"finetune: {error:.1f}% after {FIVE_TO_FIVE_STEPS} steps"
+    assert error < scratch, f"finetune {error:.1f}% against paper {scratch:.1f}% from the same weights"

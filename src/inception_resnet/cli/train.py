@@ -117,6 +117,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, help=text)
         elif name == "recipe":
             parser.add_argument(flag, dest=name, choices=sorted(RECIPES), help=text)
+        elif typing.get_origin(kind) is list:  # --classes Sandal Shirt 7: texts, read as names or indices
+            parser.add_argument(flag, dest=name, nargs="+", metavar="ITEM", help=text)
         else:
             parser.add_argument(flag, dest=name, type=kind, metavar=name.upper(), help=text)
     parser.set_defaults(func=run)
@@ -183,7 +185,9 @@ def effective_config(config: TrainConfig) -> tuple[dict[str, Any], list[str]]:
     notes: list[str] = []
     options = {**model_option_defaults(values["model"]), **config.model_options}
     values["model_options"] = {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()}
-    if values["num_classes"] is None:
+    if values["num_classes"] is None and config.classes:
+        values["num_classes"] = len(config.classes)
+    elif values["num_classes"] is None:
         synthetic = parse_synthetic(config.data)
         try:
             if synthetic is not None:

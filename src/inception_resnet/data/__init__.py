@@ -4,8 +4,8 @@
   where a folder has no ``val/``), over :mod:`.image_folder` (class-per-folder trees) and
   :mod:`.builtin_datasets` (Fashion-MNIST, MNIST); :mod:`.class_map` - class maps;
 * :mod:`.decoding` - decoding files, and skipping (or refusing) the ones that cannot be decoded;
-* :mod:`.subsets` - class-balanced subsets and held-out parts; :mod:`.loaders` - ``build_loader`` (skips
-  the samples that could not be decoded, seeds its workers);
+* :mod:`.subsets` - class-balanced subsets, held-out parts and the items of some classes; :mod:`.loaders` -
+  ``build_loader`` (skips the samples that could not be decoded, seeds its workers);
 * :mod:`.synthetic` - ``synthetic:N[:CLASSES]`` noise images for smoke tests;
 * :mod:`.transforms` - training augmentation and evaluation preprocessing; :mod:`.pad_crop` - the same for
   small images (pad, random crop, flip);
@@ -31,7 +31,7 @@ from .decoding import (
 from .image_folder import IMAGE_EXTENSIONS, ImageFolderDataset
 from .loaders import SkippingDataLoader, build_loader, collate_skipping
 from .pad_crop import PadCropTransform, whole_image_transform
-from .subsets import DatasetSubset, holdout_split, subset
+from .subsets import ClassSubset, DatasetSubset, class_subset, holdout_split, subset
 from .synthetic import SyntheticDataset, parse_synthetic
 from .transforms import (
     EVAL_STYLES,
@@ -52,6 +52,7 @@ __all__ = [
     "INCEPTION_MEAN",
     "INCEPTION_STD",
     "BuiltinDataset",
+    "ClassSubset",
     "CorruptImageError",
     "CorruptImageWarning",
     "DatasetSubset",
@@ -68,6 +69,7 @@ __all__ = [
     "apply_class_map",
     "build_dataset",
     "build_loader",
+    "class_subset",
     "collate_skipping",
     "crop_views",
     "decode_encoded",

@@ -1,12 +1,14 @@
-"""Subsets of a dataset: a seeded, class-balanced choice of ``n`` items and a held-out part of each class.
+"""Subsets of a dataset: a seeded, class-balanced choice of ``n`` items, a held-out part of each class, and the
+items of some classes only (:func:`class_subset`, relabelled).
 
-Both keep the dataset's ``classes`` and, where the dataset has ``targets``, choose without decoding an
+The first two keep the dataset's ``classes``; all choose by the dataset's ``targets`` without decoding an
 image. The loaders that read them are in :mod:`inception_resnet.data.loaders`;
 :mod:`inception_resnet.data.datasets` says what the datasets yield.
 """
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -103,3 +105,63 @@ def holdout_split(dataset: Dataset, fraction: float, seed: int = 0) -> tuple[Dat
     chosen = set(held_out)
     kept = [i for i in range(len(targets)) if i not in chosen]
     return DatasetSubset(dataset, kept), DatasetSubset(dataset, sorted(held_out))
+
+
+class ClassSubset(DatasetSubset):
+    """The items of some classes of a dataset, relabelled ``0..k-1`` in the order the classes are given.
+
+    ``labels`` are the dataset's labels of the chosen classes; ``classes`` and ``targets`` are the new ones.
+    """
+
+    def __init__(self, dataset: Dataset, labels: Sequence[int]) -> None:
+        self.labels = [int(label) for label in labels]
+        self.relabel = {old: new for new, old in enumerate(self.labels)}
+        targets = dataset.targets
+        super().__init__(dataset, [i for i, label in enumerate(targets) if int(label) in self.relabel])
+        names = list(getattr(dataset, "classes", []))
+        self.classes = [names[label] for label in self.labels]
+        self.targets = [self.relabel[int(label)] for label in self.targets]
+
+    def __getitem__(self, index: int) -> Any:
+        image, label = self.dataset[self.indices[index]]
+        return image, self.relabel[int(label)]
+
+    def with_transform(self, transform: Callable | None) -> ClassSubset:
+        return ClassSubset(self.dataset.with_transform(transform), self.labels)
+
+    def __repr__(self) -> str:
+        return f"ClassSubset({len(self)} images of {len(self.classes)} classes of {self.dataset!r})"
+
+
+def class_labels(names: Sequence[str], classes: Sequence[int | str]) -> list[int]:
+    """The labels of ``classes`` among the class ``names``: each a name, or an index (an int, or a text of
+    digits that is not itself a name); a ValueError for one that is neither, or a class given twice."""
+    position = {name: label for label, name in enumerate(names)}
+    labels: list[int] = []
+    for item in classes:
+        if isinstance(item, str) and item in position:
+            label = position[item]
+        elif isinstance(item, int) or (isinstance(item, str) and item.isdecimal()):
+            label = int(item)
+            if not 0 <= label < len(names):
+                raise ValueError(f"classes: {item!r} is no class index of the data (0 to {len(names) - 1})")
+        else:
+            close = difflib.get_close_matches(str(item), list(names), n=3)
+            hint = f"did you mean {', '.join(close)}?" if close else f"the data's classes: {', '.join(names)}"
+            raise ValueError(f"classes: {item!r} is not a class of the data ({hint})")
+        if label in labels:
+            raise ValueError(f"classes: {item!r} names class {label} ({names[label]}) a second time")
+        labels.append(label)
+    if not labels:
+        raise ValueError("classes: give at least one class")
+    return labels
+
+
+def class_subset(dataset: Dataset, classes: Sequence[int | str]) -> ClassSubset:
+    """The items of ``classes`` (names or indices of ``dataset.classes``), relabelled ``0..k-1`` in that order.
+
+    Chooses by ``dataset.targets`` (no decoding); ``classes`` as :func:`class_labels` reads them.
+    """
+    if getattr(dataset, "targets", None) is None:
+        raise ValueError("choosing classes needs a dataset with .targets (one label per item)")
+    return ClassSubset(dataset, class_labels(list(dataset.classes), classes))

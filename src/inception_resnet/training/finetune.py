@@ -1,4 +1,5 @@
-"""Fine-tuning helpers: load weights whose classifiers have another size, and freeze everything but the heads.
+"""Fine-tuning helpers: load weights whose classifiers have another size, give a network new classifiers, and
+freeze everything but the heads.
 
 Both go by the model's :meth:`~inception_resnet.models.base.InceptionNet.classifier_names` (the main classifier
 and every auxiliary one), so GoogLeNet's ``aux1.fc2``/``aux2.fc2`` are treated like v3's ``AuxLogits.fc``.
@@ -12,6 +13,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from ..models.layers import init_weights
 from ..weights.loading import classifier_names, load_weights
 
 
@@ -21,6 +23,16 @@ def load_pretrained(net: nn.Module, source: str | os.PathLike | Mapping[str, tor
     ``source`` is anything :func:`~inception_resnet.weights.load_weights` takes; returns its notes.
     """
     return load_weights(net, source, new_heads=True)
+
+
+def renew_classifiers(net: nn.Module) -> list[str]:
+    """Initialise every classifier (main and auxiliary) afresh, as the network initialises them; returns their
+    names. For weights trained on other classes than the data's, in the same number: their classifier fits but
+    means nothing for the new classes."""
+    names = classifier_names(net)
+    for name in names:
+        init_weights(net.get_submodule(name))
+    return names
 
 
 def freeze_body(net: nn.Module) -> list[str]:

@@ -1,8 +1,8 @@
 """The data of a run before its loaders exist: training and validation sets, their limits, transforms and checks.
 
 :func:`load_run_data` decides where the images come from (datasets given to ``train()``, synthetic noise,
-``config.data`` with a validation split or a held-out part of the training split) and applies
-``max_train_images`` / ``max_val_images``; :func:`attach_transforms` gives data from
+``config.data`` with a validation split or a held-out part of the training split) and applies ``classes``
+and ``max_train_images`` / ``max_val_images``; :func:`attach_transforms` gives data from
 :func:`inception_resnet.data.build_dataset` the network's preprocessing once the network exists;
 :func:`check_fit` turns a mismatch between network and data into a clear error before the first step.
 """
@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 from ..data import datasets
 from ..data.augment import train_transform
 from ..data.pad_crop import PadCropTransform, whole_image_transform
-from ..data.subsets import holdout_split, subset
+from ..data.subsets import class_subset, holdout_split, subset
 from ..data.synthetic import SyntheticDataset, parse_synthetic
 from ..data.transforms import eval_transform_for
 from ..models.inputs import check_min_size
@@ -57,7 +57,8 @@ def first_image(dataset: Dataset, attempts: int = 8) -> torch.Tensor:
 def load_run_data(
     config: TrainConfig, train_dataset: Dataset | None, val_dataset: Dataset | None, say: Callable[[str], None]
 ) -> RunData:
-    """The training and validation sets, limited to ``max_train_images`` / ``max_val_images``, before transforms.
+    """The training and validation sets, limited to ``classes`` and ``max_train_images`` / ``max_val_images``,
+    before transforms.
 
     Datasets given by the caller and synthetic data are used as they are; data from
     :func:`inception_resnet.data.build_dataset` gets the network's transforms once the network exists.
@@ -114,10 +115,15 @@ def held_out_data(
 def limit_data(
     config: TrainConfig, train_dataset: Dataset, val_dataset: Dataset | None
 ) -> tuple[Dataset, Dataset | None]:
-    """Both sets checked for ``.classes`` and cut to ``max_train_images`` / ``max_val_images`` (class-balanced)."""
+    """Both sets checked for ``.classes``, cut to the chosen ``classes`` (relabelled in their order), then to
+    ``max_train_images`` / ``max_val_images`` (class-balanced)."""
     for name, dataset in (("training", train_dataset), ("validation", val_dataset)):
         if dataset is not None and not hasattr(dataset, "classes"):
             raise ValueError(f"the {name} dataset needs a .classes list (one name per label)")
+    if config.classes is not None:
+        train_dataset = class_subset(train_dataset, config.classes)
+        if val_dataset is not None:
+            val_dataset = class_subset(val_dataset, config.classes)
     if config.max_train_images:
         train_dataset = subset(train_dataset, config.max_train_images, config.seed)
     if val_dataset is not None and config.max_val_images:

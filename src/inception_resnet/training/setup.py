@@ -25,7 +25,7 @@ from ..weights.factory import create_model
 from .config import TrainConfig
 from .distributed import DistContext, GlobalBatchSampler, wrap_ddp
 from .ema import ModelEma
-from .finetune import freeze_body
+from .finetune import freeze_body, renew_classifiers
 from .optimizers import LRSchedule, build_optimizer, param_groups, scale_lr
 from .parts import RunParts
 from .progress import RunProgress
@@ -58,16 +58,20 @@ def configure_runtime(config: TrainConfig, ctx: DistContext) -> None:
 
 
 def build_network(
-    config: TrainConfig, num_classes: int, resume_path: str | None, say: Callable[[str], None]
+    config: TrainConfig, classes: list[str], resume_path: str | None, say: Callable[[str], None]
 ) -> nn.Module:
-    """The registered network built by ``create_model`` with ``pretrained`` weights (not when resuming; the
-    loader's notes said) and ``freeze_body`` applied."""
+    """The registered network for the data's ``classes``, built by ``create_model`` with ``pretrained`` weights
+    (not when resuming; the loader's notes said) and ``freeze_body`` applied.
+
+    Weights that record other classes than the data's get new classifiers: when the number is the same (five
+    classes fine-tuned to five others) theirs would load, but their outputs mean the weights' classes.
+    """
     pretrained = config.pretrained if resume_path is None else None
     with warnings.catch_warnings():  # a new classifier is what fine-tuning to other classes wants; noted below
         warnings.filterwarnings("ignore", message=".*classifiers do not fit")
         net = create_model(
             config.model,
-            num_classes=num_classes,
+            num_classes=config.num_classes or len(classes),
             in_chans=config.in_chans,
             drop_rate=config.drop_rate,
             pretrained=pretrained,
@@ -75,11 +79,24 @@ def build_network(
         )
     for note in getattr(net, "load_notes", []):
         say(f"pretrained weights: {note}")
+    recorded = net.metadata.extra.get("classes") if pretrained is not None else None
+    if recorded is not None and list(recorded) != list(classes) and not net.new_classifiers:
+        renewed = renew_classifiers(net)
+        say(
+            f"pretrained weights: new classifier(s) {', '.join(renewed)}: the weights were trained on other "
+            f"classes ({some_names(recorded)}) than the data's ({some_names(classes)})"
+        )
     # the classes are the data's from now on (the run records them), not those the weights were trained on
     net.set_metadata(extra={k: v for k, v in net.metadata.extra.items() if k != "classes"})
     if config.freeze_body:
         freeze_body(net)
     return net
+
+
+def some_names(names: list, shown: int = 6) -> str:
+    """The first ``shown`` names, and how many there are when there are more."""
+    text = ", ".join(map(str, names[:shown]))
+    return text if len(names) <= shown else f"{text}, ... ({len(names)} in all)"
 
 
 def training_input_size(config: TrainConfig, net: nn.Module) -> int:
@@ -108,7 +125,7 @@ def set_up_run(
     """The run's parts, checked and on their device; ``progress`` is the run's (fresh; a checkpoint fills it
     later). ``train_dataset`` / ``val_dataset`` replace ``config.data`` when given."""
     data = load_run_data(config, train_dataset, val_dataset, say)
-    net = build_network(config, config.num_classes or len(data.train.classes), resume_path, say)
+    net = build_network(config, list(data.train.classes), resume_path, say)
     check_input_size(config, net)
     size = training_input_size(config, net)
     if data.needs_transforms:
