@@ -56,7 +56,10 @@ def train_flags() -> list[str]:
     flags = []
     for name, value in SETTINGS.items():
         flag = "--" + {"num_workers": "workers"}.get(name, name).replace("_", "-")  # -j/--workers, timm's name
-        if value is True:
+        if name == "model_options":  # the one way in on the command line: --model-option KEY=VALUE per option
+            for key, option in value.items():
+                flags += ["--model-option", f"{key}={option}"]
+        elif value is True:
             flags.append(flag)
         elif value is False:
             flags.append("--no-" + name.replace("_", "-"))

@@ -77,8 +77,7 @@ def test_googlenet_fine_tunes_with_its_auxiliary_heads_from_1000_class_weights(t
     weights = save_weights(build("googlenet", 1000), tmp_path / "googlenet.safetensors")
     config = TrainConfig(
         model="googlenet",
-        aux_logits=True,
-        width_multiplier=0.25,
+        model_options={"aux_logits": True, "width_multiplier": 0.25},
         pretrained=str(weights),
         freeze_body=True,
         data="synthetic:8:4",
