@@ -31,45 +31,20 @@ if __package__ in (None, ""):  # run as a script from a checkout: use the packag
 
 from inception_resnet import create_model  # noqa: E402
 from inception_resnet.bench import publish  # noqa: E402
+from inception_resnet.bench.fashion_network import train_fashion_network  # noqa: E402
 from inception_resnet.data import build_dataset, multi_crop_transform_for, subset  # noqa: E402
 from inception_resnet.data.calibration import load_calibration  # noqa: E402
 from inception_resnet.environment import environment, environment_lines  # noqa: E402
 from inception_resnet.inference import deploy, optimize_for_inference, rewrite_for_inference  # noqa: E402
 from inception_resnet.inference.openvino_backend import convert, quantize  # noqa: E402
-from inception_resnet.training import TrainConfig, train  # noqa: E402
 from inception_resnet.weights.export import onnx_bytes  # noqa: E402
 
 
 def trained(args: argparse.Namespace, folder: str) -> str:
-    run = train(
-        TrainConfig.from_dict(
-            dict(
-                model=args.model,
-                model_options={"width_multiplier": args.width},
-                data="fashion-mnist",
-                input_size=75,
-                max_train_images=2048,
-                max_val_images=500,
-                epochs=3,
-                batch_size=32,
-                recipe="sgd",
-                lr=1.6,
-                warmup_epochs=0.0,
-                ema_decay=0.0,
-                color_distortion=False,
-                threads=torch.get_num_threads(),
-                num_workers=0,
-                deterministic=True,
-                progress=False,
-                tensorboard=False,
-                log_every_steps=0,
-                run_dir=str(Path(folder) / "run"),
-            )
-        )
-    )
-    if run.best_checkpoint is None:
-        raise SystemExit(f"training ended {run.status}; nothing to compare")
-    return str(run.best_checkpoint)
+    try:
+        return str(train_fashion_network(Path(folder) / "run", args.model, args.width, torch.get_num_threads()))
+    except RuntimeError as error:
+        raise SystemExit(f"{error}; nothing to compare") from error
 
 
 def nncf_defaults(network, calibration: torch.Tensor):

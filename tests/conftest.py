@@ -69,38 +69,13 @@ def fashion_network(tmp_path_factory):
     """GoogLeNet at width 0.25 trained by our trainer on 2,048 Fashion-MNIST images for 3 epochs (75 px), with its
     one-crop evaluation transform; trained once per session (the precision and deployment tests share it)."""
     from inception_resnet import create_model
+    from inception_resnet.bench.fashion_network import train_fashion_network
     from inception_resnet.data import multi_crop_transform_for
-    from inception_resnet.training import TrainConfig, train
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)
-    run = train(
-        TrainConfig.from_dict(
-            dict(
-                model="googlenet",
-                model_options={"width_multiplier": 0.25},
-                data="fashion-mnist",
-                input_size=75,
-                max_train_images=2048,
-                max_val_images=500,
-                epochs=3,
-                batch_size=32,
-                recipe="sgd",
-                lr=1.6,
-                warmup_epochs=0.0,
-                ema_decay=0.0,
-                color_distortion=False,
-                threads=1,
-                num_workers=0,
-                deterministic=True,
-                progress=False,
-                tensorboard=False,
-                log_every_steps=0,
-                run_dir=str(tmp_path_factory.mktemp("fashion") / "run"),
-            )
-        )
-    )
+    checkpoint = train_fashion_network(tmp_path_factory.mktemp("fashion") / "run")
     torch.set_num_threads(before)
-    model = create_model("googlenet", width_multiplier=0.25, num_classes=10, pretrained=run.best_checkpoint).eval()
-    model.checkpoint_path = run.best_checkpoint
+    model = create_model("googlenet", width_multiplier=0.25, num_classes=10, pretrained=checkpoint).eval()
+    model.checkpoint_path = checkpoint
     return model, multi_crop_transform_for(model, 1, input_size=75)

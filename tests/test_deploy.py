@@ -17,7 +17,7 @@ from inception_resnet.data.calibration import load_calibration
 from inception_resnet.inference import autoselect, optimize_for_inference
 from inception_resnet.inference import precision as precision_module
 from inception_resnet.inference.deploy import export_deployment
-from inception_resnet.inference.precision import InferenceModel, have_openvino, plan_inference
+from inception_resnet.inference.precision import InferenceModel
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -361,59 +361,3 @@ def test_the_deploy_summary_sets_our_fastest_path_against_the_fastest_plain_expo
     assert "`ours+fp32+auto`" in fp32_line and "`ours+ov`" in fp32_line and "1.04x" in fp32_line
     assert "missed by 1%" in fp32_line and "openvino, measured fastest: openvino 90 ms" in fp32_line
     assert "`ours+int8`" in int8_line and "`timm+ov+int8`" in int8_line and "0.80x" in int8_line
-
-
-# -- accuracy on every backend (benchmarks/precision_accuracy.py) ------------------------------------------------
-def test_the_accuracy_benchmark_trains_with_our_trainer_and_compares_every_backend_and_precision_with_fp32(
-    tmp_path, benchmark_script
-) -> None:
-    import json
-
-    module = benchmark_script("precision_accuracy")
-    run_dir = tmp_path / "run"
-    assert (
-        module.main(
-            [
-                "--model",
-                "googlenet",
-                "--train-images",
-                "64",
-                "--val-images",
-                "40",
-                "--calibration-images",
-                "8",
-                "--threads",
-                "1",
-                "--run-dir",
-                str(run_dir),
-                "--out",
-                str(tmp_path),
-            ]
-        )
-        == 0
-    )
-    assert (run_dir / "config.json").is_file()  # our trainer's run directory
-    (written,) = tmp_path.glob("precision-accuracy-googlenet-*.json")
-    rows = {(r["backend"], r["precision"]): r for r in json.loads(written.read_text())["rows"]}
-    assert rows["eager", "fp32"]["agreement"] == 100.0 and rows["eager", "fp32"]["change"] == 0.0
-    backends = ("torch", "openvino") if have_openvino(int8=True) else ("torch",)
-    assert set(rows) == {("eager", "fp32")} | {(b, p) for b in backends for p in ("fp32", "bf16", "int8")}
-    for backend in backends:
-        assert rows[backend, "fp32"]["agreement"] == 100.0  # the fp32 paths compute the eager model's classes
-        for precision in ("bf16", "int8"):
-            row = rows[backend, precision]
-            assert row["ran"] == plan_inference(precision, backend=backend).precision
-            assert 0.0 <= row["agreement"] <= 100.0 and row["bound"] == {"bf16": 0.2, "int8": 0.5}[precision]
-            assert row["change"] == pytest.approx(row["top1_error"] - rows["eager", "fp32"]["top1_error"])
-            assert row["photo_diff"] >= 0.0
-    assert rows["torch", "int8"]["plan"].startswith(
-        "int8 CPU inference" if rows["torch", "int8"]["ran"] == "int8" else "int8 was asked for"
-    )
-    # A run stopped before its last epoch (a signal, a time limit) reports nothing rather than a half-trained network.
-    from types import SimpleNamespace
-
-    module.train = lambda config: SimpleNamespace(status="stopped", best_checkpoint=None, exit_code=143)
-    for stale in tmp_path.glob("precision-accuracy-*"):
-        stale.unlink()
-    assert module.main(["--model", "googlenet", "--out", str(tmp_path)]) == 143
-    assert not list(tmp_path.glob("precision-accuracy-*"))

@@ -26,7 +26,7 @@ from inception_resnet.data import build_dataset, subset
 from inception_resnet.data.calibration import load_calibration
 from inception_resnet.inference import optimize_for_inference
 from inception_resnet.inference import precision as precision_module
-from inception_resnet.inference.precision import InferenceModel, cpu_features, plan_inference
+from inception_resnet.inference.precision import InferenceModel, cpu_features, have_openvino, plan_inference
 from inception_resnet.inference.quantize import calibration_batches
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -408,3 +408,47 @@ def test_the_profile_benchmark_splits_the_time_into_convolutions_and_the_rest(tm
     assert row["precision"] == "fp32" and row["batch"] == 2 and row["img_s"] > 0
     assert 0.5 * row["profiled_ms"] < row["conv_ms"] <= row["profiled_ms"]  # GoogLeNet is mostly convolutions
     assert "| fp32 | 2 |" in written.with_suffix(".md").read_text()
+
+
+def test_the_accuracy_benchmark_trains_with_our_trainer_and_compares_every_backend_and_precision_with_fp32(
+    tmp_path, benchmark_script
+) -> None:
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    # As a user runs it: a process of its own, where it loads OpenVINO (which must stay out of this process:
+    # see the Makefile).
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "precision_accuracy.py"
+    run_dir = tmp_path / "run"
+    flags = ["--model", "googlenet", "--train-images", "64", "--val-images", "40", "--calibration-images", "8"]
+    flags += ["--threads", "1", "--run-dir", str(run_dir), "--out", str(tmp_path)]
+    done = subprocess.run([sys.executable, str(script), *flags], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (run_dir / "config.json").is_file()  # our trainer's run directory
+    (written,) = tmp_path.glob("precision-accuracy-googlenet-*.json")
+    rows = {(r["backend"], r["precision"]): r for r in json.loads(written.read_text())["rows"]}
+    assert rows["eager", "fp32"]["agreement"] == 100.0 and rows["eager", "fp32"]["change"] == 0.0
+    backends = ("torch", "openvino") if have_openvino(int8=True) else ("torch",)
+    assert set(rows) == {("eager", "fp32")} | {(b, p) for b in backends for p in ("fp32", "bf16", "int8")}
+    for backend in backends:
+        assert rows[backend, "fp32"]["agreement"] == 100.0  # the fp32 paths compute the eager model's classes
+        for precision in ("bf16", "int8"):
+            row = rows[backend, precision]
+            assert row["ran"] == plan_inference(precision, backend=backend).precision
+            assert 0.0 <= row["agreement"] <= 100.0 and row["bound"] == {"bf16": 0.2, "int8": 0.5}[precision]
+            assert row["change"] == pytest.approx(row["top1_error"] - rows["eager", "fp32"]["top1_error"])
+            assert row["photo_diff"] >= 0.0
+    assert rows["torch", "int8"]["plan"].startswith(
+        "int8 CPU inference" if rows["torch", "int8"]["ran"] == "int8" else "int8 was asked for"
+    )
+    module = benchmark_script("precision_accuracy")
+    # A run stopped before its last epoch (a signal, a time limit) reports nothing rather than a half-trained network.
+    from types import SimpleNamespace
+
+    module.train = lambda config: SimpleNamespace(status="stopped", best_checkpoint=None, exit_code=143)
+    for stale in tmp_path.glob("precision-accuracy-*"):
+        stale.unlink()
+    assert module.main(["--model", "googlenet", "--out", str(tmp_path)]) == 143
+    assert not list(tmp_path.glob("precision-accuracy-*"))

@@ -6,7 +6,8 @@ channels_last, ``torch.compile`` mode and inductor options, TorchScript freezing
 graph), written as a spec such as ``timm+cl+compile`` (:func:`~.spec.parse_candidate`).
 
 * :mod:`.spec` - workloads and candidates; :mod:`.prepare` - building a candidate and its timed step;
-* :mod:`.harness` - timing in interleaved rounds and the result rows; :mod:`.report` - Markdown and JSON.
+* :mod:`.harness` - timing in interleaved rounds and the result rows; :mod:`.report` - Markdown and JSON;
+* :mod:`.fashion_network` - the small trained network the inference checks run on.
 
 Its layer, above ``inference/`` and beside ``study/``, and what it may import: docs/architecture.md.
 """
