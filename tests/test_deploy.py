@@ -28,6 +28,12 @@ def tiny() -> torch.nn.Module:
     return create_model("googlenet", width_multiplier=0.25, num_classes=10).eval()
 
 
+def tiny_flags(weights, num_classes: int = 10) -> list[str]:
+    """The command-line flags that rebuild :func:`tiny` (with ``num_classes``) from its saved ``weights``, at 75 px."""
+    model = ["--model", "googlenet", "--weights", str(weights), "--model-option", "width_multiplier=0.25"]
+    return [*model, "--num-classes", str(num_classes), "--input-size", "75"]
+
+
 def images(count: int, seed: int = 0, scale: float = 1.0) -> torch.Tensor:
     return scale * torch.randn(count, 3, 75, 75, generator=torch.Generator().manual_seed(seed))
 
@@ -142,16 +148,7 @@ def test_openvino_ir_export_round_trips_from_the_command_line(tmp_path, capsys) 
     output = tmp_path / "g.xml"
     common = [
         "export",
-        "--model",
-        "googlenet",
-        "--weights",
-        str(tmp_path / "g.safetensors"),
-        "--model-option",
-        "width_multiplier=0.25",
-        "--num-classes",
-        "10",
-        "--input-size",
-        "75",
+        *tiny_flags(tmp_path / "g.safetensors"),
         "--output",
         str(output),
     ]
@@ -214,16 +211,7 @@ def test_predict_runs_the_backend_asked_for_and_says_so(tmp_path, capsys) -> Non
     command = [
         "predict",
         str(tmp_path / "coffee.png"),
-        "--model",
-        "googlenet",
-        "--weights",
-        str(tmp_path / "g.safetensors"),
-        "--model-option",
-        "width_multiplier=0.25",
-        "--num-classes",
-        "10",
-        "--input-size",
-        "75",
+        *tiny_flags(tmp_path / "g.safetensors"),
         "--device",
         "cpu",
         "--json",
@@ -248,8 +236,7 @@ def test_eval_and_predict_choose_the_backend_by_measurement_by_default(tmp_path,
 
     two_classes = create_model("googlenet", width_multiplier=0.25, num_classes=2).eval()
     save_weights(two_classes, tmp_path / "g.safetensors")
-    model_flags = ["--model", "googlenet", "--weights", str(tmp_path / "g.safetensors")]
-    model_flags += ["--model-option", "width_multiplier=0.25", "--num-classes", "2", "--input-size", "75"]
+    model_flags = tiny_flags(tmp_path / "g.safetensors", num_classes=2)
     folder = tmp_path / "images"
     for label in ("a", "b"):
         (folder / label).mkdir(parents=True)
